@@ -1,0 +1,229 @@
+//! `sdft data inspect | convert | validate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use sdft_data::{example_to_json, read_records, ColumnMap, Dataset, Format, ReadOptions};
+use serde_json::{json, Value};
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Row count, columns, how they map onto examples, first rows, schema errors.
+    Inspect {
+        file: PathBuf,
+        #[command(flatten)]
+        read: ReadArgs,
+        /// How many rows to show.
+        #[arg(long, default_value_t = 3)]
+        rows: usize,
+        /// Print one JSON object (`rows`, `columns`, `mapping`, `valid_rows`, `dropped`, `first_rows`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a dataset to Parquet (or JSON / JSONL / CSV by the output's extension).
+    Convert {
+        input: PathBuf,
+        output: PathBuf,
+        #[command(flatten)]
+        read: ReadArgs,
+        /// Output format (default: from the output's extension).
+        #[arg(long)]
+        to: Option<Format>,
+        /// Fail on the first invalid row instead of dropping it.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Check every row; exit status 1 when any row fails.
+    Validate {
+        file: PathBuf,
+        #[command(flatten)]
+        read: ReadArgs,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How to read the input file.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Input format: json, jsonl, csv, parquet (default: from the extension).
+    #[arg(long)]
+    format: Option<Format>,
+    /// Map a column onto a field: COLUMN=FIELD (id, system, instruction, input,
+    /// output, history, messages). Repeatable.
+    #[arg(long = "map", value_name = "COLUMN=FIELD")]
+    map: Vec<String>,
+}
+
+impl ReadArgs {
+    fn options(&self, strict: bool) -> Result<ReadOptions> {
+        Ok(ReadOptions {
+            format: self.format,
+            columns: ColumnMap::parse_specs(&self.map)?,
+            strict,
+        })
+    }
+}
+
+pub fn run(cmd: DataCommand) -> Result<ExitCode> {
+    match cmd {
+        DataCommand::Inspect {
+            file,
+            read,
+            rows,
+            json,
+        } => inspect(file, read, rows, json),
+        DataCommand::Convert {
+            input,
+            output,
+            read,
+            to,
+            strict,
+        } => convert(input, output, read, to, strict),
+        DataCommand::Validate { file, read, json } => validate(file, read, json),
+    }
+}
+
+fn clip(s: &str, n: usize) -> String {
+    let one_line = s.replace('\n', "\\n");
+    if one_line.chars().count() <= n {
+        one_line
+    } else {
+        format!("{}…", one_line.chars().take(n).collect::<String>())
+    }
+}
+
+fn inspect(file: PathBuf, read: ReadArgs, rows: usize, as_json: bool) -> Result<ExitCode> {
+    let options = read.options(false)?;
+    let records = read_records(&file, options.format)?;
+    let columns = records.columns.clone();
+    let total = records.len();
+    let format = records.format;
+    let mapped = Dataset::from_records(records, &options);
+    let (schema_error, data) = match mapped {
+        Ok(d) => (None, Some(d)),
+        Err(e) => (Some(e.to_string()), None),
+    };
+    if as_json {
+        let mut obj = json!({
+            "path": file.display().to_string(),
+            "format": format.as_str(),
+            "rows": total,
+            "columns": columns,
+        });
+        if let Some(d) = &data {
+            obj["valid_rows"] = json!(d.len());
+            obj["mapping"] = serde_json::to_value(&d.report.mapping)?;
+            obj["dropped"] = serde_json::to_value(&d.report.dropped)?;
+            obj["first_rows"] =
+                Value::Array(d.examples.iter().take(rows).map(example_to_json).collect());
+        }
+        obj["schema_error"] = json!(schema_error);
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("file:    {}", file.display());
+    println!("format:  {format}");
+    println!("rows:    {total}");
+    println!("columns: {}", columns.join(", "));
+    if let Some(e) = schema_error {
+        println!("schema error: {e}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let d = data.expect("mapping succeeded");
+    let m = &d.report.mapping;
+    let show = |c: &Option<String>| c.clone().unwrap_or_else(|| "-".into());
+    println!(
+        "mapping: id <- {}, system <- {}, instruction <- {}, input <- {}, output <- {}, history <- {}, messages <- {}",
+        m.id.clone().unwrap_or_else(|| "(content hash)".into()),
+        show(&m.system),
+        show(&m.instruction),
+        show(&m.input),
+        show(&m.output),
+        show(&m.history),
+        show(&m.messages)
+    );
+    let multi = d.examples.iter().filter(|e| e.is_multi_turn()).count();
+    println!(
+        "valid:   {} ({} multi-turn), dropped: {}",
+        d.len(),
+        multi,
+        d.report.dropped.len()
+    );
+    for (reason, n) in d.report.dropped_by_reason().iter().take(10) {
+        println!("  dropped {n:>6} x {reason}");
+    }
+    for (i, ex) in d.examples.iter().take(rows).enumerate() {
+        println!("--- example {} (id {})", i + 1, ex.id);
+        if let Some(s) = &ex.system {
+            println!("  system:      {}", clip(s, 100));
+        }
+        println!("  instruction: {}", clip(&ex.instruction, 100));
+        if let Some(s) = ex.input.as_deref().filter(|s| !s.is_empty()) {
+            println!("  input:       {}", clip(s, 100));
+        }
+        println!("  output:      {}", clip(&ex.output, 100));
+        if !ex.history.is_empty() {
+            println!("  history:     {} earlier turns", ex.history.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn convert(
+    input: PathBuf,
+    output: PathBuf,
+    read: ReadArgs,
+    to: Option<Format>,
+    strict: bool,
+) -> Result<ExitCode> {
+    let data = Dataset::read(&input, &read.options(strict)?)?;
+    sdft_data::write_examples(&output, &data.examples, to)?;
+    eprintln!(
+        "wrote {} examples to {} ({} of {} rows dropped)",
+        data.len(),
+        output.display(),
+        data.report.dropped.len(),
+        data.report.rows_total
+    );
+    for (reason, n) in data.report.dropped_by_reason().iter().take(10) {
+        eprintln!("  dropped {n:>6} x {reason}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(file: PathBuf, read: ReadArgs, as_json: bool) -> Result<ExitCode> {
+    let data = Dataset::read(&file, &read.options(false)?)?;
+    let ok = data.report.dropped.is_empty();
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "path": file.display().to_string(),
+                "rows": data.report.rows_total,
+                "valid_rows": data.len(),
+                "errors": data.report.dropped,
+                "ok": ok,
+            }))?
+        );
+    } else {
+        for d in &data.report.dropped {
+            println!("{}: {d}", file.display());
+        }
+        println!(
+            "{}: {} rows, {} valid, {} invalid",
+            file.display(),
+            data.report.rows_total,
+            data.len(),
+            data.report.dropped.len()
+        );
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,122 @@
+//! The [`Generator`] and [`Scorer`] traits and their request/response types.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Prompt, Result, SamplingParams};
+
+/// Why a completion ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model produced an end-of-sequence (or extra stop) token.
+    Eos,
+    /// A stop string matched; it is not part of the text.
+    Stop,
+    /// `max_new_tokens` was reached.
+    Length,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Eos => "eos",
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// One generated continuation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The continuation only (no prompt), special tokens skipped.
+    pub text: String,
+    /// Number of tokens generated (including a final EOS token).
+    pub tokens: usize,
+    pub finish_reason: FinishReason,
+}
+
+/// One prompt to continue. `id` is the row's stable id: sampled generators derive the
+/// row's random stream from it, so a row's output does not depend on its batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationRequest {
+    pub id: String,
+    pub prompt: Prompt,
+}
+
+impl GenerationRequest {
+    pub fn new(id: impl Into<String>, prompt: Prompt) -> Self {
+        GenerationRequest {
+            id: id.into(),
+            prompt,
+        }
+    }
+
+    /// A request whose prompt is one raw text piece.
+    pub fn text(id: impl Into<String>, text: impl Into<String>) -> Self {
+        Self::new(id, Prompt::raw(text))
+    }
+}
+
+/// Batched text generation: prompts in, completions out, in the same order.
+pub trait Generator {
+    /// Generates one completion per request, in request order.
+    fn generate(
+        &mut self,
+        requests: &[GenerationRequest],
+        params: &SamplingParams,
+    ) -> Result<Vec<Completion>>;
+}
+
+/// A continuation to score given its prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoreRequest {
+    pub prompt: Prompt,
+    pub continuation: Prompt,
+}
+
+/// The log-likelihood of a continuation: the sum over its tokens of
+/// `log p(token | everything before)`, natural log.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    pub sum_logprob: f64,
+    pub tokens: usize,
+}
+
+impl Score {
+    /// Mean log-probability per token (0 for an empty continuation).
+    pub fn mean_logprob(&self) -> f64 {
+        if self.tokens == 0 {
+            0.0
+        } else {
+            self.sum_logprob / self.tokens as f64
+        }
+    }
+
+    /// Per-token perplexity, `exp(-mean_logprob)`.
+    pub fn perplexity(&self) -> f64 {
+        (-self.mean_logprob()).exp()
+    }
+}
+
+/// Batched log-likelihood scoring of continuations.
+pub trait Scorer {
+    /// Scores each request's continuation, in request order.
+    fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Score>>;
+}
+
+impl<G: Generator + ?Sized> Generator for &mut G {
+    fn generate(
+        &mut self,
+        requests: &[GenerationRequest],
+        params: &SamplingParams,
+    ) -> Result<Vec<Completion>> {
+        (**self).generate(requests, params)
+    }
+}
+
+impl<S: Scorer + ?Sized> Scorer for &mut S {
+    fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Score>> {
+        (**self).score(requests)
+    }
+}

@@ -1,0 +1,212 @@
+//! Checks that decide whether a rewrite is kept. Each is a small [`Check`]; users
+//! add their own by implementing the trait.
+
+use sdft_core::{answer, Example};
+
+/// Why a rewrite was rejected: the check's name and a human-readable detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub check: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.check, self.detail)
+    }
+}
+
+/// A rule a rewrite must pass to replace the reference response.
+pub trait Check: Send + Sync {
+    /// Short stable name, recorded as the fallback reason.
+    fn name(&self) -> &str;
+    /// `Err(detail)` when the rewrite of `example`'s final turn must not be used.
+    /// Both strings are already stripped of surrounding whitespace.
+    fn check(&self, example: &Example, rewrite: &str) -> std::result::Result<(), String>;
+}
+
+/// Phrases whose presence (lowercased) rejects a rewrite in the paper's `verify`.
+pub const BANNED_PHRASES: &[&str] = &[
+    "reference answer",
+    "your response",
+    "my response",
+    "your own response",
+    "now it's your turn",
+];
+
+/// The paper's `verify`, applied to every task: rejects a rewrite whose lowercased
+/// text contains a [`BANNED_PHRASES`] entry, or that starts with `"Your turn"`
+/// (case-sensitive).
+#[derive(Debug, Clone, Default)]
+pub struct BanPhrases;
+
+impl Check for BanPhrases {
+    fn name(&self) -> &str {
+        "ban_phrase"
+    }
+
+    fn check(&self, _example: &Example, rewrite: &str) -> std::result::Result<(), String> {
+        let lower = rewrite.to_lowercase();
+        if let Some(p) = BANNED_PHRASES.iter().find(|p| lower.contains(*p)) {
+            return Err(format!("contains {p:?}"));
+        }
+        if rewrite.starts_with("Your turn") {
+            return Err("starts with \"Your turn\"".into());
+        }
+        Ok(())
+    }
+}
+
+/// GSM8K / MultiArith (`check_math`): the rewrite's last integer equals the
+/// reference's ([`answer::math_answers_match`]).
+#[derive(Debug, Clone, Default)]
+pub struct MathAnswer;
+
+impl Check for MathAnswer {
+    fn name(&self) -> &str {
+        "math_answer"
+    }
+
+    fn check(&self, example: &Example, rewrite: &str) -> std::result::Result<(), String> {
+        let reference = example.output.trim();
+        if answer::math_answers_match(rewrite, reference) {
+            return Ok(());
+        }
+        let show = |x: Option<i128>| match x {
+            Some(answer::INVALID_ANSWER) => "no usable integer".to_string(),
+            Some(v) => v.to_string(),
+            None => "an unparsable number".to_string(),
+        };
+        Err(format!(
+            "final answer {} differs from the reference's {}",
+            show(answer::last_integer(rewrite)),
+            show(answer::last_integer(reference))
+        ))
+    }
+}
+
+/// OpenFunctions (`check_openfunction`): the normalised reference call appears in
+/// the normalised rewrite ([`answer::call_matches`]).
+#[derive(Debug, Clone, Default)]
+pub struct FunctionCall;
+
+impl Check for FunctionCall {
+    fn name(&self) -> &str {
+        "function_call"
+    }
+
+    fn check(&self, example: &Example, rewrite: &str) -> std::result::Result<(), String> {
+        if answer::call_matches(rewrite, example.output.trim()) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the reference call {:?} does not appear",
+                example.output.trim()
+            ))
+        }
+    }
+}
+
+/// MagiCoder (`check_magicoder`): the rewrite contains a ```` ```python ```` block and
+/// starts with "I have", "Here is" or "I implemented". The reference is not compared.
+#[derive(Debug, Clone, Default)]
+pub struct CodeStyle;
+
+impl Check for CodeStyle {
+    fn name(&self) -> &str {
+        "code_style"
+    }
+
+    fn check(&self, _example: &Example, rewrite: &str) -> std::result::Result<(), String> {
+        if !rewrite.contains("```python") {
+            return Err("no ```python code block".into());
+        }
+        if !["I have", "Here is", "I implemented"]
+            .iter()
+            .any(|p| rewrite.starts_with(p))
+        {
+            return Err("does not start with \"I have\", \"Here is\" or \"I implemented\"".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(output: &str) -> Example {
+        Example::new("q", output)
+    }
+
+    #[test]
+    fn ban_phrases_are_case_insensitive_but_your_turn_is_not() {
+        let c = BanPhrases;
+        assert!(c
+            .check(&ex("x"), "Compared to the Reference Answer, ...")
+            .is_err());
+        assert!(c.check(&ex("x"), "Here is MY RESPONSE").is_err());
+        assert!(c.check(&ex("x"), "Now it's your turn to try.").is_err());
+        assert!(c.check(&ex("x"), "Your turn: solve it").is_err());
+        assert!(c.check(&ex("x"), "your turn: solve it").is_ok());
+        assert!(c.check(&ex("x"), "It is your turn").is_ok());
+        assert!(c.check(&ex("x"), "The answer is 5.").is_ok());
+    }
+
+    #[test]
+    fn math_answer_worked_cases() {
+        let c = MathAnswer;
+        let r = ex("She pays 1,200 dollars.\nThe answer is 1200.");
+        assert!(c.check(&r, "Total: 1,200").is_ok());
+        assert!(c.check(&r, "Total: 1200.00").is_ok());
+        assert!(c.check(&r, "Total: 1200.5").is_err());
+        assert!(c.check(&r, "no number").is_err());
+        assert!(c.check(&ex("The answer is -3."), "it drops to -3").is_ok());
+        assert!(c.check(&ex("The answer is -3."), "it drops by 3").is_err());
+        // "18 2" reads as 182 through the \s thousands separator, as in the reference.
+        assert!(c.check(&ex("The answer is 182."), "we get 18 2").is_ok());
+        let err = c
+            .check(&ex("The answer is 7."), "The answer is 8.")
+            .unwrap_err();
+        assert_eq!(err, "final answer 8 differs from the reference's 7");
+    }
+
+    #[test]
+    fn function_call_normalises_quotes_and_spaces() {
+        let c = FunctionCall;
+        let r = ex("pyarrow.Timestamp(unit='s', tz='UTC')");
+        assert!(c
+            .check(
+                &r,
+                "Call pyarrow.Timestamp(unit=\"s\",  tz=\"UTC\") to do it"
+            )
+            .is_ok());
+        // Only `", "` between quotes is collapsed: a missing space after `,` before a
+        // keyword still differs, exactly as in the reference code.
+        assert!(c.check(&r, "pyarrow.Timestamp(unit='s',tz='UTC')").is_err());
+        let list = ex("f(cols=['a', 'b'])");
+        assert!(c.check(&list, "f(cols=[\"a\",\"b\"])").is_ok());
+        assert!(c
+            .check(&r, "pyarrow.Timestamp(unit='ms', tz='UTC')")
+            .is_err());
+        assert!(c
+            .check(&r, "mypyarrow.Timestamp(unit='s', tz='UTC')")
+            .is_err());
+        assert!(c.check(&ex("not a call"), "not a call").is_err());
+    }
+
+    #[test]
+    fn code_style_needs_block_and_opening() {
+        let c = CodeStyle;
+        assert!(c
+            .check(&ex(""), "Here is the code:\n```python\nprint(1)\n```")
+            .is_ok());
+        assert!(c
+            .check(&ex(""), "I implemented it:\n```python\n```")
+            .is_ok());
+        assert!(c.check(&ex(""), "Sure! ```python\n```").is_err());
+        assert!(c
+            .check(&ex(""), "Here is the code:\n```\nprint(1)\n```")
+            .is_err());
+    }
+}
