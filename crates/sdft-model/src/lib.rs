@@ -22,6 +22,15 @@
 pub mod backend;
 mod config;
 mod error;
+pub mod gguf;
+mod load;
+pub mod model;
+pub mod weights;
+pub mod tokenizer;
 
 pub use config::{LlamaConfig, RopeScaling};
 pub use error::{Error, Result};
+pub use load::{Model, ModelFiles, ModelFormat};
+pub use weights::LoadOptions;
+pub use gguf::{GgmlType, GgufFile, TensorInfo};
+pub use tokenizer::TokenizerInfo;

@@ -1,0 +1,154 @@
+//! [`Model`]: a loaded checkpoint (config, weights on a device, tokenizer), from an
+//! HF safetensors directory or a GGUF file.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use sdft_core::{Prompt, PromptPiece};
+
+use crate::model::Llama;
+use crate::weights::{build_llama, GgufWeights, LoadOptions, SafetensorsDir, WeightSource};
+use crate::{Error, LlamaConfig, Result, TokenizerInfo};
+
+/// The on-disk layout of a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFormat {
+    /// A directory with `config.json`, safetensors and `tokenizer.json`.
+    HfDir,
+    /// A llama.cpp GGUF file.
+    Gguf,
+}
+
+/// A checkpoint opened without building the network: config, tokenizer and a
+/// weight source. Cheap; used by `sdft model info` and `sdft model tokenize`.
+pub struct ModelFiles {
+    pub path: PathBuf,
+    pub format: ModelFormat,
+    pub config: LlamaConfig,
+    pub tokenizer: TokenizerInfo,
+    pub weights: Box<dyn WeightSource>,
+}
+
+impl ModelFiles {
+    /// Opens a GGUF file or an HF checkpoint directory.
+    pub fn open(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            let config = LlamaConfig::from_hf_file(&path.join("config.json"))?;
+            let tokenizer = TokenizerInfo::from_hf_dir(path)?;
+            let weights = SafetensorsDir::open(path)?;
+            Ok(ModelFiles {
+                path: path.to_path_buf(),
+                format: ModelFormat::HfDir,
+                config,
+                tokenizer,
+                weights: Box::new(weights),
+            })
+        } else if path.is_file() {
+            let weights = GgufWeights::open(path)?;
+            let config = weights.config().clone();
+            let tokenizer = TokenizerInfo::from_gguf(weights.file())?;
+            Ok(ModelFiles {
+                path: path.to_path_buf(),
+                format: ModelFormat::Gguf,
+                config,
+                tokenizer,
+                weights: Box::new(weights),
+            })
+        } else {
+            Err(Error::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file or directory: expected a .gguf file or an HF checkpoint directory",
+                ),
+            })
+        }
+    }
+}
+
+/// A model ready to run: the network on a device and its tokenizer.
+pub struct Model<B: Backend> {
+    pub path: PathBuf,
+    pub format: ModelFormat,
+    pub config: LlamaConfig,
+    pub tokenizer: TokenizerInfo,
+    pub llama: Llama<B>,
+    pub device: B::Device,
+}
+
+impl<B: Backend> Model<B> {
+    /// Loads a GGUF file or an HF checkpoint directory onto `device`.
+    pub fn load(path: &Path, options: &LoadOptions, device: &B::Device) -> Result<Self> {
+        let files = ModelFiles::open(path)?;
+        let llama = build_llama::<B>(&files.config, files.weights.as_ref(), options, device)?;
+        Ok(Model {
+            path: files.path,
+            format: files.format,
+            config: files.config,
+            tokenizer: files.tokenizer,
+            llama,
+            device: device.clone(),
+        })
+    }
+
+    /// Token ids of a prompt: each text piece encoded on its own (special-token text
+    /// such as `<|im_start|>` recognised, nothing added), BOS/EOS markers as the
+    /// tokenizer's ids, the way the paper's code encodes template pieces.
+    pub fn encode_pieces(&self, prompt: &Prompt) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        for piece in &prompt.pieces {
+            match piece {
+                PromptPiece::Text(t) => ids.extend(self.tokenizer.encode(t, true)?),
+                PromptPiece::Bos => ids.push(self.tokenizer.bos_id().ok_or_else(|| Error::Tokenizer {
+                    source_name: self.tokenizer.source().to_string(),
+                    message: "the prompt asks for BOS but the tokenizer defines none".into(),
+                })?),
+                PromptPiece::Eos => ids.push(self.tokenizer.eos_id().ok_or_else(|| Error::Tokenizer {
+                    source_name: self.tokenizer.source().to_string(),
+                    message: "the prompt asks for EOS but the tokenizer defines none".into(),
+                })?),
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Checks that ids fit the model's vocabulary and context.
+    pub fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= self.config.vocab_size) {
+            return Err(Error::Other(format!(
+                "token id {bad} is outside the vocabulary of {} ids",
+                self.config.vocab_size
+            )));
+        }
+        let max = self.llama.rope.max_positions();
+        if ids.len() > max {
+            return Err(Error::Other(format!(
+                "{} tokens exceed the model's {max} positions",
+                ids.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Logits `[len, vocab]` at every position of each sequence, one padded batch.
+    pub fn logits_all(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
+        for s in seqs {
+            self.check_ids(s)?;
+        }
+        let batch = crate::model::PaddedBatch::right_padded(seqs);
+        let logits = self.llama.forward_batch(&batch, &self.device);
+        let [b, s, v] = logits.dims();
+        let flat: Vec<f32> = logits
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .map_err(|e| Error::Other(format!("reading logits: {e:?}")))?;
+        Ok((0..b)
+            .map(|i| {
+                (0..seqs[i].len())
+                    .map(|t| flat[(i * s + t) * v..(i * s + t + 1) * v].to_vec())
+                    .collect()
+            })
+            .collect())
+    }
+}

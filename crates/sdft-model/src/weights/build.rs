@@ -1,0 +1,152 @@
+//! Building a [`Llama`] from a [`WeightSource`], checking every shape against the
+//! config.
+
+use burn::module::Param;
+use burn::prelude::*;
+use burn::tensor::DType;
+
+use super::{F32Tensor, WeightSource};
+use crate::model::{rope_for, Attention, Block, Llama, Mlp, RmsNorm};
+use crate::{Error, LlamaConfig, Result};
+
+/// How to load weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadOptions {
+    /// Float type of the weights on the device (F32 by default; BF16/F16 where the
+    /// backend supports them).
+    pub dtype: DType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { dtype: DType::F32 }
+    }
+}
+
+struct Loader<'a, B: Backend> {
+    source: &'a dyn WeightSource,
+    device: &'a B::Device,
+    dtype: DType,
+}
+
+impl<B: Backend> Loader<'_, B> {
+    fn fetch(&self, name: &str, expected: &[usize]) -> Result<F32Tensor> {
+        let t = self.source.tensor(name)?.ok_or_else(|| Error::MissingTensor {
+            path: self.source.path().to_path_buf(),
+            tensor: name.to_string(),
+        })?;
+        if t.shape != expected {
+            return Err(Error::Tensor {
+                path: self.source.path().to_path_buf(),
+                tensor: name.to_string(),
+                message: format!("expected shape {expected:?} from the config, found {:?}", t.shape),
+            });
+        }
+        if t.data.len() != expected.iter().product::<usize>() {
+            return Err(Error::Tensor {
+                path: self.source.path().to_path_buf(),
+                tensor: name.to_string(),
+                message: format!("{} values do not fill shape {expected:?}", t.data.len()),
+            });
+        }
+        Ok(t)
+    }
+
+    fn on_device<const D: usize>(&self, data: Vec<f32>, shape: [usize; D]) -> Tensor<B, D> {
+        let t = Tensor::<B, D>::from_data(TensorData::new(data, shape), self.device);
+        if self.dtype == DType::F32 {
+            t
+        } else {
+            t.cast(self.dtype)
+        }
+    }
+
+    fn vector(&self, name: &str, n: usize) -> Result<Param<Tensor<B, 1>>> {
+        let t = self.fetch(name, &[n])?;
+        Ok(Param::from_tensor(self.on_device(t.data, [n])))
+    }
+
+    /// A PyTorch `[out, in]` linear weight, stored transposed as `[in, out]`.
+    fn linear(&self, name: &str, out_f: usize, in_f: usize) -> Result<Param<Tensor<B, 2>>> {
+        let t = self.fetch(name, &[out_f, in_f])?;
+        Ok(Param::from_tensor(self.on_device(transpose(&t.data, out_f, in_f), [in_f, out_f])))
+    }
+}
+
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; data.len()];
+    const TILE: usize = 32;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    out[c * rows + r] = data[r * cols + c];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Builds the model from `source`, checking each tensor's shape against `config`.
+pub fn build_llama<B: Backend>(
+    config: &LlamaConfig,
+    source: &dyn WeightSource,
+    options: &LoadOptions,
+    device: &B::Device,
+) -> Result<Llama<B>> {
+    let l = Loader::<B> {
+        source,
+        device,
+        dtype: options.dtype,
+    };
+    let (h, v, ff) = (config.hidden_size, config.vocab_size, config.intermediate_size);
+    let q_dim = config.num_attention_heads * config.head_dim;
+    let kv_dim = config.kv_dim();
+    let embed = l.fetch("model.embed_tokens.weight", &[v, h])?;
+    let lm_head = if config.tie_word_embeddings {
+        Param::from_tensor(l.on_device(transpose(&embed.data, v, h), [h, v]))
+    } else {
+        l.linear("lm_head.weight", v, h)?
+    };
+    let embed_tokens = Param::from_tensor(l.on_device(embed.data, [v, h]));
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for i in 0..config.num_hidden_layers {
+        let p = |s: &str| format!("model.layers.{i}.{s}");
+        layers.push(Block {
+            input_norm: RmsNorm {
+                weight: l.vector(&p("input_layernorm.weight"), h)?,
+                eps: config.rms_norm_eps,
+            },
+            attn: Attention {
+                q_proj: l.linear(&p("self_attn.q_proj.weight"), q_dim, h)?,
+                k_proj: l.linear(&p("self_attn.k_proj.weight"), kv_dim, h)?,
+                v_proj: l.linear(&p("self_attn.v_proj.weight"), kv_dim, h)?,
+                o_proj: l.linear(&p("self_attn.o_proj.weight"), h, q_dim)?,
+                n_heads: config.num_attention_heads,
+                n_kv_heads: config.num_key_value_heads,
+                head_dim: config.head_dim,
+            },
+            post_norm: RmsNorm {
+                weight: l.vector(&p("post_attention_layernorm.weight"), h)?,
+                eps: config.rms_norm_eps,
+            },
+            mlp: Mlp {
+                gate_proj: l.linear(&p("mlp.gate_proj.weight"), ff, h)?,
+                up_proj: l.linear(&p("mlp.up_proj.weight"), ff, h)?,
+                down_proj: l.linear(&p("mlp.down_proj.weight"), h, ff)?,
+            },
+        });
+    }
+    Ok(Llama {
+        embed_tokens,
+        layers,
+        norm: RmsNorm {
+            weight: l.vector("model.norm.weight", h)?,
+            eps: config.rms_norm_eps,
+        },
+        lm_head,
+        tied: config.tie_word_embeddings,
+        rope: rope_for(config, device),
+    })
+}

@@ -1,0 +1,47 @@
+//! Weight sources: HF safetensors directories and GGUF files, both served under HF
+//! tensor names with PyTorch shapes, and the builder that turns them into a
+//! [`Llama`](crate::model::Llama).
+
+mod build;
+mod gguf_source;
+mod safetensors_dir;
+
+use std::path::Path;
+
+pub use build::{build_llama, LoadOptions};
+pub use gguf_source::{config_from_gguf, gguf_tensor_name, unpermute_rows, GgufWeights};
+pub use safetensors_dir::SafetensorsDir;
+
+use crate::Result;
+
+/// A tensor in f32 with its row-major (PyTorch) shape.
+#[derive(Debug, Clone)]
+pub struct F32Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Anything that serves a checkpoint's tensors by HF name
+/// (`model.layers.0.self_attn.q_proj.weight`), dequantized to f32, in the HF layout
+/// (rotate-half RoPE rows for q/k).
+pub trait WeightSource {
+    /// The file or directory the weights come from (for error messages).
+    fn path(&self) -> &Path;
+    /// The tensor, or `None` when the checkpoint does not have it.
+    fn tensor(&self, hf_name: &str) -> Result<Option<F32Tensor>>;
+    /// A summary of the stored types, such as `"Q4_1: 210, F32: 61, Q8_0: 1"`.
+    fn dtype_summary(&self) -> String;
+}
+
+/// Counts items into a `"A: n, B: m"` summary, most frequent first.
+pub(crate) fn summarize<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for it in items {
+        match counts.iter_mut().find(|(k, _)| *k == it) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((it, 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    counts.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")
+}
