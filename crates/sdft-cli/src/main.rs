@@ -22,6 +22,9 @@ enum Command {
     /// Inspect, validate and convert datasets.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
+    /// Inspect, tokenize with, run and convert models.
+    #[command(subcommand)]
+    Model(cmd::model::ModelCommand),
     /// List and render prompt templates.
     #[command(subcommand)]
     Template(cmd::template::TemplateCommand),
@@ -32,6 +35,7 @@ fn main() -> std::process::ExitCode {
     logging::init(cli.verbose);
     let result = match cli.command {
         Command::Data(c) => cmd::data::run(c),
+        Command::Model(c) => cmd::model::run(c),
         Command::Template(c) => cmd::template::run(c),
     };
     match result {

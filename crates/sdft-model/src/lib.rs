@@ -19,8 +19,10 @@
 //! assert_eq!(backend::backend_name(), "flex");
 //! ```
 
+pub mod assets;
 pub mod backend;
 mod config;
+pub mod convert;
 mod error;
 pub mod gguf;
 mod load;

@@ -105,3 +105,30 @@ fn gguf_logits_match_the_numpy_reference() {
     eprintln!("worst max abs error over all prompts and positions (single and batched): {worst:.2e}");
     assert!(worst < TOLERANCE, "max abs error {worst} exceeds {TOLERANCE}");
 }
+
+#[test]
+fn converted_safetensors_give_identical_logits() {
+    let Some(path) = model_path() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("smollm2-hf");
+    let files = sdft_model::ModelFiles::open(&path).unwrap();
+    sdft_model::convert::write_hf_dir(&files, &out, sdft_model::convert::SaveDtype::F32).unwrap();
+    drop(files);
+    let device = default_device();
+    let a = Model::<DefaultBackend>::load(&path, &LoadOptions::default(), &device).unwrap();
+    let b = Model::<DefaultBackend>::load(&out, &LoadOptions::default(), &device).unwrap();
+    assert_eq!(a.config, b.config);
+    let text = "<|im_start|>user\nName three colors.<|im_end|>\n<|im_start|>assistant\n";
+    let ids_a = a.tokenizer.encode_prompt(text).unwrap();
+    let ids_b = b.tokenizer.encode_prompt(text).unwrap();
+    assert_eq!(ids_a, ids_b, "the converted tokenizer.json tokenizes the same");
+    let la = a.logits_all(std::slice::from_ref(&ids_a)).unwrap();
+    let lb = b.logits_all(std::slice::from_ref(&ids_b)).unwrap();
+    let max = la[0]
+        .iter()
+        .flatten()
+        .zip(lb[0].iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert_eq!(max, 0.0, "GGUF and converted safetensors logits differ by {max}");
+}

@@ -1,0 +1,231 @@
+//! `sdft model info | tokenize | logits | convert`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use sdft_model::backend::{default_device, DefaultBackend};
+use sdft_model::convert::{write_hf_dir, SaveDtype};
+use sdft_model::{assets, LoadOptions, Model, ModelFiles, ModelFormat};
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Architecture, parameter count, stored dtypes, tokenizer, chat template.
+    Info {
+        /// A .gguf file, an HF checkpoint directory, or a known name (smollm2-135m-instruct).
+        model: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Token ids of a text (special-token text such as `<|im_start|>` is recognised).
+    Tokenize {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        text: String,
+        /// Treat special-token text as plain text.
+        #[arg(long)]
+        no_special: bool,
+        /// Print `{"ids": [...]}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Top tokens and logits at the last position (or every position).
+    Logits {
+        #[command(flatten)]
+        load: LoadArgs,
+        #[arg(long)]
+        text: String,
+        /// How many top tokens to show.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Show every position, not only the last.
+        #[arg(long)]
+        all_positions: bool,
+        /// Print `{"tokens": [...], "top": [{"id", "token", "logit"}, ...]}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a GGUF file (or HF directory) as an HF safetensors directory.
+    Convert {
+        input: String,
+        out_dir: PathBuf,
+        /// Float type of the written tensors: f32, bf16, f16.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+    },
+}
+
+/// Which model to load and how.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// A .gguf file, an HF checkpoint directory, or a known name (smollm2-135m-instruct).
+    #[arg(long)]
+    pub model: String,
+    /// Float type on the device: f32 (default), bf16, f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+impl LoadArgs {
+    pub fn load(&self) -> Result<Model<DefaultBackend>> {
+        let path = assets::resolve_model(&self.model)?;
+        let dtype = match self.dtype.to_ascii_lowercase().as_str() {
+            "f32" => burn::tensor::DType::F32,
+            "bf16" => burn::tensor::DType::BF16,
+            "f16" => burn::tensor::DType::F16,
+            other => bail!("--dtype {other}: expected f32, bf16 or f16"),
+        };
+        let t = std::time::Instant::now();
+        let model = Model::<DefaultBackend>::load(&path, &LoadOptions { dtype }, &default_device())?;
+        tracing::info!(path = %path.display(), secs = t.elapsed().as_secs_f32(), "model loaded");
+        Ok(model)
+    }
+}
+
+fn open(model: &str) -> Result<ModelFiles> {
+    let path = assets::resolve_model(model)?;
+    Ok(ModelFiles::open(&path)?)
+}
+
+pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
+    match cmd {
+        ModelCommand::Info { model, json } => info(&model, json),
+        ModelCommand::Tokenize {
+            model,
+            text,
+            no_special,
+            json,
+        } => {
+            let files = open(&model)?;
+            let ids = files.tokenizer.encode(&text, !no_special)?;
+            if json {
+                println!("{}", json!({ "ids": ids }));
+            } else {
+                for id in &ids {
+                    let tok = files.tokenizer.id_to_token(*id).unwrap_or_default();
+                    println!("{id:>7}  {tok:?}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelCommand::Logits {
+            load,
+            text,
+            top,
+            all_positions,
+            json,
+        } => logits(&load, &text, top, all_positions, json),
+        ModelCommand::Convert {
+            input,
+            out_dir,
+            dtype,
+        } => {
+            let dt = SaveDtype::parse(&dtype).with_context(|| format!("--dtype {dtype}: expected f32, bf16 or f16"))?;
+            let files = open(&input)?;
+            write_hf_dir(&files, &out_dir, dt)?;
+            eprintln!("wrote {} ({} tensors, {dtype})", out_dir.display(), files.config.tensor_names().len());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn info(model: &str, as_json: bool) -> Result<ExitCode> {
+    let f = open(model)?;
+    let c = &f.config;
+    let format = match f.format {
+        ModelFormat::Gguf => "gguf",
+        ModelFormat::HfDir => "hf-safetensors",
+    };
+    let tok = &f.tokenizer;
+    let v = json!({
+        "path": f.path.display().to_string(),
+        "format": format,
+        "architecture": "llama",
+        "parameters": c.parameter_count(),
+        "dtypes": f.weights.dtype_summary(),
+        "config": c,
+        "tokenizer": {
+            "source": tok.source(),
+            "vocab_size": tok.vocab_size(),
+            "bos_id": tok.bos_id(),
+            "eos_id": tok.eos_id(),
+            "add_bos": tok.add_bos(),
+        },
+        "chat_template": tok.chat_template(),
+    });
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("path:          {}", f.path.display());
+    println!("format:        {format}");
+    println!(
+        "architecture:  llama, {} layers, width {}, {} heads / {} kv heads (head dim {}), ffn {}, vocab {}",
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.num_attention_heads,
+        c.num_key_value_heads,
+        c.head_dim,
+        c.intermediate_size,
+        c.vocab_size
+    );
+    println!("parameters:    {} ({:.1}M)", c.parameter_count(), c.parameter_count() as f64 / 1e6);
+    println!(
+        "rope:          theta {}{}; context {}; tied head: {}",
+        c.rope_theta,
+        if c.rope_scaling.is_some() { " (llama3 scaling)" } else { "" },
+        c.max_position_embeddings,
+        c.tie_word_embeddings
+    );
+    println!("dtypes:        {}", f.weights.dtype_summary());
+    println!(
+        "tokenizer:     {} ({} tokens, bos {:?}, eos {:?}, add_bos {})",
+        tok.source(),
+        tok.vocab_size(),
+        tok.bos_id().and_then(|i| tok.id_to_token(i)),
+        tok.eos_id().and_then(|i| tok.id_to_token(i)),
+        tok.add_bos()
+    );
+    match tok.chat_template() {
+        Some(t) => println!("chat template: {} chars\n{t}", t.len()),
+        None => println!("chat template: none"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn logits(load: &LoadArgs, text: &str, top: usize, all: bool, as_json: bool) -> Result<ExitCode> {
+    let model = load.load()?;
+    let ids = model.tokenizer.encode_prompt(text)?;
+    if ids.is_empty() {
+        bail!("--text encodes to no tokens");
+    }
+    let rows = model.logits_all(std::slice::from_ref(&ids))?.remove(0);
+    let tok = |id: usize| model.tokenizer.id_to_token(id as u32).unwrap_or_default();
+    let top_of = |row: &Vec<f32>| {
+        let mut idx: Vec<usize> = (0..row.len()).collect();
+        let k = top.min(row.len());
+        idx.select_nth_unstable_by(k.saturating_sub(1), |a, b| row[*b].total_cmp(&row[*a]));
+        let mut best: Vec<usize> = idx[..k].to_vec();
+        best.sort_by(|a, b| row[*b].total_cmp(&row[*a]));
+        best.into_iter()
+            .map(|i| json!({"id": i, "token": tok(i), "logit": row[i]}))
+            .collect::<Vec<_>>()
+    };
+    let positions: Vec<usize> = if all { (0..rows.len()).collect() } else { vec![rows.len() - 1] };
+    let tops: Vec<Vec<serde_json::Value>> = positions.iter().map(|p| top_of(&rows[*p])).collect();
+    if as_json {
+        let top_value = if all { json!(tops) } else { json!(tops[0]) };
+        println!("{}", json!({"tokens": ids, "top": top_value}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (p, t) in positions.iter().zip(&tops) {
+        println!("position {p} (token {} {:?}):", ids[*p], tok(ids[*p] as usize));
+        for e in t {
+            println!("  {:>7}  {:>10.4}  {:?}", e["id"], e["logit"].as_f64().unwrap_or(0.0), e["token"].as_str().unwrap_or(""));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

