@@ -37,10 +37,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--golden", type=Path, default=GOLDEN)
+    ap.add_argument("--f32-kv", action="store_true", help="F32 KV cache instead of llama.cpp's default F16")
     args = ap.parse_args()
 
+    kv = dict(type_k=0, type_v=0) if args.f32_kv else {}  # 0 = GGML_TYPE_F32
     llm = Llama(model_path=str(args.model), n_ctx=512, n_batch=512, logits_all=True, n_threads=2,
-                verbose=False, seed=0)
+                verbose=False, seed=0, **kv)
     ok = True
 
     tc = json.loads((args.golden / "tokenize_cases.json").read_text())
@@ -69,8 +71,8 @@ def main() -> None:
         agree = float(np.mean(top1_cpp == top1_gold))
         d_top = np.abs(np.array([scores[i, p["top_ids"][i]] for i in range(len(ids))]) - np.array(p["top_logits"]))
         print(f"logits {p['name']}: n={len(ids)} tokenizer_same={ids_cpp == ids} "
-              f"max|d fixed|={d_fixed.max():.4f} mean={d_fixed.mean():.4f} max|d top20|={d_top.max():.4f} "
-              f"max|d lse|={d_lse.max():.4f} top1_agree={agree:.3f}")
+              f"max|d fixed|={d_fixed.max():.2e} mean={d_fixed.mean():.2e} max|d top20|={d_top.max():.2e} "
+              f"max|d lse|={d_lse.max():.2e} top1_agree={agree:.3f}")
         ok &= ids_cpp == ids
 
     gr = json.loads((args.golden / "smollm2_greedy.json").read_text())

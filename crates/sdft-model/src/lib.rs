@@ -24,6 +24,7 @@ pub mod backend;
 mod config;
 pub mod convert;
 mod error;
+pub mod generate;
 pub mod gguf;
 mod load;
 pub mod model;
@@ -32,6 +33,7 @@ pub mod tokenizer;
 
 pub use config::{LlamaConfig, RopeScaling};
 pub use error::{Error, Result};
+pub use generate::Engine;
 pub use load::{Model, ModelFiles, ModelFormat};
 pub use weights::LoadOptions;
 pub use gguf::{GgmlType, GgufFile, TensorInfo};

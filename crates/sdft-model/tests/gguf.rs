@@ -19,7 +19,10 @@ fn asset(rel: &str) -> Option<PathBuf> {
     if path.is_file() {
         Some(path)
     } else {
-        println!("SKIPPED: asset {} is missing (get it with `cargo xtask assets`)", path.display());
+        println!(
+            "SKIPPED: asset {} is missing (get it with `cargo xtask assets`)",
+            path.display()
+        );
         None
     }
 }
@@ -236,11 +239,20 @@ fn reads_metadata_and_tensors_v2_and_v3() {
             md.get("t.arr_u32"),
             Some(&MetadataValue::Array(MetadataArray::U32(vec![10, 20, 30])))
         );
-        assert_eq!(md.get_int_array("t.arr_u32").unwrap(), Some(vec![10, 20, 30]));
-        assert_eq!(md.get_str_array("t.arr_str").unwrap().unwrap(), ["hello", "▁wörld"]);
+        assert_eq!(
+            md.get_int_array("t.arr_u32").unwrap(),
+            Some(vec![10, 20, 30])
+        );
+        assert_eq!(
+            md.get_str_array("t.arr_str").unwrap().unwrap(),
+            ["hello", "▁wörld"]
+        );
         assert_eq!(
             md.get_array("t.nested").unwrap().unwrap(),
-            &MetadataArray::Array(vec![MetadataArray::I8(vec![1, -2]), MetadataArray::I8(vec![])])
+            &MetadataArray::Array(vec![
+                MetadataArray::I8(vec![1, -2]),
+                MetadataArray::I8(vec![])
+            ])
         );
         let err = md.get_str("t.u8").unwrap_err().to_string();
         assert_contains(&err, &["x.gguf", "t.u8", "expected string, found u8"]);
@@ -248,7 +260,10 @@ fn reads_metadata_and_tensors_v2_and_v3() {
         let names: Vec<_> = f.tensors().iter().map(|t| t.name()).collect();
         assert_eq!(names, ["w.f32", "w.q8"]);
         let w = f.tensor("w.f32").unwrap();
-        assert_eq!((w.ne(), w.shape(), w.dtype()), (&[3u64, 2][..], vec![2, 3], GgmlType::F32));
+        assert_eq!(
+            (w.ne(), w.shape(), w.dtype()),
+            (&[3u64, 2][..], vec![2, 3], GgmlType::F32)
+        );
         let (shape, v) = f.tensor_f32("w.f32").unwrap();
         assert_eq!(shape, [2, 3]);
         assert_eq!(v, [1., 2., 3., 4., 5., 6.]);
@@ -279,10 +294,26 @@ fn custom_alignment_and_no_tensors() {
 }
 
 #[test]
+fn zero_sized_tensor_shares_an_offset() {
+    let mut g = sample(3);
+    g.tensors.insert(0, t("w.empty", &[0, 5], 0, vec![]));
+    let f = open_bytes(&g.bytes()).unwrap();
+    assert_eq!(
+        f.tensor("w.empty").unwrap().offset(),
+        f.tensor("w.f32").unwrap().offset()
+    );
+    assert_eq!(f.tensor_f32("w.empty").unwrap(), (vec![5, 0], vec![]));
+    assert_eq!(f.tensor_f32("w.f32").unwrap().1[0], 1.0);
+}
+
+#[test]
 fn missing_and_undequantizable_tensors() {
     let g = sample(3).tensor(t("w.q5_0", &[32], 6, vec![0; 22]));
     let f = open_bytes(&g.bytes()).unwrap();
-    assert!(matches!(f.tensor_f32("nope"), Err(Error::MissingTensor { .. })));
+    assert!(matches!(
+        f.tensor_f32("nope"),
+        Err(Error::MissingTensor { .. })
+    ));
     let e = f.tensor_f32("w.q5_0").unwrap_err();
     assert!(matches!(e, Error::UnsupportedType { .. }), "{e}");
     assert_contains(&e.to_string(), &["w.q5_0", "Q5_0", "Q4_K"]);
@@ -296,7 +327,11 @@ fn wrong_magic_and_versions() {
     let mut b = sample(3).bytes();
     b[..4].copy_from_slice(b"GGML");
     assert_contains(&open_err(&b), &["x.gguf", "not a GGUF file", "GGML"]);
-    for (v, msg) in [(1u32, "unsupported GGUF version 1"), (4, "version 4"), (3u32.swap_bytes(), "big-endian")] {
+    for (v, msg) in [
+        (1u32, "unsupported GGUF version 1"),
+        (4, "version 4"),
+        (3u32.swap_bytes(), "big-endian"),
+    ] {
         let mut b = sample(3).bytes();
         b[4..8].copy_from_slice(&v.to_le_bytes());
         assert_contains(&open_err(&b), &[msg]);
@@ -324,7 +359,10 @@ fn lying_counts_fail_before_allocating() {
     // tensor count
     let mut g = sample(3);
     g.n_tensors_override = Some(huge);
-    assert_contains(&open_err(&g.bytes()), &["claims 1152921504606846976 tensor infos"]);
+    assert_contains(
+        &open_err(&g.bytes()),
+        &["claims 1152921504606846976 tensor infos"],
+    );
     // metadata count (bytes 16..24)
     let mut b = sample(3).bytes();
     b[16..24].copy_from_slice(&huge.to_le_bytes());
@@ -351,7 +389,10 @@ fn bad_tensor_infos() {
     assert_contains(&open_err(&g.bytes()), &["w.bad", "unknown ggml type id 77"]);
     // row not a multiple of the block size
     let g = sample(3).tensor(t("w.q8odd", &[33], 8, vec![0; 34]));
-    assert_contains(&open_err(&g.bytes()), &["w.q8odd", "not a multiple of the Q8_0 block size 32"]);
+    assert_contains(
+        &open_err(&g.bytes()),
+        &["w.q8odd", "not a multiple of the Q8_0 block size 32"],
+    );
     // too many dims
     let g = sample(3).tensor(t("w.5d", &[1, 1, 1, 1, 1], 0, vec![0; 4]));
     assert_contains(&open_err(&g.bytes()), &["w.5d", "5 dimensions"]);
@@ -359,15 +400,24 @@ fn bad_tensor_infos() {
     let mut far = t("w.far", &[8], 0, vec![]);
     far.offset = Some(1 << 20);
     let g = sample(3).tensor(far);
-    assert_contains(&open_err(&g.bytes()), &["w.far", "beyond the end of the file"]);
+    assert_contains(
+        &open_err(&g.bytes()),
+        &["w.far", "beyond the end of the file"],
+    );
     // offset near u64::MAX must not overflow
     let mut wrap = t("w.wrap", &[8], 0, vec![]);
     wrap.offset = Some(u64::MAX - 31);
-    assert_contains(&open_err(&sample(3).tensor(wrap).bytes()), &["w.wrap", "beyond"]);
+    assert_contains(
+        &open_err(&sample(3).tensor(wrap).bytes()),
+        &["w.wrap", "beyond"],
+    );
     // misaligned
     let mut mis = t("w.mis", &[1], 0, vec![0; 4]);
     mis.offset = Some(500);
-    assert_contains(&open_err(&sample(3).tensor(mis).bytes()), &["w.mis", "not a multiple of the alignment"]);
+    assert_contains(
+        &open_err(&sample(3).tensor(mis).bytes()),
+        &["w.mis", "not a multiple of the alignment"],
+    );
     // byte length overlapping the next tensor: w.f32 claims 64 elements but the
     // next tensor starts 32 bytes later
     let mut pad = t("w.pad", &[64], 0, vec![0; 256]);
@@ -375,7 +425,10 @@ fn bad_tensor_infos() {
     let mut g = sample(3).tensor(pad);
     g.tensors[0].ne = vec![64];
     g.tensors[1].offset = Some(32);
-    assert_contains(&open_err(&g.bytes()), &["w.f32", "byte length 256", "overlaps tensor `w.q8`"]);
+    assert_contains(
+        &open_err(&g.bytes()),
+        &["w.f32", "byte length 256", "overlaps tensor `w.q8`"],
+    );
     // duplicate names and keys
     let g = sample(3).tensor(t("w.f32", &[1], 0, vec![0; 4]));
     assert_contains(&open_err(&g.bytes()), &["w.f32", "duplicate tensor name"]);
@@ -434,7 +487,12 @@ fn expected_bits(case: &Value) -> Vec<u32> {
 fn assert_bits(what: &str, got: &[f32], want: &[u32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert_eq!(g.to_bits(), *w, "{what}[{i}]: got {g}, want {}", f32::from_bits(*w));
+        assert_eq!(
+            g.to_bits(),
+            *w,
+            "{what}[{i}]: got {g}, want {}",
+            f32::from_bits(*w)
+        );
     }
 }
 
@@ -449,17 +507,30 @@ fn golden_dequant_vectors_bit_exact() {
         let name = case["type"].as_str().unwrap();
         let dtype = GgmlType::from_id(case["ggml_type_id"].as_u64().unwrap() as u32).unwrap();
         assert_eq!(dtype.name(), name);
-        assert_eq!(dtype.block_size() as u64, case["block_size"].as_u64().unwrap());
-        assert_eq!(dtype.type_size() as u64, case["type_size"].as_u64().unwrap());
+        assert_eq!(
+            dtype.block_size() as u64,
+            case["block_size"].as_u64().unwrap()
+        );
+        assert_eq!(
+            dtype.type_size() as u64,
+            case["type_size"].as_u64().unwrap()
+        );
         let raw = hex(case["raw_hex"].as_str().unwrap());
         let want = expected_bits(case);
         let mut out = vec![0f32; want.len()];
         dequantize(dtype, &raw, &mut out).unwrap();
         assert_bits(name, &out, &want);
         seen.push(name.to_string());
-        file = file.tensor(t(&format!("g.{name}"), &[want.len() as u64], dtype.id(), raw));
+        file = file.tensor(t(
+            &format!("g.{name}"),
+            &[want.len() as u64],
+            dtype.id(),
+            raw,
+        ));
     }
-    for ty in ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K"] {
+    for ty in [
+        "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K",
+    ] {
         assert!(seen.iter().any(|s| s == ty), "no golden case for {ty}");
     }
     // The same blocks through the reader.
@@ -488,24 +559,48 @@ fn smollm2_gguf() {
     assert_eq!(md.require_u32("llama.attention.head_count").unwrap(), 9);
     assert_eq!(md.require_u32("llama.attention.head_count_kv").unwrap(), 3);
     assert_eq!(md.require_f32("llama.rope.freq_base").unwrap(), 100000.0);
-    assert_eq!(md.require_str_array("tokenizer.ggml.tokens").unwrap().len(), 49152);
+    assert_eq!(
+        md.require_str_array("tokenizer.ggml.tokens").unwrap().len(),
+        49152
+    );
     assert_eq!(f.tensors().len(), 272);
     let emb = f.tensor_info("token_embd.weight").unwrap();
-    assert_eq!((emb.dtype(), emb.ne(), emb.shape()), (GgmlType::Q8_0, &[576u64, 49152][..], vec![49152, 576]));
+    assert_eq!(
+        (emb.dtype(), emb.ne(), emb.shape()),
+        (GgmlType::Q8_0, &[576u64, 49152][..], vec![49152, 576])
+    );
     let down = f.tensor_info("blk.0.ffn_down.weight").unwrap();
-    assert_eq!((down.dtype(), down.shape()), (GgmlType::Q4_1, vec![576, 1536]));
-    assert!(f.tensor("output.weight").is_none(), "SmolLM2 ties the output to token_embd");
+    assert_eq!(
+        (down.dtype(), down.shape()),
+        (GgmlType::Q4_1, vec![576, 1536])
+    );
+    assert!(
+        f.tensor("output.weight").is_none(),
+        "SmolLM2 ties the output to token_embd"
+    );
 
     for rt in golden()["real_tensors"].as_array().unwrap() {
         let name = rt["tensor"].as_str().unwrap();
         let info = f.tensor_info(name).unwrap();
-        let ne: Vec<u64> = rt["ggml_shape_ne"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let ne: Vec<u64> = rt["ggml_shape_ne"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
         assert_eq!(info.ne(), ne, "{name}");
         assert_eq!(info.dtype().name(), rt["type"].as_str().unwrap());
-        assert_eq!(f.data_offset() + info.offset(), rt["tensor_data_offset_in_file"].as_u64().unwrap());
+        assert_eq!(
+            f.data_offset() + info.offset(),
+            rt["tensor_data_offset_in_file"].as_u64().unwrap()
+        );
         let raw = hex(rt["raw_hex"].as_str().unwrap());
         let at = rt["row_byte_offset_in_tensor"].as_u64().unwrap() as usize;
-        assert_eq!(&f.tensor_bytes(name).unwrap()[at..at + raw.len()], &raw[..], "{name} bytes");
+        assert_eq!(
+            &f.tensor_bytes(name).unwrap()[at..at + raw.len()],
+            &raw[..],
+            "{name} bytes"
+        );
         let (shape, v) = f.tensor_f32(name).unwrap();
         assert_eq!(shape, info.shape());
         let start = rt["row"].as_u64().unwrap() as usize * rt["row_len"].as_u64().unwrap() as usize;

@@ -77,7 +77,12 @@ impl<'a> Cursor<'a> {
 
     /// Fails unless `count` items of at least `min_size` bytes each can still fit in
     /// the file; called before allocating room for `count` items.
-    pub(crate) fn check_count(&self, count: u64, min_size: u64, what: &dyn Display) -> Result<usize> {
+    pub(crate) fn check_count(
+        &self,
+        count: u64,
+        min_size: u64,
+        what: &dyn Display,
+    ) -> Result<usize> {
         let need = count.checked_mul(min_size);
         match need {
             Some(need) if need <= self.remaining() as u64 => Ok(count as usize),

@@ -12,7 +12,7 @@ use crate::{Error, Result};
 /// block_size`. Supports F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K.
 pub fn dequantize(dtype: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
     let (bs, ts) = dtype.block_geometry();
-    if data.len() % ts != 0 || data.len() / ts * bs != out.len() {
+    if !data.len().is_multiple_of(ts) || data.len() / ts * bs != out.len() {
         return Err(Error::Other(format!(
             "dequantize {dtype}: {} bytes do not hold {} elements ({ts} bytes per {bs} elements)",
             data.len(),
@@ -215,7 +215,10 @@ mod tests {
         assert_eq!(scale_min_k4(0, &q), (q[0] & 63, q[4] & 63));
         assert_eq!(
             scale_min_k4(5, &q),
-            ((q[9] & 0xF) | ((q[1] >> 6) << 4), (q[9] >> 4) | ((q[5] >> 6) << 4))
+            (
+                (q[9] & 0xF) | ((q[1] >> 6) << 4),
+                (q[9] >> 4) | ((q[5] >> 6) << 4)
+            )
         );
     }
 

@@ -347,7 +347,8 @@ impl Metadata {
 
     /// Like [`Metadata::get_str`], failing on a missing key.
     pub fn require_str(&self, key: &str) -> Result<&str> {
-        self.get_str(key)?.ok_or_else(|| self.missing(key, "string"))
+        self.get_str(key)?
+            .ok_or_else(|| self.missing(key, "string"))
     }
 
     /// Like [`Metadata::get_str_array`], failing on a missing key.

@@ -69,7 +69,9 @@ fn read_vec<T>(
     n: usize,
     mut f: impl FnMut(&mut Cursor<'_>) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let mut v = Vec::with_capacity(n);
+    // `n` was checked against the bytes left; still, grow from a modest start so a
+    // lying count costs at most what the elements actually read.
+    let mut v = Vec::with_capacity(n.min(1 << 16));
     for _ in 0..n {
         v.push(f(cur)?);
     }
@@ -125,11 +127,7 @@ fn read_preamble(cur: &mut Cursor<'_>) -> Result<(u32, u64, u64)> {
         v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => {
             return Err(cur.error("big-endian GGUF files are not supported"));
         }
-        v => {
-            return Err(cur.error(format!(
-                "unsupported GGUF version {v} (supported: 2 and 3)"
-            )))
-        }
+        v => return Err(cur.error(format!("unsupported GGUF version {v} (supported: 2 and 3)"))),
     }
     let n_tensors = cur.u64(&"the tensor count")?;
     let n_kv = cur.u64(&"the metadata count")?;
@@ -172,11 +170,14 @@ fn read_tensor_info(cur: &mut Cursor<'_>, path: &Path, i: usize) -> Result<Tenso
     let type_id = cur.u32(&what)?;
     let offset = cur.u64(&what)?;
     if let Some(d) = ne.iter().find(|&&d| d > i64::MAX as u64) {
-        return Err(tensor_error(path, &name, format!("dimension {d} exceeds i64::MAX")));
+        return Err(tensor_error(
+            path,
+            &name,
+            format!("dimension {d} exceeds i64::MAX"),
+        ));
     }
-    let dtype = GgmlType::from_id(type_id).ok_or_else(|| {
-        tensor_error(path, &name, format!("unknown ggml type id {type_id}"))
-    })?;
+    let dtype = GgmlType::from_id(type_id)
+        .ok_or_else(|| tensor_error(path, &name, format!("unknown ggml type id {type_id}")))?;
     let n_elements = ne
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d))
@@ -195,17 +196,28 @@ fn read_tensor_info(cur: &mut Cursor<'_>, path: &Path, i: usize) -> Result<Tenso
     let n_bytes = dtype
         .bytes_for(n_elements)
         .map_err(|m| tensor_error(path, &name, m))?;
-    Ok(TensorInfo::new(name, ne, dtype, offset, n_elements, n_bytes))
+    Ok(TensorInfo::new(
+        name, ne, dtype, offset, n_elements, n_bytes,
+    ))
 }
 
 /// Checks that tensor data lies inside the file, is aligned and does not overlap.
-fn check_layout(path: &Path, tensors: &[TensorInfo], data_offset: u64, alignment: u64, file_len: u64) -> Result<()> {
+fn check_layout(
+    path: &Path,
+    tensors: &[TensorInfo],
+    data_offset: u64,
+    alignment: u64,
+    file_len: u64,
+) -> Result<()> {
     for t in tensors {
         if t.offset() % alignment != 0 {
             return Err(tensor_error(
                 path,
                 t.name(),
-                format!("data offset {} is not a multiple of the alignment {alignment}", t.offset()),
+                format!(
+                    "data offset {} is not a multiple of the alignment {alignment}",
+                    t.offset()
+                ),
             ));
         }
         let start = data_offset.checked_add(t.offset());
@@ -229,7 +241,7 @@ fn check_layout(path: &Path, tensors: &[TensorInfo], data_offset: u64, alignment
             }
         }
     }
-    let mut order: Vec<&TensorInfo> = tensors.iter().collect();
+    let mut order: Vec<&TensorInfo> = tensors.iter().filter(|t| t.n_bytes() > 0).collect();
     order.sort_by_key(|t| t.offset());
     for pair in order.windows(2) {
         let (a, b) = (pair[0], pair[1]);
@@ -261,8 +273,8 @@ pub(crate) fn parse_header(path: &Path, data: &[u8]) -> Result<Header> {
 
     // Smallest tensor info: empty name (8) + n_dims (4) + type (4) + offset (8).
     let n = cur.check_count(n_tensors, 24, &"tensor infos")?;
-    let mut tensors = Vec::with_capacity(n);
-    let mut names = HashMap::with_capacity(n);
+    let mut tensors = Vec::with_capacity(n.min(1 << 16));
+    let mut names = HashMap::with_capacity(n.min(1 << 16));
     for i in 0..n {
         let t = read_tensor_info(&mut cur, path, i)?;
         if names.insert(t.name().to_string(), i).is_some() {
@@ -274,11 +286,7 @@ pub(crate) fn parse_header(path: &Path, data: &[u8]) -> Result<Header> {
     let alignment = match metadata.get_u64("general.alignment")? {
         None => DEFAULT_ALIGNMENT,
         Some(a) if a.is_power_of_two() => a,
-        Some(a) => {
-            return Err(cur.error(format!(
-                "general.alignment = {a} is not a power of two"
-            )))
-        }
+        Some(a) => return Err(cur.error(format!("general.alignment = {a} is not a power of two"))),
     };
     let data_offset = (cur.pos() as u64).div_ceil(alignment) * alignment;
     let file_len = data.len() as u64;

@@ -7,7 +7,7 @@ use std::fmt;
 /// Every type ggml defines is listed so that a file using any of them can be opened
 /// and its tensors located; only some can be dequantized (see
 /// [`GgmlType::can_dequantize`]). Ids of types removed from ggml (4, 5, 31–33, 36–38)
-/// are rejected as unknown.
+/// or newer than NVFP4/Q1_0/Q2_0 (40–42, gguf-py 0.19) are rejected as unknown.
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GgmlType {
@@ -43,6 +43,9 @@ pub enum GgmlType {
     TQ1_0,
     TQ2_0,
     MXFP4,
+    NVFP4,
+    Q1_0,
+    Q2_0,
 }
 
 /// Elements per super-block of the k-quant and i-quant types.
@@ -89,6 +92,9 @@ impl GgmlType {
             34 => TQ1_0,
             35 => TQ2_0,
             39 => MXFP4,
+            40 => NVFP4,
+            41 => Q1_0,
+            42 => Q2_0,
             _ => return None,
         })
     }
@@ -129,6 +135,9 @@ impl GgmlType {
             TQ1_0 => 34,
             TQ2_0 => 35,
             MXFP4 => 39,
+            NVFP4 => 40,
+            Q1_0 => 41,
+            Q2_0 => 42,
         }
     }
 
@@ -168,6 +177,9 @@ impl GgmlType {
             TQ1_0 => (QK_K, 54),
             TQ2_0 => (QK_K, 66),
             MXFP4 => (32, 17),
+            NVFP4 => (64, 36),
+            Q1_0 => (128, 18),
+            Q2_0 => (64, 18),
         }
     }
 
@@ -226,6 +238,9 @@ impl GgmlType {
             TQ1_0 => "TQ1_0",
             TQ2_0 => "TQ2_0",
             MXFP4 => "MXFP4",
+            NVFP4 => "NVFP4",
+            Q1_0 => "Q1_0",
+            Q2_0 => "Q2_0",
         }
     }
 
@@ -233,7 +248,7 @@ impl GgmlType {
     /// whole number of blocks or overflows.
     pub fn bytes_for(self, n_elements: u64) -> std::result::Result<u64, String> {
         let (bs, ts) = self.block_geometry();
-        if n_elements % bs as u64 != 0 {
+        if !n_elements.is_multiple_of(bs as u64) {
             return Err(format!(
                 "{n_elements} elements is not a multiple of the {} block size {bs}",
                 self.name()
@@ -241,7 +256,12 @@ impl GgmlType {
         }
         (n_elements / bs as u64)
             .checked_mul(ts as u64)
-            .ok_or_else(|| format!("{n_elements} {} elements overflow a byte count", self.name()))
+            .ok_or_else(|| {
+                format!(
+                    "{n_elements} {} elements overflow a byte count",
+                    self.name()
+                )
+            })
     }
 }
 
@@ -264,7 +284,7 @@ mod tests {
                 known += 1;
             }
         }
-        assert_eq!(known, 32);
+        assert_eq!(known, 35);
         assert_eq!(GgmlType::from_id(4), None);
         assert_eq!(GgmlType::from_id(31), None);
     }

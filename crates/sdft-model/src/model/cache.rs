@@ -20,6 +20,11 @@ impl<B: Backend> LayerCache<B> {
         (k, v)
     }
 
+    /// The cached keys and values, if any.
+    pub fn tensors(&self) -> Option<(Tensor<B, 4>, Tensor<B, 4>)> {
+        self.kv.clone()
+    }
+
     /// Number of cached positions.
     pub fn len(&self) -> usize {
         self.kv.as_ref().map(|(k, _)| k.dims()[2]).unwrap_or(0)

@@ -67,6 +67,67 @@ impl<B: Backend> Attention<B> {
             None => (k, v),
         };
         let total = k.dims()[2];
+        let out = self.attend(q, k, v, mask, b, s, total);
+        linear(out, self.o_proj.val(), None)
+    }
+}
+
+impl<B: Backend> Attention<B> {
+    /// One decode step for a batch of slots: `x` `[slots, 1, dim]`; each slot's new
+    /// key/value is written into the batched cache at position `lens[slot]`, and
+    /// attention runs over the first `total` cached positions under `mask`
+    /// `[slots, 1, 1, total]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_decode(
+        &self,
+        x: Tensor<B, 3>,
+        cos: &Tensor<B, 4>,
+        sin: &Tensor<B, 4>,
+        mask: &Tensor<B, 4, Bool>,
+        k_cache: &mut Option<Tensor<B, 4>>,
+        v_cache: &mut Option<Tensor<B, 4>>,
+        lens: &[usize],
+        total: usize,
+    ) -> Tensor<B, 3> {
+        let [b, _, _] = x.dims();
+        let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let q = linear(x.clone(), self.q_proj.val(), None).reshape([b, 1, h, hd]).swap_dims(1, 2);
+        let k = linear(x.clone(), self.k_proj.val(), None).reshape([b, 1, kvh, hd]).swap_dims(1, 2);
+        let v = linear(x, self.v_proj.val(), None).reshape([b, 1, kvh, hd]).swap_dims(1, 2);
+        let q = rope::apply(q, cos, sin);
+        let k = rope::apply(k, cos, sin);
+        // The caches are taken out of their slots while written, so that each
+        // `slice_assign` owns its tensor and can write in place instead of copying.
+        let mut kc = k_cache.take().expect("cache present");
+        let mut vc = v_cache.take().expect("cache present");
+        for (i, &pos) in lens.iter().enumerate() {
+            let ki = k.clone().slice([i..i + 1, 0..kvh, 0..1, 0..hd]);
+            let vi = v.clone().slice([i..i + 1, 0..kvh, 0..1, 0..hd]);
+            kc = kc.slice_assign([i..i + 1, 0..kvh, pos..pos + 1, 0..hd], ki);
+            vc = vc.slice_assign([i..i + 1, 0..kvh, pos..pos + 1, 0..hd], vi);
+        }
+        let k = kc.clone().slice([0..b, 0..kvh, 0..total, 0..hd]);
+        let v = vc.clone().slice([0..b, 0..kvh, 0..total, 0..hd]);
+        *k_cache = Some(kc);
+        *v_cache = Some(vc);
+        let out = self.attend(q, k, v, mask, b, 1, total);
+        linear(out, self.o_proj.val(), None)
+    }
+
+    /// Grouped-query attention of `q` `[b, h, s, hd]` over `k`/`v`
+    /// `[b, kv_heads, total, hd]`; returns `[b, s, h * hd]`.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        mask: &Tensor<B, 4, Bool>,
+        b: usize,
+        s: usize,
+        total: usize,
+    ) -> Tensor<B, 3> {
+        let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let rep = h / kvh;
         let (k, v) = if rep == 1 {
             (k, v)
@@ -80,8 +141,7 @@ impl<B: Backend> Attention<B> {
         };
         let mask = mask.clone().expand([b, h, s, total]);
         let out = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
-        let out = out.swap_dims(1, 2).reshape([b, s, h * hd]);
-        linear(out, self.o_proj.val(), None)
+        out.swap_dims(1, 2).reshape([b, s, h * hd])
     }
 }
 
@@ -120,6 +180,24 @@ impl<B: Backend> Block<B> {
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         let h = x.clone() + self.attn.forward(self.input_norm.forward(x), cos, sin, mask, cache);
+        h.clone() + self.mlp.forward(self.post_norm.forward(h))
+    }
+
+    /// One decode step over a batched slot cache (see [`Attention::forward_decode`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_decode(
+        &self,
+        x: Tensor<B, 3>,
+        cos: &Tensor<B, 4>,
+        sin: &Tensor<B, 4>,
+        mask: &Tensor<B, 4, Bool>,
+        k_cache: &mut Option<Tensor<B, 4>>,
+        v_cache: &mut Option<Tensor<B, 4>>,
+        lens: &[usize],
+        total: usize,
+    ) -> Tensor<B, 3> {
+        let a = self.attn.forward_decode(self.input_norm.forward(x.clone()), cos, sin, mask, k_cache, v_cache, lens, total);
+        let h = x + a;
         h.clone() + self.mlp.forward(self.post_norm.forward(h))
     }
 }

@@ -11,8 +11,8 @@ use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::decoders::strip::Strip;
 use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{Vocab, BPE};
-use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::normalizers::NormalizerWrapper;
+use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::processors::PostProcessorWrapper;
@@ -80,7 +80,11 @@ pub(crate) fn bpe_model(
         }
     }
     if duplicates > 0 {
-        tracing::warn!(source, duplicates, "duplicated token strings: the lowest id is used");
+        tracing::warn!(
+            source,
+            duplicates,
+            "duplicated token strings: the lowest id is used"
+        );
     }
     let mut builder = BPE::builder()
         .vocab_and_merges(map, merges)
@@ -116,12 +120,14 @@ pub(crate) fn add_special_tokens(tok: &mut Tokenizer, vocab: &Pieces) {
 pub(crate) fn bos_processor(bos: &str, bos_id: u32) -> Option<PostProcessorWrapper> {
     TemplateProcessing::builder()
         .try_single(vec![format!("{bos}:0"), "$A:0".into()])
-        .and_then(|b| b.try_pair(vec![
-            format!("{bos}:0"),
-            "$A:0".into(),
-            format!("{bos}:1"),
-            "$B:1".into(),
-        ]))
+        .and_then(|b| {
+            b.try_pair(vec![
+                format!("{bos}:0"),
+                "$A:0".into(),
+                format!("{bos}:1"),
+                "$B:1".into(),
+            ])
+        })
         .ok()?
         .special_tokens(vec![(bos.to_string(), bos_id)])
         .build()
@@ -132,14 +138,9 @@ pub(crate) fn bos_processor(bos: &str, bos_id: u32) -> Option<PostProcessorWrapp
 /// The SentencePiece-style pipeline: `▁` prefix (when `add_space_prefix`), spaces
 /// as `▁`, no pre-tokenizer, byte-fallback decoding.
 pub(crate) fn spm_pipeline(tok: &mut Tokenizer, add_space_prefix: bool) -> crate::Result<()> {
-    let replace = Replace::new(" ", SPM_SPACE)
-        .map_err(|e| tok_err("spm pipeline", e))?;
+    let replace = Replace::new(" ", SPM_SPACE).map_err(|e| tok_err("spm pipeline", e))?;
     let normalizer: NormalizerWrapper = if add_space_prefix {
-        NormalizerSequence::new(vec![
-            Prepend::new(SPM_SPACE.into()).into(),
-            replace.into(),
-        ])
-        .into()
+        NormalizerSequence::new(vec![Prepend::new(SPM_SPACE.into()).into(), replace.into()]).into()
     } else {
         replace.into()
     };

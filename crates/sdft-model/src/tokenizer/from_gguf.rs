@@ -38,7 +38,11 @@ fn split_then_bytes(source: &str, regex: &str) -> Result<PreTokenizerWrapper> {
         false,
     )
     .map_err(|e| tok_err(source, format_args!("bad pre-tokenizer regex: {e}")))?;
-    Ok(Sequence::new(vec![split.into(), ByteLevel::new(false, true, false).into()]).into())
+    Ok(Sequence::new(vec![
+        split.into(),
+        ByteLevel::new(false, true, false).into(),
+    ])
+    .into())
 }
 
 /// The pre-tokenizer llama.cpp uses for `tokenizer.ggml.pre = pre`.
@@ -74,7 +78,13 @@ fn pre_tokenization(source: &str, pre: &str) -> Result<PreTokenization> {
 }
 
 /// A token-id metadata value, checked against the vocabulary size.
-fn token_id(md: &Metadata, source: &str, key: &str, n: usize, default: Option<u32>) -> Result<Option<u32>> {
+fn token_id(
+    md: &Metadata,
+    source: &str,
+    key: &str,
+    n: usize,
+    default: Option<u32>,
+) -> Result<Option<u32>> {
     let id = md.get_u32(key)?.or(default);
     match id {
         Some(id) if id as usize >= n => Err(tok_err(
@@ -87,23 +97,22 @@ fn token_id(md: &Metadata, source: &str, key: &str, n: usize, default: Option<u3
 
 /// BPE merges from SentencePiece scores, as HF's `SentencePieceExtractor`: every
 /// split of every piece into two vocabulary pieces, ordered by the score of the
-/// merged piece (highest first; ties keep vocabulary order, then (left, right) ids).
+/// merged piece (highest first), ties by (left id, right id). This tie order is
+/// that of the converter that made Llama-2's published tokenizer.json, whose merges
+/// this reproduces exactly (newer converters order ties by merged-piece id first;
+/// only the all-`▁` pieces tie in Llama-2).
 pub(crate) fn merges_from_scores(pieces: &Pieces, scores: &[f32]) -> Vec<(String, String)> {
     let index = pieces.index();
     let mut all: Vec<(f32, u32, u32)> = Vec::new();
-    let mut local = Vec::new();
     for (piece, &score) in pieces.tokens.iter().zip(scores) {
-        local.clear();
         for (pos, _) in piece.char_indices().skip(1) {
             let (l, r) = piece.split_at(pos);
             if let (Some(&li), Some(&ri)) = (index.get(l), index.get(r)) {
-                local.push((li, ri));
+                all.push((score, li, ri));
             }
         }
-        local.sort_unstable();
-        all.extend(local.iter().map(|&(l, r)| (score, l, r)));
     }
-    all.sort_by(|a, b| b.0.total_cmp(&a.0));
+    all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     let tok = |i: u32| pieces.tokens[i as usize].clone();
     all.into_iter().map(|(_, l, r)| (tok(l), tok(r))).collect()
 }
@@ -119,7 +128,10 @@ fn gpt2(md: &Metadata, source: &str, pieces: &Pieces) -> Result<(Tokenizer, bool
             m.split_once(' ')
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .ok_or_else(|| {
-                    tok_err(source, format_args!("merge {i} `{m}` is not two tokens separated by a space"))
+                    tok_err(
+                        source,
+                        format_args!("merge {i} `{m}` is not two tokens separated by a space"),
+                    )
                 })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -130,13 +142,18 @@ fn gpt2(md: &Metadata, source: &str, pieces: &Pieces) -> Result<(Tokenizer, bool
     };
     let mut tok = Tokenizer::new(build::bpe_model(source, pieces, merges, opts)?);
     build::byte_level_pipeline(&mut tok, pt.pre);
-    let add_bos = md.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(pt.add_bos);
+    let add_bos = md
+        .get_bool("tokenizer.ggml.add_bos_token")?
+        .unwrap_or(pt.add_bos);
     Ok((tok, add_bos))
 }
 
 fn llama(md: &Metadata, source: &str, pieces: &Pieces) -> Result<(Tokenizer, bool)> {
     let scores = md.get_f32_array("tokenizer.ggml.scores")?.ok_or_else(|| {
-        tok_err(source, "a `llama` tokenizer needs tokenizer.ggml.scores (missing)")
+        tok_err(
+            source,
+            "a `llama` tokenizer needs tokenizer.ggml.scores (missing)",
+        )
     })?;
     if scores.len() != pieces.tokens.len() {
         return Err(tok_err(
@@ -148,7 +165,13 @@ fn llama(md: &Metadata, source: &str, pieces: &Pieces) -> Result<(Tokenizer, boo
             ),
         ));
     }
-    let unk_id = token_id(md, source, "tokenizer.ggml.unknown_token_id", pieces.tokens.len(), Some(0))?;
+    let unk_id = token_id(
+        md,
+        source,
+        "tokenizer.ggml.unknown_token_id",
+        pieces.tokens.len(),
+        Some(0),
+    )?;
     let opts = BpeOptions {
         unk: unk_id.map(|i| pieces.tokens[i as usize].as_str()),
         byte_fallback: true,
@@ -156,7 +179,9 @@ fn llama(md: &Metadata, source: &str, pieces: &Pieces) -> Result<(Tokenizer, boo
     };
     let merges = merges_from_scores(pieces, scores);
     let mut tok = Tokenizer::new(build::bpe_model(source, pieces, merges, opts)?);
-    let add_space_prefix = md.get_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(true);
+    let add_space_prefix = md
+        .get_bool("tokenizer.ggml.add_space_prefix")?
+        .unwrap_or(true);
     build::spm_pipeline(&mut tok, add_space_prefix)?;
     let add_bos = md.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(true);
     Ok((tok, add_bos))
@@ -168,7 +193,10 @@ pub(crate) fn from_gguf(file: &GgufFile) -> Result<TokenizerInfo> {
     let source = file.path().display().to_string();
     let source = source.as_str();
     let model = md.get_str("tokenizer.ggml.model")?.ok_or_else(|| {
-        tok_err(source, "the GGUF file has no tokenizer (tokenizer.ggml.model is missing)")
+        tok_err(
+            source,
+            "the GGUF file has no tokenizer (tokenizer.ggml.model is missing)",
+        )
     })?;
     let tokens = md.require_str_array("tokenizer.ggml.tokens")?.to_vec();
     let n = tokens.len();
@@ -177,7 +205,10 @@ pub(crate) fn from_gguf(file: &GgufFile) -> Result<TokenizerInfo> {
         Some(t) => {
             return Err(tok_err(
                 source,
-                format_args!("tokenizer.ggml.token_type has {} entries, tokenizer.ggml.tokens {n}", t.len()),
+                format_args!(
+                    "tokenizer.ggml.token_type has {} entries, tokenizer.ggml.tokens {n}",
+                    t.len()
+                ),
             ))
         }
         None => vec![token_type::NORMAL; n],
@@ -200,10 +231,19 @@ pub(crate) fn from_gguf(file: &GgufFile) -> Result<TokenizerInfo> {
     let eos_id = token_id(md, source, "tokenizer.ggml.eos_token_id", n, default(2))?;
     let processor = match bos_id {
         Some(id) if add_bos => build::bos_processor(&pieces.tokens[id as usize], id),
-        _ if !spm => Some(PostProcessorWrapper::ByteLevel(ByteLevel::new(true, false, true))),
+        _ if !spm => Some(PostProcessorWrapper::ByteLevel(ByteLevel::new(
+            true, false, true,
+        ))),
         _ => None,
     };
     tok.with_post_processor(processor);
     let chat_template = md.get_str("tokenizer.chat_template")?.map(str::to_string);
-    Ok(TokenizerInfo::new(tok, bos_id, eos_id, add_bos, chat_template, source))
+    Ok(TokenizerInfo::new(
+        tok,
+        bos_id,
+        eos_id,
+        add_bos,
+        chat_template,
+        source,
+    ))
 }

@@ -32,7 +32,10 @@ fn chat_template_field(cfg: &Value) -> Option<String> {
     match cfg.get("chat_template")? {
         Value::String(s) => Some(s.clone()),
         Value::Array(list) => {
-            let named = |n: &str| list.iter().find(|t| t.get("name").and_then(Value::as_str) == Some(n));
+            let named = |n: &str| {
+                list.iter()
+                    .find(|t| t.get("name").and_then(Value::as_str) == Some(n))
+            };
             named("default")
                 .or_else(|| list.first())
                 .and_then(|t| t.get("template")?.as_str().map(str::to_string))
@@ -64,7 +67,10 @@ pub(crate) fn from_hf_dir(dir: &Path) -> Result<TokenizerInfo> {
         tok.token_to_id(&t).map(Some).ok_or_else(|| {
             tok_err(
                 &source,
-                format_args!("{key} `{t}` of {} is not in the vocabulary", cfg_path.display()),
+                format_args!(
+                    "{key} `{t}` of {} is not in the vocabulary",
+                    cfg_path.display()
+                ),
             )
         })
     };
@@ -84,7 +90,14 @@ pub(crate) fn from_hf_dir(dir: &Path) -> Result<TokenizerInfo> {
                 .is_ok_and(|e| e.get_ids().first() == Some(&b))
         }),
     };
-    Ok(TokenizerInfo::new(tok, bos_id, eos_id, add_bos, chat_template, source))
+    Ok(TokenizerInfo::new(
+        tok,
+        bos_id,
+        eos_id,
+        add_bos,
+        chat_template,
+        source,
+    ))
 }
 
 /// See [`TokenizerInfo::to_tokenizer_config_json`].

@@ -73,13 +73,19 @@ pub fn llama2_tokenizer_from_js(js_source: &str) -> Result<TokenizerInfo> {
     if merges_bytes.len() % 4 != 0 {
         return Err(tok_err(
             SOURCE,
-            format_args!("merges are {} bytes, not whole u16 pairs", merges_bytes.len()),
+            format_args!(
+                "merges are {} bytes, not whole u16 pairs",
+                merges_bytes.len()
+            ),
         ));
     }
     let piece = |lo: u8, hi: u8| -> Result<String> {
         let id = u16::from_le_bytes([lo, hi]) as usize;
         tokens.get(id).cloned().ok_or_else(|| {
-            tok_err(SOURCE, format_args!("merge refers to id {id}, vocabulary has {}", tokens.len()))
+            tok_err(
+                SOURCE,
+                format_args!("merge refers to id {id}, vocabulary has {}", tokens.len()),
+            )
         })
     };
     let merges = merges_bytes
@@ -101,7 +107,14 @@ pub fn llama2_tokenizer_from_js(js_source: &str) -> Result<TokenizerInfo> {
     build::spm_pipeline(&mut tok, true)?;
     build::add_special_tokens(&mut tok, &pieces);
     tok.with_post_processor(build::bos_processor("<s>", 1));
-    Ok(TokenizerInfo::new(tok, Some(1), Some(2), true, None, SOURCE))
+    Ok(TokenizerInfo::new(
+        tok,
+        Some(1),
+        Some(2),
+        true,
+        None,
+        SOURCE,
+    ))
 }
 
 #[cfg(test)]

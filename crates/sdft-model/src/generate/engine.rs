@@ -1,0 +1,365 @@
+//! [`Engine`]: batched, KV-cached generation with continuous batching, and scoring.
+//!
+//! Up to `batch_size` sequences run at once, each in a slot of a batched KV cache.
+//! New prompts are prefilled together (logits only at each prompt's last
+//! position); then every step decodes one token for all active slots. A finished
+//! sequence frees its slot, which the next queued prompt takes at once, so long
+//! tails do not idle the batch. Each row samples from its own random stream
+//! ([`RowRng::for_row`]), so its output does not depend on its batch.
+
+use std::collections::VecDeque;
+
+use burn::prelude::*;
+use burn::tensor::module::embedding;
+use sdft_core::{
+    Completion, FinishReason, GenerationRequest, Generator, SamplingParams, Score, ScoreRequest, Scorer,
+};
+
+use super::sampler::{sample, RowRng};
+use super::stop::find_stop;
+use crate::model::PaddedBatch;
+use crate::{Error, Model, Result};
+
+/// One sequence in flight.
+struct Active {
+    index: usize,
+    rng: RowRng,
+    /// Prompt and generated ids so far.
+    seen: Vec<u32>,
+    prompt_len: usize,
+    /// The token to feed at the next step.
+    next: u32,
+    /// True while `next` is freshly sampled and not yet checked or appended.
+    pending: bool,
+}
+
+/// Generation and scoring over a loaded [`Model`].
+pub struct Engine<B: Backend> {
+    pub model: Model<B>,
+    pub batch_size: usize,
+    /// Token ids that end a sequence (EOS and the config's extra EOS ids).
+    pub stop_ids: Vec<u32>,
+}
+
+/// Per-layer batched KV cache: `[slots, kv_heads, capacity, head_dim]`.
+/// Entries are `Option`s so a layer's tensor can be moved out, updated in place
+/// (sole owner) and put back.
+struct SlotCache<B: Backend> {
+    k: Vec<Option<Tensor<B, 4>>>,
+    v: Vec<Option<Tensor<B, 4>>>,
+    capacity: usize,
+}
+
+impl<B: Backend> Engine<B> {
+    pub fn new(model: Model<B>, batch_size: usize) -> Self {
+        let mut stop_ids: Vec<u32> = model.config.eos_token_ids.clone();
+        if let Some(e) = model.tokenizer.eos_id() {
+            stop_ids.push(e);
+        }
+        stop_ids.sort_unstable();
+        stop_ids.dedup();
+        Engine {
+            model,
+            batch_size: batch_size.max(1),
+            stop_ids,
+        }
+    }
+
+    fn encode_request(&self, r: &GenerationRequest) -> Result<Vec<u32>> {
+        let ids = self.model.encode_pieces(&r.prompt)?;
+        if ids.is_empty() {
+            return Err(Error::Other(format!("row {}: the prompt encodes to no tokens", r.id)));
+        }
+        self.model.check_ids(&ids).map_err(|e| Error::Other(format!("row {}: {e}", r.id)))?;
+        Ok(ids)
+    }
+
+    /// Generates one completion per request, in order, calling `done(index, &c)` as
+    /// each finishes (in completion order), e.g. to write results incrementally.
+    pub fn generate_with(
+        &self,
+        requests: &[GenerationRequest],
+        params: &SamplingParams,
+        done: &mut dyn FnMut(usize, &Completion),
+    ) -> Result<Vec<Completion>> {
+        params.validate().map_err(|e| Error::Other(e.to_string()))?;
+        let prompts: Vec<Vec<u32>> = requests.iter().map(|r| self.encode_request(r)).collect::<Result<_>>()?;
+        let max_pos = self.model.llama.rope.max_positions();
+        for (r, p) in requests.iter().zip(&prompts) {
+            if p.len() + params.max_new_tokens > max_pos {
+                return Err(Error::Other(format!(
+                    "row {}: {} prompt tokens + {} new tokens exceed the model's {max_pos} positions",
+                    r.id,
+                    p.len(),
+                    params.max_new_tokens
+                )));
+            }
+        }
+        let mut results: Vec<Option<Completion>> = vec![None; requests.len()];
+        let mut queue: VecDeque<usize> = (0..requests.len()).collect();
+        let slots = self.batch_size.min(requests.len().max(1));
+        let mut active: Vec<Option<Active>> = (0..slots).map(|_| None).collect();
+        let mut cache = self.new_cache(slots, 64);
+        let device = &self.model.device;
+        loop {
+            // Fill free slots from the queue with one batched prefill.
+            let free: Vec<usize> = (0..slots).filter(|s| active[*s].is_none()).collect();
+            let mut fill: Vec<(usize, usize)> = Vec::new();
+            for s in free {
+                match queue.pop_front() {
+                    Some(i) => fill.push((s, i)),
+                    None => break,
+                }
+            }
+            if !fill.is_empty() {
+                let seqs: Vec<Vec<u32>> = fill.iter().map(|(_, i)| prompts[*i].clone()).collect();
+                let need = seqs.iter().map(Vec::len).max().unwrap_or(0) + params.max_new_tokens;
+                let capacity = need.max(cache.capacity).min(max_pos);
+                self.grow(&mut cache, capacity);
+                let mut rows = self.prefill(&seqs, &fill, &mut cache)?;
+                for ((s, i), logits) in fill.iter().zip(rows.iter_mut()) {
+                    let mut a = Active {
+                        index: *i,
+                        rng: RowRng::for_row(params.seed, &requests[*i].id),
+                        seen: prompts[*i].clone(),
+                        prompt_len: prompts[*i].len(),
+                        next: 0,
+                        pending: true,
+                    };
+                    a.next = sample(logits, &a.seen, params, &mut a.rng);
+                    active[*s] = Some(a);
+                }
+            }
+            // Retire finished sequences (the token just chosen decides).
+            for slot in active.iter_mut() {
+                let finished = match slot {
+                    Some(a) if a.pending => {
+                        a.pending = false;
+                        self.finish(a, params)?
+                    }
+                    _ => None,
+                };
+                if let Some(c) = finished {
+                    let i = slot.as_ref().map(|a| a.index).unwrap_or(0);
+                    done(i, &c);
+                    results[i] = Some(c);
+                    *slot = None;
+                }
+            }
+            if active.iter().all(Option::is_none) {
+                if queue.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            if active.iter().any(Option::is_none) && !queue.is_empty() {
+                continue;
+            }
+            // One decode step for every active slot.
+            let mut rows = self.decode_step(&mut active, &mut cache, device)?;
+            for (slot, logits) in active.iter_mut().zip(rows.iter_mut()) {
+                if let (Some(a), Some(logits)) = (slot.as_mut(), logits.as_mut()) {
+                    a.next = sample(logits, &a.seen, params, &mut a.rng);
+                    a.pending = true;
+                }
+            }
+        }
+        Ok(results.into_iter().map(|c| c.expect("every request completes")).collect())
+    }
+
+    /// Applies the chosen `next` token to a sequence; returns its completion when it
+    /// has finished.
+    fn finish(&self, a: &mut Active, params: &SamplingParams) -> Result<Option<Completion>> {
+        let generated = a.seen.len() - a.prompt_len;
+        if self.stop_ids.contains(&a.next) {
+            let text = self.model.tokenizer.decode(&a.seen[a.prompt_len..], true)?;
+            return Ok(Some(Completion {
+                text,
+                tokens: generated + 1,
+                finish_reason: FinishReason::Eos,
+            }));
+        }
+        a.seen.push(a.next);
+        let gen = &a.seen[a.prompt_len..];
+        if !params.stop.is_empty() {
+            let text = self.model.tokenizer.decode(gen, true)?;
+            if let Some(at) = find_stop(&text, &params.stop) {
+                return Ok(Some(Completion {
+                    text: text[..at].to_string(),
+                    tokens: gen.len(),
+                    finish_reason: FinishReason::Stop,
+                }));
+            }
+        }
+        if gen.len() >= params.max_new_tokens {
+            return Ok(Some(Completion {
+                text: self.model.tokenizer.decode(gen, true)?,
+                tokens: gen.len(),
+                finish_reason: FinishReason::Length,
+            }));
+        }
+        Ok(None)
+    }
+
+    fn new_cache(&self, slots: usize, capacity: usize) -> SlotCache<B> {
+        let c = &self.model.config;
+        let zeros = || {
+            Some(Tensor::<B, 4>::zeros(
+                [slots, c.num_key_value_heads, capacity, c.head_dim],
+                &self.model.device,
+            ))
+        };
+        SlotCache {
+            k: (0..c.num_hidden_layers).map(|_| zeros()).collect(),
+            v: (0..c.num_hidden_layers).map(|_| zeros()).collect(),
+            capacity,
+        }
+    }
+
+    /// Grows every layer's cache to hold `capacity` positions.
+    fn grow(&self, cache: &mut SlotCache<B>, capacity: usize) {
+        if capacity <= cache.capacity {
+            return;
+        }
+        let extra = capacity - cache.capacity;
+        for slot in cache.k.iter_mut().chain(cache.v.iter_mut()) {
+            let t = slot.take().expect("cache present");
+            let [s, h, _, d] = t.dims();
+            let pad = Tensor::<B, 4>::zeros([s, h, extra, d], &self.model.device);
+            *slot = Some(Tensor::cat(vec![t, pad], 2));
+        }
+        cache.capacity = capacity;
+    }
+
+    /// Runs the new prompts as one padded batch, stores their keys/values in their
+    /// slots, and returns each prompt's last-position logits.
+    fn prefill(
+        &self,
+        seqs: &[Vec<u32>],
+        fill: &[(usize, usize)],
+        cache: &mut SlotCache<B>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let llama = &self.model.llama;
+        let device = &self.model.device;
+        let batch = PaddedBatch::right_padded(seqs);
+        let (tokens, positions, mask) = batch.tensors::<B>(device);
+        let mut kv = llama.new_cache();
+        let hidden = llama.forward(tokens, positions, mask, Some(&mut kv));
+        let [b, s, d] = hidden.dims();
+        let last: Vec<i64> = seqs.iter().enumerate().map(|(i, q)| (i * s + q.len() - 1) as i64).collect();
+        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [b]), device);
+        let picked = hidden.reshape([b * s, d]).select(0, idx);
+        let logits = llama.logits(picked);
+        for (layer, lc) in kv.layers.iter().enumerate() {
+            let (k, v) = lc.tensors().expect("prefill filled the cache");
+            for (row, (slot, _)) in fill.iter().enumerate() {
+                let [_, h, len, hd] = k.dims();
+                let kr = k.clone().slice([row..row + 1, 0..h, 0..len, 0..hd]);
+                let vr = v.clone().slice([row..row + 1, 0..h, 0..len, 0..hd]);
+                let kc = cache.k[layer].take().expect("cache present");
+                let vc = cache.v[layer].take().expect("cache present");
+                cache.k[layer] = Some(kc.slice_assign([*slot..*slot + 1, 0..h, 0..len, 0..hd], kr));
+                cache.v[layer] = Some(vc.slice_assign([*slot..*slot + 1, 0..h, 0..len, 0..hd], vr));
+            }
+        }
+        rows_of(logits)
+    }
+
+    /// Feeds each active slot's `next` token; returns each slot's logits.
+    fn decode_step(
+        &self,
+        active: &mut [Option<Active>],
+        cache: &mut SlotCache<B>,
+        device: &B::Device,
+    ) -> Result<Vec<Option<Vec<f32>>>> {
+        let llama = &self.model.llama;
+        let slots = active.len();
+        // Inactive slots run a dummy token at position 0 with everything masked but
+        // itself; their results are ignored.
+        let lens: Vec<usize> = active.iter().map(|a| a.as_ref().map(|a| a.seen.len() - 1).unwrap_or(0)).collect();
+        let total = lens.iter().max().copied().unwrap_or(0) + 1;
+        if total > cache.capacity {
+            self.grow(cache, (cache.capacity * 2).max(total));
+        }
+        let tokens: Vec<i64> = active.iter().map(|a| a.as_ref().map(|a| a.next as i64).unwrap_or(0)).collect();
+        let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [slots, 1]), device);
+        let pos: Vec<i64> = lens.iter().map(|l| *l as i64).collect();
+        let positions = Tensor::<B, 2, Int>::from_data(TensorData::new(pos, [slots, 1]), device);
+        let mut mask = Vec::with_capacity(slots * total);
+        for l in &lens {
+            for k in 0..total {
+                mask.push(k > *l);
+            }
+        }
+        let mask = Tensor::<B, 4, Bool>::from_data(TensorData::new(mask, [slots, 1, 1, total]), device);
+        let (cos, sin) = llama.rope.tables(positions);
+        let mut x = embedding(llama.embed_tokens.val(), tokens);
+        for (layer, block) in llama.layers.iter().enumerate() {
+            let (k_cache, v_cache) = (&mut cache.k[layer], &mut cache.v[layer]);
+            x = block.forward_decode(x, &cos, &sin, &mask, k_cache, v_cache, &lens, total);
+        }
+        let hidden = llama.norm.forward(x);
+        let [b, _, d] = hidden.dims();
+        let logits = llama.logits(hidden.reshape([b, d]));
+        let rows = rows_of(logits)?;
+        Ok(rows
+            .into_iter()
+            .zip(active.iter())
+            .map(|(r, a)| a.as_ref().map(|_| r))
+            .collect())
+    }
+
+    /// Sum and mean log-likelihood of each continuation given its prompt, in
+    /// batches of `batch_size`.
+    pub fn score_requests(&self, requests: &[ScoreRequest]) -> Result<Vec<Score>> {
+        let mut out = Vec::with_capacity(requests.len());
+        for chunk in requests.chunks(self.batch_size) {
+            let mut seqs = Vec::with_capacity(chunk.len());
+            let mut cont_lens = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                let p = self.model.encode_pieces(&r.prompt)?;
+                let c = self.model.encode_pieces(&r.continuation)?;
+                if p.is_empty() {
+                    return Err(Error::Other("a scoring prompt encodes to no tokens (add BOS or text)".into()));
+                }
+                cont_lens.push(c.len());
+                let mut s = p;
+                s.extend(c);
+                self.model.check_ids(&s)?;
+                seqs.push(s);
+            }
+            let lp = self.model.llama.token_logprobs(&seqs, &self.model.device);
+            for (row, n) in lp.iter().zip(cont_lens) {
+                let tail = &row[row.len() - n..];
+                out.push(Score {
+                    sum_logprob: tail.iter().map(|x| *x as f64).sum(),
+                    tokens: n,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn rows_of<B: Backend>(logits: Tensor<B, 2>) -> Result<Vec<Vec<f32>>> {
+    let [b, v] = logits.dims();
+    let flat: Vec<f32> = logits
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .map_err(|e| Error::Other(format!("reading logits: {e:?}")))?;
+    Ok((0..b).map(|i| flat[i * v..(i + 1) * v].to_vec()).collect())
+}
+
+impl<B: Backend> Generator for Engine<B> {
+    fn generate(&mut self, requests: &[GenerationRequest], params: &SamplingParams) -> sdft_core::Result<Vec<Completion>> {
+        self.generate_with(requests, params, &mut |_, _| {})
+            .map_err(|e| sdft_core::Error::backend("generation", e))
+    }
+}
+
+impl<B: Backend> Scorer for Engine<B> {
+    fn score(&mut self, requests: &[ScoreRequest]) -> sdft_core::Result<Vec<Score>> {
+        self.score_requests(requests).map_err(|e| sdft_core::Error::backend("scoring", e))
+    }
+}

@@ -1,0 +1,8 @@
+//! Text generation and scoring: the [`Engine`] implements
+//! [`sdft_core::Generator`] and [`sdft_core::Scorer`] for a loaded model.
+
+mod engine;
+pub mod sampler;
+pub mod stop;
+
+pub use engine::Engine;
