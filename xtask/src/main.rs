@@ -1,19 +1,27 @@
 //! `cargo xtask`: project automation for sdft-rs.
 //!
 //! Commands:
-//! - `test`: what CI runs (`.ci/run`): the whole workspace's tests, doc tests
-//!   included, against the locked dependency versions. Set `SDFT_SHARED=../shared`
-//!   to include the tests that read the paper's data files.
+//! - `test`: what CI runs (`.ci/run`): fetches the assets the tests use (best
+//!   effort: offline, the tests that need them say they did not run), then the
+//!   whole workspace's tests, doc tests included, with the locked dependency
+//!   versions. Set `SDFT_SHARED=../shared` to include the tests that read the
+//!   paper's data files.
+//! - `assets`: fetch the default model (SmolLM2-135M-Instruct) and the test assets
+//!   into `$SDFT_HOME` (default `~/.cache/sdft`), verified by SHA-256.
+//! - `bench generate [ARGS]`: the generation benchmark (release build).
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use sdft_model::assets;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  test [ARGS...]   run the workspace tests (extra ARGS go to `cargo test`)";
+  test [ARGS...]            fetch test assets (best effort), then run the workspace tests
+  assets                    fetch the default model and the test assets into $SDFT_HOME
+  bench generate [ARGS...]  generation speed on SmolLM2-135M (--compare-llama-cpp DIR)";
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -37,10 +45,22 @@ fn run(mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
+fn fetch_assets() -> Result<()> {
+    let model = assets::fetch_known(&assets::SMOLLM2_135M_INSTRUCT)?;
+    eprintln!("xtask: model {}", model.display());
+    for p in assets::fetch_test_assets()? {
+        eprintln!("xtask: asset {}", p.display());
+    }
+    Ok(())
+}
+
 fn test(extra: &[String]) -> Result<()> {
     match std::env::var_os("SDFT_SHARED") {
         Some(s) => eprintln!("xtask: SDFT_SHARED={} (tests read the paper's data)", PathBuf::from(s).display()),
         None => eprintln!("xtask: SDFT_SHARED is unset: tests that read the paper's data will say they did not run"),
+    }
+    if let Err(e) = fetch_assets() {
+        eprintln!("xtask: warning: could not fetch test assets ({e:#}); tests that need them will say they did not run");
     }
     let mut cmd = cargo();
     cmd.current_dir(workspace_root())
@@ -49,10 +69,25 @@ fn test(extra: &[String]) -> Result<()> {
     run(cmd)
 }
 
+fn bench(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("generate") => {
+            let mut cmd = cargo();
+            cmd.current_dir(workspace_root())
+                .args(["bench", "--locked", "-p", "sdft-model", "--bench", "generate", "--"])
+                .args(&args[1..]);
+            run(cmd)
+        }
+        _ => bail!("usage: cargo xtask bench generate [--compare-llama-cpp DIR [--llama-cpp-model F32.gguf]]"),
+    }
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
+        Some("assets") => fetch_assets(),
+        Some("bench") => bench(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())

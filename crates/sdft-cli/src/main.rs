@@ -22,6 +22,8 @@ enum Command {
     /// Inspect, validate and convert datasets.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
+    /// Generate completions for prompts (batched, resumable).
+    Generate(cmd::generate::GenerateArgs),
     /// Inspect, tokenize with, run and convert models.
     #[command(subcommand)]
     Model(cmd::model::ModelCommand),
@@ -35,6 +37,7 @@ fn main() -> std::process::ExitCode {
     logging::init(cli.verbose);
     let result = match cli.command {
         Command::Data(c) => cmd::data::run(c),
+        Command::Generate(a) => cmd::generate::run(a),
         Command::Model(c) => cmd::model::run(c),
         Command::Template(c) => cmd::template::run(c),
     };

@@ -38,6 +38,7 @@
 //! ```
 
 pub mod atomic;
+mod chat;
 mod columns;
 mod dataset;
 mod error;
@@ -48,6 +49,7 @@ mod records;
 pub mod template;
 mod write;
 
+pub use chat::ChatTemplate;
 pub use columns::{ColumnMap, Field, ResolvedColumns, FIELD_NAMES};
 pub use dataset::{Dataset, ReadOptions, ReadReport, RowIssue};
 pub use error::{Error, Result};

@@ -262,3 +262,36 @@ fn to_json(a: &dyn Array, i: usize) -> Value {
 fn list(values: &dyn Array) -> Value {
     Value::Array((0..values.len()).map(|j| to_json(values, j)).collect())
 }
+
+/// One column of a simple table for [`write_table`].
+#[derive(Debug, Clone)]
+pub enum Column {
+    Str(Vec<String>),
+    Int(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+/// Writes a table of named text/integer/boolean columns (all of one length) to
+/// Parquet, atomically. Used for stage outputs such as generations.
+pub fn write_table(path: &Path, columns: Vec<(&str, Column)>) -> Result<()> {
+    let mut fields = Vec::with_capacity(columns.len());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+    for (name, col) in columns {
+        let (dt, arr): (DataType, ArrayRef) = match col {
+            Column::Str(v) => (DataType::Utf8, Arc::new(StringArray::from(v))),
+            Column::Int(v) => (DataType::Int64, Arc::new(arrow_array::Int64Array::from(v))),
+            Column::Bool(v) => (
+                DataType::Boolean,
+                Arc::new(arrow_array::BooleanArray::from(v)),
+            ),
+        };
+        fields.push(Field::new(name, dt, false));
+        arrays.push(arr);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_batches(path, schema, &[batch])
+}

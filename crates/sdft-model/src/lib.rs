@@ -28,13 +28,13 @@ pub mod generate;
 pub mod gguf;
 mod load;
 pub mod model;
-pub mod weights;
 pub mod tokenizer;
+pub mod weights;
 
 pub use config::{LlamaConfig, RopeScaling};
 pub use error::{Error, Result};
 pub use generate::Engine;
-pub use load::{Model, ModelFiles, ModelFormat};
-pub use weights::LoadOptions;
 pub use gguf::{GgmlType, GgufFile, TensorInfo};
+pub use load::{Model, ModelFiles, ModelFormat};
 pub use tokenizer::TokenizerInfo;
+pub use weights::LoadOptions;

@@ -99,14 +99,18 @@ impl<B: Backend> Model<B> {
         for piece in &prompt.pieces {
             match piece {
                 PromptPiece::Text(t) => ids.extend(self.tokenizer.encode(t, true)?),
-                PromptPiece::Bos => ids.push(self.tokenizer.bos_id().ok_or_else(|| Error::Tokenizer {
-                    source_name: self.tokenizer.source().to_string(),
-                    message: "the prompt asks for BOS but the tokenizer defines none".into(),
-                })?),
-                PromptPiece::Eos => ids.push(self.tokenizer.eos_id().ok_or_else(|| Error::Tokenizer {
-                    source_name: self.tokenizer.source().to_string(),
-                    message: "the prompt asks for EOS but the tokenizer defines none".into(),
-                })?),
+                PromptPiece::Bos => {
+                    ids.push(self.tokenizer.bos_id().ok_or_else(|| Error::Tokenizer {
+                        source_name: self.tokenizer.source().to_string(),
+                        message: "the prompt asks for BOS but the tokenizer defines none".into(),
+                    })?)
+                }
+                PromptPiece::Eos => {
+                    ids.push(self.tokenizer.eos_id().ok_or_else(|| Error::Tokenizer {
+                        source_name: self.tokenizer.source().to_string(),
+                        message: "the prompt asks for EOS but the tokenizer defines none".into(),
+                    })?)
+                }
             }
         }
         Ok(ids)

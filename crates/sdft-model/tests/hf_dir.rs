@@ -22,10 +22,14 @@ const LAYERS: usize = 2;
 /// Deterministic values in [-0.5, 0.5), rounded to bf16 so that bf16 and f32
 /// storage hold the same numbers.
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let x = ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5;
             half::bf16::from_f32(x).to_f32()
         })
@@ -40,7 +44,8 @@ fn tensors() -> Vec<(String, Vec<usize>, Vec<f32>)> {
         let n = shape.iter().product();
         let mut v = values(n, seed);
         if name.contains("norm") {
-            v.iter_mut().for_each(|x| *x = half::bf16::from_f32(*x + 1.0).to_f32());
+            v.iter_mut()
+                .for_each(|x| *x = half::bf16::from_f32(*x + 1.0).to_f32());
         }
         out.push((name, shape, v));
     };
@@ -98,7 +103,10 @@ fn write_common(dir: &Path) {
 
 fn encode(values: &[f32], dtype: Dtype) -> Vec<u8> {
     match dtype {
-        Dtype::BF16 => values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
+        Dtype::BF16 => values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
         _ => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
     }
 }
@@ -116,7 +124,10 @@ fn write_file(path: &Path, items: &[(String, Vec<usize>, Vec<f32>)], dtype: Dtyp
 fn write_sharded_bf16(dir: &Path, items: &[(String, Vec<usize>, Vec<f32>)]) {
     write_common(dir);
     let (a, b) = items.split_at(items.len() / 2);
-    let names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"];
+    let names = [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ];
     write_file(&dir.join(names[0]), a, Dtype::BF16);
     write_file(&dir.join(names[1]), b, Dtype::BF16);
     let mut map = serde_json::Map::new();
@@ -149,12 +160,21 @@ fn sharded_bf16_gqa_untied_model_loads_and_matches_f32_storage() {
     assert_eq!(a.config.num_key_value_heads, KV);
     assert!(!a.llama.tied);
     let ids = a.tokenizer.encode_prompt("w5 w7 w9 w11").unwrap();
-    assert_eq!(ids, vec![0, 5, 7, 9, 11], "BOS added per tokenizer_config.json");
+    assert_eq!(
+        ids,
+        vec![0, 5, 7, 9, 11],
+        "BOS added per tokenizer_config.json"
+    );
     let seqs = vec![ids.clone(), ids[..3].to_vec()];
     let la = a.logits_all(&seqs).unwrap();
     let lb = b.logits_all(&seqs).unwrap();
     let mut max = 0f32;
-    for (x, y) in la.iter().flatten().flatten().zip(lb.iter().flatten().flatten()) {
+    for (x, y) in la
+        .iter()
+        .flatten()
+        .flatten()
+        .zip(lb.iter().flatten().flatten())
+    {
         assert!(x.is_finite());
         max = max.max((x - y).abs());
     }
@@ -179,7 +199,10 @@ fn bad_checkpoints_name_the_problem() {
     let removed = items.remove(3);
     write_file(&dir.join("model.safetensors"), &items, Dtype::F32);
     let e = load(&dir).err().expect("must fail").to_string();
-    assert!(e.contains(&removed.0) && e.contains("missing tensor"), "{e}");
+    assert!(
+        e.contains(&removed.0) && e.contains("missing tensor"),
+        "{e}"
+    );
     // A shape that disagrees with the config is named with both shapes.
     let dir = tmp.path().join("shape");
     write_common(&dir);
@@ -187,7 +210,10 @@ fn bad_checkpoints_name_the_problem() {
     items[3].1 = vec![H, KV * HD];
     write_file(&dir.join("model.safetensors"), &items, Dtype::F32);
     let e = load(&dir).err().expect("must fail").to_string();
-    assert!(e.contains("k_proj") && e.contains("expected shape [16, 32]") && e.contains("[32, 16]"), "{e}");
+    assert!(
+        e.contains("k_proj") && e.contains("expected shape [16, 32]") && e.contains("[32, 16]"),
+        "{e}"
+    );
     // A truncated safetensors file.
     let dir = tmp.path().join("truncated");
     write_common(&dir);
@@ -196,11 +222,16 @@ fn bad_checkpoints_name_the_problem() {
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() - 100]).unwrap();
     let e = load(&dir).err().expect("must fail").to_string();
-    assert!(e.contains("model.safetensors") && e.contains("invalid safetensors"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("invalid safetensors"),
+        "{e}"
+    );
     // A config with an impossible head split.
     let dir = tmp.path().join("config");
     write_common(&dir);
-    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap().replace("\"num_key_value_heads\":2", "\"num_key_value_heads\":3");
+    let cfg = std::fs::read_to_string(dir.join("config.json"))
+        .unwrap()
+        .replace("\"num_key_value_heads\":2", "\"num_key_value_heads\":3");
     std::fs::write(dir.join("config.json"), cfg).unwrap();
     let e = load(&dir).err().expect("must fail").to_string();
     assert!(e.contains("num_key_value_heads"), "{e}");

@@ -21,7 +21,10 @@ fn model_path() -> Option<PathBuf> {
     if p.is_file() {
         Some(p)
     } else {
-        eprintln!("note: {} is missing; logits tests did not run (run `cargo xtask assets`)", p.display());
+        eprintln!(
+            "note: {} is missing; logits tests did not run (run `cargo xtask assets`)",
+            p.display()
+        );
         None
     }
 }
@@ -32,11 +35,19 @@ fn golden() -> Value {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn logsumexp(row: &[f32]) -> f32 {
@@ -84,7 +95,10 @@ fn gguf_logits_match_the_numpy_reference() {
     for g in prompts {
         let name = g["name"].as_str().unwrap();
         let want = ids(&g["token_ids"]);
-        let got = model.tokenizer.encode(g["text"].as_str().unwrap(), true).unwrap();
+        let got = model
+            .tokenizer
+            .encode(g["text"].as_str().unwrap(), true)
+            .unwrap();
         assert_eq!(got, want, "{name}: token ids");
         seqs.push(want);
     }
@@ -93,7 +107,11 @@ fn gguf_logits_match_the_numpy_reference() {
     for (g, seq) in prompts.iter().zip(&seqs) {
         let logits = model.logits_all(std::slice::from_ref(seq)).unwrap();
         let err = compare(g["name"].as_str().unwrap(), g, &fixed_ids, &logits[0]);
-        eprintln!("{}: {} tokens, max |logit - reference| = {err:.2e}", g["name"], seq.len());
+        eprintln!(
+            "{}: {} tokens, max |logit - reference| = {err:.2e}",
+            g["name"],
+            seq.len()
+        );
         worst = worst.max(err);
     }
     // All prompts as one right-padded batch.
@@ -102,8 +120,13 @@ fn gguf_logits_match_the_numpy_reference() {
         let err = compare(g["name"].as_str().unwrap(), g, &fixed_ids, logits);
         worst = worst.max(err);
     }
-    eprintln!("worst max abs error over all prompts and positions (single and batched): {worst:.2e}");
-    assert!(worst < TOLERANCE, "max abs error {worst} exceeds {TOLERANCE}");
+    eprintln!(
+        "worst max abs error over all prompts and positions (single and batched): {worst:.2e}"
+    );
+    assert!(
+        worst < TOLERANCE,
+        "max abs error {worst} exceeds {TOLERANCE}"
+    );
 }
 
 #[test]
@@ -121,7 +144,10 @@ fn converted_safetensors_give_identical_logits() {
     let text = "<|im_start|>user\nName three colors.<|im_end|>\n<|im_start|>assistant\n";
     let ids_a = a.tokenizer.encode_prompt(text).unwrap();
     let ids_b = b.tokenizer.encode_prompt(text).unwrap();
-    assert_eq!(ids_a, ids_b, "the converted tokenizer.json tokenizes the same");
+    assert_eq!(
+        ids_a, ids_b,
+        "the converted tokenizer.json tokenizes the same"
+    );
     let la = a.logits_all(std::slice::from_ref(&ids_a)).unwrap();
     let lb = b.logits_all(std::slice::from_ref(&ids_b)).unwrap();
     let max = la[0]
@@ -130,5 +156,8 @@ fn converted_safetensors_give_identical_logits() {
         .zip(lb[0].iter().flatten())
         .map(|(x, y)| (x - y).abs())
         .fold(0f32, f32::max);
-    assert_eq!(max, 0.0, "GGUF and converted safetensors logits differ by {max}");
+    assert_eq!(
+        max, 0.0,
+        "GGUF and converted safetensors logits differ by {max}"
+    );
 }

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use serde_json::json;
 use sdft_model::backend::{default_device, DefaultBackend};
 use sdft_model::convert::{write_hf_dir, SaveDtype};
 use sdft_model::{assets, LoadOptions, Model, ModelFiles, ModelFormat};
+use serde_json::json;
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
@@ -79,7 +79,8 @@ impl LoadArgs {
             other => bail!("--dtype {other}: expected f32, bf16 or f16"),
         };
         let t = std::time::Instant::now();
-        let model = Model::<DefaultBackend>::load(&path, &LoadOptions { dtype }, &default_device())?;
+        let model =
+            Model::<DefaultBackend>::load(&path, &LoadOptions { dtype }, &default_device())?;
         tracing::info!(path = %path.display(), secs = t.elapsed().as_secs_f32(), "model loaded");
         Ok(model)
     }
@@ -123,10 +124,15 @@ pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
             out_dir,
             dtype,
         } => {
-            let dt = SaveDtype::parse(&dtype).with_context(|| format!("--dtype {dtype}: expected f32, bf16 or f16"))?;
+            let dt = SaveDtype::parse(&dtype)
+                .with_context(|| format!("--dtype {dtype}: expected f32, bf16 or f16"))?;
             let files = open(&input)?;
             write_hf_dir(&files, &out_dir, dt)?;
-            eprintln!("wrote {} ({} tensors, {dtype})", out_dir.display(), files.config.tensor_names().len());
+            eprintln!(
+                "wrote {} ({} tensors, {dtype})",
+                out_dir.display(),
+                files.config.tensor_names().len()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -172,11 +178,19 @@ fn info(model: &str, as_json: bool) -> Result<ExitCode> {
         c.intermediate_size,
         c.vocab_size
     );
-    println!("parameters:    {} ({:.1}M)", c.parameter_count(), c.parameter_count() as f64 / 1e6);
+    println!(
+        "parameters:    {} ({:.1}M)",
+        c.parameter_count(),
+        c.parameter_count() as f64 / 1e6
+    );
     println!(
         "rope:          theta {}{}; context {}; tied head: {}",
         c.rope_theta,
-        if c.rope_scaling.is_some() { " (llama3 scaling)" } else { "" },
+        if c.rope_scaling.is_some() {
+            " (llama3 scaling)"
+        } else {
+            ""
+        },
         c.max_position_embeddings,
         c.tie_word_embeddings
     );
@@ -214,7 +228,11 @@ fn logits(load: &LoadArgs, text: &str, top: usize, all: bool, as_json: bool) -> 
             .map(|i| json!({"id": i, "token": tok(i), "logit": row[i]}))
             .collect::<Vec<_>>()
     };
-    let positions: Vec<usize> = if all { (0..rows.len()).collect() } else { vec![rows.len() - 1] };
+    let positions: Vec<usize> = if all {
+        (0..rows.len()).collect()
+    } else {
+        vec![rows.len() - 1]
+    };
     let tops: Vec<Vec<serde_json::Value>> = positions.iter().map(|p| top_of(&rows[*p])).collect();
     if as_json {
         let top_value = if all { json!(tops) } else { json!(tops[0]) };
@@ -222,9 +240,18 @@ fn logits(load: &LoadArgs, text: &str, top: usize, all: bool, as_json: bool) -> 
         return Ok(ExitCode::SUCCESS);
     }
     for (p, t) in positions.iter().zip(&tops) {
-        println!("position {p} (token {} {:?}):", ids[*p], tok(ids[*p] as usize));
+        println!(
+            "position {p} (token {} {:?}):",
+            ids[*p],
+            tok(ids[*p] as usize)
+        );
         for e in t {
-            println!("  {:>7}  {:>10.4}  {:?}", e["id"], e["logit"].as_f64().unwrap_or(0.0), e["token"].as_str().unwrap_or(""));
+            println!(
+                "  {:>7}  {:>10.4}  {:?}",
+                e["id"],
+                e["logit"].as_f64().unwrap_or(0.0),
+                e["token"].as_str().unwrap_or("")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

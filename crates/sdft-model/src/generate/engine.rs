@@ -12,7 +12,8 @@ use std::collections::VecDeque;
 use burn::prelude::*;
 use burn::tensor::module::embedding;
 use sdft_core::{
-    Completion, FinishReason, GenerationRequest, Generator, SamplingParams, Score, ScoreRequest, Scorer,
+    Completion, FinishReason, GenerationRequest, Generator, SamplingParams, Score, ScoreRequest,
+    Scorer,
 };
 
 use super::sampler::{sample, RowRng};
@@ -68,9 +69,14 @@ impl<B: Backend> Engine<B> {
     fn encode_request(&self, r: &GenerationRequest) -> Result<Vec<u32>> {
         let ids = self.model.encode_pieces(&r.prompt)?;
         if ids.is_empty() {
-            return Err(Error::Other(format!("row {}: the prompt encodes to no tokens", r.id)));
+            return Err(Error::Other(format!(
+                "row {}: the prompt encodes to no tokens",
+                r.id
+            )));
         }
-        self.model.check_ids(&ids).map_err(|e| Error::Other(format!("row {}: {e}", r.id)))?;
+        self.model
+            .check_ids(&ids)
+            .map_err(|e| Error::Other(format!("row {}: {e}", r.id)))?;
         Ok(ids)
     }
 
@@ -83,7 +89,10 @@ impl<B: Backend> Engine<B> {
         done: &mut dyn FnMut(usize, &Completion),
     ) -> Result<Vec<Completion>> {
         params.validate().map_err(|e| Error::Other(e.to_string()))?;
-        let prompts: Vec<Vec<u32>> = requests.iter().map(|r| self.encode_request(r)).collect::<Result<_>>()?;
+        let prompts: Vec<Vec<u32>> = requests
+            .iter()
+            .map(|r| self.encode_request(r))
+            .collect::<Result<_>>()?;
         let max_pos = self.model.llama.rope.max_positions();
         for (r, p) in requests.iter().zip(&prompts) {
             if p.len() + params.max_new_tokens > max_pos {
@@ -164,7 +173,10 @@ impl<B: Backend> Engine<B> {
                 }
             }
         }
-        Ok(results.into_iter().map(|c| c.expect("every request completes")).collect())
+        Ok(results
+            .into_iter()
+            .map(|c| c.expect("every request completes"))
+            .collect())
     }
 
     /// Applies the chosen `next` token to a sequence; returns its completion when it
@@ -246,7 +258,11 @@ impl<B: Backend> Engine<B> {
         let mut kv = llama.new_cache();
         let hidden = llama.forward(tokens, positions, mask, Some(&mut kv));
         let [b, s, d] = hidden.dims();
-        let last: Vec<i64> = seqs.iter().enumerate().map(|(i, q)| (i * s + q.len() - 1) as i64).collect();
+        let last: Vec<i64> = seqs
+            .iter()
+            .enumerate()
+            .map(|(i, q)| (i * s + q.len() - 1) as i64)
+            .collect();
         let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [b]), device);
         let picked = hidden.reshape([b * s, d]).select(0, idx);
         let logits = llama.logits(picked);
@@ -276,12 +292,19 @@ impl<B: Backend> Engine<B> {
         let slots = active.len();
         // Inactive slots run a dummy token at position 0 with everything masked but
         // itself; their results are ignored.
-        let lens: Vec<usize> = active.iter().map(|a| a.as_ref().map(|a| a.seen.len() - 1).unwrap_or(0)).collect();
-        let total = lens.iter().max().copied().unwrap_or(0) + 1;
-        if total > cache.capacity {
-            self.grow(cache, (cache.capacity * 2).max(total));
+        let lens: Vec<usize> = active
+            .iter()
+            .map(|a| a.as_ref().map(|a| a.seen.len() - 1).unwrap_or(0))
+            .collect();
+        let needed = lens.iter().max().copied().unwrap_or(0) + 1;
+        if needed > cache.capacity {
+            self.grow(cache, (cache.capacity * 2).max(needed));
         }
-        let tokens: Vec<i64> = active.iter().map(|a| a.as_ref().map(|a| a.next as i64).unwrap_or(0)).collect();
+        let total = cache.capacity;
+        let tokens: Vec<i64> = active
+            .iter()
+            .map(|a| a.as_ref().map(|a| a.next as i64).unwrap_or(0))
+            .collect();
         let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [slots, 1]), device);
         let pos: Vec<i64> = lens.iter().map(|l| *l as i64).collect();
         let positions = Tensor::<B, 2, Int>::from_data(TensorData::new(pos, [slots, 1]), device);
@@ -291,7 +314,8 @@ impl<B: Backend> Engine<B> {
                 mask.push(k > *l);
             }
         }
-        let mask = Tensor::<B, 4, Bool>::from_data(TensorData::new(mask, [slots, 1, 1, total]), device);
+        let mask =
+            Tensor::<B, 4, Bool>::from_data(TensorData::new(mask, [slots, 1, 1, total]), device);
         let (cos, sin) = llama.rope.tables(positions);
         let mut x = embedding(llama.embed_tokens.val(), tokens);
         for (layer, block) in llama.layers.iter().enumerate() {
@@ -320,7 +344,9 @@ impl<B: Backend> Engine<B> {
                 let p = self.model.encode_pieces(&r.prompt)?;
                 let c = self.model.encode_pieces(&r.continuation)?;
                 if p.is_empty() {
-                    return Err(Error::Other("a scoring prompt encodes to no tokens (add BOS or text)".into()));
+                    return Err(Error::Other(
+                        "a scoring prompt encodes to no tokens (add BOS or text)".into(),
+                    ));
                 }
                 cont_lens.push(c.len());
                 let mut s = p;
@@ -352,7 +378,11 @@ fn rows_of<B: Backend>(logits: Tensor<B, 2>) -> Result<Vec<Vec<f32>>> {
 }
 
 impl<B: Backend> Generator for Engine<B> {
-    fn generate(&mut self, requests: &[GenerationRequest], params: &SamplingParams) -> sdft_core::Result<Vec<Completion>> {
+    fn generate(
+        &mut self,
+        requests: &[GenerationRequest],
+        params: &SamplingParams,
+    ) -> sdft_core::Result<Vec<Completion>> {
         self.generate_with(requests, params, &mut |_, _| {})
             .map_err(|e| sdft_core::Error::backend("generation", e))
     }
@@ -360,6 +390,7 @@ impl<B: Backend> Generator for Engine<B> {
 
 impl<B: Backend> Scorer for Engine<B> {
     fn score(&mut self, requests: &[ScoreRequest]) -> sdft_core::Result<Vec<Score>> {
-        self.score_requests(requests).map_err(|e| sdft_core::Error::backend("scoring", e))
+        self.score_requests(requests)
+            .map_err(|e| sdft_core::Error::backend("scoring", e))
     }
 }

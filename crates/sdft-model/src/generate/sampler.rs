@@ -72,14 +72,27 @@ pub fn sample(logits: &mut [f32], seen: &[u32], params: &SamplingParams, rng: &m
     let t = params.temperature;
     // Candidates sorted by logit, best first; top-k cuts the list.
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-    let k = if params.top_k == 0 { logits.len() } else { params.top_k.min(logits.len()) };
+    let k = if params.top_k == 0 {
+        logits.len()
+    } else {
+        params.top_k.min(logits.len())
+    };
     if k < logits.len() {
-        idx.select_nth_unstable_by(k - 1, |a, b| logits[*b as usize].total_cmp(&logits[*a as usize]));
+        idx.select_nth_unstable_by(k - 1, |a, b| {
+            logits[*b as usize].total_cmp(&logits[*a as usize])
+        });
         idx.truncate(k);
     }
-    idx.sort_by(|a, b| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b)));
+    idx.sort_by(|a, b| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    });
     let max = logits[idx[0] as usize] / t;
-    let weights: Vec<f64> = idx.iter().map(|i| ((logits[*i as usize] / t - max) as f64).exp()).collect();
+    let weights: Vec<f64> = idx
+        .iter()
+        .map(|i| ((logits[*i as usize] / t - max) as f64).exp())
+        .collect();
     let total: f64 = weights.iter().sum();
     // Top-p: keep the smallest prefix whose probability reaches top_p (HF keeps at
     // least one token).
@@ -111,10 +124,18 @@ mod tests {
 
     #[test]
     fn streams_depend_on_seed_and_id_only() {
-        let a: Vec<u64> = (0..4).map(|_| RowRng::for_row(42, "row-1").next_u64()).collect();
+        let a: Vec<u64> = (0..4)
+            .map(|_| RowRng::for_row(42, "row-1").next_u64())
+            .collect();
         assert!(a.windows(2).all(|w| w[0] == w[1]));
-        assert_ne!(RowRng::for_row(42, "row-1").next_u64(), RowRng::for_row(42, "row-2").next_u64());
-        assert_ne!(RowRng::for_row(42, "row-1").next_u64(), RowRng::for_row(43, "row-1").next_u64());
+        assert_ne!(
+            RowRng::for_row(42, "row-1").next_u64(),
+            RowRng::for_row(42, "row-2").next_u64()
+        );
+        assert_ne!(
+            RowRng::for_row(42, "row-1").next_u64(),
+            RowRng::for_row(43, "row-1").next_u64()
+        );
         let mut r = RowRng::for_row(1, "x");
         let mean: f64 = (0..10_000).map(|_| r.next_f64()).sum::<f64>() / 10_000.0;
         assert!((mean - 0.5).abs() < 0.02);
@@ -138,7 +159,10 @@ mod tests {
         }
         // top_p keeps the smallest set reaching p: with probabilities ~(0.67, 0.24,
         // 0.09) and p = 0.7, only the first two can be drawn.
-        let p = SamplingParams::paper_default().with_temperature(1.0).with_top_k(0).with_top_p(0.7);
+        let p = SamplingParams::paper_default()
+            .with_temperature(1.0)
+            .with_top_k(0)
+            .with_top_p(0.7);
         let mut counts = [0usize; 3];
         for _ in 0..3000 {
             counts[sample(&mut [2.0, 1.0, 0.0], &[], &p, &mut rng) as usize] += 1;

@@ -12,6 +12,15 @@ use super::rope;
 /// A weight matrix stored as `[d_in, d_out]` (the transpose of PyTorch's layout).
 pub type Weight<B> = Param<Tensor<B, 2>>;
 
+/// `x · w` for `x` `[b, s, d_in]`, computed as one `[b*s, d_in] x [d_in, d_out]`
+/// matrix product (a batched product would stream the weights once per row).
+pub fn project<B: Backend>(x: Tensor<B, 3>, w: &Weight<B>) -> Tensor<B, 3> {
+    let [b, s, d] = x.dims();
+    let out = linear(x.reshape([b * s, d]), w.val(), None);
+    let n = out.dims()[1];
+    out.reshape([b, s, n])
+}
+
 /// `x * w / sqrt(mean(x^2) + eps)`.
 #[derive(Module, Debug)]
 pub struct RmsNorm<B: Backend> {
@@ -51,13 +60,13 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let q = linear(x.clone(), self.q_proj.val(), None)
+        let q = project(x.clone(), &self.q_proj)
             .reshape([b, s, h, hd])
             .swap_dims(1, 2);
-        let k = linear(x.clone(), self.k_proj.val(), None)
+        let k = project(x.clone(), &self.k_proj)
             .reshape([b, s, kvh, hd])
             .swap_dims(1, 2);
-        let v = linear(x, self.v_proj.val(), None)
+        let v = project(x, &self.v_proj)
             .reshape([b, s, kvh, hd])
             .swap_dims(1, 2);
         let q = rope::apply(q, cos, sin);
@@ -68,14 +77,14 @@ impl<B: Backend> Attention<B> {
         };
         let total = k.dims()[2];
         let out = self.attend(q, k, v, mask, b, s, total);
-        linear(out, self.o_proj.val(), None)
+        project(out, &self.o_proj)
     }
 }
 
 impl<B: Backend> Attention<B> {
     /// One decode step for a batch of slots: `x` `[slots, 1, dim]`; each slot's new
     /// key/value is written into the batched cache at position `lens[slot]`, and
-    /// attention runs over the first `total` cached positions under `mask`
+    /// attention runs over all `total` (= capacity) cached positions under `mask`
     /// `[slots, 1, 1, total]`.
     #[allow(clippy::too_many_arguments)]
     pub fn forward_decode(
@@ -91,9 +100,15 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 3> {
         let [b, _, _] = x.dims();
         let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let q = linear(x.clone(), self.q_proj.val(), None).reshape([b, 1, h, hd]).swap_dims(1, 2);
-        let k = linear(x.clone(), self.k_proj.val(), None).reshape([b, 1, kvh, hd]).swap_dims(1, 2);
-        let v = linear(x, self.v_proj.val(), None).reshape([b, 1, kvh, hd]).swap_dims(1, 2);
+        let q = project(x.clone(), &self.q_proj)
+            .reshape([b, 1, h, hd])
+            .swap_dims(1, 2);
+        let k = project(x.clone(), &self.k_proj)
+            .reshape([b, 1, kvh, hd])
+            .swap_dims(1, 2);
+        let v = project(x, &self.v_proj)
+            .reshape([b, 1, kvh, hd])
+            .swap_dims(1, 2);
         let q = rope::apply(q, cos, sin);
         let k = rope::apply(k, cos, sin);
         // The caches are taken out of their slots while written, so that each
@@ -106,16 +121,21 @@ impl<B: Backend> Attention<B> {
             kc = kc.slice_assign([i..i + 1, 0..kvh, pos..pos + 1, 0..hd], ki);
             vc = vc.slice_assign([i..i + 1, 0..kvh, pos..pos + 1, 0..hd], vi);
         }
-        let k = kc.clone().slice([0..b, 0..kvh, 0..total, 0..hd]);
-        let v = vc.clone().slice([0..b, 0..kvh, 0..total, 0..hd]);
+        // Attention runs over the whole (contiguous) cache; `mask` hides positions
+        // past each slot's length, so no strided copy of the cache is needed.
+        let k = kc.clone();
+        let v = vc.clone();
         *k_cache = Some(kc);
         *v_cache = Some(vc);
         let out = self.attend(q, k, v, mask, b, 1, total);
-        linear(out, self.o_proj.val(), None)
+        project(out, &self.o_proj)
     }
 
     /// Grouped-query attention of `q` `[b, h, s, hd]` over `k`/`v`
-    /// `[b, kv_heads, total, hd]`; returns `[b, s, h * hd]`.
+    /// `[b, kv_heads, total, hd]` under `mask` `[b, 1, s, total]`; returns
+    /// `[b, s, h * hd]`. The query heads that share a key/value head are stacked
+    /// into one query block (`[b, kv_heads, rep * s, hd]`), so keys and values are
+    /// never copied per query head.
     #[allow(clippy::too_many_arguments)]
     fn attend(
         &self,
@@ -129,19 +149,17 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 3> {
         let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let rep = h / kvh;
-        let (k, v) = if rep == 1 {
-            (k, v)
+        let q = q.reshape([b, kvh, rep * s, hd]);
+        let mask = if rep == 1 {
+            mask.clone()
         } else {
-            let expand = |t: Tensor<B, 4>| {
-                t.unsqueeze_dim::<5>(2)
-                    .expand([b, kvh, rep, total, hd])
-                    .reshape([b, h, total, hd])
-            };
-            (expand(k), expand(v))
+            mask.clone().repeat_dim(2, rep)
         };
-        let mask = mask.clone().expand([b, h, s, total]);
+        let mask = mask.expand([b, kvh, rep * s, total]);
         let out = attention(q, k, v, Some(mask), None, AttentionModuleOptions::default());
-        out.swap_dims(1, 2).reshape([b, s, h * hd])
+        out.reshape([b, h, s, hd])
+            .swap_dims(1, 2)
+            .reshape([b, s, h * hd])
     }
 }
 
@@ -155,9 +173,9 @@ pub struct Mlp<B: Backend> {
 
 impl<B: Backend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(linear(x.clone(), self.gate_proj.val(), None));
-        let up = linear(x, self.up_proj.val(), None);
-        linear(gate * up, self.down_proj.val(), None)
+        let gate = silu(project(x.clone(), &self.gate_proj));
+        let up = project(x, &self.up_proj);
+        project(gate * up, &self.down_proj)
     }
 }
 
@@ -179,7 +197,10 @@ impl<B: Backend> Block<B> {
         mask: &Tensor<B, 4, Bool>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
-        let h = x.clone() + self.attn.forward(self.input_norm.forward(x), cos, sin, mask, cache);
+        let h = x.clone()
+            + self
+                .attn
+                .forward(self.input_norm.forward(x), cos, sin, mask, cache);
         h.clone() + self.mlp.forward(self.post_norm.forward(h))
     }
 
@@ -196,7 +217,16 @@ impl<B: Backend> Block<B> {
         lens: &[usize],
         total: usize,
     ) -> Tensor<B, 3> {
-        let a = self.attn.forward_decode(self.input_norm.forward(x.clone()), cos, sin, mask, k_cache, v_cache, lens, total);
+        let a = self.attn.forward_decode(
+            self.input_norm.forward(x.clone()),
+            cos,
+            sin,
+            mask,
+            k_cache,
+            v_cache,
+            lens,
+            total,
+        );
         let h = x + a;
         h.clone() + self.mlp.forward(self.post_norm.forward(h))
     }

@@ -64,7 +64,14 @@ impl<B: Backend> Llama<B> {
 
     /// Logits `[.., vocab]` for hidden states `[.., dim]`.
     pub fn logits<const D: usize>(&self, hidden: Tensor<B, D>) -> Tensor<B, D> {
-        linear(hidden, self.lm_head.val(), None)
+        // One 2-D product over all rows (a batched product would stream the head's
+        // weights once per batch row).
+        let mut shape = hidden.dims();
+        let d = shape[D - 1];
+        let rows: usize = shape[..D - 1].iter().product();
+        let out = linear(hidden.reshape([rows, d]), self.lm_head.val(), None);
+        shape[D - 1] = out.dims()[1];
+        out.reshape(shape)
     }
 
     /// Logits at every position of every sequence of a padded batch,
@@ -92,7 +99,11 @@ impl<B: Backend> Llama<B> {
         }
         let idx = Tensor::<B, 3, Int>::from_data(TensorData::new(targets, [b, s - 1, 1]), device);
         let picked = logp.gather(2, idx).reshape([b, s - 1]);
-        let values: Vec<f32> = picked.into_data().convert::<f32>().to_vec().unwrap_or_default();
+        let values: Vec<f32> = picked
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
         seqs.iter()
             .enumerate()
             .map(|(i, seq)| values[i * (s - 1)..i * (s - 1) + seq.len().saturating_sub(1)].to_vec())

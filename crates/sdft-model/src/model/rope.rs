@@ -15,7 +15,11 @@ pub fn inv_freq(config: &LlamaConfig) -> Vec<f64> {
     let Some(s) = config.rope_scaling else {
         return base;
     };
-    let (factor, low, high) = (s.factor as f64, s.low_freq_factor as f64, s.high_freq_factor as f64);
+    let (factor, low, high) = (
+        s.factor as f64,
+        s.low_freq_factor as f64,
+        s.high_freq_factor as f64,
+    );
     let old = s.original_max_position_embeddings as f64;
     let low_wavelen = old / low;
     let high_wavelen = old / high;
@@ -72,7 +76,11 @@ impl<B: Backend> Rope<B> {
         let [b, s] = positions.dims();
         let d = self.cos.dims()[1];
         let flat = positions.reshape([b * s]);
-        let cos = self.cos.clone().select(0, flat.clone()).reshape([b, 1, s, d]);
+        let cos = self
+            .cos
+            .clone()
+            .select(0, flat.clone())
+            .reshape([b, 1, s, d]);
         let sin = self.sin.clone().select(0, flat).reshape([b, 1, s, d]);
         (cos, sin)
     }

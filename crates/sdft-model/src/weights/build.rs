@@ -31,15 +31,21 @@ struct Loader<'a, B: Backend> {
 
 impl<B: Backend> Loader<'_, B> {
     fn fetch(&self, name: &str, expected: &[usize]) -> Result<F32Tensor> {
-        let t = self.source.tensor(name)?.ok_or_else(|| Error::MissingTensor {
-            path: self.source.path().to_path_buf(),
-            tensor: name.to_string(),
-        })?;
+        let t = self
+            .source
+            .tensor(name)?
+            .ok_or_else(|| Error::MissingTensor {
+                path: self.source.path().to_path_buf(),
+                tensor: name.to_string(),
+            })?;
         if t.shape != expected {
             return Err(Error::Tensor {
                 path: self.source.path().to_path_buf(),
                 tensor: name.to_string(),
-                message: format!("expected shape {expected:?} from the config, found {:?}", t.shape),
+                message: format!(
+                    "expected shape {expected:?} from the config, found {:?}",
+                    t.shape
+                ),
             });
         }
         if t.data.len() != expected.iter().product::<usize>() {
@@ -69,7 +75,9 @@ impl<B: Backend> Loader<'_, B> {
     /// A PyTorch `[out, in]` linear weight, stored transposed as `[in, out]`.
     fn linear(&self, name: &str, out_f: usize, in_f: usize) -> Result<Param<Tensor<B, 2>>> {
         let t = self.fetch(name, &[out_f, in_f])?;
-        Ok(Param::from_tensor(self.on_device(transpose(&t.data, out_f, in_f), [in_f, out_f])))
+        Ok(Param::from_tensor(
+            self.on_device(transpose(&t.data, out_f, in_f), [in_f, out_f]),
+        ))
     }
 }
 
@@ -100,7 +108,11 @@ pub fn build_llama<B: Backend>(
         device,
         dtype: options.dtype,
     };
-    let (h, v, ff) = (config.hidden_size, config.vocab_size, config.intermediate_size);
+    let (h, v, ff) = (
+        config.hidden_size,
+        config.vocab_size,
+        config.intermediate_size,
+    );
     let q_dim = config.num_attention_heads * config.head_dim;
     let kv_dim = config.kv_dim();
     let embed = l.fetch("model.embed_tokens.weight", &[v, h])?;

@@ -99,7 +99,9 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<LlamaConfig> {
         num_attention_heads: heads,
         num_key_value_heads: kv_heads,
         head_dim,
-        rms_norm_eps: md.get_f32("llama.attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5) as f64,
+        rms_norm_eps: md
+            .get_f32("llama.attention.layer_norm_rms_epsilon")?
+            .unwrap_or(1e-5) as f64,
         rope_theta: md.get_f32("llama.rope.freq_base")?.unwrap_or(10_000.0) as f64,
         rope_scaling: None,
         max_position_embeddings: md
@@ -209,12 +211,19 @@ mod tests {
                 for t in 0..2 {
                     let src = h * d + t * (d / 2) + i;
                     let dst = h * d + 2 * i + t;
-                    gguf[dst * cols..(dst + 1) * cols].copy_from_slice(&hf[src * cols..(src + 1) * cols]);
+                    gguf[dst * cols..(dst + 1) * cols]
+                        .copy_from_slice(&hf[src * cols..(src + 1) * cols]);
                 }
             }
         }
         assert_eq!(unpermute_rows(&gguf, heads, d, cols), hf);
-        assert_eq!(gguf_tensor_name("model.layers.12.mlp.down_proj.weight").unwrap(), "blk.12.ffn_down.weight");
-        assert_eq!(gguf_tensor_name("model.layers.x.mlp.down_proj.weight"), None);
+        assert_eq!(
+            gguf_tensor_name("model.layers.12.mlp.down_proj.weight").unwrap(),
+            "blk.12.ffn_down.weight"
+        );
+        assert_eq!(
+            gguf_tensor_name("model.layers.x.mlp.down_proj.weight"),
+            None
+        );
     }
 }

@@ -37,15 +37,19 @@ impl SafetensorsDir {
     pub fn open(dir: &Path) -> Result<Self> {
         let index_path = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if index_path.is_file() {
-            let text = std::fs::read_to_string(&index_path).map_err(|e| Error::io(&index_path, e))?;
+            let text =
+                std::fs::read_to_string(&index_path).map_err(|e| Error::io(&index_path, e))?;
             let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Json {
                 path: index_path.clone(),
                 message: e.to_string(),
             })?;
-            let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::Format {
-                path: index_path.clone(),
-                message: "expected an object `weight_map` of tensor name -> shard file".into(),
-            })?;
+            let map = v
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| Error::Format {
+                    path: index_path.clone(),
+                    message: "expected an object `weight_map` of tensor name -> shard file".into(),
+                })?;
             let mut files: Vec<PathBuf> = Vec::new();
             for f in map.values() {
                 let f = f.as_str().ok_or_else(|| Error::Format {

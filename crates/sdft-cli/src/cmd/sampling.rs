@@ -1,0 +1,62 @@
+//! The sampling flags shared by the commands that generate.
+
+use anyhow::Result;
+use clap::Args;
+use sdft_core::SamplingParams;
+
+/// Sampling flags; defaults are the paper's setting (T 0.95, top_p 0.7, top_k 50,
+/// 512 new tokens, seed 42).
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
+    /// Greedy decoding (overrides temperature, top-p, top-k).
+    #[arg(long)]
+    greedy: bool,
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long)]
+    repetition_penalty: Option<f32>,
+    /// Stop string (repeatable); not included in the output.
+    #[arg(long)]
+    stop: Vec<String>,
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl SamplingArgs {
+    pub fn params(&self) -> Result<SamplingParams> {
+        let mut p = if self.greedy {
+            SamplingParams::greedy()
+        } else {
+            SamplingParams::paper_default()
+        };
+        if let Some(v) = self.max_new_tokens {
+            p.max_new_tokens = v;
+        }
+        if !self.greedy {
+            if let Some(v) = self.temperature {
+                p.temperature = v;
+            }
+            if let Some(v) = self.top_p {
+                p.top_p = v;
+            }
+            if let Some(v) = self.top_k {
+                p.top_k = v;
+            }
+        }
+        if let Some(v) = self.repetition_penalty {
+            p.repetition_penalty = v;
+        }
+        if let Some(v) = self.seed {
+            p.seed = v;
+        }
+        p.stop.extend(self.stop.iter().cloned());
+        p.validate()?;
+        Ok(p)
+    }
+}

@@ -1,0 +1,159 @@
+//! `sdft model ...` and `sdft generate` on SmolLM2-135M-Instruct, as a user runs
+//! them (skipped, with a note, when the model is not in the cache).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn model() -> Option<String> {
+    let home = std::env::var_os("SDFT_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sdft")))?;
+    let p = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.is_file() {
+        Some(p.display().to_string())
+    } else {
+        eprintln!(
+            "note: {} is missing; model CLI tests did not run (run `cargo xtask assets`)",
+            p.display()
+        );
+        None
+    }
+}
+
+fn sdft(args: &[&str]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_sdft"))
+        .args(args)
+        .output()
+        .expect("run sdft");
+    assert!(
+        o.status.success(),
+        "sdft {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn info_tokenize_and_logits() {
+    let Some(m) = model() else { return };
+    let info = json(&sdft(&["model", "info", &m, "--json"]));
+    assert_eq!(info["parameters"], 134_515_008u64);
+    assert_eq!(info["config"]["num_key_value_heads"], 3);
+    assert!(info["chat_template"]
+        .as_str()
+        .unwrap()
+        .contains("<|im_start|>"));
+    let t = json(&sdft(&[
+        "model",
+        "tokenize",
+        "--model",
+        &m,
+        "--text",
+        "<|im_start|>user\nHi<|im_end|>",
+        "--json",
+    ]));
+    assert_eq!(t["ids"], serde_json::json!([1, 4093, 198, 26843, 2]));
+    let l = json(&sdft(&[
+        "model",
+        "logits",
+        "--model",
+        &m,
+        "--text",
+        "The capital of France is",
+        "--top",
+        "3",
+        "--json",
+    ]));
+    assert_eq!(l["tokens"], serde_json::json!([504, 3575, 282, 4649, 314]));
+    assert_eq!(l["top"][0]["id"], 7042);
+    assert_eq!(l["top"][0]["token"], "ĠParis");
+    assert_eq!(l["top"].as_array().unwrap().len(), 3);
+    let all = json(&sdft(&[
+        "model",
+        "logits",
+        "--model",
+        &m,
+        "--text",
+        "Hello world",
+        "--top",
+        "2",
+        "--json",
+        "--all-positions",
+    ]));
+    assert_eq!(
+        all["top"].as_array().unwrap().len(),
+        all["tokens"].as_array().unwrap().len()
+    );
+}
+
+#[test]
+fn generate_writes_resumes_and_respects_the_contract() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\": \"a\", \"messages\": [{\"role\": \"user\", \"content\": \"What is the capital of France?\"}]}\n{\"id\": \"b\", \"prompt\": \"Name a color.\"}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.jsonl");
+    let args = |o: &PathBuf| {
+        vec![
+            "generate".to_string(),
+            "--model".into(),
+            m.clone(),
+            "--input".into(),
+            input.display().to_string(),
+            "--output".into(),
+            o.display().to_string(),
+            "--chat".into(),
+            "--greedy".into(),
+            "--max-new-tokens".into(),
+            "12".into(),
+            "--batch-size".into(),
+            "2".into(),
+        ]
+    };
+    let a: Vec<String> = args(&out);
+    sdft(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["id"], "a");
+    assert_eq!(rows[0]["text"], "The capital of France is Paris.");
+    assert_eq!(rows[0]["finish_reason"], "eos");
+    assert_eq!(rows[0]["prompt_tokens"], 37);
+    for k in [
+        "id",
+        "text",
+        "prompt_tokens",
+        "completion_tokens",
+        "finish_reason",
+    ] {
+        assert!(rows[1].get(k).is_some(), "{k}");
+    }
+    // A partial file from an interrupted run: its rows are kept, a torn line dropped.
+    let out2 = dir.path().join("out2.jsonl");
+    let partial = dir.path().join("out2.jsonl.partial.jsonl");
+    let first = text
+        .lines()
+        .next()
+        .unwrap()
+        .replace("Paris.", "Paris (kept from the partial file).");
+    std::fs::write(&partial, format!("{first}\n{{\"id\": \"b\", \"te")).unwrap();
+    let o = sdft(&args(&out2).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("resuming: 1 of 2 rows already generated"));
+    let text2 = std::fs::read_to_string(&out2).unwrap();
+    assert!(text2.contains("kept from the partial file"));
+    assert_eq!(text2.lines().count(), 2);
+    assert!(!partial.exists());
+}
