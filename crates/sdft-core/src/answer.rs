@@ -84,7 +84,9 @@ pub fn math_answers_match(prediction: &str, reference: &str) -> bool {
 ///
 /// ```
 /// use sdft_core::answer::normalize_call;
-/// assert_eq!(normalize_call("  f(a='x',   b='y')\n"), r#"f(a="x",b="y")"#);
+/// assert_eq!(normalize_call("  f(cols=['x',   'y'])\n"), r#"f(cols=["x","y"])"#);
+/// // Only `", "` between quotes collapses; a space after a keyword's comma stays.
+/// assert_eq!(normalize_call("f(a='x', b='y')"), r#"f(a="x", b="y")"#);
 /// ```
 pub fn normalize_call(text: &str) -> String {
     let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
