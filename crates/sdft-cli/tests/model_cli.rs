@@ -7,19 +7,8 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn model() -> Option<String> {
-    let home = std::env::var_os("SDFT_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sdft")))?;
-    let p = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.is_file() {
-        Some(p.display().to_string())
-    } else {
-        eprintln!(
-            "note: {} is missing; model CLI tests did not run (run `cargo xtask assets`)",
-            p.display()
-        );
-        None
-    }
+    sdft_model::assets::cached_model(&sdft_model::assets::SMOLLM2_135M_INSTRUCT)
+        .map(|p| p.display().to_string())
 }
 
 fn sdft(args: &[&str]) -> Output {

@@ -46,6 +46,26 @@ pub fn sdft_home() -> PathBuf {
     home.join(".cache/sdft")
 }
 
+/// `$SDFT_HOME/<rel>` when the file is there; otherwise `None`, after printing one
+/// line saying what is missing and how to get it (for tests and examples).
+pub fn cached(rel: &str) -> Option<PathBuf> {
+    let path = sdft_home().join(rel);
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!(
+            "note: {} is missing, so what needs it did not run (get it with `cargo xtask assets`)",
+            path.display()
+        );
+        None
+    }
+}
+
+/// The cached file of a known model, if present (see [`cached`]).
+pub fn cached_model(model: &KnownModel) -> Option<PathBuf> {
+    cached(&format!("models/{}", model.file))
+}
+
 /// SHA-256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;

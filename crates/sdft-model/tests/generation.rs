@@ -13,17 +13,7 @@ use sdft_model::{Engine, LoadOptions, Model};
 use serde_json::Value;
 
 fn model() -> Option<Model<DefaultBackend>> {
-    let home = std::env::var_os("SDFT_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sdft")))?;
-    let p = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !p.is_file() {
-        eprintln!(
-            "note: {} is missing; generation tests did not run (run `cargo xtask assets`)",
-            p.display()
-        );
-        return None;
-    }
+    let p = sdft_model::assets::cached_model(&sdft_model::assets::SMOLLM2_135M_INSTRUCT)?;
     Some(Model::load(&p, &LoadOptions::default(), &default_device()).unwrap())
 }
 

@@ -14,19 +14,7 @@ use serde_json::Value;
 const TOLERANCE: f32 = 2e-3;
 
 fn model_path() -> Option<PathBuf> {
-    let home = std::env::var_os("SDFT_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sdft")))?;
-    let p = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "note: {} is missing; logits tests did not run (run `cargo xtask assets`)",
-            p.display()
-        );
-        None
-    }
+    sdft_model::assets::cached_model(&sdft_model::assets::SMOLLM2_135M_INSTRUCT)
 }
 
 fn golden() -> Value {

@@ -9,22 +9,9 @@ use sdft_model::gguf::GgufFile;
 use sdft_model::tokenizer::{llama2_tokenizer_from_js, TokenizerInfo};
 use serde_json::Value;
 
-/// `$SDFT_HOME/<rel>` (default `~/.cache/sdft`), or `None` after printing one line
-/// saying what is missing and how to get it.
+/// `$SDFT_HOME/<rel>`, or `None` after a note saying how to get it.
 fn asset(rel: &str) -> Option<PathBuf> {
-    let home = std::env::var_os("SDFT_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sdft")))?;
-    let path = home.join(rel);
-    if path.is_file() {
-        Some(path)
-    } else {
-        println!(
-            "SKIPPED: asset {} is missing (get it with `cargo xtask assets`)",
-            path.display()
-        );
-        None
-    }
+    sdft_model::assets::cached(rel)
 }
 
 // ---------------------------------------------------------------- tiny GGUF vocabularies

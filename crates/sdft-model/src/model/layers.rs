@@ -49,6 +49,23 @@ pub struct Attention<B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
+    /// Queries, keys and values of `x` `[b, s, dim]` as `[b, heads, s, head_dim]`,
+    /// queries and keys rotated.
+    fn qkv(
+        &self,
+        x: Tensor<B, 3>,
+        cos: &Tensor<B, 4>,
+        sin: &Tensor<B, 4>,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
+        let [b, s, _] = x.dims();
+        let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let heads = |t: Tensor<B, 3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
+        let q = heads(project(x.clone(), &self.q_proj), h);
+        let k = heads(project(x.clone(), &self.k_proj), kvh);
+        let v = heads(project(x, &self.v_proj), kvh);
+        (rope::apply(q, cos, sin), rope::apply(k, cos, sin), v)
+    }
+
     /// `x` `[batch, seq, dim]`; `mask` `[batch, 1, seq, seq_total]`, true = masked.
     pub fn forward(
         &self,
@@ -59,18 +76,7 @@ impl<B: Backend> Attention<B> {
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
-        let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let q = project(x.clone(), &self.q_proj)
-            .reshape([b, s, h, hd])
-            .swap_dims(1, 2);
-        let k = project(x.clone(), &self.k_proj)
-            .reshape([b, s, kvh, hd])
-            .swap_dims(1, 2);
-        let v = project(x, &self.v_proj)
-            .reshape([b, s, kvh, hd])
-            .swap_dims(1, 2);
-        let q = rope::apply(q, cos, sin);
-        let k = rope::apply(k, cos, sin);
+        let (q, k, v) = self.qkv(x, cos, sin);
         let (k, v) = match cache {
             Some(c) => c.append(k, v),
             None => (k, v),
@@ -99,18 +105,8 @@ impl<B: Backend> Attention<B> {
         total: usize,
     ) -> Tensor<B, 3> {
         let [b, _, _] = x.dims();
-        let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let q = project(x.clone(), &self.q_proj)
-            .reshape([b, 1, h, hd])
-            .swap_dims(1, 2);
-        let k = project(x.clone(), &self.k_proj)
-            .reshape([b, 1, kvh, hd])
-            .swap_dims(1, 2);
-        let v = project(x, &self.v_proj)
-            .reshape([b, 1, kvh, hd])
-            .swap_dims(1, 2);
-        let q = rope::apply(q, cos, sin);
-        let k = rope::apply(k, cos, sin);
+        let (kvh, hd) = (self.n_kv_heads, self.head_dim);
+        let (q, k, v) = self.qkv(x, cos, sin);
         // The caches are taken out of their slots while written, so that each
         // `slice_assign` owns its tensor and can write in place instead of copying.
         let mut kc = k_cache.take().expect("cache present");
