@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use sdft_model::assets;
+use sdft_core::assets;
 
 const USAGE: &str = "usage: cargo xtask <command>
 

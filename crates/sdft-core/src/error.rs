@@ -18,6 +18,12 @@ pub enum Error {
         expected: usize,
         got: usize,
     },
+    /// A model or test asset could not be fetched, verified or stored.
+    #[error("{}: {message}", path.display())]
+    Asset {
+        path: std::path::PathBuf,
+        message: String,
+    },
     /// A failure inside a generator or scorer implementation (model, backend, server).
     #[error("{context}: {source}")]
     Backend {

@@ -47,6 +47,7 @@
 //! ```
 
 pub mod answer;
+pub mod assets;
 mod error;
 mod example;
 mod generate;

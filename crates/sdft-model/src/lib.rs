@@ -19,7 +19,8 @@
 //! assert_eq!(backend::backend_name(), "flex");
 //! ```
 
-pub mod assets;
+/// Named models and test assets in the local cache (from `sdft-core`).
+pub use sdft_core::assets;
 pub mod backend;
 mod config;
 pub mod convert;

