@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use sdft_core::{Prompt, PromptPiece};
+use sdft_core::Prompt;
 
 use crate::model::Llama;
 use crate::weights::{build_llama, GgufWeights, LoadOptions, SafetensorsDir, WeightSource};
@@ -91,29 +91,9 @@ impl<B: Backend> Model<B> {
         })
     }
 
-    /// Token ids of a prompt: each text piece encoded on its own (special-token text
-    /// such as `<|im_start|>` recognised, nothing added), BOS/EOS markers as the
-    /// tokenizer's ids, the way the paper's code encodes template pieces.
+    /// Token ids of a prompt, piece by piece ([`TokenizerInfo::encode_pieces`]).
     pub fn encode_pieces(&self, prompt: &Prompt) -> Result<Vec<u32>> {
-        let mut ids = Vec::new();
-        for piece in &prompt.pieces {
-            match piece {
-                PromptPiece::Text(t) => ids.extend(self.tokenizer.encode(t, true)?),
-                PromptPiece::Bos => {
-                    ids.push(self.tokenizer.bos_id().ok_or_else(|| Error::Tokenizer {
-                        source_name: self.tokenizer.source().to_string(),
-                        message: "the prompt asks for BOS but the tokenizer defines none".into(),
-                    })?)
-                }
-                PromptPiece::Eos => {
-                    ids.push(self.tokenizer.eos_id().ok_or_else(|| Error::Tokenizer {
-                        source_name: self.tokenizer.source().to_string(),
-                        message: "the prompt asks for EOS but the tokenizer defines none".into(),
-                    })?)
-                }
-            }
-        }
-        Ok(ids)
+        self.tokenizer.encode_pieces(prompt)
     }
 
     /// Checks that ids fit the model's vocabulary and context.

@@ -142,6 +142,27 @@ impl TokenizerInfo {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Token ids of a prompt: each text piece encoded on its own (special-token text
+    /// such as `<|im_start|>` recognised, nothing added), BOS/EOS markers as this
+    /// tokenizer's ids: the way the paper's code (LLaMA-Factory) encodes template
+    /// pieces, so SentencePiece's dummy prefix applies to every piece.
+    pub fn encode_pieces(&self, prompt: &sdft_core::Prompt) -> Result<Vec<u32>> {
+        use sdft_core::PromptPiece;
+        let mut ids = Vec::new();
+        for piece in &prompt.pieces {
+            match piece {
+                PromptPiece::Text(t) => ids.extend(self.encode(t, true)?),
+                PromptPiece::Bos => ids.push(self.bos_id.ok_or_else(|| {
+                    self.error("the prompt asks for BOS but the tokenizer defines none")
+                })?),
+                PromptPiece::Eos => ids.push(self.eos_id.ok_or_else(|| {
+                    self.error("the prompt asks for EOS but the tokenizer defines none")
+                })?),
+            }
+        }
+        Ok(ids)
+    }
+
     /// [`TokenizerInfo::encode`] with `parse_special`, preceded by BOS when
     /// [`TokenizerInfo::add_bos`] is set.
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
