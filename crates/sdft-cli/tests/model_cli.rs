@@ -146,3 +146,66 @@ fn generate_writes_resumes_and_respects_the_contract() {
     assert_eq!(text2.lines().count(), 2);
     assert!(!partial.exists());
 }
+
+#[test]
+fn a_killed_generate_run_resumes_to_the_same_output() {
+    let Some(m) = model() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let rows: String = (0..6)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"r{i}\", \"prompt\": \"Write one sentence about the number {i}.\"}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(&input, rows).unwrap();
+    let run = |out: &PathBuf| {
+        Command::new(env!("CARGO_BIN_EXE_sdft"))
+            .args(["generate", "--model", &m, "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(out)
+            .args([
+                "--chat",
+                "--max-new-tokens",
+                "24",
+                "--batch-size",
+                "1",
+                "--seed",
+                "5",
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Uninterrupted reference run.
+    let whole = dir.path().join("whole.jsonl");
+    assert!(run(&whole).wait().unwrap().success());
+    // A run killed (SIGKILL) once some rows are on disk, then the same command again.
+    let out = dir.path().join("out.jsonl");
+    let partial = dir.path().join("out.jsonl.partial.jsonl");
+    let mut child = run(&out);
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&partial)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(start.elapsed().as_secs() < 120, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.exists(), "the final file is written only at the end");
+    let done_before = std::fs::read_to_string(&partial).unwrap().lines().count();
+    assert!(
+        done_before >= 2 && done_before < 6,
+        "{done_before} rows before the kill"
+    );
+    assert!(run(&out).wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        std::fs::read_to_string(&whole).unwrap()
+    );
+}
