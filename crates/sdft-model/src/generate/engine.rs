@@ -18,7 +18,7 @@ use sdft_core::{
 
 use super::sampler::{sample, RowRng};
 use super::stop::find_stop;
-use crate::model::PaddedBatch;
+use crate::model::{DecodeStep, PaddedBatch, SlotKv};
 use crate::{Error, Model, Result};
 
 /// One sequence in flight.
@@ -42,12 +42,9 @@ pub struct Engine<B: Backend> {
     pub stop_ids: Vec<u32>,
 }
 
-/// Per-layer batched KV cache: `[slots, kv_heads, capacity, head_dim]`.
-/// Entries are `Option`s so a layer's tensor can be moved out, updated in place
-/// (sole owner) and put back.
+/// The batched KV cache of every layer, with its capacity per slot.
 struct SlotCache<B: Backend> {
-    k: Vec<Option<Tensor<B, 4>>>,
-    v: Vec<Option<Tensor<B, 4>>>,
+    layers: Vec<SlotKv<B>>,
     capacity: usize,
 }
 
@@ -215,15 +212,11 @@ impl<B: Backend> Engine<B> {
 
     fn new_cache(&self, slots: usize, capacity: usize) -> SlotCache<B> {
         let c = &self.model.config;
-        let zeros = || {
-            Some(Tensor::<B, 4>::zeros(
-                [slots, c.num_key_value_heads, capacity, c.head_dim],
-                &self.model.device,
-            ))
-        };
+        let shape = [slots, c.num_key_value_heads, capacity, c.head_dim];
         SlotCache {
-            k: (0..c.num_hidden_layers).map(|_| zeros()).collect(),
-            v: (0..c.num_hidden_layers).map(|_| zeros()).collect(),
+            layers: (0..c.num_hidden_layers)
+                .map(|_| SlotKv::zeros(shape, &self.model.device))
+                .collect(),
             capacity,
         }
     }
@@ -234,11 +227,8 @@ impl<B: Backend> Engine<B> {
             return;
         }
         let extra = capacity - cache.capacity;
-        for slot in cache.k.iter_mut().chain(cache.v.iter_mut()) {
-            let t = slot.take().expect("cache present");
-            let [s, h, _, d] = t.dims();
-            let pad = Tensor::<B, 4>::zeros([s, h, extra, d], &self.model.device);
-            *slot = Some(Tensor::cat(vec![t, pad], 2));
+        for layer in cache.layers.iter_mut() {
+            layer.grow(extra);
         }
         cache.capacity = capacity;
     }
@@ -272,10 +262,7 @@ impl<B: Backend> Engine<B> {
                 let [_, h, len, hd] = k.dims();
                 let kr = k.clone().slice([row..row + 1, 0..h, 0..len, 0..hd]);
                 let vr = v.clone().slice([row..row + 1, 0..h, 0..len, 0..hd]);
-                let kc = cache.k[layer].take().expect("cache present");
-                let vc = cache.v[layer].take().expect("cache present");
-                cache.k[layer] = Some(kc.slice_assign([*slot..*slot + 1, 0..h, 0..len, 0..hd], kr));
-                cache.v[layer] = Some(vc.slice_assign([*slot..*slot + 1, 0..h, 0..len, 0..hd], vr));
+                cache.layers[layer].write(*slot, 0, kr, vr);
             }
         }
         rows_of(logits)
@@ -317,10 +304,15 @@ impl<B: Backend> Engine<B> {
         let mask =
             Tensor::<B, 4, Bool>::from_data(TensorData::new(mask, [slots, 1, 1, total]), device);
         let (cos, sin) = llama.rope.tables(positions);
+        let step = DecodeStep {
+            lens,
+            cos,
+            sin,
+            mask,
+        };
         let mut x = embedding(llama.embed_tokens.val(), tokens);
-        for (layer, block) in llama.layers.iter().enumerate() {
-            let (k_cache, v_cache) = (&mut cache.k[layer], &mut cache.v[layer]);
-            x = block.forward_decode(x, &cos, &sin, &mask, k_cache, v_cache, &lens, total);
+        for (block, kv) in llama.layers.iter().zip(cache.layers.iter_mut()) {
+            x = block.forward_decode(x, &step, kv);
         }
         let hidden = llama.norm.forward(x);
         let [b, _, d] = hidden.dims();

@@ -57,3 +57,70 @@ impl<B: Backend> KvCache<B> {
         self.len() == 0
     }
 }
+
+/// One layer's keys and values for a batch of generation slots,
+/// `[slots, kv_heads, capacity, head_dim]`. The tensors are held in `Option`s so
+/// that a write moves them out and back, leaving no second handle behind.
+#[derive(Debug)]
+pub struct SlotKv<B: Backend> {
+    k: Option<Tensor<B, 4>>,
+    v: Option<Tensor<B, 4>>,
+}
+
+impl<B: Backend> SlotKv<B> {
+    /// An empty (zero) cache of `capacity` positions per slot.
+    pub fn zeros(shape: [usize; 4], device: &B::Device) -> Self {
+        SlotKv {
+            k: Some(Tensor::zeros(shape, device)),
+            v: Some(Tensor::zeros(shape, device)),
+        }
+    }
+
+    fn take(&mut self) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        (
+            self.k.take().expect("slot cache present"),
+            self.v.take().expect("slot cache present"),
+        )
+    }
+
+    /// The whole cache, `(keys, values)`.
+    pub fn tensors(&self) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        (
+            self.k.clone().expect("slot cache present"),
+            self.v.clone().expect("slot cache present"),
+        )
+    }
+
+    /// Adds `extra` zero positions to every slot.
+    pub fn grow(&mut self, extra: usize) {
+        let (k, v) = self.take();
+        let pad = |t: Tensor<B, 4>| {
+            let [s, h, _, d] = t.dims();
+            let zeros = Tensor::<B, 4>::zeros([s, h, extra, d], &t.device());
+            Tensor::cat(vec![t, zeros], 2)
+        };
+        self.k = Some(pad(k));
+        self.v = Some(pad(v));
+    }
+
+    /// Writes keys/values `[1, kv_heads, len, head_dim]` into `slot` at positions
+    /// `start..start + len`.
+    pub fn write(&mut self, slot: usize, start: usize, k: Tensor<B, 4>, v: Tensor<B, 4>) {
+        let [_, h, len, d] = k.dims();
+        let range = [slot..slot + 1, 0..h, start..start + len, 0..d];
+        let (kc, vc) = self.take();
+        self.k = Some(kc.slice_assign(range.clone(), k));
+        self.v = Some(vc.slice_assign(range, v));
+    }
+}
+
+/// The inputs of one batched decode step shared by every layer: each slot's
+/// position (= its cached length), the RoPE tables of those positions
+/// `[slots, 1, 1, head_dim]`, and the mask `[slots, 1, 1, capacity]` hiding the
+/// positions past each slot's length.
+pub struct DecodeStep<B: Backend> {
+    pub lens: Vec<usize>,
+    pub cos: Tensor<B, 4>,
+    pub sin: Tensor<B, 4>,
+    pub mask: Tensor<B, 4, Bool>,
+}

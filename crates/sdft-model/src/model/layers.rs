@@ -6,7 +6,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 
-use super::cache::LayerCache;
+use super::cache::{DecodeStep, LayerCache, SlotKv};
 use super::rope;
 
 /// A weight matrix stored as `[d_in, d_out]` (the transpose of PyTorch's layout).
@@ -88,42 +88,26 @@ impl<B: Backend> Attention<B> {
 }
 
 impl<B: Backend> Attention<B> {
-    /// One decode step for a batch of slots: `x` `[slots, 1, dim]`; each slot's new
-    /// key/value is written into the batched cache at position `lens[slot]`, and
-    /// attention runs over all `total` (= capacity) cached positions under `mask`
-    /// `[slots, 1, 1, total]`.
-    #[allow(clippy::too_many_arguments)]
+    /// One decode step for a batch of slots: `x` `[slots, 1, dim]`. Each slot's
+    /// new key/value is written into `kv` at its position, and attention runs over
+    /// the whole (contiguous) cache with `step.mask` hiding what lies past each
+    /// slot's length, so no strided copy of the cache is made.
     pub fn forward_decode(
         &self,
         x: Tensor<B, 3>,
-        cos: &Tensor<B, 4>,
-        sin: &Tensor<B, 4>,
-        mask: &Tensor<B, 4, Bool>,
-        k_cache: &mut Option<Tensor<B, 4>>,
-        v_cache: &mut Option<Tensor<B, 4>>,
-        lens: &[usize],
-        total: usize,
+        step: &DecodeStep<B>,
+        kv: &mut SlotKv<B>,
     ) -> Tensor<B, 3> {
         let [b, _, _] = x.dims();
         let (kvh, hd) = (self.n_kv_heads, self.head_dim);
-        let (q, k, v) = self.qkv(x, cos, sin);
-        // The caches are taken out of their slots while written, so that each
-        // `slice_assign` owns its tensor and can write in place instead of copying.
-        let mut kc = k_cache.take().expect("cache present");
-        let mut vc = v_cache.take().expect("cache present");
-        for (i, &pos) in lens.iter().enumerate() {
-            let ki = k.clone().slice([i..i + 1, 0..kvh, 0..1, 0..hd]);
-            let vi = v.clone().slice([i..i + 1, 0..kvh, 0..1, 0..hd]);
-            kc = kc.slice_assign([i..i + 1, 0..kvh, pos..pos + 1, 0..hd], ki);
-            vc = vc.slice_assign([i..i + 1, 0..kvh, pos..pos + 1, 0..hd], vi);
+        let (q, k, v) = self.qkv(x, &step.cos, &step.sin);
+        for (i, &pos) in step.lens.iter().enumerate() {
+            let row = [i..i + 1, 0..kvh, 0..1, 0..hd];
+            kv.write(i, pos, k.clone().slice(row.clone()), v.clone().slice(row));
         }
-        // Attention runs over the whole (contiguous) cache; `mask` hides positions
-        // past each slot's length, so no strided copy of the cache is needed.
-        let k = kc.clone();
-        let v = vc.clone();
-        *k_cache = Some(kc);
-        *v_cache = Some(vc);
-        let out = self.attend(q, k, v, mask, b, 1, total);
+        let (k, v) = kv.tensors();
+        let total = k.dims()[2];
+        let out = self.attend(q, k, v, &step.mask, b, 1, total);
         project(out, &self.o_proj)
     }
 
@@ -193,37 +177,28 @@ impl<B: Backend> Block<B> {
         mask: &Tensor<B, 4, Bool>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
-        let h = x.clone()
-            + self
-                .attn
-                .forward(self.input_norm.forward(x), cos, sin, mask, cache);
-        h.clone() + self.mlp.forward(self.post_norm.forward(h))
+        let a = self
+            .attn
+            .forward(self.input_norm.forward(x.clone()), cos, sin, mask, cache);
+        self.residual(x, a)
     }
 
     /// One decode step over a batched slot cache (see [`Attention::forward_decode`]).
-    #[allow(clippy::too_many_arguments)]
     pub fn forward_decode(
         &self,
         x: Tensor<B, 3>,
-        cos: &Tensor<B, 4>,
-        sin: &Tensor<B, 4>,
-        mask: &Tensor<B, 4, Bool>,
-        k_cache: &mut Option<Tensor<B, 4>>,
-        v_cache: &mut Option<Tensor<B, 4>>,
-        lens: &[usize],
-        total: usize,
+        step: &DecodeStep<B>,
+        kv: &mut SlotKv<B>,
     ) -> Tensor<B, 3> {
-        let a = self.attn.forward_decode(
-            self.input_norm.forward(x.clone()),
-            cos,
-            sin,
-            mask,
-            k_cache,
-            v_cache,
-            lens,
-            total,
-        );
-        let h = x + a;
+        let a = self
+            .attn
+            .forward_decode(self.input_norm.forward(x.clone()), step, kv);
+        self.residual(x, a)
+    }
+
+    /// `x + attention`, then the MLP with its own residual.
+    fn residual(&self, x: Tensor<B, 3>, attention: Tensor<B, 3>) -> Tensor<B, 3> {
+        let h = x + attention;
         h.clone() + self.mlp.forward(self.post_norm.forward(h))
     }
 }

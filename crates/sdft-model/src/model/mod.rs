@@ -10,7 +10,7 @@ use burn::prelude::*;
 use burn::tensor::module::{embedding, linear};
 
 pub use batch::PaddedBatch;
-pub use cache::{KvCache, LayerCache};
+pub use cache::{DecodeStep, KvCache, LayerCache, SlotKv};
 pub use layers::{Attention, Block, Mlp, RmsNorm, Weight};
 pub use rope::Rope;
 
