@@ -66,6 +66,29 @@ pub trait Generator {
         requests: &[GenerationRequest],
         params: &SamplingParams,
     ) -> Result<Vec<Completion>>;
+
+    /// Like [`Generator::generate`], calling `done(index, &completion)` as each
+    /// request finishes, so callers can persist results while the rest still runs.
+    /// The default generates everything first, then reports in order; streaming
+    /// generators (such as sdft-model's engine) report in completion order.
+    fn generate_each(
+        &mut self,
+        requests: &[GenerationRequest],
+        params: &SamplingParams,
+        done: &mut dyn FnMut(usize, &Completion),
+    ) -> Result<Vec<Completion>> {
+        let out = self.generate(requests, params)?;
+        for (i, c) in out.iter().enumerate() {
+            done(i, c);
+        }
+        Ok(out)
+    }
+
+    /// The number of tokens `prompt` encodes to, when the generator knows its
+    /// tokenizer (recorded as `prompt_tokens` by the stages); `None` otherwise.
+    fn count_tokens(&self, _prompt: &Prompt) -> Option<usize> {
+        None
+    }
 }
 
 /// A continuation to score given its prompt.
@@ -112,6 +135,19 @@ impl<G: Generator + ?Sized> Generator for &mut G {
         params: &SamplingParams,
     ) -> Result<Vec<Completion>> {
         (**self).generate(requests, params)
+    }
+
+    fn generate_each(
+        &mut self,
+        requests: &[GenerationRequest],
+        params: &SamplingParams,
+        done: &mut dyn FnMut(usize, &Completion),
+    ) -> Result<Vec<Completion>> {
+        (**self).generate_each(requests, params, done)
+    }
+
+    fn count_tokens(&self, prompt: &Prompt) -> Option<usize> {
+        (**self).count_tokens(prompt)
     }
 }
 

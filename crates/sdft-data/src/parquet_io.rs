@@ -31,7 +31,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use sdft_core::Example;
+use sdft_core::{Example, Turn};
 use serde_json::{Map, Number, Value};
 
 use crate::records::Records;
@@ -50,7 +50,7 @@ fn turn_fields() -> Fields {
 
 /// The arrow schema of the example table (see the module docs).
 pub fn example_schema() -> SchemaRef {
-    let item = Field::new("item", DataType::Struct(turn_fields()), false);
+    let item = history_item_field();
     Arc::new(
         Schema::new(vec![
             Field::new("id", DataType::Utf8, false),
@@ -58,7 +58,7 @@ pub fn example_schema() -> SchemaRef {
             Field::new("instruction", DataType::Utf8, false),
             Field::new("input", DataType::Utf8, true),
             Field::new("output", DataType::Utf8, false),
-            Field::new("history", DataType::List(Arc::new(item)), false),
+            Field::new("history", DataType::List(item), false),
         ])
         .with_metadata([(SCHEMA_KEY, SCHEMA_VERSION)]),
     )
@@ -72,26 +72,8 @@ pub fn examples_to_batch(examples: &[Example]) -> std::result::Result<RecordBatc
     let opt_strings = |f: &dyn Fn(&Example) -> Option<&str>| -> ArrayRef {
         Arc::new(examples.iter().map(f).collect::<StringArray>())
     };
-    let turns = examples.iter().flat_map(|e| e.history.iter());
-    let users = StringArray::from_iter_values(turns.clone().map(|t| t.user.as_str()));
-    let assistants = StringArray::from_iter_values(turns.map(|t| t.assistant.as_str()));
-    let items = StructArray::try_new(
-        turn_fields(),
-        vec![Arc::new(users) as ArrayRef, Arc::new(assistants)],
-        None,
-    )
-    .map_err(|e| e.to_string())?;
     let schema = example_schema();
-    let DataType::List(item_field) = schema.field(5).data_type().clone() else {
-        unreachable!("history is a list column")
-    };
-    let history = ListArray::try_new(
-        item_field,
-        OffsetBuffer::from_lengths(examples.iter().map(|e| e.history.len())),
-        Arc::new(items),
-        None,
-    )
-    .map_err(|e| e.to_string())?;
+    let history = history_array(examples.iter().map(|e| e.history.as_slice()))?;
     RecordBatch::try_new(
         schema,
         vec![
@@ -102,6 +84,33 @@ pub fn examples_to_batch(examples: &[Example]) -> std::result::Result<RecordBatc
             strings(&|e| &e.output),
             Arc::new(history),
         ],
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The history list field: `List<Struct<user, assistant>>` (see the module docs).
+fn history_item_field() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Struct(turn_fields()), false))
+}
+
+/// Multi-turn histories as one `List<Struct<user, assistant>>` array.
+fn history_array<'a>(
+    histories: impl Iterator<Item = &'a [Turn]> + Clone,
+) -> std::result::Result<ListArray, String> {
+    let turns = histories.clone().flatten();
+    let users = StringArray::from_iter_values(turns.clone().map(|t| t.user.as_str()));
+    let assistants = StringArray::from_iter_values(turns.map(|t| t.assistant.as_str()));
+    let items = StructArray::try_new(
+        turn_fields(),
+        vec![Arc::new(users) as ArrayRef, Arc::new(assistants)],
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    ListArray::try_new(
+        history_item_field(),
+        OffsetBuffer::from_lengths(histories.map(<[Turn]>::len)),
+        Arc::new(items),
+        None,
     )
     .map_err(|e| e.to_string())
 }
@@ -267,8 +276,16 @@ fn list(values: &dyn Array) -> Value {
 #[derive(Debug, Clone)]
 pub enum Column {
     Str(Vec<String>),
+    /// Nullable text (`None` is null).
+    OptStr(Vec<Option<String>>),
     Int(Vec<i64>),
+    /// Nullable integers (`None` is null).
+    OptInt(Vec<Option<i64>>),
+    /// Nullable floats (`None` is null).
+    Float(Vec<Option<f64>>),
     Bool(Vec<bool>),
+    /// Multi-turn histories, in the example schema's `history` layout.
+    Turns(Vec<Vec<Turn>>),
 }
 
 /// Writes a table of named text/integer/boolean columns (all of one length) to
@@ -277,15 +294,34 @@ pub fn write_table(path: &Path, columns: Vec<(&str, Column)>) -> Result<()> {
     let mut fields = Vec::with_capacity(columns.len());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
     for (name, col) in columns {
+        let nullable = matches!(
+            col,
+            Column::OptStr(_) | Column::OptInt(_) | Column::Float(_)
+        );
         let (dt, arr): (DataType, ArrayRef) = match col {
             Column::Str(v) => (DataType::Utf8, Arc::new(StringArray::from(v))),
+            Column::OptStr(v) => (DataType::Utf8, Arc::new(StringArray::from(v))),
             Column::Int(v) => (DataType::Int64, Arc::new(arrow_array::Int64Array::from(v))),
+            Column::OptInt(v) => (DataType::Int64, Arc::new(arrow_array::Int64Array::from(v))),
+            Column::Float(v) => (
+                DataType::Float64,
+                Arc::new(arrow_array::Float64Array::from(v)),
+            ),
             Column::Bool(v) => (
                 DataType::Boolean,
                 Arc::new(arrow_array::BooleanArray::from(v)),
             ),
+            Column::Turns(v) => {
+                let arr = history_array(v.iter().map(Vec::as_slice)).map_err(|message| {
+                    Error::Parquet {
+                        path: path.to_path_buf(),
+                        message,
+                    }
+                })?;
+                (arr.data_type().clone(), Arc::new(arr))
+            }
         };
-        fields.push(Field::new(name, dt, false));
+        fields.push(Field::new(name, dt, nullable));
         arrays.push(arr);
     }
     let schema = Arc::new(Schema::new(fields));

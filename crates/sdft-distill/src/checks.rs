@@ -25,6 +25,12 @@ pub trait Check: Send + Sync {
     fn check(&self, example: &Example, rewrite: &str) -> std::result::Result<(), String>;
 }
 
+impl std::fmt::Debug for dyn Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Check({})", self.name())
+    }
+}
+
 /// Phrases whose presence (lowercased) rejects a rewrite in the paper's `verify`.
 pub const BANNED_PHRASES: &[&str] = &[
     "reference answer",
@@ -131,6 +137,70 @@ impl Check for CodeStyle {
     }
 }
 
+/// A user check from a config: the rewrite must (or, with `must_match = false`,
+/// must not) match a regular expression.
+#[derive(Debug, Clone)]
+pub struct RegexCheck {
+    pub name: String,
+    pub regex: regex::Regex,
+    pub must_match: bool,
+}
+
+impl Check for RegexCheck {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&self, _example: &Example, rewrite: &str) -> std::result::Result<(), String> {
+        match (self.regex.is_match(rewrite), self.must_match) {
+            (true, true) | (false, false) => Ok(()),
+            (false, true) => Err(format!("does not match /{}/", self.regex.as_str())),
+            (true, false) => Err(format!("matches /{}/", self.regex.as_str())),
+        }
+    }
+}
+
+/// A user check from a config: the rewrite's length in characters lies within
+/// `min..=max`.
+#[derive(Debug, Clone)]
+pub struct LengthCheck {
+    pub name: String,
+    pub min_chars: Option<usize>,
+    pub max_chars: Option<usize>,
+}
+
+impl Check for LengthCheck {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&self, _example: &Example, rewrite: &str) -> std::result::Result<(), String> {
+        let n = rewrite.chars().count();
+        if let Some(min) = self.min_chars.filter(|m| n < *m) {
+            return Err(format!("{n} characters, fewer than {min}"));
+        }
+        if let Some(max) = self.max_chars.filter(|m| n > *m) {
+            return Err(format!("{n} characters, more than {max}"));
+        }
+        Ok(())
+    }
+}
+
+/// The built-in checks by name: `ban_phrase`, `math_answer`, `function_call`,
+/// `code_style`.
+pub fn builtin_check(name: &str) -> Option<Box<dyn Check>> {
+    Some(match name {
+        "ban_phrase" | "ban_phrases" => Box::new(BanPhrases),
+        "math_answer" => Box::new(MathAnswer),
+        "function_call" => Box::new(FunctionCall),
+        "code_style" => Box::new(CodeStyle),
+        _ => return None,
+    })
+}
+
+/// Names accepted by [`builtin_check`].
+pub const BUILTIN_CHECKS: &str = "ban_phrase, math_answer, function_call, code_style";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +278,36 @@ mod tests {
         assert!(c
             .check(&ex(""), "Here is the code:\n```\nprint(1)\n```")
             .is_err());
+    }
+
+    #[test]
+    fn user_checks() {
+        let r = RegexCheck {
+            name: "final_line".into(),
+            regex: regex::Regex::new(r"The answer is -?\d+\.?$").unwrap(),
+            must_match: true,
+        };
+        assert!(r.check(&ex(""), "so 3.\nThe answer is 3.").is_ok());
+        assert_eq!(
+            r.check(&ex(""), "The answer: 3").unwrap_err(),
+            r"does not match /The answer is -?\d+\.?$/"
+        );
+        let no_urls = RegexCheck {
+            name: "no_urls".into(),
+            regex: regex::Regex::new("https?://").unwrap(),
+            must_match: false,
+        };
+        assert!(no_urls.check(&ex(""), "see http://x").is_err());
+        assert!(no_urls.check(&ex(""), "plain").is_ok());
+        let len = LengthCheck {
+            name: "length".into(),
+            min_chars: Some(3),
+            max_chars: Some(5),
+        };
+        assert!(len.check(&ex(""), "ab").is_err());
+        assert!(len.check(&ex(""), "héllo").is_ok());
+        assert!(len.check(&ex(""), "héllo!").is_err());
+        assert_eq!(builtin_check("math_answer").unwrap().name(), "math_answer");
+        assert!(builtin_check("nope").is_none());
     }
 }

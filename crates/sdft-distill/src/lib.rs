@@ -1,32 +1,76 @@
 //! # sdft-distill
 //!
-//! The self-distillation stage of SDFT: the seed model rewrites each reference
-//! answer in its own words, and a rewrite that fails a check falls back to the
-//! original (`../shared/docs/sdft-method.md`, section a, step 2).
+//! The self-distillation stage of SDFT (`../shared/docs/sdft-method.md`, sections
+//! a, b, d): the seed model rewrites each reference answer in its own words from a
+//! templated rewriting prompt that shows it the reference; a rewrite that fails a
+//! check falls back to the original, so the dataset size never changes.
 //!
-//! This crate currently provides the checks ([`Check`] and the paper's rules) and the
-//! per-task pairing of distillation template and checks ([`Task`]).
+//! - [`Task`]: the paper's pairing of distillation template, training template and
+//!   checks per dataset; [`Check`] is the trait for the rules (the paper's
+//!   [`BanPhrases`], [`MathAnswer`], [`FunctionCall`], [`CodeStyle`], and user
+//!   [`RegexCheck`] / [`LengthCheck`] from a [`TaskFile`]).
+//! - [`DistillConfig`] (built with [`DistillConfig::builder`]) and [`Distiller`],
+//!   which runs over any [`sdft_core::Generator`] and hands rows to a [`Sink`].
+//! - [`ChunkStore`]: atomic chunk files that make a run resumable; [`merge_shards`]
+//!   joins `--shard i/N` outputs; [`measure_gap`] the seed model's likelihood of the
+//!   original versus the chosen responses; [`Summary`] what a run produced.
 //!
 //! ```
-//! use sdft_core::Example;
-//! use sdft_distill::Task;
+//! use sdft_core::{Completion, Example, FinishReason, GenerationRequest, Generator, SamplingParams};
+//! use sdft_distill::{DistillConfig, Distiller, DistilledRow, Task};
 //!
-//! let task = Task::Gsm8k;
-//! assert_eq!(task.distill_template(), "gsm8k_distill");
-//! let ex = Example::new("Tom has 3 apples and buys 4. How many?", "3 + 4 = 7.\nThe answer is 7.");
-//! // A rewrite with the right final answer is kept...
-//! assert_eq!(task.verdict(&ex, "He has 3 + 4 = 7 apples. The answer is 7."), Ok(()));
-//! // ...one with a wrong answer falls back to the original, with the reason.
-//! let reason = task.verdict(&ex, "The answer is 8.").unwrap_err();
-//! assert_eq!(reason.check, "math_answer");
+//! /// A stand-in generator: every rewrite says the same thing.
+//! struct Canned(&'static str);
+//! impl Generator for Canned {
+//!     fn generate(&mut self, reqs: &[GenerationRequest], _: &SamplingParams)
+//!         -> sdft_core::Result<Vec<Completion>> {
+//!         Ok(reqs.iter().map(|_| Completion {
+//!             text: self.0.into(), tokens: 9, finish_reason: FinishReason::Eos,
+//!         }).collect())
+//!     }
+//! }
+//!
+//! let config = DistillConfig::builder(Task::Gsm8k).build()?;
+//! let distiller = Distiller::new(config);
+//! let data = vec![
+//!     Example::new("Tom has 3 apples and buys 4. How many?", "3 + 4 = 7.\nThe answer is 7.").with_id("a"),
+//!     Example::new("What is 2 + 2?", "2 + 2 = 4.\nThe answer is 4.").with_id("b"),
+//! ];
+//! let mut rows: Vec<DistilledRow> = Vec::new();
+//! let mut generator = Canned("He ends with 3 + 4 = 7 apples. The answer is 7.");
+//! distiller.run(&mut generator, &data, &mut rows, &mut |_| {})?;
+//! // The right final answer is kept; the wrong one falls back to the reference.
+//! assert!(rows[0].kept && rows[0].response.starts_with("He ends"));
+//! assert!(!rows[1].kept && rows[1].response == "2 + 2 = 4.\nThe answer is 4.");
+//! assert_eq!(rows[1].reason_key(), Some("math_answer"));
+//! # Ok::<(), sdft_distill::Error>(())
 //! ```
 
 mod checks;
+mod config;
+mod distiller;
 mod error;
+mod export;
+mod gap;
+mod merge;
+mod row;
+mod shard;
+mod store;
+mod summary;
 mod task;
 
 pub use checks::{
-    BanPhrases, Check, CodeStyle, FunctionCall, MathAnswer, Rejection, BANNED_PHRASES,
+    builtin_check, BanPhrases, Check, CodeStyle, FunctionCall, LengthCheck, MathAnswer,
+    RegexCheck, Rejection, BANNED_PHRASES, BUILTIN_CHECKS,
 };
+pub use config::{CheckSpec, DistillConfig, DistillConfigBuilder, EmptyPolicy, TaskFile};
+pub use distiller::{Distiller, RunStats, Sink, SkippedRow};
 pub use error::{Error, Result};
+pub use export::{export, row_in_source_layout};
+pub use gap::{measure_gap, GapReport, Likelihood};
+pub use merge::merge_shards;
+pub use row::{read_rows, write_rows, DistilledRow};
+pub use shard::Shard;
+pub use store::ChunkStore;
+pub use summary::{Manifest, Summary};
 pub use task::Task;

@@ -303,9 +303,16 @@ impl<B: Backend> Engine<B> {
         }
         let mask =
             Tensor::<B, 4, Bool>::from_data(TensorData::new(mask, [slots, 1, 1, total]), device);
+        let mut at = vec![false; slots * total];
+        for (s, l) in lens.iter().enumerate() {
+            at[s * total + l] = true;
+        }
+        let write_at =
+            Tensor::<B, 4, Bool>::from_data(TensorData::new(at, [slots, 1, total, 1]), device);
         let (cos, sin) = llama.rope.tables(positions);
         let step = DecodeStep {
             lens,
+            write_at,
             cos,
             sin,
             mask,
@@ -377,6 +384,20 @@ impl<B: Backend> Generator for Engine<B> {
     ) -> sdft_core::Result<Vec<Completion>> {
         self.generate_with(requests, params, &mut |_, _| {})
             .map_err(|e| sdft_core::Error::backend("generation", e))
+    }
+
+    fn generate_each(
+        &mut self,
+        requests: &[GenerationRequest],
+        params: &SamplingParams,
+        done: &mut dyn FnMut(usize, &Completion),
+    ) -> sdft_core::Result<Vec<Completion>> {
+        self.generate_with(requests, params, done)
+            .map_err(|e| sdft_core::Error::backend("generation", e))
+    }
+
+    fn count_tokens(&self, prompt: &sdft_core::Prompt) -> Option<usize> {
+        self.model.encode_pieces(prompt).ok().map(|ids| ids.len())
     }
 }
 

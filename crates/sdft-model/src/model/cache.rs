@@ -103,6 +103,15 @@ impl<B: Backend> SlotKv<B> {
         self.v = Some(pad(v));
     }
 
+    /// Writes every slot's new key/value `[slots, kv_heads, 1, head_dim]` at that
+    /// slot's own position in one pass over the cache: `at` `[slots, 1, capacity, 1]`
+    /// is true at each slot's write position (see [`DecodeStep::write_at`]).
+    pub fn write_step(&mut self, at: &Tensor<B, 4, Bool>, k: Tensor<B, 4>, v: Tensor<B, 4>) {
+        let (kc, vc) = self.take();
+        self.k = Some(kc.mask_where(at.clone(), k));
+        self.v = Some(vc.mask_where(at.clone(), v));
+    }
+
     /// Writes keys/values `[1, kv_heads, len, head_dim]` into `slot` at positions
     /// `start..start + len`.
     pub fn write(&mut self, slot: usize, start: usize, k: Tensor<B, 4>, v: Tensor<B, 4>) {
@@ -120,6 +129,8 @@ impl<B: Backend> SlotKv<B> {
 /// positions past each slot's length.
 pub struct DecodeStep<B: Backend> {
     pub lens: Vec<usize>,
+    /// `[slots, 1, capacity, 1]`, true at each slot's write position (its length).
+    pub write_at: Tensor<B, 4, Bool>,
     pub cos: Tensor<B, 4>,
     pub sin: Tensor<B, 4>,
     pub mask: Tensor<B, 4, Bool>,

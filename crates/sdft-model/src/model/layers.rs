@@ -7,6 +7,7 @@ use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 
 use super::cache::{DecodeStep, LayerCache, SlotKv};
+use super::lora::{project_lora, Lora};
 use super::rope;
 
 /// A weight matrix stored as `[d_in, d_out]` (the transpose of PyTorch's layout).
@@ -43,6 +44,11 @@ pub struct Attention<B: Backend> {
     pub k_proj: Weight<B>,
     pub v_proj: Weight<B>,
     pub o_proj: Weight<B>,
+    /// LoRA adapters of the projections (see [`super::lora`]); `None` without one.
+    pub q_lora: Option<Lora<B>>,
+    pub k_lora: Option<Lora<B>>,
+    pub v_lora: Option<Lora<B>>,
+    pub o_lora: Option<Lora<B>>,
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
@@ -60,9 +66,9 @@ impl<B: Backend> Attention<B> {
         let [b, s, _] = x.dims();
         let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let heads = |t: Tensor<B, 3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
-        let q = heads(project(x.clone(), &self.q_proj), h);
-        let k = heads(project(x.clone(), &self.k_proj), kvh);
-        let v = heads(project(x, &self.v_proj), kvh);
+        let q = heads(project_lora(x.clone(), &self.q_proj, &self.q_lora), h);
+        let k = heads(project_lora(x.clone(), &self.k_proj, &self.k_lora), kvh);
+        let v = heads(project_lora(x, &self.v_proj, &self.v_lora), kvh);
         (rope::apply(q, cos, sin), rope::apply(k, cos, sin), v)
     }
 
@@ -83,7 +89,7 @@ impl<B: Backend> Attention<B> {
         };
         let total = k.dims()[2];
         let out = self.attend(q, k, v, mask, b, s, total);
-        project(out, &self.o_proj)
+        project_lora(out, &self.o_proj, &self.o_lora)
     }
 }
 
@@ -99,12 +105,8 @@ impl<B: Backend> Attention<B> {
         kv: &mut SlotKv<B>,
     ) -> Tensor<B, 3> {
         let [b, _, _] = x.dims();
-        let (kvh, hd) = (self.n_kv_heads, self.head_dim);
         let (q, k, v) = self.qkv(x, &step.cos, &step.sin);
-        for (i, &pos) in step.lens.iter().enumerate() {
-            let row = [i..i + 1, 0..kvh, 0..1, 0..hd];
-            kv.write(i, pos, k.clone().slice(row.clone()), v.clone().slice(row));
-        }
+        kv.write_step(&step.write_at, k, v);
         let (k, v) = kv.tensors();
         let total = k.dims()[2];
         let out = self.attend(q, k, v, &step.mask, b, 1, total);
@@ -149,13 +151,16 @@ pub struct Mlp<B: Backend> {
     pub gate_proj: Weight<B>,
     pub up_proj: Weight<B>,
     pub down_proj: Weight<B>,
+    pub gate_lora: Option<Lora<B>>,
+    pub up_lora: Option<Lora<B>>,
+    pub down_lora: Option<Lora<B>>,
 }
 
 impl<B: Backend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(project(x.clone(), &self.gate_proj));
-        let up = project(x, &self.up_proj);
-        project(gate * up, &self.down_proj)
+        let gate = silu(project_lora(x.clone(), &self.gate_proj, &self.gate_lora));
+        let up = project_lora(x, &self.up_proj, &self.up_lora);
+        project_lora(gate * up, &self.down_proj, &self.down_lora)
     }
 }
 
