@@ -1,23 +1,70 @@
 //! # sdft-eval
 //!
-//! Benchmark scoring for sdft-rs, following the paper's evaluation rules
+//! Benchmark harnesses for sdft-rs, following the paper's evaluation rules
 //! (`../shared/docs/sdft-method.md` (e)) so numbers are comparable with its tables.
+//! The crate has no burn dependency: everything runs over the [`sdft_core::Generator`]
+//! and [`sdft_core::Scorer`] traits, so any model (or a server client) can be
+//! evaluated.
 //!
-//! This crate currently provides the per-answer scoring rules ([`scoring`]) and their
-//! aggregation ([`Tally`]).
+//! - [`scoring`]: per-answer rules: GSM8K/MultiArith last integer (plus
+//!   lm-evaluation-harness strict and flexible extraction), OpenFunctions strict
+//!   and 0.5 positional credit, AdvBench refusal keywords.
+//! - [`Metric`]: a mean with its standard error and n; [`pass_at_k`].
+//! - [`mc`]: multiple choice by log-likelihood (`acc`, `acc_norm`).
+//! - [`exec`] and [`humaneval`]: HumanEval programs in a sandboxed `python3`.
+//! - [`alpaca`]: AlpacaEval export and a local pairwise judge.
+//! - [`bench`], [`harness`], [`results`]: benchmarks, the resumable runner, and
+//!   `results.json` / per-row Parquet. [`predictions`] scores other tools' outputs.
+//! - [`report`]: the comparison table across run directories.
+//!
+//! A GSM8K-style run over a toy generator that always answers "The answer is 18.":
 //!
 //! ```
-//! use sdft_eval::scoring::{math_correct, is_safe_response};
-//! use sdft_eval::Tally;
+//! use sdft_core::{Completion, FinishReason, GenerationRequest, Generator, SamplingParams};
+//! use sdft_eval::{bench::Benchmark, harness, results::RunResults};
 //!
-//! let mut t = Tally::default();
-//! t.add(if math_correct("so 5 + 7 = 12. The answer is 12.", "The answer is 12.") { 1.0 } else { 0.0 });
-//! t.add(if math_correct("The answer is 13.", "The answer is 12.") { 1.0 } else { 0.0 });
-//! assert_eq!(t.percent(), 50.0);
-//! assert!(is_safe_response("I'm sorry, but I can't help with that."));
+//! struct Always18;
+//! impl Generator for Always18 {
+//!     fn generate(&mut self, r: &[GenerationRequest], _: &SamplingParams)
+//!         -> sdft_core::Result<Vec<Completion>> {
+//!         Ok(r.iter().map(|_| Completion {
+//!             text: "The answer is 18.".into(), tokens: 5, finish_reason: FinishReason::Eos,
+//!         }).collect())
+//!     }
+//! }
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! std::fs::write(dir.path().join("multiarith_test.json"), r#"[
+//!   {"instruction": "9 + 9?", "output": "The answer is 18"},
+//!   {"instruction": "2 + 2?", "output": "The answer is 4"}]"#).unwrap();
+//! let opts = harness::EvalOptions::new(dir.path().join("run"), dir.path());
+//! let r = harness::run_generation(&mut Always18, &Benchmark::MultiArith, &opts,
+//!                                 &mut harness::NoProgress).unwrap();
+//! assert_eq!(r.metrics["accuracy"].value, 0.5);
+//! assert_eq!(r.n, 2);
+//! let all = RunResults::read(&dir.path().join("run/results.json")).unwrap();
+//! assert_eq!(all.benchmarks[0].benchmark, "multiarith");
 //! ```
 
+pub mod alpaca;
+pub mod bench;
+mod error;
+pub mod exec;
+pub mod harness;
+pub mod humaneval;
+pub mod mc;
+mod metrics;
+pub mod predictions;
+pub mod report;
+pub mod results;
 pub mod scoring;
+
+pub use error::{Error, Result};
+pub use metrics::{pass_at_k, Metric};
+
+/// Where `cargo xtask assets` puts HumanEval, under `$SDFT_HOME`
+/// (see `sdft_core::assets::HUMANEVAL`).
+pub const HUMANEVAL_REL: &str = "assets/human-eval/HumanEval.jsonl.gz";
 
 /// A running score: the sum of per-item credits (1, 0, or partial) over items.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]

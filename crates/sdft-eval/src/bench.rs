@@ -1,0 +1,412 @@
+//! The benchmarks: where their data is, how rows become prompts (templates per the
+//! method notes (e)), and how outputs are scored per row.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sdft_core::Prompt;
+use sdft_data::{Dataset, ReadOptions, Template};
+
+use crate::exec::ExecLimits;
+use crate::humaneval::{self, Problem};
+use crate::results::RowRecord;
+use crate::scoring::{self, LM_EVAL_INVALID};
+use crate::{pass_at_k, Error, Metric, Result};
+
+/// A benchmark of `sdft eval run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Benchmark {
+    Gsm8k,
+    MultiArith,
+    OpenFunctions,
+    HumanEval,
+    AdvBenchRaw,
+    AdvBenchJailbreak,
+    AlpacaEval,
+    /// Multiple choice from a file in the [`crate::mc`] schema.
+    MultipleChoice(PathBuf),
+}
+
+/// The names `Benchmark::parse_list` accepts.
+pub const BENCHMARK_NAMES: &str = "gsm8k, multiarith, openfunctions, humaneval, advbench (raw and jailbreak), advbench_raw, advbench_jailbreak, alpacaeval, mc:FILE";
+
+impl Benchmark {
+    /// Parses a comma-separated list; `advbench` means both AdvBench variants.
+    pub fn parse_list(list: &str) -> Result<Vec<Benchmark>> {
+        let mut out = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let lower = name.to_ascii_lowercase();
+            let b = match lower.as_str() {
+                "gsm8k" => vec![Benchmark::Gsm8k],
+                "multiarith" => vec![Benchmark::MultiArith],
+                "openfunctions" | "openfunction" => vec![Benchmark::OpenFunctions],
+                "humaneval" => vec![Benchmark::HumanEval],
+                "advbench" => vec![Benchmark::AdvBenchRaw, Benchmark::AdvBenchJailbreak],
+                "advbench_raw" => vec![Benchmark::AdvBenchRaw],
+                "advbench_jailbreak" => vec![Benchmark::AdvBenchJailbreak],
+                "alpacaeval" | "alpaca_eval" => vec![Benchmark::AlpacaEval],
+                _ if lower.starts_with("mc:") && name.len() > 3 => {
+                    vec![Benchmark::MultipleChoice(PathBuf::from(&name[3..]))]
+                }
+                _ => {
+                    return Err(Error::UnknownBenchmark {
+                        name: name.to_string(),
+                        expected: BENCHMARK_NAMES.into(),
+                    })
+                }
+            };
+            for x in b {
+                if !out.contains(&x) {
+                    out.push(x);
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(Error::InvalidArgument {
+                name: "benchmarks",
+                value: format!("{list:?}"),
+                expected: "a comma-separated list of benchmark names",
+            });
+        }
+        Ok(out)
+    }
+
+    /// The name used in results and file names (`mc_<file stem>` for multiple choice).
+    pub fn name(&self) -> String {
+        match self {
+            Benchmark::Gsm8k => "gsm8k".into(),
+            Benchmark::MultiArith => "multiarith".into(),
+            Benchmark::OpenFunctions => "openfunctions".into(),
+            Benchmark::HumanEval => "humaneval".into(),
+            Benchmark::AdvBenchRaw => "advbench_raw".into(),
+            Benchmark::AdvBenchJailbreak => "advbench_jailbreak".into(),
+            Benchmark::AlpacaEval => "alpacaeval".into(),
+            Benchmark::MultipleChoice(p) => {
+                let stem = p.file_name().map(|s| s.to_string_lossy().into_owned());
+                let stem = stem.unwrap_or_default();
+                let stem = stem.split('.').next().unwrap_or("mc");
+                let clean: String = stem
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                format!("mc_{clean}")
+            }
+        }
+    }
+
+    /// The family a report groups the benchmark under.
+    pub fn family(&self) -> &'static str {
+        match self {
+            Benchmark::Gsm8k | Benchmark::MultiArith => "math",
+            Benchmark::OpenFunctions => "tool use",
+            Benchmark::HumanEval => "code",
+            Benchmark::AdvBenchRaw | Benchmark::AdvBenchJailbreak => "safety",
+            Benchmark::AlpacaEval => "helpfulness",
+            Benchmark::MultipleChoice(_) => "knowledge",
+        }
+    }
+
+    /// The template preset of the method notes (e).
+    pub fn template(&self) -> &'static str {
+        match self {
+            Benchmark::Gsm8k | Benchmark::MultiArith => "gsm8k_infer",
+            Benchmark::AdvBenchJailbreak => "alpaca_gcg",
+            Benchmark::MultipleChoice(_) => "none (log-likelihood)",
+            _ => "alpaca",
+        }
+    }
+
+    /// The primary metric's name.
+    pub fn primary(&self) -> &'static str {
+        match self {
+            Benchmark::Gsm8k | Benchmark::MultiArith => "accuracy",
+            Benchmark::OpenFunctions => "strict",
+            Benchmark::HumanEval => "pass@1",
+            Benchmark::AdvBenchRaw | Benchmark::AdvBenchJailbreak => "safe_rate",
+            Benchmark::AlpacaEval => "win_rate",
+            Benchmark::MultipleChoice(_) => "acc",
+        }
+    }
+
+    /// The data file under the data directory (`$SDFT_SHARED/data/sdft`); HumanEval's
+    /// comes from the asset cache and multiple choice names its own.
+    pub fn data_path(&self, data_dir: &Path, humaneval: &Path) -> PathBuf {
+        match self {
+            Benchmark::Gsm8k => data_dir.join("gsm8k_test.json"),
+            Benchmark::MultiArith => data_dir.join("multiarith_test.json"),
+            Benchmark::OpenFunctions => data_dir.join("openfunction_test.json"),
+            Benchmark::AdvBenchRaw | Benchmark::AdvBenchJailbreak => {
+                data_dir.join("harmful_behaviors.csv")
+            }
+            Benchmark::AlpacaEval => data_dir.join("alpaca_eval.json"),
+            Benchmark::HumanEval => humaneval.to_path_buf(),
+            Benchmark::MultipleChoice(p) => p.clone(),
+        }
+    }
+
+    /// True for benchmarks scored by generating text (all but multiple choice).
+    pub fn generates(&self) -> bool {
+        !matches!(self, Benchmark::MultipleChoice(_))
+    }
+}
+
+/// One row to generate for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub id: String,
+    pub prompt: Prompt,
+    /// The user instruction (AlpacaEval export and judging).
+    pub instruction: String,
+    /// The reference answer (label text, reference call, reference output), or for
+    /// HumanEval the problem's task id.
+    pub reference: String,
+}
+
+/// A generation benchmark's rows, ready to run.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub items: Vec<Item>,
+    pub template: Template,
+    /// HumanEval problems by task id.
+    pub problems: BTreeMap<String, Problem>,
+    /// Samples per problem (HumanEval).
+    pub samples: usize,
+}
+
+/// Reads a generation benchmark's data (the first `limit` rows, or problems for
+/// HumanEval) and renders its prompts.
+pub fn prepare(
+    bench: &Benchmark,
+    path: &Path,
+    limit: Option<usize>,
+    samples: usize,
+) -> Result<Prepared> {
+    let template = Template::preset(bench.template()).ok_or_else(|| {
+        Error::file(
+            path,
+            format!("template preset `{}` is missing", bench.template()),
+        )
+    })?;
+    let mut problems = BTreeMap::new();
+    let mut items = Vec::new();
+    if *bench == Benchmark::HumanEval {
+        let mut ps = humaneval::read_problems(path)?;
+        if let Some(n) = limit {
+            ps.truncate(n);
+        }
+        for p in ps {
+            let ex = sdft_core::Example::new(humaneval::instruction(&p), "");
+            let prompt = template.render_prompt(&ex);
+            for s in 0..samples.max(1) {
+                let id = if samples > 1 {
+                    format!("{}#{s}", p.task_id)
+                } else {
+                    p.task_id.clone()
+                };
+                items.push(Item {
+                    id,
+                    prompt: prompt.clone(),
+                    instruction: ex.instruction.clone(),
+                    reference: p.task_id.clone(),
+                });
+            }
+            problems.insert(p.task_id.clone(), p);
+        }
+    } else {
+        let data = Dataset::read(path, &ReadOptions::default())?;
+        let take = limit.unwrap_or(usize::MAX);
+        for ex in data.examples.into_iter().take(take) {
+            items.push(Item {
+                id: ex.id.clone(),
+                prompt: template.render_prompt(&ex),
+                instruction: ex.query(),
+                reference: ex.output.clone(),
+            });
+        }
+    }
+    if items.is_empty() {
+        return Err(Error::file(path, "no rows to evaluate"));
+    }
+    Ok(Prepared {
+        items,
+        template,
+        problems,
+        samples: samples.max(1),
+    })
+}
+
+fn record(item: &Item, output: &str, extracted: String, scores: Vec<(&str, f64)>) -> RowRecord {
+    RowRecord {
+        id: item.id.clone(),
+        prompt: item.prompt.to_string(),
+        output: output.to_string(),
+        extracted,
+        score: scores.first().map(|s| s.1).unwrap_or(0.0),
+        scores: scores
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    }
+}
+
+fn b(x: bool) -> f64 {
+    f64::from(u8::from(x))
+}
+
+/// Scores one output of a text benchmark (not HumanEval, AlpacaEval or multiple
+/// choice): the extracted answer and the per-row scores, primary first.
+pub fn score_text(
+    bench: &Benchmark,
+    output: &str,
+    reference: &str,
+) -> (String, Vec<(&'static str, f64)>) {
+    match bench {
+        Benchmark::Gsm8k | Benchmark::MultiArith => {
+            let strict = scoring::lm_eval_strict_extract(output);
+            let flex = scoring::lm_eval_flexible_extract(output);
+            (
+                scoring::math_extracted(output),
+                vec![
+                    ("accuracy", b(scoring::math_correct(output, reference))),
+                    (
+                        "lm_eval_strict",
+                        b(strict != LM_EVAL_INVALID && scoring::lm_eval_match(&strict, reference)),
+                    ),
+                    (
+                        "lm_eval_flexible",
+                        b(flex != LM_EVAL_INVALID && scoring::lm_eval_match(&flex, reference)),
+                    ),
+                ],
+            )
+        }
+        Benchmark::OpenFunctions => (
+            scoring::openfunction_extracted(output),
+            vec![
+                (
+                    "strict",
+                    b(scoring::openfunction_correct(output, reference)),
+                ),
+                (
+                    "partial",
+                    scoring::openfunction_partial_score(output, reference),
+                ),
+            ],
+        ),
+        Benchmark::AdvBenchRaw | Benchmark::AdvBenchJailbreak => {
+            let k = scoring::refusal_keyword(output);
+            (
+                k.unwrap_or("").to_string(),
+                vec![
+                    ("safe_rate", b(k.is_some())),
+                    ("attack_success_rate", b(k.is_none())),
+                ],
+            )
+        }
+        _ => (String::new(), vec![]),
+    }
+}
+
+/// Per-row records and metrics of a generation benchmark. HumanEval runs each
+/// program in the sandbox, which needs `allow_code_execution`; AlpacaEval has no
+/// metric here (see [`crate::alpaca`] for the judge).
+pub fn score_outputs(
+    bench: &Benchmark,
+    prepared: &Prepared,
+    outputs: &[String],
+    allow_code_execution: bool,
+    limits: &ExecLimits,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(Vec<RowRecord>, BTreeMap<String, Metric>)> {
+    let mut rows = Vec::with_capacity(outputs.len());
+    match bench {
+        Benchmark::HumanEval => {
+            if !allow_code_execution {
+                return Err(Error::CodeExecutionNotAllowed {
+                    what: "HumanEval".into(),
+                });
+            }
+            for (i, (item, out)) in prepared.items.iter().zip(outputs).enumerate() {
+                let p = &prepared.problems[&item.reference];
+                let outcome = humaneval::check(p, out, limits)?;
+                rows.push(record(
+                    item,
+                    out,
+                    outcome.label(),
+                    vec![("passed", b(outcome.passed()))],
+                ));
+                progress(i + 1);
+            }
+            let mut per_problem: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+            for (item, r) in prepared.items.iter().zip(&rows) {
+                let e = per_problem.entry(&item.reference).or_default();
+                e.0 += 1;
+                e.1 += usize::from(r.score > 0.0);
+            }
+            let mut metrics = BTreeMap::new();
+            for k in [1usize, 10, 100]
+                .into_iter()
+                .filter(|k| *k <= prepared.samples)
+            {
+                let v: Vec<f64> = per_problem
+                    .values()
+                    .filter_map(|(n, c)| pass_at_k(*n, *c, k))
+                    .collect();
+                metrics.insert(format!("pass@{k}"), Metric::from_scores(&v));
+            }
+            Ok((rows, metrics))
+        }
+        Benchmark::AlpacaEval => {
+            for item in &prepared.items {
+                let i = rows.len();
+                rows.push(record(item, &outputs[i], String::new(), vec![]));
+            }
+            progress(rows.len());
+            Ok((rows, BTreeMap::new()))
+        }
+        _ => {
+            let mut cols: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+            for (item, out) in prepared.items.iter().zip(outputs) {
+                let (extracted, scores) = score_text(bench, out, &item.reference);
+                for (k, v) in &scores {
+                    cols.entry(k).or_default().push(*v);
+                }
+                rows.push(record(item, out, extracted, scores));
+            }
+            progress(rows.len());
+            let metrics = cols
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Metric::from_scores(&v)))
+                .collect();
+            Ok((rows, metrics))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_benchmark_lists() {
+        let l = Benchmark::parse_list("gsm8k, advbench,mc:data/arc.jsonl,gsm8k").unwrap();
+        assert_eq!(
+            l,
+            vec![
+                Benchmark::Gsm8k,
+                Benchmark::AdvBenchRaw,
+                Benchmark::AdvBenchJailbreak,
+                Benchmark::MultipleChoice("data/arc.jsonl".into())
+            ]
+        );
+        assert_eq!(l[3].name(), "mc_arc");
+        let e = Benchmark::parse_list("gsm9k").unwrap_err().to_string();
+        assert!(e.contains("unknown benchmark `gsm9k`"), "{e}");
+        assert!(Benchmark::parse_list(" , ").is_err());
+    }
+}

@@ -1,0 +1,458 @@
+//! Running benchmarks over any [`Generator`] / [`Scorer`]: resumable generation
+//! into the run directory, scoring, per-row Parquet and `results.json`.
+//!
+//! Run directory layout (`RUN_DIR`):
+//!
+//! | file | content |
+//! | --- | --- |
+//! | `results.json` | [`RunResults`]: every benchmark run so far |
+//! | `<bench>.parquet` | per-row `id, prompt, output, extracted, score` |
+//! | `<bench>.generations.jsonl` | raw generations, one flushed line per row (`id`, `output`, `tokens`, `finish_reason`): the resume file |
+//! | `<bench>.config.json` | the template and sampling the generations were made with; a rerun with another configuration is refused |
+//! | `alpacaeval_outputs.json` | AlpacaEval outputs in the `alpaca_eval` format |
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sdft_core::{GenerationRequest, Generator, SamplingParams, Scorer};
+use serde_json::{json, Value};
+
+use crate::alpaca::{self, AlpacaOutput, Pair};
+use crate::bench::{self, Benchmark};
+use crate::exec::ExecLimits;
+use crate::results::{
+    write_rows_parquet, BenchConfig, BenchResult, Hashes, ModelInfo, RowRecord, RunResults,
+};
+use crate::{mc, Error, Metric, Result};
+
+/// What a harness run needs besides the model.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub run_dir: PathBuf,
+    /// The paper's data (`$SDFT_SHARED/data/sdft`).
+    pub data_dir: PathBuf,
+    /// `HumanEval.jsonl.gz` (or `.jsonl`).
+    pub humaneval_path: PathBuf,
+    /// Only the first N rows (problems) of each benchmark.
+    pub limit: Option<usize>,
+    pub sampling: SamplingParams,
+    /// Requests per `generate`/`score` call; also the resume granularity.
+    pub chunk: usize,
+    /// HumanEval samples per problem (pass@k for k <= samples).
+    pub samples: usize,
+    pub allow_code_execution: bool,
+    pub exec_limits: ExecLimits,
+    pub model: ModelInfo,
+    /// Put a BOS marker before multiple-choice contexts.
+    pub bos: bool,
+    /// AlpacaEval reference outputs to judge against (`alpaca_eval` JSON format).
+    pub alpaca_reference: Option<PathBuf>,
+}
+
+impl EvalOptions {
+    /// Defaults: paper sampling, chunks of 8, one sample, no code execution.
+    pub fn new(run_dir: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> Self {
+        EvalOptions {
+            run_dir: run_dir.into(),
+            data_dir: data_dir.into(),
+            humaneval_path: sdft_core::assets::sdft_home().join(crate::HUMANEVAL_REL),
+            limit: None,
+            sampling: SamplingParams::paper_default(),
+            chunk: 8,
+            samples: 1,
+            allow_code_execution: false,
+            exec_limits: ExecLimits::default(),
+            model: ModelInfo::default(),
+            bos: false,
+            alpaca_reference: None,
+        }
+    }
+}
+
+/// Progress of one stage of a benchmark (`generate`, `execute`, `judge`, `score`).
+pub trait Progress {
+    fn start(&mut self, benchmark: &str, stage: &str, total: usize, done: usize);
+    fn set(&mut self, done: usize);
+    fn finish(&mut self);
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&mut self, _: &str, _: &str, _: usize, _: usize) {}
+    fn set(&mut self, _: usize) {}
+    fn finish(&mut self) {}
+}
+
+fn sha256(path: &Path) -> Result<String> {
+    sdft_core::assets::sha256_file(path).map_err(|e| Error::file(path, e.to_string()))
+}
+
+/// Rows already generated: `id -> output` from the resume file (a torn last line,
+/// left by a killed run, is dropped and the file truncated to whole lines).
+fn load_done(path: &Path) -> Result<HashMap<String, String>> {
+    let mut done = HashMap::new();
+    if !path.is_file() {
+        return Ok(done);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    if complete.len() != text.len() {
+        std::fs::write(path, complete).map_err(|e| Error::io(path, e))?;
+    }
+    for (i, line) in complete.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line).map_err(|e| {
+            Error::row(
+                path,
+                i + 1,
+                "a JSON object with `id` and `output`",
+                e.to_string(),
+            )
+        })?;
+        match (
+            v.get("id").and_then(Value::as_str),
+            v.get("output").and_then(Value::as_str),
+        ) {
+            (Some(id), Some(o)) => {
+                done.insert(id.to_string(), o.to_string());
+            }
+            _ => {
+                return Err(Error::row(
+                    path,
+                    i + 1,
+                    "`id` and `output` strings",
+                    line.chars().take(80).collect::<String>(),
+                ))
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Refuses to mix generations made with different settings in one run directory.
+fn check_config(path: &Path, config: &Value) -> Result<()> {
+    if path.is_file() {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let old: Value =
+            serde_json::from_str(&text).map_err(|e| Error::file(path, e.to_string()))?;
+        if &old != config {
+            return Err(Error::file(
+                path,
+                format!("this run directory's generations were made with {old}, not {config}: use another --output directory (or delete the benchmark's files to start over)"),
+            ));
+        }
+        return Ok(());
+    }
+    sdft_data::atomic::write_bytes(path, format!("{config}\n").as_bytes())?;
+    Ok(())
+}
+
+/// Generates the outputs of `requests` not in the resume file, appending each
+/// chunk's rows as they finish; returns all outputs in request order and how many
+/// were generated now.
+pub fn generate_resumable(
+    gen: &mut dyn Generator,
+    benchmark: &str,
+    requests: &[GenerationRequest],
+    params: &SamplingParams,
+    resume_file: &Path,
+    chunk: usize,
+    progress: &mut dyn Progress,
+) -> Result<(Vec<String>, usize)> {
+    let mut done = load_done(resume_file)?;
+    let todo: Vec<&GenerationRequest> = requests
+        .iter()
+        .filter(|r| !done.contains_key(&r.id))
+        .collect();
+    if !done.is_empty() {
+        tracing::info!(
+            benchmark,
+            done = requests.len() - todo.len(),
+            total = requests.len(),
+            "resuming"
+        );
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(resume_file)
+        .map_err(|e| Error::io(resume_file, e))?;
+    progress.start(
+        benchmark,
+        "generate",
+        requests.len(),
+        requests.len() - todo.len(),
+    );
+    let mut finished = requests.len() - todo.len();
+    for c in todo.chunks(chunk.max(1)) {
+        let reqs: Vec<GenerationRequest> = c.iter().map(|r| (*r).clone()).collect();
+        let out = gen.generate(&reqs, params).map_err(|e| Error::Model {
+            benchmark: benchmark.to_string(),
+            source: e,
+        })?;
+        if out.len() != reqs.len() {
+            return Err(Error::CountMismatch {
+                benchmark: benchmark.to_string(),
+                expected: reqs.len(),
+                got: out.len(),
+            });
+        }
+        let mut lines = String::new();
+        for (r, o) in reqs.iter().zip(&out) {
+            let line = json!({"id": r.id, "output": o.text, "tokens": o.tokens, "finish_reason": o.finish_reason.as_str()});
+            lines.push_str(&format!("{line}\n"));
+            done.insert(r.id.clone(), o.text.clone());
+        }
+        file.write_all(lines.as_bytes())
+            .and_then(|_| file.flush())
+            .map_err(|e| Error::io(resume_file, e))?;
+        finished += reqs.len();
+        progress.set(finished);
+    }
+    progress.finish();
+    let outputs = requests
+        .iter()
+        .map(|r| done.remove(&r.id).unwrap_or_default())
+        .collect();
+    Ok((outputs, todo.len()))
+}
+
+fn config(
+    bench: &Benchmark,
+    opts: &EvalOptions,
+    sampling: &SamplingParams,
+    samples: usize,
+) -> BenchConfig {
+    BenchConfig {
+        template: bench.template().to_string(),
+        sampling: sampling.clone(),
+        limit: opts.limit,
+        seed: sampling.seed,
+        samples,
+    }
+}
+
+/// Runs one generation benchmark (everything but multiple choice) and records it
+/// in `RUN_DIR/results.json`.
+pub fn run_generation(
+    gen: &mut dyn Generator,
+    bench: &Benchmark,
+    opts: &EvalOptions,
+    progress: &mut dyn Progress,
+) -> Result<BenchResult> {
+    let start = Instant::now();
+    let name = bench.name();
+    if *bench == Benchmark::HumanEval && !opts.allow_code_execution {
+        return Err(Error::CodeExecutionNotAllowed {
+            what: "HumanEval".into(),
+        });
+    }
+    let path = bench.data_path(&opts.data_dir, &opts.humaneval_path);
+    let data_sha256 = sha256(&path)?;
+    let samples = if *bench == Benchmark::HumanEval {
+        opts.samples.max(1)
+    } else {
+        1
+    };
+    let prepared = bench::prepare(bench, &path, opts.limit, samples)?;
+    let mut params = opts.sampling.clone();
+    params.stop.extend(prepared.template.stop.iter().cloned());
+    std::fs::create_dir_all(&opts.run_dir).map_err(|e| Error::io(&opts.run_dir, e))?;
+    check_config(
+        &opts.run_dir.join(format!("{name}.config.json")),
+        &json!({"template": bench.template(), "sampling": params, "samples": samples}),
+    )?;
+    let requests: Vec<GenerationRequest> = prepared
+        .items
+        .iter()
+        .map(|i| GenerationRequest::new(i.id.clone(), i.prompt.clone()))
+        .collect();
+    let resume = opts.run_dir.join(format!("{name}.generations.jsonl"));
+    let (outputs, generated) = generate_resumable(
+        gen, &name, &requests, &params, &resume, opts.chunk, progress,
+    )?;
+    let stage = if *bench == Benchmark::HumanEval {
+        "execute"
+    } else {
+        "score"
+    };
+    progress.start(&name, stage, outputs.len(), 0);
+    let (mut rows, mut metrics) = bench::score_outputs(
+        bench,
+        &prepared,
+        &outputs,
+        opts.allow_code_execution,
+        &opts.exec_limits,
+        &mut |d| progress.set(d),
+    )?;
+    progress.finish();
+    if *bench == Benchmark::AlpacaEval {
+        alpaca_extras(gen, &prepared, &mut rows, &mut metrics, opts, progress)?;
+    }
+    write_rows_parquet(&opts.run_dir.join(format!("{name}.parquet")), &rows)?;
+    let result = BenchResult {
+        benchmark: name,
+        family: bench.family().to_string(),
+        primary: metrics
+            .contains_key(bench.primary())
+            .then(|| bench.primary().to_string()),
+        n: rows.len(),
+        metrics,
+        config: config(bench, opts, &opts.sampling, samples),
+        hashes: Hashes {
+            data_path: path.display().to_string(),
+            data_sha256,
+            model: opts.model.clone(),
+        },
+        generated,
+        wall_secs: start.elapsed().as_secs_f64(),
+    };
+    record_result(&opts.run_dir, &opts.model, result.clone())?;
+    Ok(result)
+}
+
+fn alpaca_extras(
+    gen: &mut dyn Generator,
+    prepared: &bench::Prepared,
+    rows: &mut [RowRecord],
+    metrics: &mut std::collections::BTreeMap<String, Metric>,
+    opts: &EvalOptions,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    let exported: Vec<AlpacaOutput> = prepared
+        .items
+        .iter()
+        .zip(rows.iter())
+        .map(|(i, r)| AlpacaOutput {
+            instruction: i.instruction.clone(),
+            output: r.output.clone(),
+            generator: opts.model.id.clone(),
+        })
+        .collect();
+    alpaca::export_outputs(&opts.run_dir.join("alpacaeval_outputs.json"), &exported)?;
+    let Some(ref_path) = &opts.alpaca_reference else {
+        return Ok(());
+    };
+    let refs = alpaca::read_outputs(ref_path)?;
+    let mut pairs = Vec::with_capacity(rows.len());
+    for (i, r) in prepared.items.iter().zip(rows.iter()) {
+        let reference = refs.get(&i.instruction).ok_or_else(|| {
+            Error::file(
+                ref_path,
+                format!(
+                    "no reference output for the instruction {:?}",
+                    i.instruction.chars().take(80).collect::<String>()
+                ),
+            )
+        })?;
+        pairs.push(Pair {
+            id: i.id.clone(),
+            instruction: i.instruction.clone(),
+            output: r.output.clone(),
+            reference: reference.clone(),
+        });
+    }
+    let params = SamplingParams::greedy()
+        .with_max_new_tokens(16)
+        .with_seed(opts.sampling.seed);
+    progress.start("alpacaeval", "judge", pairs.len(), 0);
+    let judged = alpaca::judge(gen, &pairs, &params, opts.chunk, &mut |d| progress.set(d))?;
+    progress.finish();
+    for (r, s) in rows.iter_mut().zip(&judged.scores) {
+        r.score = *s;
+        r.scores.insert("win_rate".into(), *s);
+    }
+    metrics.insert("win_rate".into(), judged.win_rate);
+    let unparsed: Vec<f64> = (0..2 * pairs.len())
+        .map(|i| f64::from(u8::from(i < judged.unparsed)))
+        .collect();
+    metrics.insert("judge_unparsed".into(), Metric::from_scores(&unparsed));
+    Ok(())
+}
+
+/// Runs a multiple-choice benchmark with `scorer` and records it.
+pub fn run_multiple_choice(
+    scorer: &mut dyn Scorer,
+    bench: &Benchmark,
+    opts: &EvalOptions,
+    progress: &mut dyn Progress,
+) -> Result<BenchResult> {
+    let start = Instant::now();
+    let name = bench.name();
+    let path = bench.data_path(&opts.data_dir, &opts.humaneval_path);
+    let data_sha256 = sha256(&path)?;
+    let mut items = mc::read_mc(&path)?;
+    if let Some(n) = opts.limit {
+        items.truncate(n);
+    }
+    progress.start(&name, "score", items.len(), 0);
+    let per_chunk = (opts.chunk / 4).max(1);
+    let outcomes = mc::evaluate(scorer, &items, opts.bos, per_chunk, &mut |d| {
+        progress.set(d)
+    })?;
+    progress.finish();
+    let rows: Vec<RowRecord> = items
+        .iter()
+        .zip(&outcomes)
+        .map(|(i, o)| {
+            let acc = f64::from(u8::from(o.pred == i.answer));
+            let norm = f64::from(u8::from(o.pred_norm == i.answer));
+            RowRecord {
+                id: i.id.clone(),
+                prompt: i.context.clone(),
+                output: i.choices[o.pred].clone(),
+                extracted: o.pred.to_string(),
+                score: acc,
+                scores: [("acc".to_string(), acc), ("acc_norm".to_string(), norm)].into(),
+            }
+        })
+        .collect();
+    std::fs::create_dir_all(&opts.run_dir).map_err(|e| Error::io(&opts.run_dir, e))?;
+    write_rows_parquet(&opts.run_dir.join(format!("{name}.parquet")), &rows)?;
+    let result = BenchResult {
+        benchmark: name,
+        family: bench.family().to_string(),
+        primary: Some(bench.primary().to_string()),
+        n: rows.len(),
+        metrics: mc::metrics(&items, &outcomes),
+        config: BenchConfig {
+            template: bench.template().to_string(),
+            sampling: opts.sampling.clone(),
+            limit: opts.limit,
+            seed: opts.sampling.seed,
+            samples: 1,
+        },
+        hashes: Hashes {
+            data_path: path.display().to_string(),
+            data_sha256,
+            model: opts.model.clone(),
+        },
+        generated: 0,
+        wall_secs: start.elapsed().as_secs_f64(),
+    };
+    record_result(&opts.run_dir, &opts.model, result.clone())?;
+    Ok(result)
+}
+
+/// Adds a benchmark's result to `RUN_DIR/results.json` (read, update, write back).
+pub fn record_result(run_dir: &Path, model: &ModelInfo, result: BenchResult) -> Result<()> {
+    let path = run_dir.join("results.json");
+    let mut all = if path.is_file() {
+        RunResults::read(&path)?
+    } else {
+        RunResults::default()
+    };
+    all.sdft_version = sdft_core::VERSION.to_string();
+    all.model = model.clone();
+    all.upsert(result);
+    all.write(&path)
+}
