@@ -38,7 +38,9 @@ pub struct EvalOptions {
     /// Only the first N rows (problems) of each benchmark.
     pub limit: Option<usize>,
     pub sampling: SamplingParams,
-    /// Requests per `generate`/`score` call; also the resume granularity.
+    /// Requests per `generate_each` call (a killed run loses at most the rows of
+    /// one call that had not finished), per judge call, and (divided by 4, as
+    /// questions) per multiple-choice `score` call.
     pub chunk: usize,
     /// HumanEval samples per problem (pass@k for k <= samples).
     pub samples: usize,
@@ -156,8 +158,9 @@ fn check_config(path: &Path, config: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Generates the outputs of `requests` not in the resume file, appending each
-/// chunk's rows as they finish; returns all outputs in request order and how many
+/// Generates the outputs of `requests` not in the resume file, `chunk` requests per
+/// call, appending each row to the resume file as it finishes
+/// ([`Generator::generate_each`]); returns all outputs in request order and how many
 /// were generated now.
 pub fn generate_resumable(
     gen: &mut dyn Generator,
@@ -195,10 +198,23 @@ pub fn generate_resumable(
     let mut finished = requests.len() - todo.len();
     for c in todo.chunks(chunk.max(1)) {
         let reqs: Vec<GenerationRequest> = c.iter().map(|r| (*r).clone()).collect();
-        let out = gen.generate(&reqs, params).map_err(|e| Error::Model {
-            benchmark: benchmark.to_string(),
-            source: e,
-        })?;
+        let mut write_err: Option<std::io::Error> = None;
+        let out = gen
+            .generate_each(&reqs, params, &mut |i, o| {
+                let line = json!({"id": reqs[i].id, "output": o.text, "tokens": o.tokens, "finish_reason": o.finish_reason.as_str()});
+                if let Err(e) = writeln!(file, "{line}").and_then(|_| file.flush()) {
+                    write_err.get_or_insert(e);
+                }
+                finished += 1;
+                progress.set(finished);
+            })
+            .map_err(|e| Error::Model {
+                benchmark: benchmark.to_string(),
+                source: e,
+            })?;
+        if let Some(e) = write_err {
+            return Err(Error::io(resume_file, e));
+        }
         if out.len() != reqs.len() {
             return Err(Error::CountMismatch {
                 benchmark: benchmark.to_string(),
@@ -206,17 +222,9 @@ pub fn generate_resumable(
                 got: out.len(),
             });
         }
-        let mut lines = String::new();
-        for (r, o) in reqs.iter().zip(&out) {
-            let line = json!({"id": r.id, "output": o.text, "tokens": o.tokens, "finish_reason": o.finish_reason.as_str()});
-            lines.push_str(&format!("{line}\n"));
-            done.insert(r.id.clone(), o.text.clone());
+        for (r, o) in reqs.iter().zip(out) {
+            done.insert(r.id.clone(), o.text);
         }
-        file.write_all(lines.as_bytes())
-            .and_then(|_| file.flush())
-            .map_err(|e| Error::io(resume_file, e))?;
-        finished += reqs.len();
-        progress.set(finished);
     }
     progress.finish();
     let outputs = requests
