@@ -91,6 +91,23 @@ impl<B: Backend> Model<B> {
         })
     }
 
+    /// Loads the PEFT LoRA adapter in `dir` (`adapter_config.json`,
+    /// `adapter_model.safetensors`). With `merge`, the adapter is folded into the base
+    /// weights (what generation needs: the batched decode path reads base weights
+    /// only); otherwise it stays a separate low-rank term. Both give the same logits.
+    pub fn load_adapter(
+        &mut self,
+        dir: &Path,
+        merge: bool,
+    ) -> Result<crate::model::lora::peft::AdapterConfig> {
+        let config = crate::model::lora::peft::load(&mut self.llama, dir, &self.device)?;
+        if merge {
+            crate::model::lora::merge(&mut self.llama);
+        }
+        tracing::info!(adapter = %dir.display(), rank = config.r, targets = ?config.target_modules, merge, "adapter loaded");
+        Ok(config)
+    }
+
     /// Token ids of a prompt, piece by piece ([`TokenizerInfo::encode_pieces`]).
     pub fn encode_pieces(&self, prompt: &Prompt) -> Result<Vec<u32>> {
         self.tokenizer.encode_pieces(prompt)

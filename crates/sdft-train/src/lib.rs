@@ -4,19 +4,43 @@
 //! tokens (plus EOS) with prompt tokens masked, as in the paper
 //! (`../shared/docs/sdft-method.md` (a) step 3 and (d)).
 //!
-//! This crate currently provides the paper's sequence budgeting
-//! ([`truncate::budget`]) and learning-rate schedule ([`schedule::LrSchedule`]).
+//! - [`Trainer`] runs a [`TrainJob`]: data read by `sdft-data`, rendered with a
+//!   template, tokenized piecewise and truncated with the paper's rule
+//!   ([`truncate::budget`]); LoRA adapters (`sdft_model::model::lora`) on a frozen
+//!   base under autodiff; AdamW ([`optim`]) with global-norm clipping, gradient
+//!   accumulation and a warmup + decay schedule ([`schedule::LrSchedule`]);
+//!   checkpoints that resume bit-exactly ([`checkpoint`]); `metrics.csv` and
+//!   `loss.svg` ([`metrics`]); the final adapter in PEFT's layout.
+//! - [`TrainConfig`] holds every key, with the paper's recipe as defaults, and reads
+//!   TOML.
 //!
 //! ```
 //! use sdft_train::schedule::LrSchedule;
 //! use sdft_train::truncate::budget;
+//! use sdft_train::TrainConfig;
 //!
 //! // LLaMA-Factory's infer_max_len: the budget is split in proportion to lengths.
 //! assert_eq!(budget(1500, 500, 1024), (768, 256));
 //! let s = LrSchedule::cosine(1e-4, 0, 100);
 //! assert_eq!(s.lr(0), 1e-4);
 //! assert!(s.lr(100).abs() < 1e-12);
+//! let c = TrainConfig::default();
+//! assert_eq!((c.lora_rank, c.batch_size * c.grad_accum, c.epochs), (8, 8, 5));
 //! ```
 
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+mod error;
+pub mod fixture;
+pub mod metrics;
+pub mod optim;
 pub mod schedule;
+pub mod step;
+pub mod trainer;
 pub mod truncate;
+
+pub use config::TrainConfig;
+pub use data::{ResponseColumn, Sequence};
+pub use error::{Error, Result};
+pub use trainer::{TrainBackend, TrainJob, TrainSummary, Trainer};

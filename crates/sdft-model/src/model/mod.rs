@@ -3,6 +3,7 @@
 mod batch;
 mod cache;
 mod layers;
+pub mod lora;
 pub mod rope;
 
 use burn::module::Param;
@@ -11,7 +12,8 @@ use burn::tensor::module::{embedding, linear};
 
 pub use batch::PaddedBatch;
 pub use cache::{DecodeStep, KvCache, LayerCache, SlotKv};
-pub use layers::{Attention, Block, Mlp, RmsNorm, Weight};
+pub use layers::{project, Attention, Block, Mlp, RmsNorm, Weight};
+pub use lora::{Lora, LoraConfig};
 pub use rope::Rope;
 
 use crate::LlamaConfig;

@@ -135,6 +135,10 @@ pub fn build_llama<B: Backend>(
                 k_proj: l.linear(&p("self_attn.k_proj.weight"), kv_dim, h)?,
                 v_proj: l.linear(&p("self_attn.v_proj.weight"), kv_dim, h)?,
                 o_proj: l.linear(&p("self_attn.o_proj.weight"), h, q_dim)?,
+                q_lora: None,
+                k_lora: None,
+                v_lora: None,
+                o_lora: None,
                 n_heads: config.num_attention_heads,
                 n_kv_heads: config.num_key_value_heads,
                 head_dim: config.head_dim,
@@ -147,6 +151,9 @@ pub fn build_llama<B: Backend>(
                 gate_proj: l.linear(&p("mlp.gate_proj.weight"), ff, h)?,
                 up_proj: l.linear(&p("mlp.up_proj.weight"), ff, h)?,
                 down_proj: l.linear(&p("mlp.down_proj.weight"), h, ff)?,
+                gate_lora: None,
+                up_lora: None,
+                down_lora: None,
             },
         });
     }

@@ -94,7 +94,7 @@ impl SafetensorsDir {
 }
 
 /// Converts raw little-endian tensor bytes to f32.
-fn to_f32(path: &Path, name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
+pub(crate) fn to_f32(path: &Path, name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
     let out = match dtype {
         Dtype::F32 => bytes
             .chunks_exact(4)

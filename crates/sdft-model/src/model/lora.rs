@@ -1,0 +1,369 @@
+//! LoRA adapters (Hu et al. 2021) on the linear projections of a [`Llama`], as HF
+//! PEFT defines them: `h = x·W + scale · dropout(x)·A·B` with `A` `[d_in, r]`
+//! (kaiming-uniform, PEFT's `a = sqrt(5)`), `B` `[r, d_out]` (zeros), and
+//! `scale = alpha / r` (or `alpha / sqrt(r)` with rsLoRA). Weights here are stored
+//! `[d_in, d_out]`, so `A` and `B` are the transposes of PEFT's `lora_A.weight`
+//! `[r, d_in]` and `lora_B.weight` `[d_out, r]`; [`peft`] converts on export/import.
+//!
+//! The adapter of a projection is consulted by [`project_lora`] in the full-sequence
+//! forward. The batched decode path of generation expects adapters merged into the
+//! base weights ([`merge`]), which is what loading a model with an adapter does.
+
+pub mod peft;
+
+use burn::module::Param;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::layers::{project, Block, Weight};
+use super::Llama;
+use crate::{Error, Result};
+
+/// The projection names PEFT uses for Llama, in layer order.
+pub const TARGETS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+/// Which projections get adapters, and their shape and scaling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    /// Rank `r` (at least 1).
+    pub rank: usize,
+    /// Scaling numerator `alpha`.
+    pub alpha: f64,
+    /// Dropout probability on the adapter input during training, in `[0, 1)`.
+    pub dropout: f64,
+    /// PEFT target names (see [`TARGETS`]) or `all-linear`.
+    pub targets: Vec<String>,
+    /// rsLoRA: scale by `alpha / sqrt(r)` instead of `alpha / r`.
+    pub use_rslora: bool,
+}
+
+impl Default for LoraConfig {
+    /// The paper's recipe: rank 8, alpha 16, dropout 0.1, on q_proj and v_proj.
+    fn default() -> Self {
+        LoraConfig {
+            rank: 8,
+            alpha: 16.0,
+            dropout: 0.1,
+            targets: vec!["q_proj".into(), "v_proj".into()],
+            use_rslora: false,
+        }
+    }
+}
+
+fn config_error(field: &str, expected: &str, found: String) -> Error {
+    Error::Config {
+        path: "lora".into(),
+        field: field.into(),
+        expected: expected.into(),
+        found,
+    }
+}
+
+impl LoraConfig {
+    /// The factor applied to `A·B`.
+    pub fn scale(&self) -> f64 {
+        if self.use_rslora {
+            self.alpha / (self.rank as f64).sqrt()
+        } else {
+            self.alpha / self.rank as f64
+        }
+    }
+
+    /// The target names, `all-linear` expanded, in [`TARGETS`] order; errors name
+    /// the offending key.
+    pub fn resolved_targets(&self) -> Result<Vec<&'static str>> {
+        if self.rank == 0 {
+            return Err(config_error("lora_rank", "at least 1", "0".into()));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(config_error(
+                "lora_dropout",
+                "a probability in [0, 1)",
+                self.dropout.to_string(),
+            ));
+        }
+        if self.targets.is_empty() {
+            return Err(config_error(
+                "lora_targets",
+                "at least one target module",
+                "an empty list".into(),
+            ));
+        }
+        let mut out = Vec::new();
+        for t in &self.targets {
+            if t == "all-linear" || t == "all" {
+                return Ok(TARGETS.to_vec());
+            }
+            let name = TARGETS.iter().find(|n| **n == t.as_str()).ok_or_else(|| {
+                config_error(
+                    "lora_targets",
+                    &format!("one of {} or all-linear", TARGETS.join(", ")),
+                    format!("{t:?}"),
+                )
+            })?;
+            if !out.contains(name) {
+                out.push(*name);
+            }
+        }
+        out.sort_by_key(|n| TARGETS.iter().position(|t| t == n));
+        Ok(out)
+    }
+}
+
+/// One adapter: `A` `[d_in, r]`, `B` `[r, d_out]`.
+#[derive(Module, Debug)]
+pub struct Lora<B: Backend> {
+    pub a: Param<Tensor<B, 2>>,
+    pub b: Param<Tensor<B, 2>>,
+    pub scale: f64,
+    pub dropout: f64,
+    /// Seed of the dropout mask of the next forward; 0 turns dropout off (inference).
+    pub dropout_key: u64,
+}
+
+impl<B: Backend> Lora<B> {
+    /// A fresh adapter for a `[d_in, d_out]` weight: `A` kaiming-uniform with
+    /// PEFT's bound `1/sqrt(d_in)`, `B` zeros.
+    pub fn init(
+        d_in: usize,
+        d_out: usize,
+        config: &LoraConfig,
+        rng: &mut SplitMix64,
+        device: &B::Device,
+    ) -> Self {
+        let r = config.rank;
+        let bound = 1.0 / (d_in as f64).sqrt();
+        // PEFT draws lora_A.weight [r, d_in] row-major; A here is its transpose.
+        let drawn: Vec<f32> = (0..r * d_in)
+            .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
+            .collect();
+        let a = transpose(&drawn, r, d_in);
+        Lora {
+            a: Param::from_tensor(Tensor::from_data(TensorData::new(a, [d_in, r]), device)),
+            b: Param::from_tensor(Tensor::zeros([r, d_out], device)),
+            scale: config.scale(),
+            dropout: config.dropout,
+            dropout_key: 0,
+        }
+    }
+
+    /// `scale · dropout(x)·A·B` for `x` `[b, s, d_in]`.
+    pub fn delta(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = if self.dropout > 0.0 && self.dropout_key != 0 {
+            let [b, s, d] = x.dims();
+            let mut rng = SplitMix64::new(self.dropout_key);
+            let keep = 1.0 / (1.0 - self.dropout);
+            let mask: Vec<f32> = (0..b * s * d)
+                .map(|_| {
+                    if rng.next_f64() < self.dropout {
+                        0.0
+                    } else {
+                        keep as f32
+                    }
+                })
+                .collect();
+            let mask = Tensor::<B, 3>::from_data(TensorData::new(mask, [b, s, d]), &x.device());
+            x * mask.cast(self.a.val().dtype())
+        } else {
+            x
+        };
+        project(project(x, &self.a), &self.b) * self.scale
+    }
+
+    /// `scale · A·B` `[d_in, d_out]`.
+    pub fn delta_weight(&self) -> Tensor<B, 2> {
+        self.a.val().matmul(self.b.val()) * self.scale
+    }
+}
+
+/// `x · w`, plus the adapter's contribution when there is one.
+pub fn project_lora<B: Backend>(
+    x: Tensor<B, 3>,
+    w: &Weight<B>,
+    lora: &Option<Lora<B>>,
+) -> Tensor<B, 3> {
+    match lora {
+        None => project(x, w),
+        Some(l) => project(x.clone(), w) + l.delta(x),
+    }
+}
+
+/// The base weight and adapter slot of target `name` in a block.
+pub(crate) fn slot_mut<'a, B: Backend>(
+    block: &'a mut Block<B>,
+    name: &str,
+) -> Option<(&'a mut Weight<B>, &'a mut Option<Lora<B>>)> {
+    let (a, m) = (&mut block.attn, &mut block.mlp);
+    Some(match name {
+        "q_proj" => (&mut a.q_proj, &mut a.q_lora),
+        "k_proj" => (&mut a.k_proj, &mut a.k_lora),
+        "v_proj" => (&mut a.v_proj, &mut a.v_lora),
+        "o_proj" => (&mut a.o_proj, &mut a.o_lora),
+        "gate_proj" => (&mut m.gate_proj, &mut m.gate_lora),
+        "up_proj" => (&mut m.up_proj, &mut m.up_lora),
+        "down_proj" => (&mut m.down_proj, &mut m.down_lora),
+        _ => return None,
+    })
+}
+
+/// PEFT's module path of target `name` in layer `layer`
+/// (`model.layers.0.self_attn.q_proj`).
+pub fn module_path(layer: usize, name: &str) -> String {
+    let group = match name {
+        "gate_proj" | "up_proj" | "down_proj" => "mlp",
+        _ => "self_attn",
+    };
+    format!("model.layers.{layer}.{group}.{name}")
+}
+
+/// Every adapter of the model with its PEFT module path, in layer and [`TARGETS`]
+/// order.
+pub fn adapters<B: Backend>(llama: &Llama<B>) -> Vec<(String, &Lora<B>)> {
+    let mut out = Vec::new();
+    for (i, block) in llama.layers.iter().enumerate() {
+        let (a, m) = (&block.attn, &block.mlp);
+        let slots = [
+            &a.q_lora,
+            &a.k_lora,
+            &a.v_lora,
+            &a.o_lora,
+            &m.gate_lora,
+            &m.up_lora,
+            &m.down_lora,
+        ];
+        for (name, slot) in TARGETS.iter().zip(slots) {
+            if let Some(l) = slot {
+                out.push((module_path(i, name), l));
+            }
+        }
+    }
+    out
+}
+
+/// Mutable access to every adapter, in the order of [`adapters`].
+pub fn adapters_mut<B: Backend>(llama: &mut Llama<B>) -> Vec<(String, &mut Lora<B>)> {
+    let mut out = Vec::new();
+    for (i, block) in llama.layers.iter_mut().enumerate() {
+        let a = &mut block.attn;
+        let m = &mut block.mlp;
+        let slots = [
+            &mut a.q_lora,
+            &mut a.k_lora,
+            &mut a.v_lora,
+            &mut a.o_lora,
+            &mut m.gate_lora,
+            &mut m.up_lora,
+            &mut m.down_lora,
+        ];
+        for (name, slot) in TARGETS.iter().zip(slots) {
+            if let Some(l) = slot.as_mut() {
+                out.push((module_path(i, name), l));
+            }
+        }
+    }
+    out
+}
+
+/// Adds fresh adapters on `config`'s targets of every layer (A drawn from `seed`).
+/// Replaces adapters already there.
+pub fn attach<B: Backend>(
+    llama: &mut Llama<B>,
+    config: &LoraConfig,
+    seed: u64,
+    device: &B::Device,
+) -> Result<()> {
+    let targets = config.resolved_targets()?;
+    let mut rng = SplitMix64::new(seed);
+    for block in llama.layers.iter_mut() {
+        for name in &targets {
+            let (w, slot) = slot_mut(block, name).expect("known target");
+            let [d_in, d_out] = w.val().dims();
+            *slot = Some(Lora::init(d_in, d_out, config, &mut rng, device));
+        }
+    }
+    Ok(())
+}
+
+/// Folds every adapter into its base weight (`W + scale·A·B`) and removes it.
+pub fn merge<B: Backend>(llama: &mut Llama<B>) {
+    for block in llama.layers.iter_mut() {
+        for name in TARGETS {
+            let (w, slot) = slot_mut(block, name).expect("known target");
+            if let Some(l) = slot.take() {
+                let base = w.val();
+                let merged = base.clone() + l.delta_weight().cast(base.dtype());
+                *w = Param::from_tensor(merged);
+            }
+        }
+    }
+}
+
+/// Sets the dropout seed of every adapter for the next forward, each adapter
+/// getting its own stream derived from `key`; 0 turns dropout off.
+pub fn set_dropout_key<B: Backend>(llama: &mut Llama<B>, key: u64) {
+    for (i, (_, l)) in adapters_mut(llama).into_iter().enumerate() {
+        l.dropout_key = if key == 0 {
+            0
+        } else {
+            SplitMix64::new(key ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64() | 1
+        };
+    }
+}
+
+/// Row-major `[rows, cols]` to `[cols, rows]`.
+pub(crate) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+/// SplitMix64: a small, fast, seedable generator whose whole state is one `u64`,
+/// so runs that checkpoint it resume bit-exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitMix64 {
+    pub state: u64,
+}
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64 { state: seed }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)` (53 bits).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_f64() * n as f64) as usize % n.max(1)
+    }
+
+    /// Fisher-Yates shuffle.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i + 1);
+            items.swap(i, j);
+        }
+    }
+}

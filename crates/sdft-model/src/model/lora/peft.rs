@@ -1,0 +1,248 @@
+//! Adapters in HF PEFT's directory layout: `adapter_config.json` and
+//! `adapter_model.safetensors` with tensors named
+//! `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight` (`[r, d_in]`)
+//! and `...lora_B.weight` (`[d_out, r]`), PyTorch layout, F32.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::module::Param;
+use burn::prelude::*;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+
+use super::{adapters, slot_mut, transpose, Lora, LoraConfig, TARGETS};
+use crate::model::Llama;
+use crate::weights::to_f32;
+use crate::{Error, Result};
+
+pub const CONFIG_FILE: &str = "adapter_config.json";
+pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
+
+/// The fields of PEFT's `adapter_config.json` this crate writes and reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterConfig {
+    pub r: usize,
+    pub lora_alpha: f64,
+    #[serde(default)]
+    pub lora_dropout: f64,
+    #[serde(deserialize_with = "targets_from_json")]
+    pub target_modules: Vec<String>,
+    #[serde(default)]
+    pub base_model_name_or_path: Option<String>,
+    pub peft_type: String,
+    #[serde(default)]
+    pub task_type: Option<String>,
+    #[serde(default)]
+    pub use_rslora: bool,
+    #[serde(default = "bias_none")]
+    pub bias: String,
+    #[serde(default)]
+    pub fan_in_fan_out: bool,
+    #[serde(default)]
+    pub inference_mode: bool,
+}
+
+fn bias_none() -> String {
+    "none".into()
+}
+
+/// PEFT writes `target_modules` as a list, or as one string (`"all-linear"`).
+fn targets_from_json<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl AdapterConfig {
+    pub fn new(config: &LoraConfig, base_model: Option<String>) -> Result<Self> {
+        Ok(AdapterConfig {
+            r: config.rank,
+            lora_alpha: config.alpha,
+            lora_dropout: config.dropout,
+            target_modules: config
+                .resolved_targets()?
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            base_model_name_or_path: base_model,
+            peft_type: "LORA".into(),
+            task_type: Some("CAUSAL_LM".into()),
+            use_rslora: config.use_rslora,
+            bias: "none".into(),
+            fan_in_fan_out: false,
+            inference_mode: true,
+        })
+    }
+
+    pub fn lora_config(&self) -> LoraConfig {
+        LoraConfig {
+            rank: self.r,
+            alpha: self.lora_alpha,
+            dropout: self.lora_dropout,
+            targets: self.target_modules.clone(),
+            use_rslora: self.use_rslora,
+        }
+    }
+}
+
+fn tensor_name(module: &str, ab: &str) -> String {
+    format!("base_model.model.{module}.lora_{ab}.weight")
+}
+
+fn f32_values<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec()
+        .expect("f32 tensor data")
+}
+
+/// Writes the model's adapters to `dir` in PEFT's layout (each file written to a
+/// temporary name, then renamed).
+pub fn save<B: Backend>(llama: &Llama<B>, config: &AdapterConfig, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (module, l) in adapters(llama) {
+        let [d_in, r] = l.a.val().dims();
+        let [_, d_out] = l.b.val().dims();
+        let a = transpose(&f32_values(l.a.val()), d_in, r);
+        let b = transpose(&f32_values(l.b.val()), r, d_out);
+        let bytes = |v: Vec<f32>| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        tensors.push((tensor_name(&module, "A"), vec![r, d_in], bytes(a)));
+        tensors.push((tensor_name(&module, "B"), vec![d_out, r], bytes(b)));
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, shape, bytes)| {
+            let v =
+                TensorView::new(Dtype::F32, shape.clone(), bytes).map_err(|e| Error::Tensor {
+                    path: dir.to_path_buf(),
+                    tensor: n.clone(),
+                    message: e.to_string(),
+                })?;
+            Ok((n.clone(), v))
+        })
+        .collect::<Result<_>>()?;
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let path = dir.join(WEIGHTS_FILE);
+    let tmp = dir.join(format!(".{WEIGHTS_FILE}.tmp"));
+    safetensors::serialize_to_file(views, Some(meta), &tmp).map_err(|e| Error::Format {
+        path: tmp.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    let json = serde_json::to_string_pretty(config).expect("adapter config serializes");
+    let path = dir.join(CONFIG_FILE);
+    let tmp = dir.join(format!(".{CONFIG_FILE}.tmp"));
+    std::fs::write(&tmp, json).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+}
+
+/// Reads `dir/adapter_config.json`.
+pub fn read_config(dir: &Path) -> Result<AdapterConfig> {
+    let path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let c: AdapterConfig = serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let bad = |field: &str, expected: &str, found: String| Error::Config {
+        path: path.clone(),
+        field: field.into(),
+        expected: expected.into(),
+        found,
+    };
+    if c.peft_type != "LORA" {
+        return Err(bad("peft_type", "\"LORA\"", format!("{:?}", c.peft_type)));
+    }
+    if c.bias != "none" {
+        return Err(bad("bias", "\"none\"", format!("{:?}", c.bias)));
+    }
+    if c.fan_in_fan_out {
+        return Err(bad("fan_in_fan_out", "false", "true".into()));
+    }
+    c.lora_config().resolved_targets().map_err(|e| match e {
+        Error::Config {
+            field,
+            expected,
+            found,
+            ..
+        } => bad(&field, &expected, found),
+        other => other,
+    })?;
+    Ok(c)
+}
+
+/// Loads the PEFT adapter in `dir` onto `llama` (unmerged; replaces any adapters
+/// there). Every target module of every layer must be present with the shapes the
+/// model and `r` imply.
+pub fn load<B: Backend>(
+    llama: &mut Llama<B>,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<AdapterConfig> {
+    let config = read_config(dir)?;
+    let lc = config.lora_config();
+    let targets = lc.resolved_targets()?;
+    let path = dir.join(WEIGHTS_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Format {
+        path: path.clone(),
+        message: format!("invalid safetensors file: {e}"),
+    })?;
+    let fetch = |name: &str, shape: [usize; 2]| -> Result<Vec<f32>> {
+        let view = st
+            .tensor(name)
+            .or_else(|_| st.tensor(&name.replace(".weight", ".default.weight")))
+            .map_err(|_| Error::MissingTensor {
+                path: path.clone(),
+                tensor: name.to_string(),
+            })?;
+        if view.shape() != shape {
+            return Err(Error::Tensor {
+                path: path.clone(),
+                tensor: name.to_string(),
+                message: format!("expected shape {shape:?}, found {:?}", view.shape()),
+            });
+        }
+        to_f32(&path, name, view.dtype(), view.data())
+    };
+    let r = config.r;
+    for (i, block) in llama.layers.iter_mut().enumerate() {
+        for name in TARGETS {
+            let (w, slot) = slot_mut(block, name).expect("known target");
+            if !targets.contains(&name) {
+                *slot = None;
+                continue;
+            }
+            let [d_in, d_out] = w.val().dims();
+            let module = super::module_path(i, name);
+            let a = fetch(&tensor_name(&module, "A"), [r, d_in])?;
+            let b = fetch(&tensor_name(&module, "B"), [d_out, r])?;
+            let dtype = w.val().dtype();
+            let tensor = |v: Vec<f32>, shape: [usize; 2]| {
+                Param::from_tensor(
+                    Tensor::<B, 2>::from_data(TensorData::new(v, shape), device).cast(dtype),
+                )
+            };
+            *slot = Some(Lora {
+                a: tensor(transpose(&a, r, d_in), [d_in, r]),
+                b: tensor(transpose(&b, d_out, r), [r, d_out]),
+                scale: lc.scale(),
+                dropout: lc.dropout,
+                dropout_key: 0,
+            });
+        }
+    }
+    Ok(config)
+}

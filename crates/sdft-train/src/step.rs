@@ -1,0 +1,98 @@
+//! The numeric core of a training step: the masked cross-entropy of a micro-batch,
+//! and moving LoRA parameters and gradients between the model and host vectors.
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::AutodiffBackend;
+use sdft_model::model::lora::{adapters, adapters_mut};
+use sdft_model::model::{Llama, PaddedBatch};
+
+use crate::data::Sequence;
+
+/// The summed negative log-likelihood of the target tokens of `seqs` (one padded
+/// forward). Position `t` predicts token `t + 1`; only positions whose next token
+/// is a target count (label -100 elsewhere: prompt tokens and padding add nothing,
+/// neither to the loss nor to any gradient).
+pub fn summed_nll<B: Backend>(
+    llama: &Llama<B>,
+    seqs: &[&Sequence],
+    device: &B::Device,
+) -> Tensor<B, 1> {
+    let ids: Vec<Vec<u32>> = seqs.iter().map(|s| s.ids.clone()).collect();
+    let batch = PaddedBatch::right_padded(&ids);
+    let logits = llama.forward_batch(&batch, device);
+    let [b, s, v] = logits.dims();
+    if s < 2 {
+        return Tensor::zeros([1], device);
+    }
+    let n = s - 1;
+    let mut targets = vec![0i64; b * n];
+    let mut weights = vec![0f32; b * n];
+    for (i, seq) in seqs.iter().enumerate() {
+        for t in 0..seq.ids.len().saturating_sub(1) {
+            if seq.target[t + 1] {
+                targets[i * n + t] = seq.ids[t + 1] as i64;
+                weights[i * n + t] = 1.0;
+            }
+        }
+    }
+    let logp = log_softmax(logits.slice([0..b, 0..n, 0..v]), 2);
+    let idx = Tensor::<B, 3, Int>::from_data(TensorData::new(targets, [b, n, 1]), device);
+    let w = Tensor::<B, 2>::from_data(TensorData::new(weights, [b, n]), device);
+    let picked = logp.gather(2, idx).reshape([b, n]);
+    (picked * w).sum().neg()
+}
+
+/// Names (`model.layers.0.self_attn.q_proj.lora_A`), shapes and values of every
+/// LoRA parameter, `A` `[d_in, r]` then `B` `[r, d_out]` per adapter.
+pub fn lora_params<B: Backend>(llama: &Llama<B>) -> Vec<(String, [usize; 2], Vec<f32>)> {
+    let values = |t: Tensor<B, 2>| -> Vec<f32> {
+        t.into_data().convert::<f32>().to_vec().expect("f32 data")
+    };
+    let mut out = Vec::new();
+    for (module, l) in adapters(llama) {
+        out.push((
+            format!("{module}.lora_A"),
+            l.a.val().dims(),
+            values(l.a.val()),
+        ));
+        out.push((
+            format!("{module}.lora_B"),
+            l.b.val().dims(),
+            values(l.b.val()),
+        ));
+    }
+    out
+}
+
+/// Replaces the LoRA parameters (in [`lora_params`] order) with `values`; they
+/// stay trainable.
+pub fn set_lora_params<B: Backend>(llama: &mut Llama<B>, values: &[Vec<f32>], device: &B::Device) {
+    let tensor = |v: &Vec<f32>, shape: [usize; 2]| {
+        burn::module::Param::from_tensor(Tensor::<B, 2>::from_data(
+            TensorData::new(v.clone(), shape),
+            device,
+        ))
+    };
+    for (i, (_, l)) in adapters_mut(llama).into_iter().enumerate() {
+        l.a = tensor(&values[2 * i], l.a.val().dims());
+        l.b = tensor(&values[2 * i + 1], l.b.val().dims());
+    }
+}
+
+/// The gradients of every LoRA parameter (in [`lora_params`] order); zeros where
+/// the loss does not depend on one.
+pub fn lora_grads<B: AutodiffBackend>(llama: &Llama<B>, grads: &B::Gradients) -> Vec<Vec<f32>> {
+    let host = |t: &Tensor<B, 2>| -> Vec<f32> {
+        match t.grad(grads) {
+            Some(g) => g.into_data().convert::<f32>().to_vec().expect("f32 data"),
+            None => vec![0.0; t.dims().iter().product()],
+        }
+    };
+    let mut out = Vec::new();
+    for (_, l) in adapters(llama) {
+        out.push(host(&l.a.val()));
+        out.push(host(&l.b.val()));
+    }
+    out
+}

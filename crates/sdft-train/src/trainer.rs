@@ -1,0 +1,376 @@
+//! [`Trainer`]: a LoRA run from a model, a dataset and a template to
+//! `RUN_DIR/adapter/`, with metrics, checkpoints and exact resume.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use sdft_data::Template;
+use sdft_model::model::lora::{self, peft, SplitMix64};
+use sdft_model::Model;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::checkpoint::{self, DataOrder, TrainerState};
+use crate::config::TrainConfig;
+use crate::data::{self, ResponseColumn, Sequence};
+use crate::metrics::{self, StepMetrics};
+use crate::optim::{clip_global_norm, AdamState, AdamW};
+use crate::schedule::LrSchedule;
+use crate::step::{lora_grads, lora_params, set_lora_params, summed_nll};
+use crate::{Error, Result};
+
+/// The backend training runs on: autodiff over the build's default backend.
+pub type TrainBackend = burn::backend::Autodiff<sdft_model::backend::DefaultBackend>;
+
+/// What to train on and where the run goes.
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    /// Model path (GGUF or HF directory), already resolved.
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub template: Template,
+    pub response_column: ResponseColumn,
+    pub output: PathBuf,
+    pub config: TrainConfig,
+    /// Continue from the latest checkpoint in `output`.
+    pub resume: bool,
+}
+
+/// A prepared run: model with fresh or restored adapters, tokenized data, the
+/// step plan and the optimizer state.
+pub struct Trainer<B: AutodiffBackend = TrainBackend> {
+    job: TrainJob,
+    model: Model<B>,
+    seqs: Vec<Sequence>,
+    steps_per_epoch: usize,
+    total_steps: usize,
+    schedule: LrSchedule,
+    names: Vec<(String, [usize; 2])>,
+    params: Vec<Vec<f32>>,
+    adam: AdamState,
+    state: TrainerState,
+    orders: Option<(usize, Vec<Vec<usize>>)>,
+}
+
+/// The result of a finished run.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub steps: usize,
+    pub first_loss: Option<f64>,
+    pub last_loss: Option<f64>,
+    pub adapter_dir: PathBuf,
+    pub tokens_per_sec: f64,
+}
+
+fn sha256_file(path: &Path, hasher: &mut Sha256) -> Result<()> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// SHA-256 of a file, or of a directory's files (sorted by name).
+pub fn sha256_path(path: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| Error::io(path, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for f in files {
+            h.update(f.file_name().unwrap_or_default().as_encoded_bytes());
+            sha256_file(&f, &mut h)?;
+        }
+    } else {
+        sha256_file(path, &mut h)?;
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+fn dropout_key(seed: u64, step: usize, micro: usize) -> u64 {
+    let mut r = SplitMix64::new(seed ^ (step as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+    r.next_u64() ^ (micro as u64 + 1).wrapping_mul(0x9FB2_1C65_1E98_DF25) | 1
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// Reads and tokenizes the data, loads the model (base frozen), and attaches
+    /// fresh adapters, or restores the latest checkpoint with `job.resume`.
+    pub fn new(job: TrainJob, device: &B::Device) -> Result<Self> {
+        let c = &job.config;
+        c.validate()?;
+        data::check_template(&job.template)?;
+        let examples = data::read_examples(&job.data, job.response_column, c.limit)?;
+        let data_sha256 = sha256_path(&job.data)?;
+        let mut model = Model::<B>::load(&job.model, &Default::default(), device)?;
+        model.llama = model.llama.no_grad();
+        let encode = |p: &sdft_core::Prompt| model.encode_pieces(p);
+        let mut seqs = Vec::with_capacity(examples.len());
+        for ex in &examples {
+            let s = data::encode_example(&job.template, ex, c.cutoff_len, &encode)?;
+            if s.n_targets() == 0 {
+                tracing::warn!(id = %ex.id, "example has no target token after truncation; skipped");
+                continue;
+            }
+            model.check_ids(&s.ids)?;
+            seqs.push(s);
+        }
+        if seqs.is_empty() {
+            return Err(Error::Data {
+                path: job.data.clone(),
+                message: "`data`: no example has a target token".into(),
+            });
+        }
+        lora::attach(&mut model.llama, &c.lora(), c.seed, device)?;
+        let micro_per_epoch = seqs.len().div_ceil(c.batch_size);
+        let steps_per_epoch = micro_per_epoch.div_ceil(c.grad_accum);
+        let total_steps = c.max_steps.unwrap_or(c.epochs * steps_per_epoch);
+        let schedule = c.schedule(total_steps);
+        let named = lora_params(&model.llama);
+        let names: Vec<(String, [usize; 2])> =
+            named.iter().map(|(n, s, _)| (n.clone(), *s)).collect();
+        let mut params: Vec<Vec<f32>> = named.into_iter().map(|(_, _, v)| v).collect();
+        let mut adam = AdamState::zeros(&params.iter().map(Vec::len).collect::<Vec<_>>());
+        let mut state = TrainerState {
+            step: 0,
+            total_steps,
+            epoch: 0.0,
+            schedule,
+            data_order: DataOrder {
+                seed: c.seed,
+                group_by_length: c.group_by_length,
+                epoch: 0,
+                micro_batches_done: 0,
+            },
+            dropout_seed: c.seed,
+            tokens_seen: 0,
+            elapsed_secs: 0.0,
+            data_sha256,
+            config: c.clone(),
+        };
+        let metrics_path = job.output.join("metrics.csv");
+        let latest = if job.resume {
+            checkpoint::latest(&job.output)?
+        } else {
+            None
+        };
+        if let Some(dir) = latest {
+            let loaded = checkpoint::load(&dir, &names)?;
+            let mismatch = |what: &str| Error::Checkpoint {
+                path: dir.clone(),
+                message: format!(
+                    "the run was started with a different {what}; resume needs the same"
+                ),
+            };
+            if loaded.state.config != state.config {
+                return Err(mismatch("config"));
+            }
+            if loaded.state.data_sha256 != state.data_sha256 {
+                return Err(mismatch("data file (sha256 differs)"));
+            }
+            params = loaded.params;
+            adam = loaded.adam;
+            state = loaded.state;
+            set_lora_params(&mut model.llama, &params, device);
+            metrics::truncate_after(&metrics_path, state.step)?;
+            tracing::info!(checkpoint = %dir.display(), step = state.step, "resuming");
+        } else {
+            if job.output.join("adapter").exists() || metrics_path.exists() {
+                if !job.resume {
+                    return Err(Error::Data {
+                        path: job.output.clone(),
+                        message: "`output`: the run directory holds an earlier run; pass --resume or choose another".into(),
+                    });
+                }
+            }
+            let _ = std::fs::remove_file(&metrics_path);
+        }
+        Ok(Trainer {
+            job,
+            model,
+            seqs,
+            steps_per_epoch,
+            total_steps,
+            schedule,
+            names,
+            params,
+            adam,
+            state,
+            orders: None,
+        })
+    }
+
+    pub fn total_steps(&self) -> usize {
+        self.total_steps
+    }
+
+    /// Optimizer steps already done (non-zero after a resume).
+    pub fn start_step(&self) -> usize {
+        self.state.step
+    }
+
+    pub fn n_examples(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// The micro-batches (example indices) of optimizer step `step`.
+    fn micro_batches(&mut self, step: usize) -> Vec<Vec<usize>> {
+        let c = &self.job.config;
+        let epoch = step / self.steps_per_epoch;
+        if self.orders.as_ref().is_none_or(|o| o.0 != epoch) {
+            let lens: Vec<usize> = self.seqs.iter().map(|s| s.ids.len()).collect();
+            let order = data::epoch_order(&lens, c.batch_size, c.seed, epoch, c.group_by_length);
+            self.orders = Some((epoch, order));
+        }
+        let order = &self.orders.as_ref().expect("set above").1;
+        let within = step % self.steps_per_epoch;
+        let lo = (within * c.grad_accum).min(order.len());
+        let hi = (lo + c.grad_accum).min(order.len());
+        order[lo..hi].to_vec()
+    }
+
+    fn write_run_json(&self) -> Result<()> {
+        let v = json!({
+            "crate_version": env!("CARGO_PKG_VERSION"),
+            "backend": sdft_model::backend::backend_name(),
+            "seed": self.job.config.seed,
+            "config": self.job.config,
+            "template": self.job.template,
+            "response_column": self.job.response_column,
+            "data": {"path": self.job.data, "sha256": self.state.data_sha256, "examples": self.seqs.len()},
+            "model": {"path": self.job.model, "sha256": sha256_path(&self.job.model)?},
+            "total_steps": self.total_steps,
+        });
+        let path = self.job.output.join("run.json");
+        let tmp = self.job.output.join(".run.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&v).expect("json"))
+            .map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    }
+
+    fn adapter_config(&self) -> Result<peft::AdapterConfig> {
+        Ok(peft::AdapterConfig::new(
+            &self.job.config.lora(),
+            Some(self.job.model.display().to_string()),
+        )?)
+    }
+
+    /// Runs the remaining steps, calling `on_step` after each; writes checkpoints,
+    /// `metrics.csv`, and at the end `adapter/` and `loss.svg`.
+    pub fn run(&mut self, on_step: &mut dyn FnMut(&StepMetrics, usize)) -> Result<TrainSummary> {
+        let out = self.job.output.clone();
+        std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+        self.write_run_json()?;
+        let device = self.model.device.clone();
+        let c = self.job.config.clone();
+        let opt = AdamW {
+            beta1: c.adam_beta1,
+            beta2: c.adam_beta2,
+            eps: c.adam_eps,
+            weight_decay: c.weight_decay,
+        };
+        let started = Instant::now();
+        let (elapsed0, start_step) = (self.state.elapsed_secs, self.state.step);
+        let mut run_tokens = 0u64;
+        let use_dropout = c.lora_dropout > 0.0;
+        for step in self.state.step..self.total_steps {
+            let micro = self.micro_batches(step);
+            let n_targets: usize = micro
+                .iter()
+                .flatten()
+                .map(|i| self.seqs[*i].n_targets())
+                .sum();
+            let tokens: usize = micro
+                .iter()
+                .flatten()
+                .map(|i| self.seqs[*i].ids.len())
+                .sum();
+            let mut acc: Vec<Vec<f32>> = self.params.iter().map(|p| vec![0.0; p.len()]).collect();
+            let mut nll = 0.0f64;
+            for (k, mb) in micro.iter().enumerate() {
+                let key = if use_dropout {
+                    dropout_key(self.state.dropout_seed, step, k)
+                } else {
+                    0
+                };
+                lora::set_dropout_key(&mut self.model.llama, key);
+                let batch: Vec<&Sequence> = mb.iter().map(|i| &self.seqs[*i]).collect();
+                let sum = summed_nll(&self.model.llama, &batch, &device);
+                nll += sum.clone().into_scalar().elem::<f64>();
+                let grads = (sum / n_targets as f64).backward();
+                for (a, g) in acc.iter_mut().zip(lora_grads(&self.model.llama, &grads)) {
+                    a.iter_mut().zip(g).for_each(|(x, y)| *x += y);
+                }
+            }
+            let grad_norm = clip_global_norm(&mut acc, c.max_grad_norm);
+            let lr = self.schedule.lr(step);
+            opt.step(&mut self.adam, &mut self.params, &acc, lr);
+            set_lora_params(&mut self.model.llama, &self.params, &device);
+            run_tokens += tokens as u64;
+            self.state.step = step + 1;
+            self.state.tokens_seen += tokens as u64;
+            self.state.epoch = (step + 1) as f64 / self.steps_per_epoch as f64;
+            self.state.elapsed_secs = elapsed0 + started.elapsed().as_secs_f64();
+            self.state.data_order.epoch = (step + 1) / self.steps_per_epoch;
+            self.state.data_order.micro_batches_done =
+                ((step + 1) % self.steps_per_epoch) * c.grad_accum;
+            let m = StepMetrics {
+                step: step + 1,
+                epoch: self.state.epoch,
+                loss: nll / n_targets as f64,
+                lr,
+                tokens,
+                grad_norm,
+                elapsed: self.state.elapsed_secs,
+            };
+            metrics::append(&out.join("metrics.csv"), &m)?;
+            tracing::debug!(step = m.step, loss = m.loss, lr, grad_norm, "step");
+            on_step(&m, self.total_steps);
+            if c.save_steps > 0 && (step + 1) % c.save_steps == 0 && step + 1 < self.total_steps {
+                let cfg = self.adapter_config()?;
+                let llama = &self.model.llama;
+                let dir = checkpoint::save(
+                    &out,
+                    &self.state,
+                    &self.names,
+                    &self.params,
+                    &self.adam,
+                    |d| Ok(peft::save(llama, &cfg, d)?),
+                )?;
+                tracing::info!(checkpoint = %dir.display(), "checkpoint written");
+            }
+        }
+        let adapter_dir = out.join("adapter");
+        peft::save(&self.model.llama, &self.adapter_config()?, &adapter_dir)?;
+        let losses = metrics::read_losses(&out.join("metrics.csv"))?;
+        let svg = metrics::loss_svg(&losses, "training loss");
+        let svg_path = out.join("loss.svg");
+        std::fs::write(&svg_path, svg).map_err(|e| Error::io(&svg_path, e))?;
+        let secs = started.elapsed().as_secs_f64();
+        Ok(TrainSummary {
+            steps: self.total_steps - start_step,
+            first_loss: losses.first().map(|l| l.1),
+            last_loss: losses.last().map(|l| l.1),
+            adapter_dir,
+            tokens_per_sec: if secs > 0.0 {
+                run_tokens as f64 / secs
+            } else {
+                0.0
+            },
+        })
+    }
+
+    /// The model being trained (adapters unmerged).
+    pub fn model(&self) -> &Model<B> {
+        &self.model
+    }
+}
