@@ -95,6 +95,34 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// A model's content hash for run manifests: the SHA-256 of a single file (GGUF),
+/// or for a checkpoint directory the SHA-256 of the sorted `name  sha256` lines of
+/// its weight, config and tokenizer files (`*.safetensors`, `*.json`,
+/// `tokenizer.model`).
+pub fn sha256_model(path: &Path) -> Result<String> {
+    if !path.is_dir() {
+        return sha256_file(path);
+    }
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| io(path, e))? {
+        let p = entry.map_err(|e| io(path, e))?.path();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if p.is_file()
+            && (name.ends_with(".safetensors")
+                || name.ends_with(".json")
+                || name == "tokenizer.model")
+        {
+            lines.push(format!("{name}  {}\n", sha256_file(&p)?));
+        }
+    }
+    lines.sort();
+    let h = Sha256::digest(lines.concat().as_bytes());
+    Ok(h.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 fn run(cmd: &mut Command, what: &str) -> Result<()> {
     let status = cmd
         .status()

@@ -296,10 +296,19 @@ mod tests {
             .unwrap()
             .build_checks(Task::Custom)
             .unwrap_err();
-        assert!(e.to_string().contains("config `checks`: unknown check \"nope\""), "{e}");
-        let e = TaskFile::parse("[[check]]\nname = \"x\"").unwrap().build_checks(Task::Custom);
+        assert!(
+            e.to_string()
+                .contains("config `checks`: unknown check \"nope\""),
+            "{e}"
+        );
+        let e = TaskFile::parse("[[check]]\nname = \"x\"")
+            .unwrap()
+            .build_checks(Task::Custom);
         assert!(e.unwrap_err().to_string().contains("check[0] (x)"));
-        assert!(TaskFile::parse("tempalte = \"x\"").is_err(), "unknown keys are errors");
+        assert!(
+            TaskFile::parse("tempalte = \"x\"").is_err(),
+            "unknown keys are errors"
+        );
         // Without `checks`, the task's own apply.
         let f = TaskFile::parse("").unwrap();
         assert_eq!(f.build_checks(Task::Gsm8k).unwrap().len(), 2);

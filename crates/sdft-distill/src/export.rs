@@ -39,7 +39,10 @@ pub fn row_in_source_layout(row: &DistilledRow, mapping: &ResolvedColumns) -> Va
     if let Some(s) = &row.system {
         m.insert(name(&mapping.system, "system"), json!(s));
     }
-    m.insert(name(&mapping.instruction, "instruction"), json!(row.instruction));
+    m.insert(
+        name(&mapping.instruction, "instruction"),
+        json!(row.instruction),
+    );
     if let Some(i) = &row.input {
         m.insert(name(&mapping.input, "input"), json!(i));
     }
@@ -60,7 +63,10 @@ pub fn row_in_source_layout(row: &DistilledRow, mapping: &ResolvedColumns) -> Va
 pub fn export(path: &Path, rows: &[DistilledRow], mapping: &ResolvedColumns) -> Result<()> {
     match Format::from_path(path)? {
         Format::Json => {
-            let arr: Vec<Value> = rows.iter().map(|r| row_in_source_layout(r, mapping)).collect();
+            let arr: Vec<Value> = rows
+                .iter()
+                .map(|r| row_in_source_layout(r, mapping))
+                .collect();
             let text = serde_json::to_string_pretty(&arr).expect("JSON values serialize");
             atomic::write_bytes(path, text.as_bytes())?;
         }

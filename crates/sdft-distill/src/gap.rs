@@ -26,7 +26,11 @@ impl Likelihood {
     pub fn of(scores: &[Score]) -> Likelihood {
         let tokens: usize = scores.iter().map(|s| s.tokens).sum();
         let sum: f64 = scores.iter().map(|s| s.sum_logprob).sum();
-        let mean = if tokens == 0 { 0.0 } else { sum / tokens as f64 };
+        let mean = if tokens == 0 {
+            0.0
+        } else {
+            sum / tokens as f64
+        };
         let row_means = if scores.is_empty() {
             0.0
         } else {

@@ -60,8 +60,8 @@ mod summary;
 mod task;
 
 pub use checks::{
-    builtin_check, BanPhrases, Check, CodeStyle, FunctionCall, LengthCheck, MathAnswer,
-    RegexCheck, Rejection, BANNED_PHRASES, BUILTIN_CHECKS,
+    builtin_check, BanPhrases, Check, CodeStyle, FunctionCall, LengthCheck, MathAnswer, RegexCheck,
+    Rejection, BANNED_PHRASES, BUILTIN_CHECKS,
 };
 pub use config::{CheckSpec, DistillConfig, DistillConfigBuilder, EmptyPolicy, TaskFile};
 pub use distiller::{Distiller, RunStats, Sink, SkippedRow};

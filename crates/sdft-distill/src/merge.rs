@@ -55,7 +55,11 @@ pub fn merge_shards(
     let mut problems = Vec::new();
     if !duplicates.is_empty() {
         let d: Vec<&str> = duplicates.iter().map(String::as_str).collect();
-        problems.push(format!("{} ids in more than one shard: {}", d.len(), list(&d)));
+        problems.push(format!(
+            "{} ids in more than one shard: {}",
+            d.len(),
+            list(&d)
+        ));
     }
     if !missing.is_empty() {
         problems.push(format!(

@@ -75,7 +75,8 @@ pub fn write_rows(path: &Path, rows: &[DistilledRow]) -> Result<()> {
     let s = |f: &dyn Fn(&DistilledRow) -> String| Column::Str(rows.iter().map(f).collect());
     let os =
         |f: &dyn Fn(&DistilledRow) -> Option<String>| Column::OptStr(rows.iter().map(f).collect());
-    let oi = |f: &dyn Fn(&DistilledRow) -> Option<i64>| Column::OptInt(rows.iter().map(f).collect());
+    let oi =
+        |f: &dyn Fn(&DistilledRow) -> Option<i64>| Column::OptInt(rows.iter().map(f).collect());
     write_table(
         path,
         vec![

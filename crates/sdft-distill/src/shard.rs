@@ -69,7 +69,10 @@ mod tests {
                 }
             }
         }
-        assert!(seen.iter().all(|c| *c == 1), "every id in exactly one shard");
+        assert!(
+            seen.iter().all(|c| *c == 1),
+            "every id in exactly one shard"
+        );
         // Known value: stable across releases (a job array mixes binaries).
         // (python: int.from_bytes(hashlib.sha256(b"abc").digest()[:8], "big") % 1000)
         assert_eq!(Shard::of("abc", 1000), 74);

@@ -136,7 +136,10 @@ impl Summary {
             ));
         }
         if self.resumed_rows > 0 {
-            s.push_str(&format!("  resumed: {} rows from an earlier run\n", self.resumed_rows));
+            s.push_str(&format!(
+                "  resumed: {} rows from an earlier run\n",
+                self.resumed_rows
+            ));
         }
         s.push_str(&format!(
             "  tokens generated: {} ({} this run, {:.1} tokens/s over {:.1}s; wall {:.1}s)\n",

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 
 use sdft_core::{
-    Completion, Example, FinishReason, GenerationRequest, Generator, Prompt, SamplingParams,
-    Score, ScoreRequest, Scorer, Turn,
+    Completion, Example, FinishReason, GenerationRequest, Generator, Prompt, SamplingParams, Score,
+    ScoreRequest, Scorer, Turn,
 };
 use sdft_data::{ColumnMap, Dataset, ReadOptions, ResolvedColumns, Template};
 use sdft_distill::{
@@ -41,14 +41,22 @@ impl Generator for Scripted {
     }
 
     fn count_tokens(&self, prompt: &Prompt) -> Option<usize> {
-        Some(prompt.display_with("<s>", "</s>").split_whitespace().count())
+        Some(
+            prompt
+                .display_with("<s>", "</s>")
+                .split_whitespace()
+                .count(),
+        )
     }
 }
 
 fn gsm8k_rows() -> (Vec<Example>, Scripted) {
     let data = vec![
-        Example::new("Ann has 2 cats and gets 3 more. How many?", "2 + 3 = 5\nThe answer is 5.")
-            .with_id("ok"),
+        Example::new(
+            "Ann has 2 cats and gets 3 more. How many?",
+            "2 + 3 = 5\nThe answer is 5.",
+        )
+        .with_id("ok"),
         Example::new("What is 10 * 100?", "10 * 100 = 1,000\nThe answer is 1000.").with_id("sep"),
         Example::new("What is 7 - 9?", "7 - 9 = -2\nThe answer is -2.").with_id("wrong"),
         Example::new("What is 1 + 1?", "The answer is 2.").with_id("banned"),
@@ -77,17 +85,35 @@ fn gsm8k_prompts_verdicts_and_fallbacks() {
     let by: HashMap<&str, &DistilledRow> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
     // The forced assistant prefix ends the prompt and is not part of the rewrite.
     let ok = by["ok"];
-    assert!(ok.prompt.ends_with("[/INST] Great! Let's think step by step. "), "{}", ok.prompt);
-    assert!(ok.prompt.contains("2 + 3 = 5\nThe answer is 5."), "the reference is shown");
-    assert_eq!(ok.distilled.as_deref(), Some("Ann ends with 2 + 3 = 5 cats.\nThe answer is 5."));
+    assert!(
+        ok.prompt
+            .ends_with("[/INST] Great! Let's think step by step. "),
+        "{}",
+        ok.prompt
+    );
+    assert!(
+        ok.prompt.contains("2 + 3 = 5\nThe answer is 5."),
+        "the reference is shown"
+    );
+    assert_eq!(
+        ok.distilled.as_deref(),
+        Some("Ann ends with 2 + 3 = 5 cats.\nThe answer is 5.")
+    );
     assert!(ok.kept && ok.response == ok.distilled.clone().unwrap() && ok.reason.is_none());
     assert!(by["sep"].kept, "1,000 equals 1000");
-    for (id, check) in [("wrong", "math_answer"), ("banned", "ban_phrase"), ("nonum", "math_answer")] {
+    for (id, check) in [
+        ("wrong", "math_answer"),
+        ("banned", "ban_phrase"),
+        ("nonum", "math_answer"),
+    ] {
         let r = by[id];
         assert!(!r.kept, "{id}");
         assert_eq!(r.response, r.original, "{id} falls back to the reference");
         assert_eq!(r.reason_key(), Some(check), "{id}: {:?}", r.reason);
-        assert!(r.distilled.is_some(), "{id}: the rejected rewrite is kept for inspection");
+        assert!(
+            r.distilled.is_some(),
+            "{id}: the rejected rewrite is kept for inspection"
+        );
     }
     let s = Summary::from_rows("out.parquet".as_ref(), &rows, Manifest::default());
     assert_eq!((s.rows, s.kept, s.fallback), (5, 2, 3));
@@ -108,14 +134,24 @@ fn multi_turn_regenerates_only_the_final_turn() {
     g.answers.insert("mt".into(), "Bonjour !".into());
     let d = Distiller::new(DistillConfig::builder(Task::Lima).build().unwrap());
     let mut rows: Vec<DistilledRow> = Vec::new();
-    d.run(&mut g, &[ex.clone()], &mut rows, &mut |_| {}).unwrap();
+    d.run(&mut g, &[ex.clone()], &mut rows, &mut |_| {})
+        .unwrap();
     let shown = g.seen[0].1.display_with("<s>", "</s>");
     // Turn 1 in full with its own reference, then turn 2's prompt with its reference.
-    assert!(shown.contains("Say hello.\n\n### Reference Answer:\nHello.\n\n### Response:\nHello.</s>"), "{shown}");
-    assert!(shown.ends_with("And in French?\n\n### Reference Answer:\nBonjour.\n\n### Response:\n"), "{shown}");
+    assert!(
+        shown.contains("Say hello.\n\n### Reference Answer:\nHello.\n\n### Response:\nHello.</s>"),
+        "{shown}"
+    );
+    assert!(
+        shown.ends_with("And in French?\n\n### Reference Answer:\nBonjour.\n\n### Response:\n"),
+        "{shown}"
+    );
     let r = &rows[0];
     assert_eq!(r.history, ex.history, "earlier turns are kept as they were");
-    assert_eq!((r.original.as_str(), r.response.as_str()), ("Bonjour.", "Bonjour !"));
+    assert_eq!(
+        (r.original.as_str(), r.response.as_str()),
+        ("Bonjour.", "Bonjour !")
+    );
     // Training supervises the history plus the rewritten final turn.
     assert_eq!(r.to_example().output, "Bonjour !");
 }
@@ -193,7 +229,12 @@ fn interrupted_runs_resume_to_the_same_output() {
     let dir = tempfile::tempdir().unwrap();
     let (data, mut g) = many(23);
     let order: Vec<String> = data.iter().map(|e| e.id.clone()).collect();
-    let cfg = || DistillConfig::builder(Task::Gsm8k).flush_rows(5).build().unwrap();
+    let cfg = || {
+        DistillConfig::builder(Task::Gsm8k)
+            .flush_rows(5)
+            .build()
+            .unwrap()
+    };
     // Uninterrupted.
     let full = dir.path().join("full.parquet");
     let (mut store, done) = ChunkStore::open(&full).unwrap();
@@ -204,18 +245,32 @@ fn interrupted_runs_resume_to_the_same_output() {
     assert_eq!(rows.len(), 23);
     let (store, _) = ChunkStore::open(&full).unwrap();
     let want = store.finish(&full, &order, &mut rows).unwrap();
-    assert!(!ChunkStore::dir_for(&full).exists(), "chunks removed at the end");
+    assert!(
+        !ChunkStore::dir_for(&full).exists(),
+        "chunks removed at the end"
+    );
     assert_eq!(read_rows(&full).unwrap(), want);
     // Killed after two chunks, then resumed.
     let out = dir.path().join("out.parquet");
     let (store, _) = ChunkStore::open(&out).unwrap();
-    let mut dies = Dies { inner: store, left: 2 };
+    let mut dies = Dies {
+        inner: store,
+        left: 2,
+    };
     assert!(d.run(&mut g, &data, &mut dies, &mut |_| {}).is_err());
     // A torn temporary file from the kill is ignored.
-    std::fs::write(ChunkStore::dir_for(&out).join(".chunk-000002.parquet.tmp-1"), b"PAR").unwrap();
+    std::fs::write(
+        ChunkStore::dir_for(&out).join(".chunk-000002.parquet.tmp-1"),
+        b"PAR",
+    )
+    .unwrap();
     let (mut store, done) = ChunkStore::open(&out).unwrap();
     assert_eq!(done.len(), 10, "two chunks of five survived");
-    let rest: Vec<Example> = data.iter().filter(|e| !done.contains_key(&e.id)).cloned().collect();
+    let rest: Vec<Example> = data
+        .iter()
+        .filter(|e| !done.contains_key(&e.id))
+        .cloned()
+        .collect();
     d.run(&mut g, &rest, &mut store, &mut |_| {}).unwrap();
     let (store, mut rows) = ChunkStore::open(&out).unwrap();
     let got = store.finish(&out, &order, &mut rows).unwrap();
@@ -237,7 +292,11 @@ fn shards_partition_and_merge_back() {
     let mut paths = Vec::new();
     for k in 0..3 {
         let shard = Shard { index: k, count: 3 };
-        let part: Vec<Example> = data.iter().filter(|e| shard.contains(&e.id)).cloned().collect();
+        let part: Vec<Example> = data
+            .iter()
+            .filter(|e| shard.contains(&e.id))
+            .cloned()
+            .collect();
         let mut rows: Vec<DistilledRow> = Vec::new();
         d.run(&mut g, &part, &mut rows, &mut |_| {}).unwrap();
         let p = dir.path().join(format!("shard{k}.parquet"));
@@ -249,12 +308,23 @@ fn shards_partition_and_merge_back() {
     want.sort_by_key(|r| order.iter().position(|o| *o == r.id));
     assert_eq!(merged, want);
     // A missing shard is reported with its ids; a duplicated one too.
-    let e = merge_shards(&paths[..2], &order, &HashSet::new()).unwrap_err().to_string();
+    let e = merge_shards(&paths[..2], &order, &HashSet::new())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("source ids in no shard: r"), "{e}");
-    let dup = vec![paths[0].clone(), paths[0].clone(), paths[1].clone(), paths[2].clone()];
-    let e = merge_shards(&dup, &order, &HashSet::new()).unwrap_err().to_string();
+    let dup = vec![
+        paths[0].clone(),
+        paths[0].clone(),
+        paths[1].clone(),
+        paths[2].clone(),
+    ];
+    let e = merge_shards(&dup, &order, &HashSet::new())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("in more than one shard"), "{e}");
-    let e = merge_shards(&paths, &order[..29], &HashSet::new()).unwrap_err().to_string();
+    let e = merge_shards(&paths, &order[..29], &HashSet::new())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("1 ids not in the source data: r29"), "{e}");
 }
 
@@ -269,13 +339,17 @@ fn export_keeps_the_source_layout() {
     .unwrap();
     let ds = Dataset::read(&src, &ReadOptions::new().columns(ColumnMap::new())).unwrap();
     let mut g = Scripted::default();
-    g.answers.insert(ds.examples[0].id.clone(), "Two and two make 4. The answer is 4.".into());
+    g.answers.insert(
+        ds.examples[0].id.clone(),
+        "Two and two make 4. The answer is 4.".into(),
+    );
     let d = Distiller::new(DistillConfig::builder(Task::Gsm8k).build().unwrap());
     let mut rows: Vec<DistilledRow> = Vec::new();
     d.run(&mut g, &ds.examples, &mut rows, &mut |_| {}).unwrap();
     let out = dir.path().join("distilled_gsm8k.json");
     sdft_distill::export(&out, &rows, &ds.report.mapping).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(
         v,
         serde_json::json!([{"question": "What is 2 + 2?", "answer": "Two and two make 4. The answer is 4."}])
@@ -284,7 +358,10 @@ fn export_keeps_the_source_layout() {
     let p = dir.path().join("d.parquet");
     sdft_distill::write_rows(&p, &rows).unwrap();
     let back = Dataset::read(&p, &ReadOptions::new()).unwrap();
-    assert_eq!(back.examples[0].output, "Two and two make 4. The answer is 4.");
+    assert_eq!(
+        back.examples[0].output,
+        "Two and two make 4. The answer is 4."
+    );
     assert_eq!(back.examples[0].id, rows[0].id);
     let _ = ResolvedColumns::clone(&ds.report.mapping);
 }
@@ -318,10 +395,16 @@ fn gap_scores_original_and_chosen_under_the_training_template() {
     let gap = measure_gap(&mut ByLength, &t, &rows, 2, &mut |_, _| calls += 1).unwrap();
     assert_eq!(calls, 4, "5 originals + 2 kept rewrites in batches of 2");
     assert_eq!(gap.template, "gsm8k");
-    assert_eq!((gap.original.rows, gap.chosen.rows, gap.kept_chosen.rows), (5, 5, 2));
+    assert_eq!(
+        (gap.original.rows, gap.chosen.rows, gap.kept_chosen.rows),
+        (5, 5, 2)
+    );
     // Hand-computed for the two kept rows: originals "2 + 3 = 5\nThe answer is 5."
     // (26 bytes, 9 words) and "10 * 100 = 1,000\nThe answer is 1000." (36, 9).
-    assert!((gap.kept_original.sum_logprob - (-0.1 * 62.0)).abs() < 1e-9, "{gap:?}");
+    assert!(
+        (gap.kept_original.sum_logprob - (-0.1 * 62.0)).abs() < 1e-9,
+        "{gap:?}"
+    );
     assert_eq!(gap.kept_original.tokens, 18);
     let diff = gap.chosen.mean_logprob - gap.original.mean_logprob;
     assert!((gap.difference - diff).abs() < 1e-12);

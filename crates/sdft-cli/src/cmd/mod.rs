@@ -1,8 +1,12 @@
 //! One module per subcommand group.
 
 pub mod data;
+pub mod distill;
+pub mod eval;
 pub mod generate;
 pub mod model;
+pub mod report;
 pub mod sampling;
 pub mod template;
+pub mod train;
 pub mod version;

@@ -8,6 +8,10 @@ use sdft_core::SamplingParams;
 /// 512 new tokens, seed 42).
 #[derive(Debug, Args)]
 pub struct SamplingArgs {
+    /// A named preset to start from: `paper` (the default: T 0.95, top-p 0.7,
+    /// top-k 50, 512 new tokens) or `greedy`; the flags below override it.
+    #[arg(long, value_name = "paper|greedy")]
+    sampling: Option<String>,
     /// Greedy decoding (overrides temperature, top-p, top-k).
     #[arg(long)]
     greedy: bool,
@@ -30,15 +34,22 @@ pub struct SamplingArgs {
 
 impl SamplingArgs {
     pub fn params(&self) -> Result<SamplingParams> {
-        let mut p = if self.greedy {
-            SamplingParams::greedy()
-        } else {
-            SamplingParams::paper_default()
-        };
+        let preset = self.sampling.as_deref().unwrap_or("paper");
+        let mut p = SamplingParams::preset(preset).ok_or_else(|| {
+            anyhow::anyhow!("--sampling {preset}: expected `paper` or `greedy`")
+        })?;
+        let greedy = self.greedy || p.temperature == 0.0;
+        if self.greedy {
+            p = SamplingParams {
+                max_new_tokens: p.max_new_tokens,
+                seed: p.seed,
+                ..SamplingParams::greedy()
+            };
+        }
         if let Some(v) = self.max_new_tokens {
             p.max_new_tokens = v;
         }
-        if !self.greedy {
+        if !greedy {
             if let Some(v) = self.temperature {
                 p.temperature = v;
             }

@@ -1,0 +1,419 @@
+//! `sdft distill`: the self-distillation stage (resumable, shardable), and
+//! `sdft distill merge` to join shard outputs.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sdft_core::{assets, Example};
+use sdft_data::{ColumnMap, Dataset, ReadOptions, Template};
+use sdft_distill::{
+    measure_gap, merge_shards, ChunkStore, DistillConfig, DistilledRow, Distiller, EmptyPolicy,
+    Manifest, Shard, Summary, Task, TaskFile,
+};
+use sdft_model::Engine;
+
+use super::model::LoadArgs;
+use super::sampling::SamplingArgs;
+
+// The run's flags are split into groups without nested flattening, so that clap
+// can tell whether each was given (`Option<Args>` needs flat groups).
+#[derive(Debug, Args)]
+#[command(subcommand_negates_reqs = true)]
+pub struct DistillArgs {
+    #[command(subcommand)]
+    command: Option<DistillCommand>,
+    #[command(flatten)]
+    load: Option<LoadArgs>,
+    #[command(flatten)]
+    data: Option<DataArgs>,
+    #[command(flatten)]
+    run: Option<RunArgs>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum DistillCommand {
+    /// Join `--shard i/N` outputs: every source id exactly once, in source order.
+    Merge(MergeArgs),
+}
+
+/// Where the examples come from (shared by a run and a merge).
+#[derive(Debug, Args)]
+struct DataArgs {
+    /// The task data: the paper's JSON, Alpaca/ShareGPT JSON(L), CSV or Parquet.
+    #[arg(long)]
+    data: PathBuf,
+    /// Map a file column onto an example field (repeatable), e.g. `--map goal=instruction`.
+    #[arg(long = "map", value_name = "COLUMN=FIELD")]
+    map: Vec<String>,
+    /// Only the first N rows of the data (before sharding).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Rows with an empty instruction or output: `keep` them with the original
+    /// response (reason `empty_*`) or `skip` them; either way they are listed.
+    #[arg(long, default_value = "keep", value_name = "keep|skip")]
+    on_empty: String,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The dataset family: picks the paper's template and checks.
+    #[arg(
+        long,
+        default_value = "custom",
+        value_name = "gsm8k|multiarith|openfunctions|magicoder|alpaca|dolly|lima|custom"
+    )]
+    task: String,
+    /// Rewriting template preset (default: the task's).
+    #[arg(long, conflicts_with = "template_file")]
+    template: Option<String>,
+    /// Rewriting template from a TOML file.
+    #[arg(long)]
+    template_file: Option<PathBuf>,
+    /// Task TOML: `task`, `template`, `checks` and `[[check]]` tables (custom checks).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Only the rows of shard i of N (by stable id), e.g. `--shard 0/4`.
+    #[arg(long, value_name = "i/N")]
+    shard: Option<String>,
+    /// Also measure the distribution gap: the seed model's likelihood of the original
+    /// and of the chosen responses under the training template.
+    #[arg(long)]
+    measure_gap: bool,
+    /// The training template for `--measure-gap` (default: the task's).
+    #[arg(long)]
+    train_template: Option<String>,
+    /// Also write the training data in the input's own layout (JSON/JSONL keep its
+    /// column names), e.g. `distilled_gsm8k.json`.
+    #[arg(long)]
+    export: Option<PathBuf>,
+    /// Rows per atomic chunk write (what a kill can lose at most).
+    #[arg(long, default_value_t = 16)]
+    flush_rows: usize,
+    /// OUT.parquet: one row per source example (see docs/distill.md for the columns).
+    #[arg(long)]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct MergeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The merged OUT.parquet.
+    #[arg(long)]
+    output: PathBuf,
+    /// The shard outputs.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+}
+
+pub fn run(args: DistillArgs) -> Result<ExitCode> {
+    match (args.command, args.load, args.data, args.run) {
+        (Some(DistillCommand::Merge(m)), ..) => merge(m),
+        (None, Some(load), Some(data), Some(run)) => distill(load, data, run, args.sampling),
+        _ => bail!("give --model M --data FILE --output OUT.parquet (or `sdft distill merge`)"),
+    }
+}
+
+/// The examples of `--data` after `--limit`, and the read's column mapping.
+fn read_data(a: &DataArgs) -> Result<(Vec<Example>, Dataset)> {
+    let columns = ColumnMap::parse_specs(&a.map)?;
+    let ds = Dataset::read(&a.data, &ReadOptions::new().columns(columns))?;
+    if !ds.report.dropped.is_empty() {
+        eprintln!(
+            "{}: {} of {} rows fail the schema check and are not distilled:",
+            a.data.display(),
+            ds.report.dropped.len(),
+            ds.report.rows_total
+        );
+        for d in ds.report.dropped.iter().take(20) {
+            eprintln!("  {d}");
+        }
+    }
+    let mut examples = ds.examples.clone();
+    if let Some(n) = a.limit {
+        examples.truncate(n);
+    }
+    Ok((examples, ds))
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let b = ProgressBar::new(len as u64);
+    b.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what} {{bar:30}} {{pos}}/{{len}} {{msg}} [{{elapsed_precise}}, ETA {{eta}}]"
+        ))
+        .expect("valid template"),
+    );
+    b
+}
+
+fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -> Result<ExitCode> {
+    let wall = Instant::now();
+    let sampling = sampling.params()?;
+    let on_empty = EmptyPolicy::parse(&data.on_empty)?;
+    let file = a.config.as_deref().map(TaskFile::load).transpose()?;
+    let task_name = file
+        .as_ref()
+        .and_then(|f| f.task.clone())
+        .filter(|_| a.task == "custom")
+        .unwrap_or_else(|| a.task.clone());
+    let task = Task::parse(&task_name)?;
+    let template = match (
+        &a.template,
+        &a.template_file,
+        file.as_ref().and_then(|f| f.template.as_ref()),
+    ) {
+        (Some(t), _, _) => Template::load(t)?,
+        (None, Some(p), _) => Template::from_toml_file(p)?,
+        (None, None, Some(t)) => Template::load(t)?,
+        (None, None, None) => Template::load(task.distill_template())?,
+    };
+    let checks = match &file {
+        Some(f) => f.build_checks(task)?,
+        None => task.checks(),
+    };
+    let config = DistillConfig::builder(task)
+        .template(template)
+        .checks(checks)
+        .sampling(sampling)
+        .on_empty(on_empty)
+        .flush_rows(a.flush_rows)
+        .build()?;
+    let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
+
+    let (mut examples, ds) = read_data(&data)?;
+    if let Some(s) = shard {
+        examples.retain(|e| s.contains(&e.id));
+        eprintln!("shard {s}: {} rows", examples.len());
+    }
+    let model_path = assets::resolve_model(&load.model)?;
+    let manifest = Manifest {
+        crate_version: env!("CARGO_PKG_VERSION").into(),
+        task: task.name().into(),
+        template: config.template.name.clone(),
+        template_sha256: sha256_json(&config.template),
+        checks: config.check_names().iter().map(|s| s.to_string()).collect(),
+        sampling: serde_json::to_value(&config.sampling)?,
+        seed: config.sampling.seed,
+        data: data.data.clone(),
+        data_sha256: assets::sha256_file(&data.data)?,
+        model: model_path.display().to_string(),
+        model_sha256: assets::sha256_model(&model_path)?,
+        shard: shard.map(|s| s.to_string()),
+        limit: data.limit,
+        on_empty: data.on_empty.clone(),
+    };
+    let (store, mut done) = ChunkStore::open(&a.output)?;
+    check_same_run(&a.output, &manifest)?;
+    let todo: Vec<Example> = examples
+        .iter()
+        .filter(|e| !done.contains_key(&e.id))
+        .cloned()
+        .collect();
+    let resumed = examples.len() - todo.len();
+    if resumed > 0 {
+        eprintln!(
+            "resuming: {resumed} of {} rows already distilled",
+            examples.len()
+        );
+    }
+    let needs_model = a.measure_gap || todo.iter().any(|e| Distiller::empty_reason(e).is_none());
+    let mut engine = if needs_model {
+        Some(Engine::new(load.load()?, a.batch_size))
+    } else {
+        None
+    };
+    let distiller = Distiller::new(config);
+    let mut store = store;
+    let mut stats = sdft_distill::RunStats::default();
+    if !todo.is_empty() {
+        save_run_manifest(&a.output, &manifest)?;
+        let bar = bar(todo.len(), "distill");
+        let (mut kept, mut rows, mut tokens) = (0usize, 0usize, 0usize);
+        let start = Instant::now();
+        let mut on_row = |r: &DistilledRow| {
+            rows += 1;
+            kept += r.kept as usize;
+            tokens += r.completion_tokens.unwrap_or(0) as usize;
+            bar.set_message(format!(
+                "kept {kept}/{rows}, {:.1} tokens/s",
+                tokens as f64 / start.elapsed().as_secs_f64().max(1e-9)
+            ));
+            bar.inc(1);
+        };
+        stats = match engine.as_mut() {
+            Some(e) => distiller.run(e, &todo, &mut store, &mut on_row)?,
+            None => distiller.run(&mut NoModel, &todo, &mut store, &mut on_row)?,
+        };
+        bar.finish();
+    }
+    // Everything written by this and earlier runs, in source order.
+    let (_, mut all) = ChunkStore::open(&a.output)?;
+    all.extend(done.drain());
+    let skipped: HashSet<&str> = stats.skipped.iter().map(|s| s.id.as_str()).collect();
+    let order: Vec<String> = examples
+        .iter()
+        .map(|e| e.id.clone())
+        .filter(|id| !skipped.contains(id.as_str()))
+        .collect();
+    let rows = store.finish(&a.output, &order, &mut all)?;
+    let _ = std::fs::remove_file(run_manifest_path(&a.output));
+
+    let mut summary = Summary::from_rows(&a.output, &rows, manifest);
+    summary.skipped = stats.skipped.clone();
+    summary.resumed_rows = resumed;
+    summary.tokens_this_run = stats.tokens_generated;
+    summary.generation_seconds = stats.seconds;
+    summary.tokens_per_second = if stats.seconds > 0.0 {
+        stats.tokens_generated as f64 / stats.seconds
+    } else {
+        0.0
+    };
+    if a.measure_gap {
+        let name = a
+            .train_template
+            .clone()
+            .unwrap_or_else(|| task.train_template().to_string());
+        let t = Template::load(&name)?;
+        let engine = engine.as_mut().expect("loaded for --measure-gap");
+        let bar = bar(0, "gap");
+        let gap = measure_gap(engine, &t, &rows, a.batch_size * 4, &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+        bar.finish();
+        summary.gap = Some(gap);
+    }
+    summary.wall_seconds = wall.elapsed().as_secs_f64();
+    summary.save(&Summary::path_for(&a.output))?;
+    if let Some(p) = &a.export {
+        sdft_distill::export(p, &rows, &ds.report.mapping)?;
+        eprintln!("exported the training data to {}", p.display());
+    }
+    print!("{}", summary.render());
+    println!("  summary: {}", Summary::path_for(&a.output).display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stands in for the model when every remaining row is empty (nothing to generate).
+struct NoModel;
+
+impl sdft_core::Generator for NoModel {
+    fn generate(
+        &mut self,
+        requests: &[sdft_core::GenerationRequest],
+        _: &sdft_core::SamplingParams,
+    ) -> sdft_core::Result<Vec<sdft_core::Completion>> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        Err(sdft_core::Error::backend(
+            "generation",
+            "no model loaded (internal: rows to rewrite remained)",
+        ))
+    }
+}
+
+fn sha256_json<T: serde::Serialize>(v: &T) -> String {
+    use sha2::{Digest, Sha256};
+    let text = serde_json::to_string(v).expect("serializes");
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The manifest of an unfinished run, kept beside its chunks.
+fn run_manifest_path(output: &Path) -> PathBuf {
+    ChunkStore::dir_for(output).join("manifest.json")
+}
+
+fn save_run_manifest(output: &Path, m: &Manifest) -> Result<()> {
+    let path = run_manifest_path(output);
+    sdft_data::atomic::write_bytes(&path, serde_json::to_string_pretty(m)?.as_bytes())?;
+    Ok(())
+}
+
+/// Refuses to resume chunks that were made with other settings: their rows would
+/// not be what this command produces.
+fn check_same_run(output: &Path, m: &Manifest) -> Result<()> {
+    let path = run_manifest_path(output);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let old: Manifest =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    let differs: Vec<&str> = [
+        ("task", old.task != m.task),
+        ("template", old.template_sha256 != m.template_sha256),
+        ("checks", old.checks != m.checks),
+        ("sampling", old.sampling != m.sampling),
+        ("data", old.data_sha256 != m.data_sha256),
+        ("model", old.model_sha256 != m.model_sha256),
+    ]
+    .into_iter()
+    .filter(|x| x.1)
+    .map(|x| x.0)
+    .collect();
+    if !differs.is_empty() {
+        bail!(
+            "{}: an unfinished run with a different {} is there; rerun its command, or delete {} to start over",
+            output.display(),
+            differs.join(", "),
+            ChunkStore::dir_for(output).display()
+        );
+    }
+    Ok(())
+}
+
+fn merge(a: MergeArgs) -> Result<ExitCode> {
+    let on_empty = EmptyPolicy::parse(&a.data.on_empty)?;
+    let (examples, _) = read_data(&a.data)?;
+    let order: Vec<String> = examples.iter().map(|e| e.id.clone()).collect();
+    let skipped: HashSet<String> = match on_empty {
+        EmptyPolicy::Skip => examples
+            .iter()
+            .filter(|e| Distiller::empty_reason(e).is_some())
+            .map(|e| e.id.clone())
+            .collect(),
+        EmptyPolicy::Keep => HashSet::new(),
+    };
+    let rows = merge_shards(&a.shards, &order, &skipped)?;
+    sdft_distill::write_rows(&a.output, &rows)?;
+    // Counts from the rows; manifest, tokens and times from the shards' summaries.
+    let summaries: Vec<Summary> = a
+        .shards
+        .iter()
+        .filter_map(|p| Summary::load(&Summary::path_for(p)).ok())
+        .collect();
+    let mut manifest = summaries
+        .first()
+        .map(|s| s.manifest.clone())
+        .unwrap_or_default();
+    manifest.shard = None;
+    let mut summary = Summary::from_rows(&a.output, &rows, manifest);
+    summary.skipped = summaries.iter().flat_map(|s| s.skipped.clone()).collect();
+    summary.tokens_this_run = summaries.iter().map(|s| s.tokens_this_run).sum();
+    summary.generation_seconds = summaries.iter().map(|s| s.generation_seconds).sum();
+    summary.wall_seconds = summaries.iter().map(|s| s.wall_seconds).sum();
+    if summary.generation_seconds > 0.0 {
+        summary.tokens_per_second = summary.tokens_this_run as f64 / summary.generation_seconds;
+    }
+    summary.save(&Summary::path_for(&a.output))?;
+    eprintln!(
+        "merged {} shards ({} rows, every source id once)",
+        a.shards.len(),
+        rows.len()
+    );
+    print!("{}", summary.render());
+    Ok(ExitCode::SUCCESS)
+}
