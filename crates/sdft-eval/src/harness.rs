@@ -59,7 +59,7 @@ impl EvalOptions {
         EvalOptions {
             run_dir: run_dir.into(),
             data_dir: data_dir.into(),
-            humaneval_path: sdft_core::assets::sdft_home().join(crate::HUMANEVAL_REL),
+            humaneval_path: sdft_core::assets::sdft_home().join(sdft_core::assets::HUMANEVAL.rel),
             limit: None,
             sampling: SamplingParams::paper_default(),
             chunk: 8,

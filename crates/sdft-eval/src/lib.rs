@@ -62,10 +62,6 @@ pub mod scoring;
 pub use error::{Error, Result};
 pub use metrics::{pass_at_k, Metric};
 
-/// Where `cargo xtask assets` puts HumanEval, under `$SDFT_HOME`
-/// (see `sdft_core::assets::HUMANEVAL`).
-pub const HUMANEVAL_REL: &str = "assets/human-eval/HumanEval.jsonl.gz";
-
 /// A running score: the sum of per-item credits (1, 0, or partial) over items.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Tally {

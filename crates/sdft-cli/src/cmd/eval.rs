@@ -1,0 +1,313 @@
+//! `sdft eval score` (score other tools' predictions with sdft's rules) and
+//! `sdft eval run` (benchmarks on a model, resumable). See `docs/eval.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use sdft_core::assets;
+use sdft_eval::bench::Benchmark;
+use sdft_eval::exec::ExecLimits;
+use sdft_eval::harness::{self, EvalOptions, Progress};
+use sdft_eval::predictions::{score_file, ScoreTask};
+use sdft_eval::results::{BenchResult, ModelInfo};
+use sdft_eval::Metric;
+use sdft_model::Engine;
+
+use super::model::LoadArgs;
+use super::sampling::SamplingArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Score predictions made by any tool with sdft's rules (one JSONL line per
+    /// prediction with id, prediction, reference).
+    Score(ScoreArgs),
+    /// Run benchmarks on a model: results.json and per-row Parquet in RUN_DIR.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TaskArg {
+    Gsm8k,
+    Multiarith,
+    Openfunctions,
+    OpenfunctionsPartial,
+    Advbench,
+    Humaneval,
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    #[arg(long, value_enum)]
+    task: TaskArg,
+    /// Predictions: JSONL (or JSON, CSV, Parquet) rows with `id`, `prediction`, `reference`.
+    #[arg(long)]
+    input: PathBuf,
+    /// Write one JSON line per input row: `id`, `score`, `extracted`.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// HumanEval problems (default: the cached `HumanEval.jsonl.gz`, fetched if missing).
+    #[arg(long)]
+    problems: Option<PathBuf>,
+    #[command(flatten)]
+    exec: ExecArgs,
+}
+
+#[derive(Debug, Args)]
+struct ExecArgs {
+    /// Run model-written code (HumanEval) in a sandboxed python3 process.
+    #[arg(long)]
+    allow_code_execution: bool,
+    /// Wall-clock limit per program, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    exec_timeout: f64,
+    /// Address-space limit per program, MiB.
+    #[arg(long, default_value_t = 1024)]
+    exec_memory_mb: u64,
+}
+
+impl ExecArgs {
+    fn limits(&self) -> Result<ExecLimits> {
+        if !(self.exec_timeout.is_finite() && self.exec_timeout > 0.0) {
+            bail!(
+                "--exec-timeout {}: expected a positive number of seconds",
+                self.exec_timeout
+            );
+        }
+        Ok(ExecLimits {
+            timeout: Duration::from_secs_f64(self.exec_timeout),
+            memory_bytes: self.exec_memory_mb << 20,
+            ..ExecLimits::default()
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Comma-separated: gsm8k, multiarith, openfunctions, humaneval, advbench,
+    /// alpacaeval, mc:FILE (advbench = advbench_raw + advbench_jailbreak).
+    #[arg(
+        long,
+        default_value = "gsm8k,multiarith,openfunctions,humaneval,advbench,alpacaeval"
+    )]
+    benchmarks: String,
+    /// Only the first N rows (problems) of each benchmark.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Sampling: `--sampling paper|greedy` (default paper) and the flags that adjust it.
+    #[command(flatten)]
+    flags: SamplingArgs,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// The paper's data (default: $SDFT_SHARED/data/sdft).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// HumanEval problems (default: the cached HumanEval.jsonl.gz, fetched if missing).
+    #[arg(long)]
+    humaneval: Option<PathBuf>,
+    /// HumanEval samples per problem (pass@k for k = 1, 10, 100 up to it).
+    #[arg(long, default_value_t = 1)]
+    samples: usize,
+    /// AlpacaEval reference outputs (alpaca_eval JSON) to judge against with the
+    /// same model, giving a win rate.
+    #[arg(long)]
+    alpacaeval_reference: Option<PathBuf>,
+    #[command(flatten)]
+    exec: ExecArgs,
+    /// The run directory (created; rerun with the same one to resume).
+    #[arg(long)]
+    output: PathBuf,
+}
+
+pub fn run(cmd: EvalCommand) -> Result<ExitCode> {
+    match cmd {
+        EvalCommand::Score(a) => score(a),
+        EvalCommand::Run(a) => run_benchmarks(a),
+    }
+}
+
+fn task(t: TaskArg) -> ScoreTask {
+    match t {
+        TaskArg::Gsm8k => ScoreTask::Gsm8k,
+        TaskArg::Multiarith => ScoreTask::MultiArith,
+        TaskArg::Openfunctions => ScoreTask::OpenFunctions,
+        TaskArg::OpenfunctionsPartial => ScoreTask::OpenFunctionsPartial,
+        TaskArg::Advbench => ScoreTask::AdvBench,
+        TaskArg::Humaneval => ScoreTask::HumanEval,
+    }
+}
+
+fn fmt_metric(name: &str, m: &Metric) -> String {
+    format!(
+        "{name}: {:.2}% ± {:.2} (n={})",
+        m.percent(),
+        100.0 * m.stderr,
+        m.n
+    )
+}
+
+fn humaneval_path(given: Option<&Path>) -> Result<PathBuf> {
+    match given {
+        Some(p) => Ok(p.to_path_buf()),
+        None => Ok(assets::fetch_humaneval()?),
+    }
+}
+
+fn score(a: ScoreArgs) -> Result<ExitCode> {
+    let t = task(a.task);
+    let limits = a.exec.limits()?;
+    let problems = if matches!(t, ScoreTask::HumanEval) && a.exec.allow_code_execution {
+        let p = humaneval_path(a.problems.as_deref())?;
+        Some(sdft_eval::humaneval::read_problems(&p)?)
+    } else {
+        None
+    };
+    let (rows, metrics) = score_file(
+        t,
+        &a.input,
+        problems.as_deref(),
+        a.exec.allow_code_execution,
+        &limits,
+    )?;
+    if let Some(out) = &a.output {
+        let mut text = String::new();
+        for r in &rows {
+            text.push_str(&serde_json::to_string(r)?);
+            text.push('\n');
+        }
+        sdft_data::atomic::write_bytes(out, text.as_bytes())?;
+        eprintln!("wrote {} rows to {}", rows.len(), out.display());
+    }
+    let primary = t.primary();
+    println!("{} ({} rows)", a.input.display(), rows.len());
+    if let Some(m) = metrics.get(primary) {
+        println!("  {}", fmt_metric(primary, m));
+    }
+    for (k, m) in metrics.iter().filter(|(k, _)| k.as_str() != primary) {
+        println!("  {}", fmt_metric(k, m));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One indicatif bar per benchmark stage.
+struct Bars {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress for Bars {
+    fn start(&mut self, benchmark: &str, stage: &str, total: usize, done: usize) {
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>28} {bar:30} {pos}/{len}  [{elapsed_precise}, ETA {eta}]",
+            )
+            .expect("valid template"),
+        );
+        bar.set_prefix(format!("{benchmark} {stage}"));
+        bar.set_position(done as u64);
+        self.bar = Some(bar);
+    }
+
+    fn set(&mut self, done: usize) {
+        if let Some(b) = &self.bar {
+            b.set_position(done as u64);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+        }
+    }
+}
+
+fn data_dir(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(d) = given {
+        return Ok(d);
+    }
+    match std::env::var_os("SDFT_SHARED") {
+        Some(s) => Ok(PathBuf::from(s).join("data/sdft")),
+        None => bail!("give --data-dir DIR (the paper's data) or set SDFT_SHARED"),
+    }
+}
+
+fn summary_line(r: &BenchResult) -> String {
+    let head = match r.primary_metric() {
+        Some(m) => fmt_metric(r.primary.as_deref().unwrap_or(""), m),
+        None => format!("{} rows (no metric)", r.n),
+    };
+    format!(
+        "{}: {head}  [{} generated, {:.1}s]",
+        r.benchmark, r.generated, r.wall_secs
+    )
+}
+
+fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
+    let benches = Benchmark::parse_list(&a.benchmarks)?;
+    let sampling = a.flags.params()?;
+    let needs_data = benches
+        .iter()
+        .any(|b| !matches!(b, Benchmark::HumanEval | Benchmark::MultipleChoice(_)));
+    let data_dir = if needs_data {
+        let d = data_dir(a.data_dir.clone())?;
+        if !d.is_dir() {
+            bail!(
+                "{}: not a directory (the paper's data: gsm8k_test.json, ...)",
+                d.display()
+            );
+        }
+        d
+    } else {
+        a.data_dir.clone().unwrap_or_default()
+    };
+    if benches.contains(&Benchmark::HumanEval) && !a.exec.allow_code_execution {
+        bail!("humaneval runs model-written code: pass --allow-code-execution to run it in a sandboxed python3 process (or leave humaneval out)");
+    }
+    let humaneval = if benches.contains(&Benchmark::HumanEval) {
+        humaneval_path(a.humaneval.as_deref())?
+    } else {
+        PathBuf::new()
+    };
+    let model_path = assets::resolve_model(&a.load.model)?;
+    let model_sha = if model_path.is_file() {
+        Some(assets::sha256_file(&model_path)?)
+    } else {
+        None
+    };
+    let model = a.load.load()?;
+    let bos = model.tokenizer.add_bos();
+    let mut engine = Engine::new(model, a.batch_size);
+    let mut opts = EvalOptions::new(&a.output, data_dir);
+    opts.humaneval_path = humaneval;
+    opts.limit = a.limit;
+    opts.sampling = sampling;
+    opts.chunk = 4 * a.batch_size.max(1);
+    opts.samples = a.samples.max(1);
+    opts.allow_code_execution = a.exec.allow_code_execution;
+    opts.exec_limits = a.exec.limits()?;
+    opts.model = ModelInfo {
+        id: a.load.model.clone(),
+        sha256: model_sha,
+    };
+    opts.bos = bos;
+    opts.alpaca_reference = a.alpacaeval_reference.clone();
+    let mut bars = Bars { bar: None };
+    for b in &benches {
+        let r = if b.generates() {
+            harness::run_generation(&mut engine, b, &opts, &mut bars)
+        } else {
+            harness::run_multiple_choice(&mut engine, b, &opts, &mut bars)
+        }
+        .with_context(|| format!("benchmark {}", b.name()))?;
+        eprintln!("{}", summary_line(&r));
+    }
+    let runs = sdft_eval::report::load_runs(std::slice::from_ref(&a.output))?;
+    println!("{}", sdft_eval::report::markdown_table(&runs));
+    eprintln!("results: {}", a.output.join("results.json").display());
+    Ok(ExitCode::SUCCESS)
+}

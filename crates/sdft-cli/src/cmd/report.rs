@@ -1,0 +1,226 @@
+//! `sdft report RUN_DIR...`: a Markdown table of every benchmark across runs with
+//! deltas against the first (printed and written to `report.md`), one grouped bar
+//! chart per benchmark family, and a task-gain-vs-forgetting scatter (SVG).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use plotters::prelude::*;
+use sdft_eval::report::{gain_vs_forgetting, lines, load_runs, markdown_table, Run};
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run directories (from `sdft eval run --output`); the first is the baseline.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Where report.md and the SVG plots go.
+    #[arg(long, default_value = "sdft-report")]
+    output: PathBuf,
+    /// The fine-tuning task's benchmark for the gain-vs-forgetting plot (default:
+    /// the first benchmark of the first run).
+    #[arg(long)]
+    task: Option<String>,
+}
+
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(0x4c, 0x72, 0xb0),
+    RGBColor(0xdd, 0x84, 0x52),
+    RGBColor(0x55, 0xa8, 0x68),
+    RGBColor(0xc4, 0x4e, 0x52),
+    RGBColor(0x81, 0x72, 0xb3),
+    RGBColor(0x93, 0x78, 0x60),
+];
+
+fn plot_err<E: std::fmt::Debug>(path: &Path) -> impl FnOnce(E) -> anyhow::Error + '_ {
+    move |e| anyhow::anyhow!("{}: drawing the plot: {e:?}", path.display())
+}
+
+/// One grouped bar chart: the primary metric of each benchmark of a family, one
+/// bar per run, with a ±1 standard error whisker.
+fn bar_chart(
+    path: &Path,
+    family: &str,
+    runs: &[Run],
+    benches: &[(String, Vec<Option<(f64, f64)>>)],
+) -> Result<()> {
+    let root = SVGBackend::new(path, (160 + 140 * benches.len() as u32, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err(path))?;
+    let nb = benches.len();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("{family} (primary metric, %)"), ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(44)
+        .build_cartesian_2d(0f64..nb as f64, 0f64..100f64)
+        .map_err(plot_err(path))?;
+    let names: Vec<String> = benches.iter().map(|b| b.0.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(nb.max(1) * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = (*x - 0.5).round();
+            if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+                names[i as usize].clone()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("%")
+        .draw()
+        .map_err(plot_err(path))?;
+    let width = 0.8 / runs.len().max(1) as f64;
+    for (ri, run) in runs.iter().enumerate() {
+        let color = PALETTE[ri % PALETTE.len()];
+        let mut bars = Vec::new();
+        let mut whiskers = Vec::new();
+        for (bi, (_, values)) in benches.iter().enumerate() {
+            if let Some((v, se)) = values[ri] {
+                let x0 = bi as f64 + 0.1 + ri as f64 * width;
+                bars.push(Rectangle::new(
+                    [(x0, 0.0), (x0 + width * 0.9, v)],
+                    color.filled(),
+                ));
+                let xm = x0 + width * 0.45;
+                whiskers.push(PathElement::new(
+                    vec![(xm, (v - se).max(0.0)), (xm, (v + se).min(100.0))],
+                    BLACK,
+                ));
+            }
+        }
+        chart
+            .draw_series(bars)
+            .map_err(plot_err(path))?
+            .label(run.name.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+        chart.draw_series(whiskers).map_err(plot_err(path))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_err(path))?;
+    root.present().map_err(plot_err(path))?;
+    let _ = family;
+    Ok(())
+}
+
+/// Task gain (x) against forgetting (y), one labelled point per run after the first.
+fn scatter(path: &Path, task: &str, points: &[(String, f64, f64)]) -> Result<()> {
+    let root = SVGBackend::new(path, (560, 460)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err(path))?;
+    let span = |f: fn(&(String, f64, f64)) -> f64| {
+        let m = points.iter().map(|p| f(p).abs()).fold(1.0f64, f64::max) * 1.25;
+        -m..m
+    };
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "task gain vs. forgetting (pp vs. first run)",
+            ("sans-serif", 18),
+        )
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(span(|p| p.1), span(|p| p.2))
+        .map_err(plot_err(path))?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("gain on {task} (pp)"))
+        .y_desc("forgetting: mean drop elsewhere (pp)")
+        .draw()
+        .map_err(plot_err(path))?;
+    for (i, (name, x, y)) in points.iter().enumerate() {
+        let color = PALETTE[(i + 1) % PALETTE.len()];
+        chart
+            .draw_series(std::iter::once(Circle::new((*x, *y), 6, color.filled())))
+            .map_err(plot_err(path))?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                name.clone(),
+                (*x, *y),
+                ("sans-serif", 14),
+            )))
+            .map_err(plot_err(path))?;
+    }
+    root.present().map_err(plot_err(path))?;
+    Ok(())
+}
+
+fn file_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+pub fn run(a: ReportArgs) -> Result<ExitCode> {
+    let runs = load_runs(&a.runs)?;
+    let table = markdown_table(&runs);
+    std::fs::create_dir_all(&a.output)
+        .with_context(|| format!("creating {}", a.output.display()))?;
+    let mut md = String::from("# sdft report\n\nValues in percent, ± one standard error, n rows; later runs show the change against the first run in percentage points. Bold: each benchmark's primary metric.\n\n");
+    md.push_str(&table);
+    // Families of primary metrics.
+    let mut families: BTreeMap<String, Vec<(String, Vec<Option<(f64, f64)>>)>> = BTreeMap::new();
+    for l in lines(&runs).into_iter().filter(|l| l.primary) {
+        let values = l
+            .values
+            .iter()
+            .map(|v| v.map(|m| (m.percent(), 100.0 * m.stderr)))
+            .collect();
+        families
+            .entry(l.family.clone())
+            .or_default()
+            .push((l.benchmark.clone(), values));
+    }
+    let mut plots = Vec::new();
+    for (family, benches) in &families {
+        let path = a.output.join(format!("family_{}.svg", file_safe(family)));
+        bar_chart(&path, family, &runs, benches)?;
+        plots.push(path);
+    }
+    let task = a.task.clone().or_else(|| {
+        runs[0]
+            .results
+            .benchmarks
+            .first()
+            .map(|b| b.benchmark.clone())
+    });
+    if let Some(task) = task.filter(|_| runs.len() > 1) {
+        let points = gain_vs_forgetting(&runs, &task);
+        if points.is_empty() {
+            eprintln!("note: no run shares `{task}` and another benchmark with the first run; no gain-vs-forgetting plot");
+        } else {
+            let path = a.output.join("gain_vs_forgetting.svg");
+            scatter(&path, &task, &points)?;
+            plots.push(path);
+            md.push_str(&format!("\n## Task gain vs. forgetting (task: {task})\n\n| run | gain (pp) | forgetting (pp) |\n| --- | ---: | ---: |\n"));
+            for (n, g, f) in &points {
+                md.push_str(&format!("| {n} | {g:+.1} | {f:+.1} |\n"));
+            }
+        }
+    }
+    if !plots.is_empty() {
+        md.push_str("\n## Plots\n\n");
+        for p in &plots {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            md.push_str(&format!("![{name}]({name})\n"));
+        }
+    }
+    let report = a.output.join("report.md");
+    sdft_data::atomic::write_bytes(&report, md.as_bytes())?;
+    println!("{table}");
+    eprintln!(
+        "wrote {} and {} plots in {}",
+        report.display(),
+        plots.len(),
+        a.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
