@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use sdft_model::backend::{default_device, DefaultBackend};
 use sdft_model::convert::{write_hf_dir, SaveDtype};
+use sdft_model::model::lora::peft::merge_files;
 use sdft_model::{assets, LoadOptions, Model, ModelFiles, ModelFormat};
 use serde_json::json;
 
@@ -48,6 +49,20 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Merge a LoRA adapter into a model and write it as an HF safetensors directory.
+    Merge {
+        /// A .gguf file, an HF checkpoint directory, or a known name.
+        #[arg(long)]
+        model: String,
+        /// The adapter directory (adapter_config.json, adapter_model.safetensors).
+        #[arg(long)]
+        adapter: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+        /// Float type of the written tensors: f32, bf16, f16.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+    },
     /// Write a GGUF file (or HF directory) as an HF safetensors directory.
     Convert {
         input: String,
@@ -67,6 +82,10 @@ pub struct LoadArgs {
     /// Float type on the device: f32 (default), bf16, f16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// A LoRA adapter directory in PEFT's layout (e.g. RUN_DIR/adapter from
+    /// `sdft train`), merged into the weights after loading.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
 }
 
 impl LoadArgs {
@@ -79,8 +98,11 @@ impl LoadArgs {
             other => bail!("--dtype {other}: expected f32, bf16 or f16"),
         };
         let t = std::time::Instant::now();
-        let model =
+        let mut model =
             Model::<DefaultBackend>::load(&path, &LoadOptions { dtype }, &default_device())?;
+        if let Some(dir) = &self.adapter {
+            model.load_adapter(dir, true)?;
+        }
         tracing::info!(path = %path.display(), secs = t.elapsed().as_secs_f32(), "model loaded");
         Ok(model)
     }
@@ -119,6 +141,24 @@ pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
             all_positions,
             json,
         } => logits(&load, &text, top, all_positions, json),
+        ModelCommand::Merge {
+            model,
+            adapter,
+            output,
+            dtype,
+        } => {
+            let dt = SaveDtype::parse(&dtype)
+                .with_context(|| format!("--dtype {dtype}: expected f32, bf16 or f16"))?;
+            let (files, cfg) = merge_files(open(&model)?, &adapter)?;
+            write_hf_dir(&files, &output, dt)?;
+            eprintln!(
+                "wrote {} (adapter r {} on {} merged, {dtype})",
+                output.display(),
+                cfg.r,
+                cfg.target_modules.join(",")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         ModelCommand::Convert {
             input,
             out_dir,

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{adapters, slot_mut, transpose, Lora, LoraConfig, TARGETS};
 use crate::model::Llama;
-use crate::weights::to_f32;
-use crate::{Error, Result};
+use crate::weights::{to_f32, F32Tensor, WeightSource};
+use crate::{Error, LlamaConfig, ModelFiles, Result};
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
@@ -183,17 +183,26 @@ pub fn read_config(dir: &Path) -> Result<AdapterConfig> {
     Ok(c)
 }
 
-/// Loads the PEFT adapter in `dir` onto `llama` (unmerged; replaces any adapters
-/// there). Every target module of every layer must be present with the shapes the
-/// model and `r` imply.
-pub fn load<B: Backend>(
-    llama: &mut Llama<B>,
+/// One adapter read from disk, PyTorch layout: `a` `[r, d_in]`, `b` `[d_out, r]`.
+pub struct Pair {
+    pub layer: usize,
+    pub target: &'static str,
+    pub d_in: usize,
+    pub d_out: usize,
+    pub a: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
+/// Reads the adapter in `dir` for a model of `n_layers` layers, whose target
+/// `name` maps `d_in` to `d_out` features as `dims(name)` says. Every target module
+/// of every layer must be present with those shapes.
+pub fn read(
     dir: &Path,
-    device: &B::Device,
-) -> Result<AdapterConfig> {
+    n_layers: usize,
+    dims: &dyn Fn(&str) -> (usize, usize),
+) -> Result<(AdapterConfig, Vec<Pair>)> {
     let config = read_config(dir)?;
-    let lc = config.lora_config();
-    let targets = lc.resolved_targets()?;
+    let targets = config.lora_config().resolved_targets()?;
     let path = dir.join(WEIGHTS_FILE);
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::Format {
@@ -218,31 +227,148 @@ pub fn load<B: Backend>(
         to_f32(&path, name, view.dtype(), view.data())
     };
     let r = config.r;
-    for (i, block) in llama.layers.iter_mut().enumerate() {
-        for name in TARGETS {
-            let (w, slot) = slot_mut(block, name).expect("known target");
-            if !targets.contains(&name) {
-                *slot = None;
-                continue;
-            }
-            let [d_in, d_out] = w.val().dims();
-            let module = super::module_path(i, name);
-            let a = fetch(&tensor_name(&module, "A"), [r, d_in])?;
-            let b = fetch(&tensor_name(&module, "B"), [d_out, r])?;
-            let dtype = w.val().dtype();
-            let tensor = |v: Vec<f32>, shape: [usize; 2]| {
-                Param::from_tensor(
-                    Tensor::<B, 2>::from_data(TensorData::new(v, shape), device).cast(dtype),
-                )
-            };
-            *slot = Some(Lora {
-                a: tensor(transpose(&a, r, d_in), [d_in, r]),
-                b: tensor(transpose(&b, d_out, r), [r, d_out]),
-                scale: lc.scale(),
-                dropout: lc.dropout,
-                dropout_key: 0,
+    let mut pairs = Vec::new();
+    for layer in 0..n_layers {
+        for target in targets.iter().copied() {
+            let (d_in, d_out) = dims(target);
+            let module = super::module_path(layer, target);
+            pairs.push(Pair {
+                layer,
+                target,
+                d_in,
+                d_out,
+                a: fetch(&tensor_name(&module, "A"), [r, d_in])?,
+                b: fetch(&tensor_name(&module, "B"), [d_out, r])?,
             });
         }
     }
+    Ok((config, pairs))
+}
+
+/// Loads the PEFT adapter in `dir` onto `llama` (unmerged; replaces any adapters
+/// there).
+pub fn load<B: Backend>(
+    llama: &mut Llama<B>,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<AdapterConfig> {
+    let mut shapes = HashMap::new();
+    if let Some(block) = llama.layers.first_mut() {
+        for name in TARGETS {
+            let (w, _) = slot_mut(block, name).expect("known target");
+            let [d_in, d_out] = w.val().dims();
+            shapes.insert(name, (d_in, d_out));
+        }
+    }
+    let (config, pairs) = read(dir, llama.layers.len(), &|n| shapes[n])?;
+    let lc = config.lora_config();
+    let r = config.r;
+    for block in llama.layers.iter_mut() {
+        for name in TARGETS {
+            *slot_mut(block, name).expect("known target").1 = None;
+        }
+    }
+    for p in pairs {
+        let (w, slot) = slot_mut(&mut llama.layers[p.layer], p.target).expect("known target");
+        let dtype = w.val().dtype();
+        let tensor = |v: Vec<f32>, shape: [usize; 2]| {
+            Param::from_tensor(
+                Tensor::<B, 2>::from_data(TensorData::new(v, shape), device).cast(dtype),
+            )
+        };
+        *slot = Some(Lora {
+            a: tensor(transpose(&p.a, r, p.d_in), [p.d_in, r]),
+            b: tensor(transpose(&p.b, p.d_out, r), [r, p.d_out]),
+            scale: lc.scale(),
+            dropout: lc.dropout,
+            dropout_key: 0,
+        });
+    }
     Ok(config)
+}
+
+/// The input and output features of target `name` in a model of `config`.
+pub fn target_dims(config: &LlamaConfig, name: &str) -> (usize, usize) {
+    let (h, ff) = (config.hidden_size, config.intermediate_size);
+    let q = config.num_attention_heads * config.head_dim;
+    match name {
+        "q_proj" => (h, q),
+        "k_proj" | "v_proj" => (h, config.kv_dim()),
+        "o_proj" => (q, h),
+        "gate_proj" | "up_proj" => (h, ff),
+        _ => (ff, h),
+    }
+}
+
+/// A checkpoint's weights with an adapter folded in (`W + scale·B·A` in PyTorch
+/// layout), computed on the host while serving each tensor.
+struct MergedSource {
+    base: Box<dyn WeightSource>,
+    /// HF tensor name -> `(scale, pair)`.
+    deltas: HashMap<String, (f32, Pair)>,
+    r: usize,
+}
+
+impl WeightSource for MergedSource {
+    fn path(&self) -> &Path {
+        self.base.path()
+    }
+
+    fn tensor(&self, hf_name: &str) -> Result<Option<F32Tensor>> {
+        let Some(mut t) = self.base.tensor(hf_name)? else {
+            return Ok(None);
+        };
+        if let Some((scale, p)) = self.deltas.get(hf_name) {
+            for o in 0..p.d_out {
+                let row = &mut t.data[o * p.d_in..(o + 1) * p.d_in];
+                for k in 0..self.r {
+                    let coef = scale * p.b[o * self.r + k];
+                    let a = &p.a[k * p.d_in..(k + 1) * p.d_in];
+                    row.iter_mut().zip(a).for_each(|(w, x)| *w += coef * x);
+                }
+            }
+        }
+        Ok(Some(t))
+    }
+
+    fn dtype_summary(&self) -> String {
+        self.base.dtype_summary()
+    }
+}
+
+/// `files` with the adapter in `dir` merged into its weights, ready for
+/// [`crate::convert::write_hf_dir`].
+pub fn merge_files(mut files: ModelFiles, dir: &Path) -> Result<(ModelFiles, AdapterConfig)> {
+    let cfg = files.config.clone();
+    let (config, pairs) = read(dir, cfg.num_hidden_layers, &|n| target_dims(&cfg, n))?;
+    let scale = config.lora_config().scale() as f32;
+    let deltas = pairs
+        .into_iter()
+        .map(|p| {
+            let name = format!("{}.weight", super::module_path(p.layer, p.target));
+            (name, (scale, p))
+        })
+        .collect();
+    let base = std::mem::replace(&mut files.weights, Box::new(Empty));
+    files.weights = Box::new(MergedSource {
+        base,
+        deltas,
+        r: config.r,
+    });
+    Ok((files, config))
+}
+
+/// A placeholder while the base source moves into [`MergedSource`].
+struct Empty;
+
+impl WeightSource for Empty {
+    fn path(&self) -> &Path {
+        Path::new("")
+    }
+    fn tensor(&self, _: &str) -> Result<Option<F32Tensor>> {
+        Ok(None)
+    }
+    fn dtype_summary(&self) -> String {
+        String::new()
+    }
 }

@@ -1,0 +1,191 @@
+//! `sdft train`: LoRA fine-tuning of a model on a dataset (see docs/train.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use sdft_data::Template;
+use sdft_model::assets;
+use sdft_train::schedule::Decay;
+use sdft_train::{ResponseColumn, TrainBackend, TrainConfig, TrainJob, Trainer};
+
+/// `sdft train` arguments. Flags override the keys of `--config`; unset keys keep
+/// the paper's recipe.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// A .gguf file, an HF checkpoint directory, or a known name (smollm2-135m-instruct).
+    #[arg(long)]
+    model: String,
+    /// Training data: JSON, JSONL, CSV or Parquet (e.g. the output of `sdft distill`).
+    #[arg(long)]
+    data: PathBuf,
+    /// Prompt template: a preset name (`sdft template list`) or a TOML file.
+    #[arg(long)]
+    template: String,
+    /// Column holding the training target: `response` (distillation output) or
+    /// `output` (the dataset's own reference, detected by name).
+    #[arg(long, default_value = "output")]
+    response_column: String,
+    /// Run directory: adapter/, checkpoints/, metrics.csv, loss.svg, run.json.
+    #[arg(long)]
+    output: PathBuf,
+    /// TOML file of config keys (the flags' names with underscores).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue from the latest checkpoint in --output.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    lora_rank: Option<usize>,
+    #[arg(long)]
+    lora_alpha: Option<f64>,
+    #[arg(long)]
+    lora_dropout: Option<f64>,
+    /// Comma-separated PEFT names (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear.
+    #[arg(long, value_delimiter = ',')]
+    lora_targets: Option<Vec<String>>,
+    /// Scale adapters by alpha/sqrt(r) (rsLoRA).
+    #[arg(long)]
+    use_rslora: bool,
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// constant, linear or cosine.
+    #[arg(long)]
+    lr_scheduler: Option<String>,
+    #[arg(long)]
+    warmup_steps: Option<usize>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    max_steps: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    grad_accum: Option<usize>,
+    #[arg(long)]
+    cutoff_len: Option<usize>,
+    /// 0 turns clipping off.
+    #[arg(long)]
+    max_grad_norm: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Checkpoint every N optimizer steps (0: none).
+    #[arg(long)]
+    save_steps: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Group examples of similar length into micro-batches.
+    #[arg(long)]
+    group_by_length: bool,
+    /// Train on the first N examples.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+impl TrainArgs {
+    fn config(&self) -> Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(p) => TrainConfig::from_toml_file(p)?,
+            None => TrainConfig::default(),
+        };
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
+        }
+        set!(
+            lora_rank,
+            lora_alpha,
+            lora_dropout,
+            lora_targets,
+            learning_rate,
+            warmup_steps,
+            epochs
+        );
+        set!(
+            batch_size,
+            grad_accum,
+            cutoff_len,
+            max_grad_norm,
+            weight_decay,
+            save_steps,
+            seed
+        );
+        if let Some(v) = self.max_steps {
+            c.max_steps = Some(v);
+        }
+        if let Some(v) = self.limit {
+            c.limit = Some(v);
+        }
+        if self.use_rslora {
+            c.use_rslora = true;
+        }
+        if self.group_by_length {
+            c.group_by_length = true;
+        }
+        if let Some(s) = &self.lr_scheduler {
+            c.lr_scheduler = match s.as_str() {
+                "constant" => Decay::Constant,
+                "linear" => Decay::Linear,
+                "cosine" => Decay::Cosine,
+                other => anyhow::bail!(
+                    "config key `lr_scheduler`: expected constant, linear or cosine, found {other:?}"
+                ),
+            };
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    let config = args.config()?;
+    let job = TrainJob {
+        model: assets::resolve_model(&args.model)?,
+        data: args.data.clone(),
+        template: Template::load(&args.template)?,
+        response_column: ResponseColumn::parse(&args.response_column)?,
+        output: args.output.clone(),
+        config,
+        resume: args.resume,
+    };
+    let t0 = std::time::Instant::now();
+    let mut trainer = Trainer::<TrainBackend>::new(job, &Default::default())?;
+    tracing::info!(
+        examples = trainer.n_examples(),
+        steps = trainer.total_steps(),
+        start = trainer.start_step(),
+        secs = t0.elapsed().as_secs_f32(),
+        "training prepared"
+    );
+    let bar = ProgressBar::new(trainer.total_steps() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} step {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
+        )
+        .expect("valid template"),
+    );
+    bar.set_position(trainer.start_step() as u64);
+    bar.reset_eta();
+    let started = std::time::Instant::now();
+    let mut tokens = 0usize;
+    let summary = trainer.run(&mut |m, _| {
+        tokens += m.tokens;
+        let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!(
+            "loss {:.4} lr {:.2e} {:.0} tok/s",
+            m.loss, m.lr, rate
+        ));
+        bar.set_position(m.step as u64);
+    })?;
+    bar.finish();
+    eprintln!(
+        "trained {} steps: loss {} -> {}, {:.0} tokens/s; adapter in {}",
+        summary.steps,
+        summary.first_loss.map_or("-".into(), |l| format!("{l:.4}")),
+        summary.last_loss.map_or("-".into(), |l| format!("{l:.4}")),
+        summary.tokens_per_sec,
+        summary.adapter_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
