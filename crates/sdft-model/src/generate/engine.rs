@@ -303,12 +303,15 @@ impl<B: Backend> Engine<B> {
         }
         let mask =
             Tensor::<B, 4, Bool>::from_data(TensorData::new(mask, [slots, 1, 1, total]), device);
-        let mut at = vec![false; slots * total];
+        let kvh = self.model.config.num_key_value_heads;
+        let mut at = Vec::with_capacity(slots * kvh * 3);
         for (s, l) in lens.iter().enumerate() {
-            at[s * total + l] = true;
+            for h in 0..kvh {
+                at.extend([s as i64, h as i64, *l as i64]);
+            }
         }
         let write_at =
-            Tensor::<B, 4, Bool>::from_data(TensorData::new(at, [slots, 1, total, 1]), device);
+            Tensor::<B, 2, Int>::from_data(TensorData::new(at, [slots * kvh, 3]), device);
         let (cos, sin) = llama.rope.tables(positions);
         let step = DecodeStep {
             lens,

@@ -2,6 +2,7 @@
 //! position seen so far, kept on the device.
 
 use burn::prelude::*;
+use burn::tensor::IndexingUpdateOp;
 
 /// One layer's cached keys and values, `[batch, kv_heads, seq, head_dim]`.
 #[derive(Debug, Clone, Default)]
@@ -104,12 +105,16 @@ impl<B: Backend> SlotKv<B> {
     }
 
     /// Writes every slot's new key/value `[slots, kv_heads, 1, head_dim]` at that
-    /// slot's own position in one pass over the cache: `at` `[slots, 1, capacity, 1]`
-    /// is true at each slot's write position (see [`DecodeStep::write_at`]).
-    pub fn write_step(&mut self, at: &Tensor<B, 4, Bool>, k: Tensor<B, 4>, v: Tensor<B, 4>) {
+    /// slot's own position with one scatter per tensor: `at` `[slots * kv_heads, 3]`
+    /// holds the `(slot, head, position)` of each row (see [`DecodeStep::write_at`]).
+    pub fn write_step(&mut self, at: &Tensor<B, 2, Int>, k: Tensor<B, 4>, v: Tensor<B, 4>) {
+        let [s, h, _, d] = k.dims();
         let (kc, vc) = self.take();
-        self.k = Some(kc.mask_where(at.clone(), k));
-        self.v = Some(vc.mask_where(at.clone(), v));
+        let put = |cache: Tensor<B, 4>, x: Tensor<B, 4>| {
+            cache.scatter_nd(at.clone(), x.reshape([s * h, d]), IndexingUpdateOp::Assign)
+        };
+        self.k = Some(put(kc, k));
+        self.v = Some(put(vc, v));
     }
 
     /// Writes keys/values `[1, kv_heads, len, head_dim]` into `slot` at positions
@@ -129,8 +134,9 @@ impl<B: Backend> SlotKv<B> {
 /// positions past each slot's length.
 pub struct DecodeStep<B: Backend> {
     pub lens: Vec<usize>,
-    /// `[slots, 1, capacity, 1]`, true at each slot's write position (its length).
-    pub write_at: Tensor<B, 4, Bool>,
+    /// `[slots * kv_heads, 3]`: the `(slot, head, position)` each slot's new key
+    /// and value go to (position = the slot's length).
+    pub write_at: Tensor<B, 2, Int>,
     pub cos: Tensor<B, 4>,
     pub sin: Tensor<B, 4>,
     pub mask: Tensor<B, 4, Bool>,
