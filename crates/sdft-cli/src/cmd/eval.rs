@@ -26,7 +26,7 @@ pub enum EvalCommand {
     /// prediction with id, prediction, reference).
     Score(ScoreArgs),
     /// Run benchmarks on a model: results.json and per-row Parquet in RUN_DIR.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -127,7 +127,7 @@ pub struct RunArgs {
 pub fn run(cmd: EvalCommand) -> Result<ExitCode> {
     match cmd {
         EvalCommand::Score(a) => score(a),
-        EvalCommand::Run(a) => run_benchmarks(a),
+        EvalCommand::Run(a) => run_benchmarks(*a),
     }
 }
 

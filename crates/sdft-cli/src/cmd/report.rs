@@ -25,6 +25,9 @@ pub struct ReportArgs {
     task: Option<String>,
 }
 
+/// A benchmark's primary metric per run: (percent, stderr in points).
+type BenchValues = (String, Vec<Option<(f64, f64)>>);
+
 const PALETTE: [RGBColor; 6] = [
     RGBColor(0x4c, 0x72, 0xb0),
     RGBColor(0xdd, 0x84, 0x52),
@@ -40,12 +43,7 @@ fn plot_err<E: std::fmt::Debug>(path: &Path) -> impl FnOnce(E) -> anyhow::Error 
 
 /// One grouped bar chart: the primary metric of each benchmark of a family, one
 /// bar per run, with a ±1 standard error whisker.
-fn bar_chart(
-    path: &Path,
-    family: &str,
-    runs: &[Run],
-    benches: &[(String, Vec<Option<(f64, f64)>>)],
-) -> Result<()> {
+fn bar_chart(path: &Path, family: &str, runs: &[Run], benches: &[BenchValues]) -> Result<()> {
     let root = SVGBackend::new(path, (160 + 140 * benches.len() as u32, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err(path))?;
     let nb = benches.len();
@@ -105,7 +103,6 @@ fn bar_chart(
         .draw()
         .map_err(plot_err(path))?;
     root.present().map_err(plot_err(path))?;
-    let _ = family;
     Ok(())
 }
 
@@ -164,7 +161,7 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
     let mut md = String::from("# sdft report\n\nValues in percent, ± one standard error, n rows; later runs show the change against the first run in percentage points. Bold: each benchmark's primary metric.\n\n");
     md.push_str(&table);
     // Families of primary metrics.
-    let mut families: BTreeMap<String, Vec<(String, Vec<Option<(f64, f64)>>)>> = BTreeMap::new();
+    let mut families: BTreeMap<String, Vec<BenchValues>> = BTreeMap::new();
     for l in lines(&runs).into_iter().filter(|l| l.primary) {
         let values = l
             .values
