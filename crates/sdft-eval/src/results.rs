@@ -19,11 +19,17 @@ use crate::{Error, Metric, Result};
 /// The model a run evaluated.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
-    /// What the user passed (a path or a known name), plus an adapter if any.
+    /// What the user passed: a path or a known name.
     pub id: String,
     /// SHA-256 of the model file, when it is one file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// The LoRA adapter merged into the model, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+    /// SHA-256 of the adapter's weights (`adapter_model.safetensors`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_sha256: Option<String>,
 }
 
 /// How a benchmark was run.

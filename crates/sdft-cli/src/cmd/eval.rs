@@ -290,9 +290,19 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     opts.samples = a.samples.max(1);
     opts.allow_code_execution = a.exec.allow_code_execution;
     opts.exec_limits = a.exec.limits()?;
+    let adapter_weights = a
+        .load
+        .adapter
+        .as_ref()
+        .map(|d| d.join("adapter_model.safetensors"))
+        .filter(|p| p.is_file());
     opts.model = ModelInfo {
         id: a.load.model.clone(),
         sha256: model_sha,
+        adapter: a.load.adapter.as_ref().map(|d| d.display().to_string()),
+        adapter_sha256: adapter_weights
+            .map(|p| assets::sha256_file(&p))
+            .transpose()?,
     };
     opts.bos = bos;
     opts.alpaca_reference = a.alpacaeval_reference.clone();
