@@ -66,7 +66,7 @@ fn score_gsm8k_and_openfunctions_predictions() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     // 2 of 4 right; scores 1,0,1,0: stderr = sqrt((4 * 0.25 / 3) / 4) = 28.87%
     assert!(
-        stdout.contains("accuracy: 50.00% ± 28.87 (n=4)"),
+        stdout.contains("accuracy: 50.00% ± 28.87 (n=4; 2 / 4)"),
         "{stdout}"
     );
     assert!(stdout.contains("lm_eval_flexible: 50.00%"), "{stdout}");
@@ -83,7 +83,7 @@ fn score_gsm8k_and_openfunctions_predictions() {
     )
     .unwrap();
     let out2 = dir.path().join("calls_scored.jsonl");
-    ok(&[
+    let o = ok(&[
         "eval",
         "score",
         "--task",
@@ -93,6 +93,11 @@ fn score_gsm8k_and_openfunctions_predictions() {
         "--output",
         s(&out2),
     ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("partial: 50.00% ± 0.00 (n=1; 0.5 / 1)"),
+        "{stdout}"
+    );
     assert_eq!(
         lines(&out2)[0],
         json!({"id": "1", "score": 0.5, "extracted": "math.gcd(12, 18)"})

@@ -143,10 +143,13 @@ fn task(t: TaskArg) -> ScoreTask {
 }
 
 fn fmt_metric(name: &str, m: &Metric) -> String {
+    // The credit sum as the paper's scripts print it, e.g. "23.5 / 112".
     format!(
-        "{name}: {:.2}% ± {:.2} (n={})",
+        "{name}: {:.2}% ± {:.2} (n={}; {} / {})",
         m.percent(),
         100.0 * m.stderr,
+        m.n,
+        (m.value * m.n as f64 * 100.0).round() / 100.0,
         m.n
     )
 }
