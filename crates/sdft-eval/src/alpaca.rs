@@ -156,10 +156,17 @@ pub fn judge(
     }
     let mut replies = Vec::with_capacity(reqs.len());
     for c in reqs.chunks(chunk.max(2)) {
-        let out = judge.generate(c, params).map_err(|e| Error::Model {
-            benchmark: "alpacaeval judge".into(),
-            source: e,
-        })?;
+        let base = replies.len();
+        let mut finished = 0;
+        let out = judge
+            .generate_each(c, params, &mut |_, _| {
+                finished += 1;
+                progress((base + finished) / 2);
+            })
+            .map_err(|e| Error::Model {
+                benchmark: "alpacaeval judge".into(),
+                source: e,
+            })?;
         if out.len() != c.len() {
             return Err(Error::CountMismatch {
                 benchmark: "alpacaeval judge".into(),
@@ -168,7 +175,6 @@ pub fn judge(
             });
         }
         replies.extend(out.into_iter().map(|c| c.text));
-        progress(replies.len() / 2);
     }
     let mut unparsed = 0;
     let mut scores = Vec::with_capacity(pairs.len());

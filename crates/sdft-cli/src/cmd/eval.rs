@@ -289,7 +289,9 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     opts.humaneval_path = humaneval;
     opts.limit = a.limit;
     opts.sampling = sampling;
-    opts.chunk = 4 * a.batch_size.max(1);
+    // Large calls keep the engine's continuous batching full; rows are still
+    // written (and resumable) one by one as they finish.
+    opts.chunk = 256.max(a.batch_size);
     opts.samples = a.samples.max(1);
     opts.allow_code_execution = a.exec.allow_code_execution;
     opts.exec_limits = a.exec.limits()?;
