@@ -9,6 +9,9 @@
 //! - `assets`: fetch the default model (SmolLM2-135M-Instruct) and the test assets
 //!   into `$SDFT_HOME` (default `~/.cache/sdft`), verified by SHA-256.
 //! - `bench generate [ARGS]`: the generation benchmark (release build).
+//! - `bench train`: training tokens/s of `sdft train` (release build).
+
+mod bench_train;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,7 +24,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   test [ARGS...]            fetch test assets (best effort), then run the workspace tests
   assets                    fetch the default model and the test assets into $SDFT_HOME
-  bench generate [ARGS...]  generation speed on SmolLM2-135M (--compare-llama-cpp DIR)";
+  bench generate [ARGS...]  generation speed on SmolLM2-135M (--compare-llama-cpp DIR)
+  bench train               LoRA training tokens/s on SmolLM2-135M (f32, CPU, seq 256)";
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -78,7 +82,13 @@ fn bench(args: &[String]) -> Result<()> {
                 .args(&args[1..]);
             run(cmd)
         }
-        _ => bail!("usage: cargo xtask bench generate [--compare-llama-cpp DIR [--llama-cpp-model F32.gguf]]"),
+        Some("train") => {
+            let mut cmd = cargo();
+            cmd.current_dir(workspace_root())
+                .args(["build", "--release", "--locked", "-p", "sdft-cli"]);
+            bench_train::run(&workspace_root(), cmd)
+        }
+        _ => bail!("usage: cargo xtask bench train | bench generate [--compare-llama-cpp DIR [--llama-cpp-model F32.gguf]]"),
     }
 }
 

@@ -225,8 +225,10 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let mut c = TrainConfig::default();
-        c.lora_rank = 0;
+        let c = TrainConfig {
+            lora_rank: 0,
+            ..TrainConfig::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("lora_rank"));
         let c = TrainConfig::default().with_lora(8, 16.0, &["qq_proj"]);
         let e = c.validate().unwrap_err().to_string();

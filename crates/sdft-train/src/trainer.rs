@@ -158,6 +158,13 @@ impl<B: AutodiffBackend> Trainer<B> {
             config: c.clone(),
         };
         let metrics_path = job.output.join("metrics.csv");
+        if job.resume && job.output.join("adapter").exists() {
+            return Err(Error::Data {
+                path: job.output.clone(),
+                message: "`output`: this run already finished (adapter/ exists); nothing to resume"
+                    .into(),
+            });
+        }
         let latest = if job.resume {
             checkpoint::latest(&job.output)?
         } else {
@@ -184,13 +191,14 @@ impl<B: AutodiffBackend> Trainer<B> {
             metrics::truncate_after(&metrics_path, state.step)?;
             tracing::info!(checkpoint = %dir.display(), step = state.step, "resuming");
         } else {
-            if job.output.join("adapter").exists() || metrics_path.exists() {
-                if !job.resume {
-                    return Err(Error::Data {
-                        path: job.output.clone(),
-                        message: "`output`: the run directory holds an earlier run; pass --resume or choose another".into(),
-                    });
-                }
+            if !job.resume && (job.output.join("adapter").exists() || metrics_path.exists()) {
+                return Err(Error::Data {
+                    path: job.output.clone(),
+                    message: "`output`: the run directory holds an earlier run; pass --resume or choose another".into(),
+                });
+            }
+            if job.resume {
+                tracing::warn!(output = %job.output.display(), "no checkpoint to resume from; starting from step 0");
             }
             let _ = std::fs::remove_file(&metrics_path);
         }

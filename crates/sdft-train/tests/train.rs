@@ -108,7 +108,17 @@ fn resume_from_a_checkpoint_reaches_the_same_adapter() {
     };
     let resumed = std::fs::read_to_string(part.join("metrics.csv")).unwrap();
     assert_eq!(no_time(&resumed), no_time(&csv));
-    // Resuming with another config is refused.
+    // Resuming a finished run is refused; so is resuming with another config.
+    let again = Trainer::<TrainBackend>::new(
+        job(dir.path(), "part", c.clone(), true),
+        &Default::default(),
+    );
+    assert!(again
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("already finished"));
+    std::fs::remove_dir_all(part.join("adapter")).unwrap();
     let mut other = c.clone();
     other.learning_rate = 1e-3;
     let err =
@@ -135,8 +145,10 @@ fn bad_input_names_the_key() {
             .expect("an error")
             .to_string()
     };
-    let mut c = TrainConfig::default();
-    c.lora_rank = 0;
+    let c = TrainConfig {
+        lora_rank: 0,
+        ..TrainConfig::default()
+    };
     assert!(err(job(dir.path(), "r", c, false)).contains("lora_rank"));
     let c = TrainConfig::default().with_lora(8, 16.0, &["attn"]);
     let e = err(job(dir.path(), "r", c, false));
