@@ -213,6 +213,20 @@ mod tests {
     }
 
     #[test]
+    fn response_column_picks_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("distilled.jsonl");
+        let row = r#"{"id": "a", "instruction": "q", "output": "orig", "original": "orig", "distilled": "new", "response": "new"}"#;
+        std::fs::write(&p, format!("{row}\n")).unwrap();
+        let ex = read_examples(&p, ResponseColumn::Response, None).unwrap();
+        assert_eq!(ex[0].output, "new");
+        let ex = read_examples(&p, ResponseColumn::Output, None).unwrap();
+        assert_eq!(ex[0].output, "orig");
+        let e = ResponseColumn::parse("answer").unwrap_err().to_string();
+        assert!(e.contains("response_column"), "{e}");
+    }
+
+    #[test]
     fn epoch_order_is_seeded_and_covers_all() {
         let lens = vec![5, 9, 1, 7, 3];
         let a = epoch_order(&lens, 2, 42, 0, false);

@@ -20,27 +20,32 @@ pub fn summed_nll<B: Backend>(
 ) -> Tensor<B, 1> {
     let ids: Vec<Vec<u32>> = seqs.iter().map(|s| s.ids.clone()).collect();
     let batch = PaddedBatch::right_padded(&ids);
-    let logits = llama.forward_batch(&batch, device);
-    let [b, s, v] = logits.dims();
-    if s < 2 {
-        return Tensor::zeros([1], device);
-    }
-    let n = s - 1;
-    let mut targets = vec![0i64; b * n];
-    let mut weights = vec![0f32; b * n];
+    let s = batch.max_len;
+    // Only the rows that predict a target go through the output head (the head is
+    // a fifth of a small model's work, and prompts are often half the tokens).
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
     for (i, seq) in seqs.iter().enumerate() {
         for t in 0..seq.ids.len().saturating_sub(1) {
             if seq.target[t + 1] {
-                targets[i * n + t] = seq.ids[t + 1] as i64;
-                weights[i * n + t] = 1.0;
+                rows.push((i * s + t) as i64);
+                targets.push(seq.ids[t + 1] as i64);
             }
         }
     }
-    let logp = log_softmax(logits.slice([0..b, 0..n, 0..v]), 2);
-    let idx = Tensor::<B, 3, Int>::from_data(TensorData::new(targets, [b, n, 1]), device);
-    let w = Tensor::<B, 2>::from_data(TensorData::new(weights, [b, n]), device);
-    let picked = logp.gather(2, idx).reshape([b, n]);
-    (picked * w).sum().neg()
+    let n = rows.len();
+    let (tokens, positions, mask) = batch.tensors::<B>(device);
+    let hidden = llama.forward(tokens, positions, mask, None);
+    if n == 0 {
+        // Zero, still part of the graph (so `backward` gives zero gradients).
+        return hidden.sum() * 0.0;
+    }
+    let [b, _, d] = hidden.dims();
+    let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [n]), device);
+    let picked_hidden = hidden.reshape([b * s, d]).select(0, rows);
+    let logp = log_softmax(llama.logits(picked_hidden), 1);
+    let idx = Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [n, 1]), device);
+    logp.gather(1, idx).sum().neg()
 }
 
 /// Names (`model.layers.0.self_attn.q_proj.lora_A`), shapes and values of every
