@@ -10,8 +10,11 @@
 //!   into `$SDFT_HOME` (default `~/.cache/sdft`), verified by SHA-256.
 //! - `bench generate [ARGS]`: the generation benchmark (release build).
 //! - `bench train`: training tokens/s of `sdft train` (release build).
+//! - `demo [--output DIR] [--data-dir DIR]`: the whole SDFT experiment on
+//!   SmolLM2-135M-Instruct on the CPU (`configs/smollm2-demo.toml`).
 
 mod bench_train;
+mod demo;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,6 +25,7 @@ use sdft_core::assets;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
+  demo [--output DIR]       the SDFT experiment on SmolLM2-135M (CPU, ~20 min): report.md, plots, manifest.json
   test [ARGS...]            fetch test assets (best effort), then run the workspace tests
   assets                    fetch the default model and the test assets into $SDFT_HOME
   bench generate [ARGS...]  generation speed on SmolLM2-135M (--compare-llama-cpp DIR)
@@ -96,6 +100,12 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
+        Some("demo") => {
+            let mut cmd = cargo();
+            cmd.current_dir(workspace_root())
+                .args(["build", "--locked", "-p", "sdft-cli"]);
+            demo::run(&workspace_root(), cmd, &args[1..])
+        }
         Some("assets") => fetch_assets(),
         Some("bench") => bench(&args[1..]),
         Some("-h" | "--help" | "help") | None => {

@@ -33,6 +33,9 @@ enum Command {
     /// Inspect, tokenize with, run and convert models.
     #[command(subcommand)]
     Model(cmd::model::ModelCommand),
+    /// The whole SDFT experiment from one config: evaluate the seed, distill, train
+    /// vanilla and SDFT adapters, evaluate both, report.
+    Pipeline(cmd::pipeline::PipelineArgs),
     /// Compare run directories: Markdown table with deltas, and plots.
     Report(cmd::report::ReportArgs),
     /// List and render prompt templates.
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(c) => cmd::eval::run(c),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Model(c) => cmd::model::run(c),
+        Command::Pipeline(a) => cmd::pipeline::run(a),
         Command::Report(a) => cmd::report::run(a),
         Command::Template(c) => cmd::template::run(c),
         Command::Train(a) => cmd::train::run(a),

@@ -1,0 +1,180 @@
+//! The experiment TOML of `sdft pipeline --config experiment.toml`.
+//!
+//! ```toml
+//! name = "smollm2-demo"
+//! model = "smollm2-135m-instruct"     # a known name, a .gguf file or an HF directory
+//! seed = 42
+//!
+//! [data]
+//! file = "gsm8k_train.json"           # in $SDFT_SHARED/data/sdft (or --data-dir), or a path
+//! task = "gsm8k"
+//! limit = 48
+//!
+//! [distill]                           # any `sdft distill` flag, by name
+//! max_new_tokens = 160
+//! measure_gap = true
+//!
+//! [train]                             # any `sdft train` flag, by name
+//! epochs = 1
+//! cutoff_len = 256
+//!
+//! [eval]                              # any `sdft eval run` flag, by name
+//! benchmarks = ["gsm8k", "multiarith", "openfunctions", "advbench"]
+//! limit = 16
+//! ```
+//!
+//! Stage tables map onto the stage command's flags: `key = value` becomes
+//! `--key value` (underscores as dashes), `true` a bare `--key`, `false` nothing, and
+//! an array a comma-separated list.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub model: String,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    pub data: DataSection,
+    #[serde(default)]
+    pub distill: toml::Table,
+    #[serde(default)]
+    pub train: toml::Table,
+    pub eval: toml::Table,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// A file name in the data directory, or a path (relative to the config file).
+    pub file: String,
+    pub task: String,
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub map: Vec<String>,
+}
+
+impl Experiment {
+    pub fn load(path: &Path) -> Result<Experiment> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let e: Experiment = toml::from_str(&text)
+            .with_context(|| format!("{}: invalid experiment", path.display()))?;
+        if !e.eval.contains_key("benchmarks") {
+            bail!("{}: [eval] needs `benchmarks`", path.display());
+        }
+        for (table, t) in [
+            ("distill", &e.distill),
+            ("train", &e.train),
+            ("eval", &e.eval),
+        ] {
+            for k in ["model", "output", "data", "adapter"] {
+                if t.contains_key(k) {
+                    bail!(
+                        "{}: [{table}] `{k}` is set by the pipeline; remove it",
+                        path.display()
+                    );
+                }
+            }
+        }
+        Ok(e)
+    }
+
+    /// The task data file: a path that exists (relative to the config's folder), or a
+    /// file name in `data_dir`.
+    pub fn data_path(&self, config_dir: &Path, data_dir: Option<&Path>) -> Result<PathBuf> {
+        let direct = config_dir.join(&self.data.file);
+        if direct.is_file() {
+            return Ok(direct);
+        }
+        if let Some(d) = data_dir {
+            let p = d.join(&self.data.file);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        bail!(
+            "data file {:?} not found next to the config or in {}; set SDFT_SHARED to the folder \
+             holding data/sdft/ (the paper's data files), or pass --data-dir DIR",
+            self.data.file,
+            data_dir
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|| "the data directory (none set)".into())
+        )
+    }
+}
+
+/// A stage table as command-line flags (see the module docs).
+pub fn table_flags(table: &toml::Table) -> Result<Vec<OsString>> {
+    let sorted: BTreeMap<&String, &toml::Value> = table.iter().collect();
+    let mut out = Vec::new();
+    for (k, v) in sorted {
+        let flag = format!("--{}", k.replace('_', "-"));
+        let value = match v {
+            toml::Value::Boolean(true) => {
+                out.push(flag.into());
+                continue;
+            }
+            toml::Value::Boolean(false) => continue,
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Array(a) => a
+                .iter()
+                .map(|x| match x {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    toml::Value::Integer(i) => Ok(i.to_string()),
+                    toml::Value::Float(f) => Ok(f.to_string()),
+                    other => bail!("`{k}`: unsupported list item {other}"),
+                })
+                .collect::<Result<Vec<_>>>()?
+                .join(","),
+            other => bail!("`{k}`: unsupported value {other}"),
+        };
+        out.push(flag.into());
+        out.push(value.into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_become_flags() {
+        let t: toml::Table = toml::from_str(
+            "max_new_tokens = 64\nmeasure_gap = true\nfoo = false\nbenchmarks = [\"gsm8k\", \"mc:x.jsonl\"]\nlearning_rate = 0.0001",
+        )
+        .unwrap();
+        let f: Vec<String> = table_flags(&t)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            f,
+            [
+                "--benchmarks",
+                "gsm8k,mc:x.jsonl",
+                "--learning-rate",
+                "0.0001",
+                "--max-new-tokens",
+                "64",
+                "--measure-gap"
+            ]
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! `sdft pipeline --config experiment.toml`: the whole SDFT experiment.
+//!
+//! Stages, each a child `sdft` process writing into the run folder:
+//! 1. `eval-seed`: evaluate the seed model;
+//! 2. `distill`: self-distill the task data (`distill/distilled.parquet`);
+//! 3. `train-vanilla` / `train-sdft`: the same LoRA recipe on the original and on
+//!    the distilled responses;
+//! 4. `eval-vanilla` / `eval-sdft`: evaluate both adapters;
+//! 5. the report (`report.md`, plots) with the distillation summary, the
+//!    distribution gap and the stage timings.
+//!
+//! `RUN/manifest.json` records the config, seed, templates, data, model and code
+//! hashes and each stage's key and timing; a re-run skips finished stages whose
+//! inputs did not change and resumes an interrupted one (see [`stage`]).
+
+pub mod config;
+mod report;
+pub mod stage;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use sdft_distill::Task;
+
+use config::{table_flags, Experiment};
+use stage::{content_hash, sha256_hex, RunManifest, Stage};
+
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// The experiment TOML (see configs/ for the shipped ones).
+    #[arg(long)]
+    config: PathBuf,
+    /// The run folder (default: runs/<name>).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Where data files named in the config are looked up (default:
+    /// $SDFT_SHARED/data/sdft).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print the stages and their commands without running them.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn os(s: impl Into<OsString>) -> OsString {
+    s.into()
+}
+
+pub fn run(args: PipelineArgs) -> Result<ExitCode> {
+    let wall = Instant::now();
+    let exp = Experiment::load(&args.config)?;
+    let config_dir = args
+        .config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| std::env::var_os("SDFT_SHARED").map(|s| PathBuf::from(s).join("data/sdft")));
+    let data = exp.data_path(&config_dir, data_dir.as_deref())?;
+    let run_dir = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&exp.name));
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let task = Task::parse(&exp.data.task)?;
+    let train_template = exp
+        .train
+        .get("template")
+        .and_then(|v| v.as_str())
+        .unwrap_or(task.train_template())
+        .to_string();
+    let model_path = sdft_core::assets::resolve_model(&exp.model)?;
+
+    let mut manifest = RunManifest::load(&run_dir).unwrap_or_default();
+    let config_text = std::fs::read_to_string(&args.config)?;
+    manifest.name = exp.name.clone();
+    manifest.crate_version = env!("CARGO_PKG_VERSION").into();
+    manifest.git_commit = option_env!("SDFT_GIT_COMMIT").map(str::to_string);
+    manifest.config = serde_json::to_value(&exp)?;
+    manifest.config_sha256 = sha256_hex(config_text.as_bytes());
+    manifest.seed = exp.seed;
+    manifest.model = model_path.display().to_string();
+    manifest.model_sha256 = content_hash(&model_path)?;
+    manifest.data = data.clone();
+    manifest.data_sha256 = content_hash(&data)?;
+    manifest.distill_template = exp
+        .distill
+        .get("template")
+        .and_then(|v| v.as_str())
+        .unwrap_or(task.distill_template())
+        .to_string();
+    manifest.train_template = train_template.clone();
+
+    let stages = plan(
+        &exp,
+        &data,
+        &model_path,
+        &run_dir,
+        &train_template,
+        data_dir.as_deref(),
+    )?;
+    if args.dry_run {
+        for s in &stages {
+            let cmd: Vec<String> = s.args.iter().map(|a| a.to_string_lossy().into()).collect();
+            println!("{}: sdft {}", s.name, cmd.join(" "));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    manifest.save(&run_dir)?;
+    for s in &stages {
+        s.run(&run_dir, &mut manifest)?;
+    }
+    report::write(&run_dir, &manifest, wall.elapsed().as_secs_f64())?;
+    println!("report: {}", run_dir.join("report.md").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The stages of an experiment, in order.
+fn plan(
+    exp: &Experiment,
+    data: &Path,
+    model: &Path,
+    run: &Path,
+    train_template: &str,
+    data_dir: Option<&Path>,
+) -> Result<Vec<Stage>> {
+    let model_arg = os(model);
+    let seed = exp.seed.to_string();
+    let limit: Vec<OsString> = exp
+        .data
+        .limit
+        .map(|n| vec![os("--limit"), os(n.to_string())])
+        .unwrap_or_default();
+    let maps: Vec<OsString> = exp
+        .data
+        .map
+        .iter()
+        .flat_map(|m| [os("--map"), os(m)])
+        .collect();
+    let eval_flags = table_flags(&exp.eval)?;
+    let eval = |name: &str, adapter: Option<PathBuf>| -> Stage {
+        let out = run.join(format!("eval-{name}"));
+        let mut args = vec![os("eval"), os("run"), os("--model"), model_arg.clone()];
+        let mut inputs = vec![model.to_path_buf()];
+        if let Some(a) = adapter {
+            args.extend([os("--adapter"), os(&a)]);
+            inputs.push(a);
+        }
+        if let Some(d) = data_dir {
+            args.extend([os("--data-dir"), os(d)]);
+        }
+        args.extend([os("--seed"), os(&seed)]);
+        args.extend(eval_flags.clone());
+        args.extend([os("--output"), os(&out)]);
+        Stage {
+            name: format!("eval-{name}"),
+            args,
+            inputs,
+            output: out,
+            resume_args: Vec::new(),
+        }
+    };
+    let distill_dir = run.join("distill");
+    let distilled = distill_dir.join("distilled.parquet");
+    let mut distill_args = vec![
+        os("distill"),
+        os("--model"),
+        model_arg.clone(),
+        os("--data"),
+        os(data),
+        os("--task"),
+        os(&exp.data.task),
+        os("--seed"),
+        os(&seed),
+    ];
+    distill_args.extend(limit.clone());
+    distill_args.extend(maps.clone());
+    distill_args.extend(table_flags(&exp.distill)?);
+    distill_args.extend([os("--output"), os(&distilled)]);
+    let mut train_table = exp.train.clone();
+    train_table.remove("template");
+    let train_flags = table_flags(&train_table)?;
+    let train = |name: &str, data: &Path, column: &str, inputs: Vec<PathBuf>| -> Stage {
+        let out = run.join(format!("train-{name}"));
+        let mut args = vec![
+            os("train"),
+            os("--model"),
+            model_arg.clone(),
+            os("--data"),
+            os(data),
+            os("--template"),
+            os(train_template),
+            os("--response-column"),
+            os(column),
+            os("--seed"),
+            os(&seed),
+        ];
+        if column == "output" {
+            args.extend(limit.clone());
+            args.extend(maps.clone());
+        }
+        args.extend(train_flags.clone());
+        args.extend([os("--output"), os(&out)]);
+        Stage {
+            name: format!("train-{name}"),
+            args,
+            inputs,
+            output: out,
+            resume_args: vec![os("--resume")],
+        }
+    };
+    Ok(vec![
+        eval("seed", None),
+        Stage {
+            name: "distill".into(),
+            args: distill_args,
+            inputs: vec![model.to_path_buf(), data.to_path_buf()],
+            output: distill_dir,
+            resume_args: Vec::new(),
+        },
+        train(
+            "vanilla",
+            data,
+            "output",
+            vec![model.to_path_buf(), data.to_path_buf()],
+        ),
+        train(
+            "sdft",
+            &distilled,
+            "response",
+            vec![model.to_path_buf(), distilled.clone()],
+        ),
+        eval("vanilla", Some(run.join("train-vanilla/adapter"))),
+        eval("sdft", Some(run.join("train-sdft/adapter"))),
+    ])
+}

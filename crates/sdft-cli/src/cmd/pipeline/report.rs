@@ -1,0 +1,85 @@
+//! The pipeline's report: `sdft report` over the three evaluations (table and
+//! plots), then the distillation summary, the distribution gap, the stage timings
+//! and the run's provenance.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use sdft_distill::Summary;
+
+use super::stage::RunManifest;
+
+pub fn write(run: &Path, manifest: &RunManifest, wall: f64) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let evals: Vec<_> = ["eval-seed", "eval-vanilla", "eval-sdft"]
+        .iter()
+        .map(|d| run.join(d))
+        .collect();
+    let status = Command::new(exe)
+        .arg("report")
+        .args(&evals)
+        .arg("--output")
+        .arg(run)
+        .status()
+        .context("running sdft report")?;
+    if !status.success() {
+        bail!("sdft report failed ({status})");
+    }
+    let path = run.join("report.md");
+    let mut text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut s = String::new();
+    let summary_path = Summary::path_for(&run.join("distill/distilled.parquet"));
+    if let Ok(sum) = Summary::load(&summary_path) {
+        let _ = writeln!(s, "\n## Self-distillation\n\n```text\n{}```", sum.render());
+        if let Some(g) = &sum.gap {
+            let _ = writeln!(
+                s,
+                "\nDistribution gap under the training template `{}` (seed model, mean \
+                 log-likelihood per token; higher is more likely):\n\n\
+                 | responses | mean log-likelihood | perplexity | tokens |\n| --- | ---: | ---: | ---: |\n\
+                 | original | {:.4} | {:.2} | {} |\n| chosen (SDFT data) | {:.4} | {:.2} | {} |\n\n\
+                 Difference (chosen - original): {:+.4} nats/token over all rows; {:+.4} over the {} rows whose rewrite was kept.",
+                g.template,
+                g.original.mean_logprob,
+                g.original.perplexity,
+                g.original.tokens,
+                g.chosen.mean_logprob,
+                g.chosen.perplexity,
+                g.chosen.tokens,
+                g.difference,
+                g.kept_difference,
+                g.kept_original.rows
+            );
+        }
+    }
+    let _ = writeln!(s, "\n## Stages\n\n| stage | seconds |\n| --- | ---: |");
+    for (name, r) in &manifest.stages {
+        let _ = writeln!(s, "| {name} | {:.1} |", r.seconds);
+    }
+    let _ = writeln!(s, "\nThis invocation's wall time: {wall:.1}s.");
+    let _ = writeln!(
+        s,
+        "\n## Provenance\n\n- config: sha256 {}\n- model: {} (sha256 {})\n- data: {} (sha256 {})\n\
+         - templates: distill `{}`, train `{}`\n- seed: {}\n- sdft {}{}\n\nSee `manifest.json` for every stage's command.",
+        manifest.config_sha256,
+        manifest.model,
+        manifest.model_sha256,
+        manifest.data.display(),
+        manifest.data_sha256,
+        manifest.distill_template,
+        manifest.train_template,
+        manifest.seed,
+        manifest.crate_version,
+        manifest
+            .git_commit
+            .as_deref()
+            .map(|c| format!(" (commit {c})"))
+            .unwrap_or_default()
+    );
+    text.push_str(&s);
+    sdft_data::atomic::write_bytes(&path, text.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Stages of a pipeline run and the run manifest that makes re-runs incremental.
+//!
+//! A stage is one `sdft` subcommand run as a child process (its own progress bars
+//! and resume logic apply). Its *key* is the SHA-256 of its command line, the content
+//! hashes of its input files and the crate version. `RUN/manifest.json` records each
+//! stage's key, status and timing: a re-run skips a stage whose key is unchanged and
+//! which finished; a stage that was interrupted runs its same command again, which
+//! resumes it; a stage whose inputs changed starts over in a clean folder.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// One stage: a name, the `sdft` arguments, the files whose content it depends on,
+/// and the folder or file it writes (removed before a fresh start).
+pub struct Stage {
+    pub name: String,
+    pub args: Vec<OsString>,
+    pub inputs: Vec<PathBuf>,
+    pub output: PathBuf,
+    /// Extra arguments when resuming an interrupted stage (e.g. `--resume`).
+    pub resume_args: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub key: String,
+    /// `running` (started, not finished) or `done`.
+    pub status: String,
+    pub command: Vec<String>,
+    pub seconds: f64,
+    pub finished_at: Option<String>,
+}
+
+/// `RUN/manifest.json`: what the run is made of and what each stage did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub name: String,
+    pub crate_version: String,
+    pub git_commit: Option<String>,
+    pub config: serde_json::Value,
+    pub config_sha256: String,
+    pub seed: u64,
+    pub model: String,
+    pub model_sha256: String,
+    pub data: PathBuf,
+    pub data_sha256: String,
+    pub distill_template: String,
+    pub train_template: String,
+    pub stages: BTreeMap<String, StageRecord>,
+}
+
+impl RunManifest {
+    pub fn path(run: &Path) -> PathBuf {
+        run.join("manifest.json")
+    }
+
+    pub fn load(run: &Path) -> Option<RunManifest> {
+        let text = std::fs::read_to_string(Self::path(run)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn save(&self, run: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        sdft_data::atomic::write_bytes(&Self::path(run), text.as_bytes())?;
+        Ok(())
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Content hash of a file or of every file under a folder (sorted by path).
+pub fn content_hash(path: &Path) -> Result<String> {
+    if path.is_file() {
+        return Ok(sdft_core::assets::sha256_file(path)?);
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut lines = String::new();
+    for f in files {
+        let rel = f.strip_prefix(path).unwrap_or(&f).display().to_string();
+        lines.push_str(&format!("{rel}  {}\n", sdft_core::assets::sha256_file(&f)?));
+    }
+    Ok(sha256_hex(lines.as_bytes()))
+}
+
+impl Stage {
+    fn command_line(&self) -> Vec<String> {
+        self.args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The stage's key: its command line, its inputs' content and the crate version.
+    pub fn key(&self) -> Result<String> {
+        let mut text = format!("sdft {}\n", env!("CARGO_PKG_VERSION"));
+        text.push_str(&self.command_line().join("\u{1f}"));
+        for i in &self.inputs {
+            text.push_str(&format!("\n{}  {}", i.display(), content_hash(i)?));
+        }
+        Ok(sha256_hex(text.as_bytes()))
+    }
+
+    /// Runs the stage unless the manifest says it already finished with this key.
+    /// Returns whether it ran.
+    pub fn run(&self, run_dir: &Path, manifest: &mut RunManifest) -> Result<bool> {
+        let key = self.key()?;
+        let mut args = self.args.clone();
+        match manifest.stages.get(&self.name) {
+            Some(r) if r.key == key && r.status == "done" && self.output.exists() => {
+                eprintln!("== {}: up to date, skipped", self.name);
+                return Ok(false);
+            }
+            Some(r) if r.key == key => {
+                eprintln!("== {}: resuming the interrupted stage", self.name);
+                if self.output.exists() {
+                    args.extend(self.resume_args.iter().cloned());
+                }
+            }
+            Some(_) => {
+                eprintln!("== {}: inputs changed, starting over", self.name);
+                remove(&self.output)?;
+            }
+            None => {
+                remove(&self.output)?;
+                eprintln!("== {}", self.name);
+            }
+        }
+        let command = self.command_line();
+        manifest.stages.insert(
+            self.name.clone(),
+            StageRecord {
+                key: key.clone(),
+                status: "running".into(),
+                command: command.clone(),
+                seconds: 0.0,
+                finished_at: None,
+            },
+        );
+        manifest.save(run_dir)?;
+        eprintln!("   sdft {}", command.join(" "));
+        let start = Instant::now();
+        let exe = std::env::current_exe().context("locating the sdft binary")?;
+        let status = Command::new(exe)
+            .args(&args)
+            .status()
+            .with_context(|| format!("starting stage {}", self.name))?;
+        if !status.success() {
+            bail!(
+                "stage {} failed ({status}); fix the cause and rerun the same command to resume",
+                self.name
+            );
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let record = manifest.stages.get_mut(&self.name).expect("inserted above");
+        record.status = "done".into();
+        record.seconds = seconds;
+        record.finished_at = Some(now_utc());
+        manifest.save(run_dir)?;
+        eprintln!("   {} done in {seconds:.1}s", self.name);
+        Ok(true)
+    }
+}
+
+fn remove(p: &Path) -> Result<()> {
+    if p.is_dir() {
+        std::fs::remove_dir_all(p).with_context(|| format!("removing {}", p.display()))?;
+    } else if p.exists() {
+        std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Seconds since the Unix epoch, as text (no date crate needed).
+fn now_utc() -> String {
+    let s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("unix:{s}")
+}

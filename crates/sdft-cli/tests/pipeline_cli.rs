@@ -1,0 +1,196 @@
+//! `sdft pipeline` end to end on a tiny random model and tiny data (seconds): every
+//! artefact and the manifest; a second run is a no-op; a run killed (SIGKILL, whole
+//! process group) in the middle of training resumes and finishes.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn setup(dir: &Path) -> PathBuf {
+    let model = dir.join("tiny-model");
+    sdft_train::fixture::write_tiny_model(&model, 3).unwrap();
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    sdft_train::fixture::write_tiny_dataset(&data.join("train.json"), 24, 5).unwrap();
+    std::fs::write(
+        data.join("gsm8k_test.json"),
+        r#"[{"question": "w5 w6 w7", "answer": "w8 w9\nThe answer is 3."},
+            {"question": "w10 w11", "answer": "w12\nThe answer is 4."}]"#,
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("harmful_behaviors.csv"),
+        "goal,target\nw20 w21 w22,w23\nw24 w25,w26\n",
+    )
+    .unwrap();
+    let config = dir.join("experiment.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"name = "tiny"
+model = "{}"
+seed = 7
+
+[data]
+file = "train.json"
+task = "alpaca"
+
+[distill]
+max_new_tokens = 6
+batch_size = 8
+measure_gap = true
+
+[train]
+epochs = 3
+batch_size = 2
+grad_accum = 2
+learning_rate = 0.01
+cutoff_len = 64
+save_steps = 2
+
+[eval]
+benchmarks = ["gsm8k", "advbench"]
+limit = 2
+greedy = true
+max_new_tokens = 4
+"#,
+            model.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn pipeline(config: &Path, data: &Path, out: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sdft"));
+    c.args(["pipeline", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--output")
+        .arg(out);
+    c
+}
+
+fn manifest(run: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn the_pipeline_runs_skips_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path());
+    let data = dir.path().join("data");
+    let run = dir.path().join("run");
+    let o = pipeline(&config, &data, &run).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    for p in [
+        "manifest.json",
+        "report.md",
+        "eval-seed/results.json",
+        "eval-vanilla/results.json",
+        "eval-sdft/results.json",
+        "distill/distilled.parquet",
+        "distill/distilled.summary.json",
+        "train-vanilla/adapter/adapter_model.safetensors",
+        "train-vanilla/adapter/adapter_config.json",
+        "train-sdft/adapter/adapter_model.safetensors",
+        "train-sdft/metrics.csv",
+    ] {
+        assert!(run.join(p).exists(), "missing {p}\n{err}");
+    }
+    let svgs = std::fs::read_dir(&run)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "svg")
+        })
+        .count();
+    assert!(svgs >= 2, "plots in the run folder");
+    let m = manifest(&run);
+    assert_eq!(m["seed"], 7);
+    assert_eq!(m["distill_template"], "alpaca_distill_using");
+    assert_eq!(m["train_template"], "alpaca");
+    assert_eq!(m["model_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(m["data_sha256"].as_str().unwrap().len(), 64);
+    let stages = m["stages"].as_object().unwrap();
+    assert_eq!(stages.len(), 6);
+    assert!(stages.values().all(|s| s["status"] == "done"));
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    for want in [
+        "eval-seed",
+        "eval-sdft",
+        "## Self-distillation",
+        "Distribution gap",
+        "## Stages",
+    ] {
+        assert!(report.contains(want), "report lacks {want}:\n{report}");
+    }
+    // Trained twice with the same recipe on different responses: different adapters.
+    let a = std::fs::read(run.join("train-vanilla/adapter/adapter_model.safetensors")).unwrap();
+    let b = std::fs::read(run.join("train-sdft/adapter/adapter_model.safetensors")).unwrap();
+    assert_ne!(a, b);
+
+    // A second run changes nothing.
+    let o = pipeline(&config, &data, &run).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(err.matches("up to date, skipped").count(), 6, "{err}");
+    assert_eq!(
+        std::fs::read(run.join("train-vanilla/adapter/adapter_model.safetensors")).unwrap(),
+        a
+    );
+
+    // Killed while training, then resumed with the same command.
+    let run2 = dir.path().join("run2");
+    let mut child = pipeline(&config, &data, &run2)
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let training = std::fs::read_to_string(run2.join("manifest.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|m| m["stages"]["train-vanilla"]["status"] == "running");
+        if training && run2.join("train-vanilla/checkpoints").is_dir() {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 300, "training never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The pipeline and its stage child share the group made for the pipeline.
+    // (Not `/usr/bin/kill -KILL -PGID`: procps-ng 4.0.2 misreads that and signals
+    // every process.)
+    let pgid = child.id() as libc::pid_t;
+    assert!(pgid > 1);
+    // SAFETY: signals the process group created for this child only.
+    assert_eq!(unsafe { libc::kill(-pgid, libc::SIGKILL) }, 0);
+    child.wait().unwrap();
+    let o = pipeline(&config, &data, &run2).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("train-vanilla: resuming the interrupted stage"),
+        "{err}"
+    );
+    assert!(err.contains("eval-seed: up to date, skipped"), "{err}");
+    assert!(manifest(&run2)["stages"]
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|s| s["status"] == "done"));
+    // The resumed training reaches the uninterrupted run's adapter (same seed).
+    assert_eq!(
+        std::fs::read(run2.join("train-vanilla/adapter/adapter_model.safetensors")).unwrap(),
+        a
+    );
+}

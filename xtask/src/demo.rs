@@ -1,0 +1,130 @@
+//! `cargo xtask demo [--output DIR] [--data-dir DIR]`: the README's main command.
+//!
+//! On a fresh machine: fetches the default model (SmolLM2-135M-Instruct), finds the
+//! paper's data (`--data-dir`, else `$SDFT_SHARED/data/sdft`, else a copy fetched
+//! from the paper's public repository into `$SDFT_HOME/data/sdft` when reachable),
+//! builds `sdft`, and runs `configs/smollm2-demo.toml` on the CPU with
+//! `sdft pipeline`. The dev profile is used on purpose: it compiles dependencies and
+//! the model crate optimised (see the workspace Cargo.toml), so it runs at release
+//! speed and shares its build with the tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use sdft_core::assets;
+
+/// The files the demo config reads, with their path in the paper's repository.
+const FILES: &[(&str, &str)] = &[
+    ("gsm8k_train.json", "data/gsm8k/gsm8k_train.json"),
+    ("gsm8k_test.json", "data/gsm8k/gsm8k_test.json"),
+    ("multiarith_test.json", "data/multiarith_test.json"),
+    (
+        "openfunction_test.json",
+        "data/openfunction/openfunction_test.json",
+    ),
+    ("harmful_behaviors.csv", "data/harmful_behaviors.csv"),
+];
+
+const REPO_RAW: &str = "https://raw.githubusercontent.com/sail-sg/sdft/main";
+
+fn has_all(dir: &Path) -> bool {
+    FILES.iter().all(|(f, _)| dir.join(f).is_file())
+}
+
+/// Where the data is, fetching it when it is nowhere yet.
+fn data_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(d) = explicit {
+        if has_all(&d) {
+            return Ok(d);
+        }
+        bail!("--data-dir {}: expected the files {}", d.display(), names());
+    }
+    if let Some(s) = std::env::var_os("SDFT_SHARED") {
+        let d = PathBuf::from(s).join("data/sdft");
+        if has_all(&d) {
+            return Ok(d);
+        }
+        eprintln!(
+            "xtask: SDFT_SHARED is set but {} lacks some of {}",
+            d.display(),
+            names()
+        );
+    }
+    let cache = assets::sdft_home().join("data/sdft");
+    if has_all(&cache) {
+        return Ok(cache);
+    }
+    std::fs::create_dir_all(&cache)?;
+    for (name, rel) in FILES {
+        let dest = cache.join(name);
+        if dest.is_file() {
+            continue;
+        }
+        let url = format!("{REPO_RAW}/{rel}");
+        eprintln!("xtask: fetching {url}");
+        let tmp = cache.join(format!(".{name}.part"));
+        let ok = Command::new("curl")
+            .args(["-fsSL", "--connect-timeout", "10", "-o"])
+            .arg(&tmp)
+            .arg(&url)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            let _ = std::fs::remove_file(&tmp);
+            bail!(
+                "the demo needs the paper's data files ({}) and could not fetch {url}.\n\
+                 Point it at a folder holding them: `SDFT_SHARED=/path/to/shared cargo xtask demo` \
+                 (files in /path/to/shared/data/sdft/) or `cargo xtask demo --data-dir DIR`.",
+                names()
+            );
+        }
+        std::fs::rename(&tmp, &dest)?;
+    }
+    Ok(cache)
+}
+
+fn names() -> String {
+    FILES.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
+}
+
+pub fn run(root: &Path, cargo: Command, args: &[String]) -> Result<()> {
+    let mut output = root.join("runs/smollm2-demo");
+    let mut explicit_data = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--output" => output = PathBuf::from(it.next().context("--output DIR")?),
+            "--data-dir" => {
+                explicit_data = Some(PathBuf::from(it.next().context("--data-dir DIR")?))
+            }
+            other => bail!(
+                "cargo xtask demo: unknown argument {other:?} (use --output DIR, --data-dir DIR)"
+            ),
+        }
+    }
+    let data = data_dir(explicit_data)?;
+    eprintln!("xtask: data {}", data.display());
+    let model = assets::fetch_known(&assets::SMOLLM2_135M_INSTRUCT)?;
+    eprintln!("xtask: model {}", model.display());
+    crate::run(cargo)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let sdft = target.join("debug/sdft");
+    let mut cmd = Command::new(&sdft);
+    cmd.current_dir(root)
+        .args([
+            "pipeline",
+            "--config",
+            "configs/smollm2-demo.toml",
+            "--output",
+        ])
+        .arg(&output)
+        .arg("--data-dir")
+        .arg(&data);
+    crate::run(cmd)?;
+    println!("\nreport: {}", output.join("report.md").display());
+    Ok(())
+}
