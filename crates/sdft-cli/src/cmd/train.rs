@@ -37,10 +37,13 @@ pub struct TrainArgs {
     /// Continue from the latest checkpoint in --output.
     #[arg(long)]
     resume: bool,
+    /// LoRA rank r [config default: 8].
     #[arg(long)]
     lora_rank: Option<usize>,
+    /// LoRA scaling numerator [default: 16].
     #[arg(long)]
     lora_alpha: Option<f64>,
+    /// Dropout on the adapter input [default: 0.1].
     #[arg(long)]
     lora_dropout: Option<f64>,
     /// Comma-separated PEFT names (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj) or all-linear.
@@ -49,31 +52,40 @@ pub struct TrainArgs {
     /// Scale adapters by alpha/sqrt(r) (rsLoRA).
     #[arg(long)]
     use_rslora: bool,
+    /// Peak learning rate [default: 1e-4].
     #[arg(long)]
     learning_rate: Option<f64>,
-    /// constant, linear or cosine.
+    /// constant, linear or cosine [default: cosine].
     #[arg(long)]
     lr_scheduler: Option<String>,
+    /// Linear warmup steps [default: 0].
     #[arg(long)]
     warmup_steps: Option<usize>,
+    /// Epochs [default: 5].
     #[arg(long)]
     epochs: Option<usize>,
+    /// Stop after N optimizer steps (overrides --epochs).
     #[arg(long)]
     max_steps: Option<usize>,
+    /// Examples per micro-batch [default: 2].
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Micro-batches per optimizer step [default: 4].
     #[arg(long)]
     grad_accum: Option<usize>,
+    /// Token budget per example, split between prompt and response [default: 1024].
     #[arg(long)]
     cutoff_len: Option<usize>,
-    /// 0 turns clipping off.
+    /// Global gradient-norm clipping; 0 turns it off [default: 1.0].
     #[arg(long)]
     max_grad_norm: Option<f64>,
+    /// AdamW decoupled weight decay [default: 0].
     #[arg(long)]
     weight_decay: Option<f64>,
-    /// Checkpoint every N optimizer steps (0: none).
+    /// Checkpoint every N optimizer steps; 0: none [default: 1000].
     #[arg(long)]
     save_steps: Option<usize>,
+    /// Seed of data order, LoRA init and dropout [default: 42].
     #[arg(long)]
     seed: Option<u64>,
     /// Group examples of similar length into micro-batches.
