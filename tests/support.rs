@@ -29,3 +29,9 @@ pub fn shared_data() -> Option<PathBuf> {
         }
     }
 }
+
+/// The README's code examples, compiled (and where not marked `no_run`, run) as
+/// doctests of this crate, so they stay true to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
