@@ -117,7 +117,7 @@ pub fn run(args: PipelineArgs) -> Result<ExitCode> {
     for s in &stages {
         s.run(&run_dir, &mut manifest)?;
     }
-    report::write(&run_dir, &manifest, wall.elapsed().as_secs_f64())?;
+    report::write(&run_dir, &manifest, task.name(), wall.elapsed().as_secs_f64())?;
     println!("report: {}", run_dir.join("report.md").display());
     Ok(ExitCode::SUCCESS)
 }

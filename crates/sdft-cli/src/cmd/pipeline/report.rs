@@ -11,17 +11,40 @@ use sdft_distill::Summary;
 
 use super::stage::RunManifest;
 
-pub fn write(run: &Path, manifest: &RunManifest, wall: f64) -> Result<()> {
+/// The benchmark that measures the fine-tuning task itself (the x axis of the
+/// gain-vs-forgetting plot), for the tasks that have one.
+fn task_benchmark(task: &str) -> Option<&'static str> {
+    match task {
+        "gsm8k" => Some("gsm8k"),
+        "multiarith" => Some("multiarith"),
+        "openfunctions" | "openfunction" => Some("openfunctions"),
+        "magicoder" => Some("humaneval"),
+        _ => None,
+    }
+}
+
+/// Stages in the order they run.
+const ORDER: [&str; 6] = [
+    "eval-seed",
+    "distill",
+    "train-vanilla",
+    "train-sdft",
+    "eval-vanilla",
+    "eval-sdft",
+];
+
+pub fn write(run: &Path, manifest: &RunManifest, task: &str, wall: f64) -> Result<()> {
     let exe = std::env::current_exe()?;
     let evals: Vec<_> = ["eval-seed", "eval-vanilla", "eval-sdft"]
         .iter()
         .map(|d| run.join(d))
         .collect();
-    let status = Command::new(exe)
-        .arg("report")
-        .args(&evals)
-        .arg("--output")
-        .arg(run)
+    let mut cmd = Command::new(exe);
+    cmd.arg("report").args(&evals).arg("--output").arg(run);
+    if let Some(b) = task_benchmark(task) {
+        cmd.args(["--task", b]);
+    }
+    let status = cmd
         .status()
         .context("running sdft report")?;
     if !status.success() {
@@ -56,8 +79,10 @@ pub fn write(run: &Path, manifest: &RunManifest, wall: f64) -> Result<()> {
         }
     }
     let _ = writeln!(s, "\n## Stages\n\n| stage | seconds |\n| --- | ---: |");
-    for (name, r) in &manifest.stages {
-        let _ = writeln!(s, "| {name} | {:.1} |", r.seconds);
+    for name in ORDER {
+        if let Some(r) = manifest.stages.get(name) {
+            let _ = writeln!(s, "| {name} | {:.1} |", r.seconds);
+        }
     }
     let _ = writeln!(s, "\nThis invocation's wall time: {wall:.1}s.");
     let _ = writeln!(
