@@ -61,6 +61,31 @@ pub struct GapReport {
     pub kept_difference: f64,
 }
 
+impl GapReport {
+    /// A Markdown table of the gap (for reports).
+    pub fn markdown(&self) -> String {
+        let row = |name: &str, l: &Likelihood| {
+            format!(
+                "| {name} | {:.4} | {:.2} | {} |\n",
+                l.mean_logprob, l.perplexity, l.tokens
+            )
+        };
+        format!(
+            "Distribution gap under the training template `{}` (seed model, mean \
+             log-likelihood per token; higher is more likely):\n\n\
+             | responses | mean log-likelihood | perplexity | tokens |\n| --- | ---: | ---: | ---: |\n\
+             {}{}\nDifference (chosen - original): {:+.4} nats/token over all rows; {:+.4} \
+             over the {} rows whose rewrite was kept.\n",
+            self.template,
+            row("original", &self.original),
+            row("chosen (SDFT data)", &self.chosen),
+            self.difference,
+            self.kept_difference,
+            self.kept_original.rows
+        )
+    }
+}
+
 /// Scores every row's original and chosen response (the final turn, after its
 /// prompt and earlier turns) under `template`, in batches of `batch` requests,
 /// calling `progress(done, total)` after each batch. A row whose rewrite was not kept

@@ -44,9 +44,7 @@ pub fn write(run: &Path, manifest: &RunManifest, task: &str, wall: f64) -> Resul
     if let Some(b) = task_benchmark(task) {
         cmd.args(["--task", b]);
     }
-    let status = cmd
-        .status()
-        .context("running sdft report")?;
+    let status = cmd.status().context("running sdft report")?;
     if !status.success() {
         bail!("sdft report failed ({status})");
     }
@@ -58,24 +56,7 @@ pub fn write(run: &Path, manifest: &RunManifest, task: &str, wall: f64) -> Resul
     if let Ok(sum) = Summary::load(&summary_path) {
         let _ = writeln!(s, "\n## Self-distillation\n\n```text\n{}```", sum.render());
         if let Some(g) = &sum.gap {
-            let _ = writeln!(
-                s,
-                "\nDistribution gap under the training template `{}` (seed model, mean \
-                 log-likelihood per token; higher is more likely):\n\n\
-                 | responses | mean log-likelihood | perplexity | tokens |\n| --- | ---: | ---: | ---: |\n\
-                 | original | {:.4} | {:.2} | {} |\n| chosen (SDFT data) | {:.4} | {:.2} | {} |\n\n\
-                 Difference (chosen - original): {:+.4} nats/token over all rows; {:+.4} over the {} rows whose rewrite was kept.",
-                g.template,
-                g.original.mean_logprob,
-                g.original.perplexity,
-                g.original.tokens,
-                g.chosen.mean_logprob,
-                g.chosen.perplexity,
-                g.chosen.tokens,
-                g.difference,
-                g.kept_difference,
-                g.kept_original.rows
-            );
+            let _ = write!(s, "\n{}", g.markdown());
         }
     }
     let _ = writeln!(s, "\n## Stages\n\n| stage | seconds |\n| --- | ---: |");
