@@ -194,3 +194,62 @@ fn the_pipeline_runs_skips_and_resumes() {
         a
     );
 }
+
+/// Every shipped config parses, and every stage command it makes is one the stage
+/// accepts (checked by clap: the command line with `--help` appended).
+#[test]
+fn shipped_configs_make_valid_stage_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny-model");
+    sdft_train::fixture::write_tiny_model(&model, 3).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for f in [
+        "gsm8k_train.json",
+        "openfunction_train.json",
+        "alpaca_train.json",
+        "dolly_train.json",
+        "lima_train.json",
+    ] {
+        sdft_train::fixture::write_tiny_dataset(&data.join(f), 4, 1).unwrap();
+    }
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&configs).unwrap() {
+        let config = entry.unwrap().path();
+        if config.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        n += 1;
+        let o = pipeline(&config, &data, &dir.path().join("run"))
+            .arg("--model")
+            .arg(&model)
+            .arg("--dry-run")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            config.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let plan = String::from_utf8(o.stdout).unwrap();
+        assert_eq!(plan.lines().count(), 6, "{plan}");
+        for line in plan.lines() {
+            let (stage, cmd) = line.split_once(": sdft ").unwrap();
+            let mut args: Vec<&str> = cmd.split(' ').collect();
+            args.push("--help");
+            let o = Command::new(env!("CARGO_BIN_EXE_sdft"))
+                .args(&args)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{}: stage {stage}: {}",
+                config.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+    assert!(n >= 6, "the demo and the five paper configs");
+}

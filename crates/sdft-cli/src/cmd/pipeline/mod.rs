@@ -41,6 +41,10 @@ pub struct PipelineArgs {
     /// $SDFT_SHARED/data/sdft).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Use this model instead of the config's `model` (a known name, a .gguf file
+    /// or an HF directory).
+    #[arg(long)]
+    model: Option<String>,
     /// Print the stages and their commands without running them.
     #[arg(long)]
     dry_run: bool,
@@ -52,7 +56,10 @@ fn os(s: impl Into<OsString>) -> OsString {
 
 pub fn run(args: PipelineArgs) -> Result<ExitCode> {
     let wall = Instant::now();
-    let exp = Experiment::load(&args.config)?;
+    let mut exp = Experiment::load(&args.config)?;
+    if let Some(m) = &args.model {
+        exp.model = m.clone();
+    }
     let config_dir = args
         .config
         .parent()
@@ -117,7 +124,12 @@ pub fn run(args: PipelineArgs) -> Result<ExitCode> {
     for s in &stages {
         s.run(&run_dir, &mut manifest)?;
     }
-    report::write(&run_dir, &manifest, task.name(), wall.elapsed().as_secs_f64())?;
+    report::write(
+        &run_dir,
+        &manifest,
+        task.name(),
+        wall.elapsed().as_secs_f64(),
+    )?;
     println!("report: {}", run_dir.join("report.md").display());
     Ok(ExitCode::SUCCESS)
 }
