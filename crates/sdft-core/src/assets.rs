@@ -290,7 +290,7 @@ fn extract_verified(archive: &Path, assets: &[TestAsset], work: &Path) -> Result
         }
         let target = home.join(a.rel);
         if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| io(&dir, e))?;
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         }
         std::fs::rename(&tmp, &target).map_err(|e| io(&target, e))?;
     }
