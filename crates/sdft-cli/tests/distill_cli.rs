@@ -156,7 +156,7 @@ fn gsm8k_and_openfunctions_rows_distill_with_checks_and_gap() {
     let mut shards = Vec::new();
     for k in 0..2 {
         let p = dir.path().join(format!("of-{k}.parquet"));
-        ok(&mut distill(&m, &of, &p, &args).args(["--shard", &format!("{k}/2")]));
+        ok(distill(&m, &of, &p, &args).args(["--shard", &format!("{k}/2")]));
         shards.push(p);
     }
     let merged = dir.path().join("merged.parquet");

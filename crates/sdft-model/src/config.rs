@@ -190,7 +190,7 @@ impl LlamaConfig {
             expected,
             found,
         };
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return Err(bad(
                 "num_key_value_heads",
                 format!(
@@ -200,7 +200,7 @@ impl LlamaConfig {
                 self.num_key_value_heads.to_string(),
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(bad(
                 "head_dim",
                 "an even number (RoPE rotates pairs)".into(),
