@@ -16,17 +16,21 @@ fn main() {
         let wkn = Tensor::<B, 2>::random([k, n], burn::tensor::Distribution::Default, &dev);
         let wnk = Tensor::<B, 2>::random([n, k], burn::tensor::Distribution::Default, &dev);
         for (label, w) in [("[k,n]", wkn), ("[n,k]^T", wnk.transpose())] {
-        for m in [1usize, 16, 128] {
-            let x = Tensor::<B, 2>::random([m, k], burn::tensor::Distribution::Default, &dev);
-            let _ = linear(x.clone(), w.clone(), None).into_data();
-            let reps = 20;
-            let t = Instant::now();
-            for _ in 0..reps {
+            for m in [1usize, 16, 128] {
+                let x = Tensor::<B, 2>::random([m, k], burn::tensor::Distribution::Default, &dev);
                 let _ = linear(x.clone(), w.clone(), None).into_data();
+                let reps = 20;
+                let t = Instant::now();
+                for _ in 0..reps {
+                    let _ = linear(x.clone(), w.clone(), None).into_data();
+                }
+                let s = t.elapsed().as_secs_f64() / reps as f64;
+                println!(
+                    "{label:8} m={m:4} k={k:5} n={n:6}: {:8.3} ms  {:6.1} GFLOPS",
+                    s * 1e3,
+                    2.0 * (m * k * n) as f64 / s / 1e9
+                );
             }
-            let s = t.elapsed().as_secs_f64() / reps as f64;
-            println!("{label:8} m={m:4} k={k:5} n={n:6}: {:8.3} ms  {:6.1} GFLOPS", s * 1e3, 2.0 * (m * k * n) as f64 / s / 1e9);
-        }
         }
     }
 }

@@ -35,9 +35,8 @@ pub struct SamplingArgs {
 impl SamplingArgs {
     pub fn params(&self) -> Result<SamplingParams> {
         let preset = self.sampling.as_deref().unwrap_or("paper");
-        let mut p = SamplingParams::preset(preset).ok_or_else(|| {
-            anyhow::anyhow!("--sampling {preset}: expected `paper` or `greedy`")
-        })?;
+        let mut p = SamplingParams::preset(preset)
+            .ok_or_else(|| anyhow::anyhow!("--sampling {preset}: expected `paper` or `greedy`"))?;
         let greedy = self.greedy || p.temperature == 0.0;
         if self.greedy {
             p = SamplingParams {

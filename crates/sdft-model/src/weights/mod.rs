@@ -10,8 +10,8 @@ use std::path::Path;
 
 pub use build::{build_llama, LoadOptions};
 pub use gguf_source::{config_from_gguf, gguf_tensor_name, unpermute_rows, GgufWeights};
-pub use safetensors_dir::SafetensorsDir;
 pub(crate) use safetensors_dir::to_f32;
+pub use safetensors_dir::SafetensorsDir;
 
 use crate::Result;
 
