@@ -212,7 +212,7 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
         limit: data.limit,
         on_empty: data.on_empty.clone(),
     };
-    let (store, mut done) = ChunkStore::open(&a.output)?;
+    let (store, done) = ChunkStore::open(&a.output)?;
     check_same_run(&a.output, &manifest)?;
     let todo: Vec<Example> = examples
         .iter()
@@ -235,12 +235,16 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
     let distiller = Distiller::new(config);
     let mut store = store;
     let mut stats = sdft_distill::RunStats::default();
+    // Every row of this and earlier runs: the chunks found at the start, plus each
+    // row as the distiller hands it to the store (no second read of the chunks).
+    let mut all = done;
     if !todo.is_empty() {
         save_run_manifest(&a.output, &manifest)?;
         let bar = bar(todo.len(), "distill");
         let (mut kept, mut rows, mut tokens) = (0usize, 0usize, 0usize);
         let start = Instant::now();
         let mut on_row = |r: &DistilledRow| {
+            all.insert(r.id.clone(), r.clone());
             rows += 1;
             kept += r.kept as usize;
             tokens += r.completion_tokens.unwrap_or(0) as usize;
@@ -256,9 +260,6 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
         };
         bar.finish();
     }
-    // Everything written by this and earlier runs, in source order.
-    let (_, mut all) = ChunkStore::open(&a.output)?;
-    all.extend(done.drain());
     let skipped: HashSet<&str> = stats.skipped.iter().map(|s| s.id.as_str()).collect();
     let order: Vec<String> = examples
         .iter()
