@@ -27,6 +27,7 @@ pub mod convert;
 mod error;
 pub mod generate;
 pub mod gguf;
+pub mod kernels;
 mod load;
 pub mod model;
 pub mod tokenizer;

@@ -111,6 +111,18 @@ fn merged_and_unmerged_logits_agree_and_peft_round_trips() {
     let mut merged = load::<F32>(dir.path());
     merged.load_adapter(&adapter, true).unwrap();
     assert!(lora::adapters(&merged.llama).is_empty());
+    // Merging keeps the weights' layout, so generation with a merged adapter runs
+    // the CPU decode kernel (and an unmerged one the generic path).
+    if sdft_model::backend::backend_name() == "flex" {
+        assert!(sdft_model::kernels::cpu_decode_available(
+            &merged.llama,
+            &merged.config
+        ));
+        assert!(!sdft_model::kernels::cpu_decode_available(
+            &back.llama,
+            &back.config
+        ));
+    }
     let d = max_diff(&unmerged, &merged.logits_all(&ids).unwrap());
     assert!(d < 1e-4, "merged vs unmerged: {d}");
 

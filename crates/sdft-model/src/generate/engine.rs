@@ -42,10 +42,21 @@ pub struct Engine<B: Backend> {
     pub stop_ids: Vec<u32>,
 }
 
-/// The batched KV cache of every layer, with its capacity per slot.
+/// The batched KV cache of every layer, with its capacity per slot: on the
+/// device for the generic decode step, or in host memory for the CPU kernel
+/// ([`crate::kernels::decode`]).
 struct SlotCache<B: Backend> {
     layers: Vec<SlotKv<B>>,
+    #[cfg(feature = "flex")]
+    host: Option<HostCache>,
     capacity: usize,
+}
+
+/// The CPU decode kernel's weights and per-layer caches.
+#[cfg(feature = "flex")]
+struct HostCache {
+    views: crate::kernels::decode::ModelViews,
+    layers: Vec<crate::kernels::decode::HostKv>,
 }
 
 impl<B: Backend> Engine<B> {
@@ -212,11 +223,25 @@ impl<B: Backend> Engine<B> {
 
     fn new_cache(&self, slots: usize, capacity: usize) -> SlotCache<B> {
         let c = &self.model.config;
+        #[cfg(feature = "flex")]
+        if let Some(views) = crate::kernels::model_views(&self.model.llama, c) {
+            use crate::kernels::decode::HostKv;
+            let layers = (0..c.num_hidden_layers)
+                .map(|_| HostKv::zeros(slots, c.num_key_value_heads, capacity, c.head_dim))
+                .collect();
+            return SlotCache {
+                layers: Vec::new(),
+                host: Some(HostCache { views, layers }),
+                capacity,
+            };
+        }
         let shape = [slots, c.num_key_value_heads, capacity, c.head_dim];
         SlotCache {
             layers: (0..c.num_hidden_layers)
                 .map(|_| SlotKv::zeros(shape, &self.model.device))
                 .collect(),
+            #[cfg(feature = "flex")]
+            host: None,
             capacity,
         }
     }
@@ -230,6 +255,12 @@ impl<B: Backend> Engine<B> {
         for layer in cache.layers.iter_mut() {
             layer.grow(extra);
         }
+        #[cfg(feature = "flex")]
+        if let Some(host) = cache.host.as_mut() {
+            for layer in host.layers.iter_mut() {
+                layer.grow(capacity);
+            }
+        }
         cache.capacity = capacity;
     }
 
@@ -241,6 +272,21 @@ impl<B: Backend> Engine<B> {
         fill: &[(usize, usize)],
         cache: &mut SlotCache<B>,
     ) -> Result<Vec<Vec<f32>>> {
+        #[cfg(feature = "flex")]
+        if let Some(host) = cache.host.as_mut() {
+            use crate::kernels::decode::{forward, Row};
+            let mut rows = Vec::new();
+            let mut last = Vec::with_capacity(seqs.len());
+            for ((slot, _), seq) in fill.iter().zip(seqs) {
+                rows.extend(seq.iter().enumerate().map(|(pos, &token)| Row {
+                    slot: *slot,
+                    token,
+                    pos,
+                }));
+                last.push(rows.len() - 1);
+            }
+            return Ok(forward(&host.views, &rows, &mut host.layers, &last));
+        }
         let llama = &self.model.llama;
         let device = &self.model.device;
         let batch = PaddedBatch::right_padded(seqs);
@@ -286,6 +332,17 @@ impl<B: Backend> Engine<B> {
         let needed = lens.iter().max().copied().unwrap_or(0) + 1;
         if needed > cache.capacity {
             self.grow(cache, (cache.capacity * 2).max(needed));
+        }
+        #[cfg(feature = "flex")]
+        if let Some(host) = cache.host.as_mut() {
+            let tokens: Vec<Option<u32>> =
+                active.iter().map(|a| a.as_ref().map(|a| a.next)).collect();
+            return Ok(crate::kernels::decode::decode_step(
+                &host.views,
+                &tokens,
+                &lens,
+                &mut host.layers,
+            ));
         }
         let total = cache.capacity;
         let tokens: Vec<i64> = active

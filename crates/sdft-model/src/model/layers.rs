@@ -3,7 +3,7 @@
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::activation::silu;
-use burn::tensor::module::{attention, linear};
+use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use super::cache::{DecodeStep, LayerCache, SlotKv};
@@ -17,7 +17,7 @@ pub type Weight<B> = Param<Tensor<B, 2>>;
 /// matrix product (a batched product would stream the weights once per row).
 pub fn project<B: Backend>(x: Tensor<B, 3>, w: &Weight<B>) -> Tensor<B, 3> {
     let [b, s, d] = x.dims();
-    let out = linear(x.reshape([b * s, d]), w.val(), None);
+    let out = crate::kernels::linear(x.reshape([b * s, d]), w.val());
     let n = out.dims()[1];
     out.reshape([b, s, n])
 }

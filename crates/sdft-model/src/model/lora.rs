@@ -299,7 +299,11 @@ pub fn merge<B: Backend>(llama: &mut Llama<B>) {
             let (w, slot) = slot_mut(block, name).expect("known target");
             if let Some(l) = slot.take() {
                 let base = w.val();
-                let merged = base.clone() + l.delta_weight().cast(base.dtype());
+                // Summed in the `[out, in]` layout and transposed back, so the
+                // merged weight keeps the base's layout (a transposed view of
+                // row-major `[out, in]` data, which the CPU kernels read in place).
+                let delta = l.delta_weight().cast(base.dtype());
+                let merged = (base.transpose() + delta.transpose()).transpose();
                 *w = Param::from_tensor(merged);
             }
         }

@@ -8,7 +8,7 @@ pub mod rope;
 
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::module::{embedding, linear};
+use burn::tensor::module::embedding;
 
 pub use batch::PaddedBatch;
 pub use cache::{DecodeStep, KvCache, LayerCache, SlotKv};
@@ -71,7 +71,7 @@ impl<B: Backend> Llama<B> {
         let mut shape = hidden.dims();
         let d = shape[D - 1];
         let rows: usize = shape[..D - 1].iter().product();
-        let out = linear(hidden.reshape([rows, d]), self.lm_head.val(), None);
+        let out = crate::kernels::linear(hidden.reshape([rows, d]), self.lm_head.val());
         shape[D - 1] = out.dims()[1];
         out.reshape(shape)
     }

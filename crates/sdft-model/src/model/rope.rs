@@ -67,6 +67,11 @@ impl<B: Backend> Rope<B> {
         }
     }
 
+    /// The cos and sin tables, `[max_positions, head_dim]`.
+    pub fn raw(&self) -> (&Tensor<B, 2>, &Tensor<B, 2>) {
+        (&self.cos, &self.sin)
+    }
+
     pub fn max_positions(&self) -> usize {
         self.cos.dims()[0]
     }

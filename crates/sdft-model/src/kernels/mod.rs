@@ -1,0 +1,179 @@
+//! CPU kernels for the operations that dominate generation on the `flex` backend,
+//! behind backend-generic entry points.
+//!
+//! Each entry point takes and returns ordinary burn tensors. When the build has
+//! the `flex` feature and the tensors are flex `f32` tensors (inference; not
+//! under autodiff), it runs a kernel written for the model's layouts; otherwise it
+//! runs the same computation with burn's tensor operations, so CUDA, wgpu and
+//! training take the generic path unchanged. The choice is made at run time by
+//! the tensor primitive's type, so the model stays generic over the backend.
+//!
+//! - [`linear`]: `x · w` for a weight stored as a transposed view of PyTorch's
+//!   `[out, in]` data (see [`matmul`]).
+//! - `decode` (flex builds): a whole decode step with the key/value cache in host
+//!   memory, used by [`crate::Engine`] when [`model_views`] can read the model's
+//!   weights in place (flex `f32`, no unmerged LoRA adapter).
+
+#[cfg(feature = "flex")]
+pub mod decode;
+pub mod matmul;
+
+use burn::prelude::*;
+
+/// `x` `[rows, d_in]` times `w` `[d_in, d_out]`.
+///
+/// On flex, when `w` is a transposed view of `[d_out, d_in]` row-major data (how
+/// the model stores its weights) and there are few rows, the product runs as
+/// dot products of contiguous rows ([`matmul::matmul_nt`]); otherwise it is
+/// burn's `linear`.
+pub fn linear<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
+    #[cfg(feature = "flex")]
+    if let Some(out) = flex::linear::<B>(&x, &w) {
+        return out;
+    }
+    burn::tensor::module::linear(x, w, None)
+}
+
+/// The model's weights as host views for [`decode::decode_step`], or `None`
+/// when the backend is not flex, a weight is not `f32` in the expected layout, or
+/// the model carries unmerged LoRA adapters (the generic path handles those).
+#[cfg(feature = "flex")]
+pub fn model_views<B: Backend>(
+    llama: &crate::model::Llama<B>,
+    config: &crate::LlamaConfig,
+) -> Option<decode::ModelViews> {
+    use decode::{Expect, LayerViews, View};
+    let view = |t: &Tensor<B, 2>, e: Expect| View::new(flex::to_flex(t)?, e);
+    let vec = |t: &Tensor<B, 1>| View::new(flex::to_flex(t)?, Expect::Contiguous);
+    let mat = |w: &crate::model::Weight<B>| view(&w.val(), Expect::TransposedMatrix);
+    let mut layers = Vec::with_capacity(llama.layers.len());
+    for b in &llama.layers {
+        let (a, m) = (&b.attn, &b.mlp);
+        let adapters = [
+            &a.q_lora,
+            &a.k_lora,
+            &a.v_lora,
+            &a.o_lora,
+            &m.gate_lora,
+            &m.up_lora,
+            &m.down_lora,
+        ];
+        if adapters.iter().any(|l| l.is_some()) {
+            return None;
+        }
+        layers.push(LayerViews {
+            input_norm: vec(&b.input_norm.weight.val())?,
+            q: mat(&a.q_proj)?,
+            k: mat(&a.k_proj)?,
+            v: mat(&a.v_proj)?,
+            o: mat(&a.o_proj)?,
+            post_norm: vec(&b.post_norm.weight.val())?,
+            gate: mat(&m.gate_proj)?,
+            up: mat(&m.up_proj)?,
+            down: mat(&m.down_proj)?,
+        });
+    }
+    let (cos, sin) = llama.rope.raw();
+    let [vocab, dim] = llama.embed_tokens.val().dims();
+    Some(decode::ModelViews {
+        embed: view(&llama.embed_tokens.val(), Expect::Contiguous)?,
+        layers,
+        norm: vec(&llama.norm.weight.val())?,
+        head: mat(&llama.lm_head)?,
+        cos: view(cos, Expect::Contiguous)?,
+        sin: view(sin, Expect::Contiguous)?,
+        dim,
+        hidden: config.intermediate_size,
+        vocab,
+        n_heads: config.num_attention_heads,
+        n_kv_heads: config.num_key_value_heads,
+        head_dim: config.head_dim,
+        eps: config.rms_norm_eps as f32,
+    })
+}
+
+/// True when generation on this model runs the CPU decode kernel (a flex build,
+/// `f32` weights in the layout the kernels read, no unmerged LoRA adapter).
+pub fn cpu_decode_available<B: Backend>(
+    llama: &crate::model::Llama<B>,
+    config: &crate::LlamaConfig,
+) -> bool {
+    #[cfg(feature = "flex")]
+    return model_views(llama, config).is_some();
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (llama, config);
+        false
+    }
+}
+
+/// Row counts up to which [`matmul::matmul_nt`] beats burn-flex's packed gemm
+/// (measured with `cargo run --release -p sdft-model --example matmul_layout`).
+pub const NT_MAX_ROWS: usize = 64;
+
+#[cfg(feature = "flex")]
+pub(crate) mod flex {
+    //! Moving between generic tensors and burn-flex's primitive.
+
+    use std::any::Any;
+
+    use burn::prelude::*;
+    use burn::tensor::{DType, TensorPrimitive};
+    use burn_flex::FlexTensor;
+
+    /// The flex primitive behind `t`, when `B` is the flex backend and `t` holds
+    /// `f32` (a cheap handle clone; the data is shared).
+    pub fn to_flex<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<FlexTensor> {
+        let TensorPrimitive::Float(p) = t.clone().into_primitive() else {
+            return None;
+        };
+        let any: Box<dyn Any> = Box::new(p);
+        let f = *any.downcast::<FlexTensor>().ok()?;
+        (f.dtype() == DType::F32).then_some(f)
+    }
+
+    /// Wraps a flex primitive as a tensor of `B` (only called after [`to_flex`]
+    /// succeeded for `B`, so `B`'s primitive is `FlexTensor`).
+    pub fn from_flex<B: Backend, const D: usize>(f: FlexTensor) -> Tensor<B, D> {
+        let any: Box<dyn Any> = Box::new(f);
+        let p = *any
+            .downcast::<B::FloatTensorPrimitive>()
+            .unwrap_or_else(|_| unreachable!("from_flex called for a non-flex backend"));
+        Tensor::from_primitive(TensorPrimitive::Float(p))
+    }
+
+    /// A contiguous `f32` tensor of `shape` holding `data`.
+    pub fn tensor<B: Backend, const D: usize>(data: Vec<f32>, shape: [usize; D]) -> Tensor<B, D> {
+        from_flex(FlexTensor::from_data(TensorData::new(data, shape)))
+    }
+
+    /// The row-major `f32` values of `f` (copied to a contiguous layout if needed).
+    pub fn values(f: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+        match f.as_slice::<f32>() {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => {
+                std::borrow::Cow::Owned(f.to_contiguous().as_slice::<f32>().unwrap_or(&[]).to_vec())
+            }
+        }
+    }
+
+    pub fn linear<B: Backend>(x: &Tensor<B, 2>, w: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+        let [m, k] = x.dims();
+        let [k2, n] = w.dims();
+        if m > super::NT_MAX_ROWS || k != k2 {
+            return None;
+        }
+        let wf = to_flex(w)?;
+        let layout = wf.layout();
+        // A transposed view of row-major [n, k]: strides (1, k).
+        if layout.strides() != [1, k as isize] {
+            return None;
+        }
+        let start = layout.start_offset();
+        let wdata = &wf.storage::<f32>()[start..start + n * k];
+        let xf = to_flex(x)?;
+        let xdata = values(&xf);
+        let out = super::matmul::matmul_nt(&xdata, wdata, m, k, n);
+        Some(tensor(out, [m, n]))
+    }
+}
