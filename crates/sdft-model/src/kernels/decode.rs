@@ -17,6 +17,41 @@ use rayon::prelude::*;
 
 use super::matmul::matmul_nt;
 
+/// Defines `fn` so that its body is compiled three times (AVX-512, AVX2 + FMA,
+/// baseline) and the widest one the CPU supports runs; plain loops in the body
+/// then vectorize at that width.
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) -> $ret {
+            #[inline(always)]
+            fn imp($($arg: $ty),*) -> $ret $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) -> $ret {
+                    imp($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) -> $ret {
+                    imp($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the feature was detected at run time.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the features were detected at run time.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+
 /// A weight or vector borrowed from a flex tensor: the tensor (kept alive) and the
 /// range of its storage that holds the values, row-major.
 #[derive(Clone)]
@@ -145,18 +180,20 @@ impl HostKv {
     }
 }
 
-/// `x * w / sqrt(mean(x^2) + eps)` for each row of `x` `[rows, d]`.
-pub fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
-    let d = w.len();
-    let mut out = vec![0f32; x.len()];
-    for (o, r) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-        let ms = r.iter().map(|v| v * v).sum::<f32>() / d as f32;
-        let scale = 1.0 / (ms + eps).sqrt();
-        for ((o, v), g) in o.iter_mut().zip(r).zip(w) {
-            *o = v * scale * g;
+multiversion! {
+    /// `x * w / sqrt(mean(x^2) + eps)` for each row of `x` `[rows, d]`.
+    pub fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+        let d = w.len();
+        let mut out = vec![0f32; x.len()];
+        for (o, r) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+            let ss = dot(r, r);
+            let scale = 1.0 / (ss / d as f32 + eps).sqrt();
+            for i in 0..d {
+                o[i] = r[i] * scale * w[i];
+            }
         }
+        out
     }
-    out
 }
 
 /// Rotate-half RoPE of every head of one token, in place: `x` holds `heads`
@@ -264,16 +301,23 @@ pub fn decode_step(
         .collect()
 }
 
-fn add_into(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
+multiversion! {
+    fn add_into(x: &mut [f32], y: &[f32]) -> () {
+        let n = x.len().min(y.len());
+        for i in 0..n {
+            x[i] += y[i];
+        }
     }
 }
 
-/// `up = silu(gate) * up`, elementwise.
-fn silu_mul(up: &mut [f32], gate: &[f32]) {
-    for (u, g) in up.iter_mut().zip(gate) {
-        *u *= g / (1.0 + (-g).exp());
+multiversion! {
+    /// `up = silu(gate) * up`, elementwise.
+    fn silu_mul(up: &mut [f32], gate: &[f32]) -> () {
+        let n = up.len().min(gate.len());
+        for i in 0..n {
+            let g = gate[i];
+            up[i] *= g / (1.0 + exp(-g));
+        }
     }
 }
 
@@ -309,79 +353,82 @@ fn attend(q: &[f32], kv: &HostKv, rows: &[Row], heads: usize) -> Vec<f32> {
     out
 }
 
-/// `o = softmax(K q * scale) V` for one head over `n = keys.len() / hd` positions.
-fn head_attention(
-    q: &[f32],
-    keys: &[f32],
-    vals: &[f32],
-    scale: f32,
-    scores: &mut Vec<f32>,
-    o: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was just detected.
-            return unsafe { head_attention_avx512(q, keys, vals, scale, scores, o) };
+multiversion! {
+    /// `o = softmax(K q * scale) V` for one head over `n = keys.len() / hd`
+    /// positions (explicit loops, so that the whole body is compiled for the
+    /// detected vector width).
+    fn head_attention(
+        q: &[f32],
+        keys: &[f32],
+        vals: &[f32],
+        scale: f32,
+        scores: &mut Vec<f32>,
+        o: &mut [f32],
+    ) -> () {
+        let hd = q.len();
+        let n = keys.len() / hd;
+        scores.clear();
+        scores.resize(n, 0.0);
+        let mut max = f32::NEG_INFINITY;
+        for t in 0..n {
+            let sc = dot(q, &keys[t * hd..(t + 1) * hd]) * scale;
+            scores[t] = sc;
+            max = max.max(sc);
+        }
+        let mut sum = 0f32;
+        for t in 0..n {
+            let e = exp(scores[t] - max);
+            scores[t] = e;
+            sum += e;
+        }
+        let inv = 1.0 / sum;
+        o.fill(0.0);
+        for t in 0..n {
+            let w = scores[t] * inv;
+            let vr = &vals[t * hd..(t + 1) * hd];
+            for j in 0..hd {
+                o[j] += w * vr[j];
+            }
         }
     }
-    head_attention_impl(q, keys, vals, scale, scores, o)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn head_attention_avx512(
-    q: &[f32],
-    keys: &[f32],
-    vals: &[f32],
-    scale: f32,
-    scores: &mut Vec<f32>,
-    o: &mut [f32],
-) {
-    head_attention_impl(q, keys, vals, scale, scores, o)
-}
-
+/// `e^x` to about 2 ulp, in plain arithmetic so that loops over it vectorize
+/// (range reduction by `ln 2`, a degree-6 polynomial, the exponent set by bits).
 #[inline(always)]
-fn head_attention_impl(
-    q: &[f32],
-    keys: &[f32],
-    vals: &[f32],
-    scale: f32,
-    scores: &mut Vec<f32>,
-    o: &mut [f32],
-) {
-    let hd = q.len();
-    scores.clear();
-    scores.extend(keys.chunks_exact(hd).map(|kr| dot(q, kr) * scale));
-    let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for sc in scores.iter_mut() {
-        *sc = (*sc - max).exp();
-        sum += *sc;
-    }
-    let inv = 1.0 / sum;
-    o.fill(0.0);
-    for (p, vr) in scores.iter().zip(vals.chunks_exact(hd)) {
-        let w = p * inv;
-        for (o, v) in o.iter_mut().zip(vr) {
-            *o += w * v;
-        }
-    }
+fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.clamp(-87.3, 88.3);
+    let n = (x * LOG2E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let full = n / 16 * 16;
     let mut lanes = [0f32; 16];
-    let mut ac = a.chunks_exact(16);
-    let mut bc = b.chunks_exact(16);
-    for (x, y) in (&mut ac).zip(&mut bc) {
+    let mut i = 0;
+    while i < full {
+        let (x, y) = (&a[i..i + 16], &b[i..i + 16]);
         for l in 0..16 {
             lanes[l] += x[l] * y[l];
         }
+        i += 16;
     }
-    let mut s: f32 = lanes.iter().sum();
-    for (x, y) in ac.remainder().iter().zip(bc.remainder()) {
-        s += x * y;
+    let mut s = 0f32;
+    for v in lanes {
+        s += v;
+    }
+    for j in full..n {
+        s += a[j] * b[j];
     }
     s
 }

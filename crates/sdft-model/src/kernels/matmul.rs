@@ -14,8 +14,14 @@
 const MR: usize = 4;
 /// Weight rows per tile.
 const NR: usize = 4;
-/// Input rows kept hot in cache while a chunk of weight rows streams past.
+/// Input rows kept hot in cache while a chunk of weight rows streams past (a
+/// block sized for L1 by `k` measured no better on this machine).
 const M_BLOCK: usize = 64;
+/// How far ahead (in weight rows) the weights are prefetched.
+const PREFETCH_ROWS: usize = 2 * NR;
+/// Input rows from which prefetching pays: with fewer, the product is bound by
+/// memory bandwidth and the hardware prefetcher keeps up.
+const PREFETCH_MIN_ROWS: usize = 4;
 
 /// `out[m, n] = x[m, k] · w[n, k]ᵀ`, with `x` and `w` row-major and contiguous.
 pub fn matmul_nt(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
@@ -84,7 +90,14 @@ unsafe fn block(
             while i < i1 {
                 let mr = (i1 - i).min(MR);
                 let mut acc = [[0f32; NR]; MR];
-                tile(isa, &x[i * k..], &w[j * k..], k, mr, nr, &mut acc);
+                // While the first input tile meets these weight rows, the rows
+                // PREFETCH_ROWS ahead are fetched into L2: the next rows are the
+                // next bytes in memory, but as NR interleaved short streams the
+                // hardware prefetcher picks them up late.
+                let ahead = j + PREFETCH_ROWS;
+                let pf =
+                    (i == i0 && m >= PREFETCH_MIN_ROWS && ahead + nr <= n).then_some(ahead * k);
+                tile(isa, &x[i * k..], w, j * k, pf, k, mr, nr, &mut acc);
                 for (r, row) in acc.iter().enumerate().take(mr) {
                     for (c, v) in row.iter().enumerate().take(nr) {
                         *out.0.add((i + r) * n + j + c) = *v;
@@ -129,17 +142,34 @@ impl Isa {
     }
 }
 
-/// Dot products of `mr` rows of `x` with `nr` rows of `w` (row stride `k`).
-fn tile(isa: Isa, x: &[f32], w: &[f32], k: usize, mr: usize, nr: usize, acc: &mut [[f32; NR]; MR]) {
-    assert!(x.len() >= (mr - 1) * k + k && w.len() >= (nr - 1) * k + k);
+/// Dot products of `mr` rows of `x` with the `nr` rows of `w` starting at
+/// offset `at` (row stride `k`); with `prefetch`, the `nr` rows at that offset
+/// are prefetched along the way.
+#[allow(clippy::too_many_arguments)]
+fn tile(
+    isa: Isa,
+    x: &[f32],
+    w: &[f32],
+    at: usize,
+    prefetch: Option<usize>,
+    k: usize,
+    mr: usize,
+    nr: usize,
+    acc: &mut [[f32; NR]; MR],
+) {
+    assert!(x.len() >= mr * k && w.len() >= at + nr * k);
+    assert!(prefetch.is_none_or(|p| w.len() >= p + nr * k));
+    #[cfg(target_arch = "x86_64")]
+    let pf = prefetch.map_or(std::ptr::null(), |p| w[p..].as_ptr());
+    let wt = &w[at..];
     match isa {
         // SAFETY: the features were detected at run time; the bounds are checked
         // above.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::tile_avx512(x.as_ptr(), w.as_ptr(), k, mr, nr, acc) },
+        Isa::Avx512 => unsafe { x86::tile_avx512(x.as_ptr(), wt.as_ptr(), pf, k, mr, nr, acc) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { x86::tile_avx2(x.as_ptr(), w.as_ptr(), k, mr, nr, acc) },
-        Isa::Portable => tile_portable(x, w, k, mr, nr, acc),
+        Isa::Avx2 => unsafe { x86::tile_avx2(x.as_ptr(), wt.as_ptr(), pf, k, mr, nr, acc) },
+        Isa::Portable => tile_portable(x, wt, k, mr, nr, acc),
     }
 }
 
@@ -203,6 +233,7 @@ mod x86 {
     pub unsafe fn tile_avx512(
         x: *const f32,
         w: *const f32,
+        pf: *const f32,
         k: usize,
         mr: usize,
         nr: usize,
@@ -219,6 +250,9 @@ mod x86 {
                         xs[r] = _mm512_loadu_ps(x.add(r * k + p));
                     }
                     for c in 0..$n {
+                        if !pf.is_null() {
+                            _mm_prefetch::<_MM_HINT_T1>(pf.add(c * k + p) as *const i8);
+                        }
                         let wv = _mm512_loadu_ps(w.add(c * k + p));
                         for r in 0..$m {
                             a[r][c] = _mm512_fmadd_ps(xs[r], wv, a[r][c]);
@@ -228,18 +262,14 @@ mod x86 {
                 }
                 for r in 0..$m {
                     // Four accumulators reduced together (a transpose-and-add
-                    // tree) cost about half of four separate reductions.
+                    // tree) cost about half of four separate reductions. Missing
+                    // columns are zeros, so every output goes through the same
+                    // tree whatever the tile shape (results never depend on how
+                    // rows and columns were split).
                     let mut sums = [0f32; 4];
-                    if $n == 4 {
-                        _mm_storeu_ps(
-                            sums.as_mut_ptr(),
-                            reduce4(a[r][0], a[r][1 % $n], a[r][2 % $n], a[r][3 % $n]),
-                        );
-                    } else {
-                        for c in 0..$n {
-                            sums[c] = _mm512_reduce_add_ps(a[r][c]);
-                        }
-                    }
+                    let z = _mm512_setzero_ps();
+                    let col = |c: usize| if c < $n { a[r][c % $n] } else { z };
+                    _mm_storeu_ps(sums.as_mut_ptr(), reduce4(col(0), col(1), col(2), col(3)));
                     for c in 0..$n {
                         let mut s = sums[c];
                         for q in kv..k {
@@ -284,6 +314,7 @@ mod x86 {
     pub unsafe fn tile_avx2(
         x: *const f32,
         w: *const f32,
+        pf: *const f32,
         k: usize,
         mr: usize,
         nr: usize,
@@ -300,6 +331,9 @@ mod x86 {
                         xs[r] = _mm256_loadu_ps(x.add(r * k + p));
                     }
                     for c in 0..$n {
+                        if !pf.is_null() && p % 16 == 0 {
+                            _mm_prefetch::<_MM_HINT_T1>(pf.add(c * k + p) as *const i8);
+                        }
                         let wv = _mm256_loadu_ps(w.add(c * k + p));
                         for r in 0..$m {
                             a[r][c] = _mm256_fmadd_ps(xs[r], wv, a[r][c]);
@@ -373,7 +407,7 @@ mod tests {
             for i in 0..m {
                 for j in 0..n {
                     let mut acc = [[0f32; NR]; MR];
-                    tile(isa, &x[i * k..], &w[j * k..], k, 1, 1, &mut acc);
+                    tile(isa, &x[i * k..], &w, j * k, None, k, 1, 1, &mut acc);
                     out[i * n + j] = acc[0][0];
                 }
             }
