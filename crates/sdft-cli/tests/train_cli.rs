@@ -203,3 +203,58 @@ fn bad_configs_name_the_key() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("empty.jsonl"));
 }
+
+#[test]
+fn devices_flag_runs_replicas_and_names_itself_in_errors() {
+    let dir = setup();
+    let root = dir.path().to_str().unwrap();
+    let args = |out: &str, extra: &[&str]| -> Vec<String> {
+        let mut a = train_args(root, out);
+        let i = a.iter().position(|s| s == "60").unwrap();
+        a[i] = "6".into();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let fails = |extra: &[&str]| -> String {
+        let o = run_train(&args("bad", extra));
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    let e = fails(&["--devices", "cpu,tpu:0"]);
+    assert!(
+        e.contains("--devices") && e.contains("tpu:0") && e.contains("unknown device"),
+        "{e}"
+    );
+    std::fs::write(dir.path().join("dp.toml"), "devices = [\"npu\"]\n").unwrap();
+    let e = fails(&["--config", &format!("{root}/dp.toml")]);
+    assert!(e.contains("`devices`") && e.contains("npu"), "{e}");
+    if sdft_model::backend::backend_name() == "flex" {
+        let e = fails(&["--devices", "cuda:0,cuda:1"]);
+        assert!(
+            e.contains("--devices") && e.contains("cuda:0") && e.contains("flex"),
+            "{e}"
+        );
+    }
+    // Two CPU replicas: the same losses as one device.
+    for (out, extra) in [("one", &[][..]), ("two", &["--devices", "cpu,cpu"][..])] {
+        let o = run_train(&args(out, extra));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let losses = |run: &str| -> Vec<f64> {
+        std::fs::read_to_string(dir.path().join(run).join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+            .collect()
+    };
+    let (one, two) = (losses("one"), losses("two"));
+    assert_eq!(one.len(), 6);
+    assert_eq!(one.len(), two.len());
+    for (a, b) in one.iter().zip(&two) {
+        assert!((a - b).abs() < 1e-6, "{one:?} vs {two:?}");
+    }
+    let run_json = std::fs::read_to_string(dir.path().join("two/run.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&run_json).unwrap();
+    assert_eq!(v["config"]["devices"], serde_json::json!(["cpu", "cpu"]));
+}

@@ -47,6 +47,13 @@ pub struct TrainConfig {
     pub group_by_length: bool,
     /// Train on the first `limit` examples only.
     pub limit: Option<usize>,
+    /// Data-parallel replicas, one per entry (`["cuda:0", "cuda:1"]`, or
+    /// `["cpu", "cpu"]` on a CPU build; see [`crate::devices`]). The micro-batches
+    /// of each optimizer step are split among them; the result equals a
+    /// one-device run up to float summation order. Empty: one replica on the
+    /// build's default device. Not part of the run's identity: a run may resume
+    /// on other devices.
+    pub devices: Vec<String>,
 }
 
 impl Default for TrainConfig {
@@ -77,6 +84,7 @@ impl Default for TrainConfig {
             seed: 42,
             group_by_length: false,
             limit: None,
+            devices: Vec::new(),
         }
     }
 }
@@ -118,6 +126,21 @@ impl TrainConfig {
         self.batch_size = batch_size;
         self.grad_accum = grad_accum;
         self
+    }
+
+    pub fn with_devices(mut self, devices: &[&str]) -> Self {
+        self.devices = devices.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// True when `other` describes the same run: every key equal except
+    /// `devices` (where the run executes does not change its result).
+    pub fn same_run(&self, other: &TrainConfig) -> bool {
+        let strip = |c: &TrainConfig| TrainConfig {
+            devices: Vec::new(),
+            ..c.clone()
+        };
+        strip(self) == strip(other)
     }
 
     pub fn with_seed(mut self, seed: u64) -> Self {
@@ -175,6 +198,13 @@ impl TrainConfig {
         }
         if self.limit == Some(0) {
             return Err(Error::config("limit", "at least 1", 0));
+        }
+        if let Some(d) = self.devices.iter().find(|d| d.trim().is_empty()) {
+            return Err(Error::config(
+                "devices",
+                "device names such as cpu or cuda:0",
+                format!("{d:?}"),
+            ));
         }
         let finite_pos = |key: &str, v: f64| {
             if v.is_finite() && v > 0.0 {

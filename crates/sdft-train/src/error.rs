@@ -18,6 +18,9 @@ pub enum Error {
         expected: String,
         found: String,
     },
+    /// A bad entry of the `devices` key (`--devices`).
+    #[error("config key `devices` (--devices): device `{device}`: {message}")]
+    Device { device: String, message: String },
     #[error("{}: invalid TOML: {message}", path.display())]
     Toml { path: PathBuf, message: String },
     #[error("{}: invalid JSON: {message}", path.display())]

@@ -13,6 +13,10 @@
 //!   `loss.svg` ([`metrics`]); the final adapter in PEFT's layout.
 //! - [`TrainConfig`] holds every key, with the paper's recipe as defaults, and reads
 //!   TOML.
+//! - Data parallel: [`Trainer::with_devices`] (or the `devices` key through
+//!   [`Trainer::from_job`], parsed by [`devices`]) keeps one replica per device,
+//!   runs each step's micro-batches on them concurrently and sums the LoRA
+//!   gradients on the host; the result is the one-device run's.
 //!
 //! ```
 //! use sdft_train::schedule::LrSchedule;
@@ -31,6 +35,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod devices;
 mod error;
 pub mod fixture;
 pub mod metrics;

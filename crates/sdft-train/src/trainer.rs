@@ -9,6 +9,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use sdft_data::Template;
 use sdft_model::model::lora::{self, peft, SplitMix64};
+use sdft_model::model::Llama;
 use sdft_model::Model;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -41,9 +42,20 @@ pub struct TrainJob {
 
 /// A prepared run: model with fresh or restored adapters, tokenized data, the
 /// step plan and the optimizer state.
+///
+/// With several devices ([`Trainer::with_devices`]) the run is data parallel: one
+/// replica of the network per device, the micro-batches of each optimizer step
+/// dealt round-robin to the replicas and run concurrently, their LoRA gradients
+/// summed on the host in micro-batch order (the all-reduce: the optimizer is
+/// host-side and LoRA parameters are small), and the updated parameters pushed
+/// back to every replica. Data order, dropout masks and checkpoints are those of
+/// a one-device run.
 pub struct Trainer<B: AutodiffBackend = TrainBackend> {
     job: TrainJob,
+    /// Replica 0, on the first device.
     model: Model<B>,
+    /// Replicas 1.. with their devices.
+    replicas: Vec<(Llama<B>, B::Device)>,
     seqs: Vec<Sequence>,
     steps_per_epoch: usize,
     total_steps: usize,
@@ -102,10 +114,67 @@ fn dropout_key(seed: u64, step: usize, micro: usize) -> u64 {
     r.next_u64() ^ (micro as u64 + 1).wrapping_mul(0x9FB2_1C65_1E98_DF25) | 1
 }
 
+/// The loss and LoRA gradients of one micro-batch.
+struct MicroResult {
+    /// Index of the micro-batch within its optimizer step.
+    micro: usize,
+    /// Summed negative log-likelihood of its target tokens.
+    nll: f64,
+    grads: Vec<Vec<f32>>,
+}
+
+/// Runs `work` (micro-batch index, dropout key, example indices) on one replica,
+/// one micro-batch after the other. Each loss is divided by the step's
+/// `n_targets` before `backward`, as in a one-device step.
+fn replica_work<B: AutodiffBackend>(
+    llama: &mut Llama<B>,
+    device: &B::Device,
+    seqs: &[Sequence],
+    work: &[(usize, u64, Vec<usize>)],
+    n_targets: usize,
+) -> Vec<MicroResult> {
+    work.iter()
+        .map(|(k, key, mb)| {
+            lora::set_dropout_key(llama, *key);
+            let batch: Vec<&Sequence> = mb.iter().map(|i| &seqs[*i]).collect();
+            let sum = summed_nll(llama, &batch, device);
+            let nll = sum.clone().into_scalar().elem::<f64>();
+            let grads = (sum / n_targets as f64).backward();
+            MicroResult {
+                micro: *k,
+                nll,
+                grads: lora_grads(llama, &grads),
+            }
+        })
+        .collect()
+}
+
+impl Trainer<TrainBackend> {
+    /// [`Trainer::with_devices`] on the devices of the config's `devices` key
+    /// (parsed for this build, see [`crate::devices`]); one replica on the default
+    /// device when the key is empty.
+    pub fn from_job(job: TrainJob) -> Result<Self> {
+        let devices = crate::devices::parse_devices(&job.config.devices)?;
+        Self::with_devices(job, &devices)
+    }
+}
+
 impl<B: AutodiffBackend> Trainer<B> {
     /// Reads and tokenizes the data, loads the model (base frozen), and attaches
-    /// fresh adapters, or restores the latest checkpoint with `job.resume`.
+    /// fresh adapters, or restores the latest checkpoint with `job.resume`. One
+    /// replica, on `device` (the config's `devices` key is not read here; see
+    /// [`Trainer::with_devices`] and [`Trainer::from_job`]).
     pub fn new(job: TrainJob, device: &B::Device) -> Result<Self> {
+        Self::with_devices(job, std::slice::from_ref(device))
+    }
+
+    /// As [`Trainer::new`], with one model replica per entry of `devices`
+    /// (data-parallel training; the same device may appear more than once). The
+    /// model is loaded on the first device and forked to the others.
+    pub fn with_devices(job: TrainJob, devices: &[B::Device]) -> Result<Self> {
+        let Some(device) = devices.first() else {
+            return Err(Error::config("devices", "at least one device", "none"));
+        };
         let c = &job.config;
         c.validate()?;
         data::check_template(&job.template)?;
@@ -155,7 +224,12 @@ impl<B: AutodiffBackend> Trainer<B> {
             tokens_seen: 0,
             elapsed_secs: 0.0,
             data_sha256,
-            config: c.clone(),
+            // Checkpoints record the run, not where it ran: a run may resume on
+            // other devices, and its checkpoints equal a one-device run's.
+            config: TrainConfig {
+                devices: Vec::new(),
+                ..c.clone()
+            },
         };
         let metrics_path = job.output.join("metrics.csv");
         if job.resume && job.output.join("adapter").exists() {
@@ -178,7 +252,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                     "the run was started with a different {what}; resume needs the same"
                 ),
             };
-            if loaded.state.config != state.config {
+            if !loaded.state.config.same_run(&state.config) {
                 return Err(mismatch("config"));
             }
             if loaded.state.data_sha256 != state.data_sha256 {
@@ -202,9 +276,28 @@ impl<B: AutodiffBackend> Trainer<B> {
             }
             let _ = std::fs::remove_file(&metrics_path);
         }
+        let mut replicas = Vec::with_capacity(devices.len() - 1);
+        for d in &devices[1..] {
+            let mut llama = model.llama.clone().fork(d);
+            // Fresh leaves on every replica: no autodiff node is shared, so each
+            // replica's graph is its own and backward passes run concurrently.
+            set_lora_params(&mut llama, &params, d);
+            replicas.push((llama, d.clone()));
+        }
+        if devices.len() > 1 {
+            if devices.len() > c.grad_accum {
+                tracing::warn!(
+                    replicas = devices.len(),
+                    grad_accum = c.grad_accum,
+                    "more replicas than micro-batches per step (grad_accum); some stay idle"
+                );
+            }
+            tracing::info!(replicas = devices.len(), ?devices, "data-parallel training");
+        }
         Ok(Trainer {
             job,
             model,
+            replicas,
             seqs,
             steps_per_epoch,
             total_steps,
@@ -230,6 +323,18 @@ impl<B: AutodiffBackend> Trainer<B> {
         self.seqs.len()
     }
 
+    /// Number of model replicas (devices) the steps are spread over.
+    pub fn n_replicas(&self) -> usize {
+        1 + self.replicas.len()
+    }
+
+    /// The devices of the replicas, replica 0 first.
+    pub fn devices(&self) -> Vec<B::Device> {
+        std::iter::once(self.model.device.clone())
+            .chain(self.replicas.iter().map(|(_, d)| d.clone()))
+            .collect()
+    }
+
     /// The micro-batches (example indices) of optimizer step `step`.
     fn micro_batches(&mut self, step: usize) -> Vec<Vec<usize>> {
         let c = &self.job.config;
@@ -252,6 +357,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             "backend": sdft_model::backend::backend_name(),
             "seed": self.job.config.seed,
             "config": self.job.config,
+            "devices": self.devices().iter().map(|d| format!("{d:?}")).collect::<Vec<_>>(),
             "template": self.job.template,
             "response_column": self.job.response_column,
             "data": {"path": self.job.data, "sha256": self.state.data_sha256, "examples": self.seqs.len()},
@@ -302,20 +408,49 @@ impl<B: AutodiffBackend> Trainer<B> {
                 .flatten()
                 .map(|i| self.seqs[*i].ids.len())
                 .sum();
-            let mut acc: Vec<Vec<f32>> = self.params.iter().map(|p| vec![0.0; p.len()]).collect();
-            let mut nll = 0.0f64;
-            for (k, mb) in micro.iter().enumerate() {
+            // Micro-batch k goes to replica k mod n, with the dropout key a
+            // one-device run would use for it.
+            let n = self.n_replicas();
+            let mut work: Vec<Vec<(usize, u64, Vec<usize>)>> = vec![Vec::new(); n];
+            for (k, mb) in micro.into_iter().enumerate() {
                 let key = if use_dropout {
                     dropout_key(self.state.dropout_seed, step, k)
                 } else {
                     0
                 };
-                lora::set_dropout_key(&mut self.model.llama, key);
-                let batch: Vec<&Sequence> = mb.iter().map(|i| &self.seqs[*i]).collect();
-                let sum = summed_nll(&self.model.llama, &batch, &device);
-                nll += sum.clone().into_scalar().elem::<f64>();
-                let grads = (sum / n_targets as f64).backward();
-                for (a, g) in acc.iter_mut().zip(lora_grads(&self.model.llama, &grads)) {
+                work[k % n].push((k, key, mb));
+            }
+            let seqs = &self.seqs;
+            let mut results = if n == 1 {
+                replica_work(&mut self.model.llama, &device, seqs, &work[0], n_targets)
+            } else {
+                let (main, rest) = (&mut self.model.llama, &mut self.replicas);
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = rest
+                        .iter_mut()
+                        .zip(&work[1..])
+                        .filter(|(_, w)| !w.is_empty())
+                        .map(|((llama, d), w)| {
+                            scope.spawn(move || replica_work(llama, d, seqs, w, n_targets))
+                        })
+                        .collect();
+                    let mut all = replica_work(main, &device, seqs, &work[0], n_targets);
+                    for h in handles {
+                        match h.join() {
+                            Ok(r) => all.extend(r),
+                            Err(panic) => std::panic::resume_unwind(panic),
+                        }
+                    }
+                    all
+                })
+            };
+            // The all-reduce: sum in micro-batch order, as a one-device step does.
+            results.sort_by_key(|r| r.micro);
+            let mut acc: Vec<Vec<f32>> = self.params.iter().map(|p| vec![0.0; p.len()]).collect();
+            let mut nll = 0.0f64;
+            for r in results {
+                nll += r.nll;
+                for (a, g) in acc.iter_mut().zip(r.grads) {
                     a.iter_mut().zip(g).for_each(|(x, y)| *x += y);
                 }
             }
@@ -323,6 +458,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             let lr = self.schedule.lr(step);
             opt.step(&mut self.adam, &mut self.params, &acc, lr);
             set_lora_params(&mut self.model.llama, &self.params, &device);
+            for (llama, d) in &mut self.replicas {
+                set_lora_params(llama, &self.params, d);
+            }
             run_tokens += tokens as u64;
             self.state.step = step + 1;
             self.state.tokens_seen += tokens as u64;

@@ -167,7 +167,8 @@ fn lora_gradients_match_finite_differences() {
     with_random_adapters(&mut m, 5);
     let data = seqs();
     let batch: Vec<&Sequence> = data.iter().collect();
-    let device = m.device;
+    #[allow(clippy::clone_on_copy)] // Copy on flex, not on cuda
+    let device = m.device.clone();
     let loss = summed_nll(&m.llama, &batch, &device);
     let grads = loss.backward();
     let analytic = lora_grads(&m.llama, &grads);
@@ -209,7 +210,8 @@ fn masked_positions_contribute_nothing() {
     let mut m = load::<Autodiff<F32>>(dir.path());
     m.llama = m.llama.no_grad();
     with_random_adapters(&mut m, 5);
-    let device = m.device;
+    #[allow(clippy::clone_on_copy)] // Copy on flex, not on cuda
+    let device = m.device.clone();
     let data = seqs();
     // The loss is exactly -sum of log p(target) at target positions.
     let lp = m.llama.token_logprobs(&[data[0].ids.clone()], &device);

@@ -94,6 +94,11 @@ pub struct TrainArgs {
     /// Train on the first N examples.
     #[arg(long)]
     limit: Option<usize>,
+    /// Data parallel over these devices, one model replica each, comma-separated:
+    /// cpu,cpu on a CPU build; cuda:0,cuda:1 on a `--features cuda` build
+    /// [default: one replica on the build's default device].
+    #[arg(long, value_delimiter = ',')]
+    devices: Option<Vec<String>>,
 }
 
 impl TrainArgs {
@@ -121,7 +126,8 @@ impl TrainArgs {
             max_grad_norm,
             weight_decay,
             save_steps,
-            seed
+            seed,
+            devices
         );
         if let Some(v) = self.max_steps {
             c.max_steps = Some(v);
@@ -146,6 +152,8 @@ impl TrainArgs {
             };
         }
         c.validate()?;
+        // Device names are checked here, before the model loads.
+        sdft_train::devices::parse_devices(&c.devices)?;
         Ok(c)
     }
 }
@@ -162,9 +170,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         resume: args.resume,
     };
     let t0 = std::time::Instant::now();
-    let mut trainer = Trainer::<TrainBackend>::new(job, &Default::default())?;
+    let mut trainer = Trainer::<TrainBackend>::from_job(job)?;
     tracing::info!(
         examples = trainer.n_examples(),
+        replicas = trainer.n_replicas(),
         steps = trainer.total_steps(),
         start = trainer.start_step(),
         secs = t0.elapsed().as_secs_f32(),

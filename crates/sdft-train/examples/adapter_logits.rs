@@ -1,0 +1,82 @@
+//! Compares the logits of a model with a trained LoRA adapter kept as a separate
+//! term (unmerged), merged into the weights in memory, and (optionally) loaded
+//! from a directory written by `sdft model merge`; every position, full
+//! vocabulary. Also reports how far the adapter moves the base model.
+//!
+//! ```sh
+//! cargo run --release -p sdft-train --example adapter_logits -- \
+//!     MODEL ADAPTER_DIR [MERGED_DIR] --text "Natalia sold clips to 48 of her friends"
+//! ```
+
+use std::path::PathBuf;
+
+use sdft_model::assets;
+use sdft_model::backend::DefaultBackend;
+use sdft_model::Model;
+
+type Logits = Vec<Vec<Vec<f32>>>;
+
+fn max_diff(a: &Logits, b: &Logits) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .flatten()
+        .flatten()
+        .zip(b.iter().flatten().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut positional = Vec::new();
+    let mut text = String::from("Natalia sold clips to 48 of her friends in April");
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--text" {
+            text = args.next().ok_or("--text needs a value")?;
+        } else {
+            positional.push(a);
+        }
+    }
+    if !(2..=3).contains(&positional.len()) {
+        return Err("usage: adapter_logits MODEL ADAPTER_DIR [MERGED_DIR] [--text TEXT]".into());
+    }
+    let model = assets::resolve_model(&positional[0])?;
+    let adapter = PathBuf::from(&positional[1]);
+    let load = |path: &PathBuf| {
+        Model::<DefaultBackend>::load(path, &Default::default(), &Default::default())
+    };
+    let base = load(&model)?;
+    let ids = vec![base.tokenizer.encode_prompt(&text)?];
+    let base_logits = base.logits_all(&ids)?;
+    drop(base);
+    let mut unmerged = load(&model)?;
+    unmerged.load_adapter(&adapter, false)?;
+    let u = unmerged.logits_all(&ids)?;
+    drop(unmerged);
+    let mut merged = load(&model)?;
+    merged.load_adapter(&adapter, true)?;
+    let m = merged.logits_all(&ids)?;
+    drop(merged);
+    let values = u.iter().flatten().map(Vec::len).sum::<usize>();
+    println!("text: {text:?} ({} tokens, {values} logits)", ids[0].len());
+    println!(
+        "max |logit diff| base vs adapter (unmerged): {:.4e}",
+        max_diff(&base_logits, &u)
+    );
+    println!(
+        "max |logit diff| unmerged vs merged in memory (--adapter): {:.4e}",
+        max_diff(&u, &m)
+    );
+    if let Some(dir) = positional.get(2) {
+        let written = load(&PathBuf::from(dir))?.logits_all(&ids)?;
+        println!(
+            "max |logit diff| unmerged vs `sdft model merge` output: {:.4e}",
+            max_diff(&u, &written)
+        );
+        println!(
+            "max |logit diff| merged in memory vs `sdft model merge` output: {:.4e}",
+            max_diff(&m, &written)
+        );
+    }
+    Ok(())
+}
