@@ -52,7 +52,7 @@ fn run(engine: &Engine<DefaultBackend>, prompts: Vec<Prompt>, new_tokens: usize)
     )
 }
 
-fn llama_cpp(dir: &PathBuf, gguf: &PathBuf) {
+fn llama_cpp(dir: &std::path::Path, gguf: &std::path::Path) {
     let bench = dir.join("llama-bench");
     let batched = dir.join("llama-batched-bench");
     println!("\nllama.cpp, same run ({}):", dir.display());

@@ -7,7 +7,6 @@
 
 #![cfg(feature = "flex")]
 
-use burn::prelude::*;
 use sdft_model::backend::{default_device, DefaultBackend};
 use sdft_model::kernels::decode::{forward, HostKv, Row};
 use sdft_model::kernels::model_views;
@@ -97,6 +96,29 @@ fn kernel_prefill_and_decode_match_the_generic_forward() {
             pos[slot] += 1;
         }
     }
+    // A prompt longer than one 64-row block of the product, alone in its call.
+    let long: Vec<u32> = model
+        .tokenizer
+        .encode(
+            &"The quick brown fox jumps over the lazy dog. ".repeat(8),
+            false,
+        )
+        .unwrap();
+    assert!(long.len() > 64);
+    let mut cache: Vec<HostKv> = (0..c.num_hidden_layers)
+        .map(|_| HostKv::zeros(1, c.num_key_value_heads, long.len(), c.head_dim))
+        .collect();
+    let rows: Vec<Row> = (0..long.len())
+        .map(|pos| Row {
+            slot: 0,
+            token: long[pos],
+            pos,
+        })
+        .collect();
+    let out = forward(&views, &rows, &mut cache, &[long.len() - 1]);
+    let reference = full_logits(&model, &long);
+    worst = worst.max(max_diff(&out[0], &reference[long.len() - 1]));
+
     // Logits are O(10); f32 rounding through 30 layers stays far below 1e-2.
     assert!(worst < 1e-2, "largest logit difference {worst}");
     eprintln!("largest logit difference kernel vs generic: {worst:e}");

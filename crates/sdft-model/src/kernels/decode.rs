@@ -12,6 +12,9 @@
 //! [`super::model_views`] gives the weights; the result equals the generic
 //! step's up to float rounding (tested in `tests/decode_kernel.rs`).
 
+// Loops index explicitly so that they vectorize inside the multiversioned bodies.
+#![allow(clippy::needless_range_loop)]
+
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 

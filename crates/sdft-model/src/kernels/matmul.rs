@@ -268,7 +268,7 @@ mod x86 {
                     // rows and columns were split).
                     let mut sums = [0f32; 4];
                     let z = _mm512_setzero_ps();
-                    let col = |c: usize| if c < $n { a[r][c % $n] } else { z };
+                    let col = |c: usize| if c < $n { a[r][c.min($n - 1)] } else { z };
                     _mm_storeu_ps(sums.as_mut_ptr(), reduce4(col(0), col(1), col(2), col(3)));
                     for c in 0..$n {
                         let mut s = sums[c];
