@@ -46,21 +46,13 @@ pub fn model_views<B: Backend>(
     let view = |t: &Tensor<B, 2>, e: Expect| View::new(flex::to_flex(t)?, e);
     let vec = |t: &Tensor<B, 1>| View::new(flex::to_flex(t)?, Expect::Contiguous);
     let mat = |w: &crate::model::Weight<B>| view(&w.val(), Expect::TransposedMatrix);
+    // Unmerged adapters add a low-rank term these kernels do not compute.
+    if !crate::model::lora::adapters(llama).is_empty() {
+        return None;
+    }
     let mut layers = Vec::with_capacity(llama.layers.len());
     for b in &llama.layers {
         let (a, m) = (&b.attn, &b.mlp);
-        let adapters = [
-            &a.q_lora,
-            &a.k_lora,
-            &a.v_lora,
-            &a.o_lora,
-            &m.gate_lora,
-            &m.up_lora,
-            &m.down_lora,
-        ];
-        if adapters.iter().any(|l| l.is_some()) {
-            return None;
-        }
         layers.push(LayerViews {
             input_norm: vec(&b.input_norm.weight.val())?,
             q: mat(&a.q_proj)?,
