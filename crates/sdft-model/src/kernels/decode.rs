@@ -39,15 +39,12 @@ macro_rules! multiversion {
                 unsafe fn avx2($($arg: $ty),*) -> $ret {
                     imp($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx512f") {
+                match super::Isa::detect() {
                     // SAFETY: the feature was detected at run time.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
+                    super::Isa::Avx512 => return unsafe { avx512($($arg),*) },
                     // SAFETY: the features were detected at run time.
-                    return unsafe { avx2($($arg),*) };
+                    super::Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    super::Isa::Portable => {}
                 }
             }
             imp($($arg),*)
@@ -378,20 +375,15 @@ multiversion! {
             scores[t] = sc;
             max = max.max(sc);
         }
-        let mut sum = 0f32;
+        // Exponentials first (a loop with no carried sum, so it vectorizes), then
+        // their sum in lanes.
         for t in 0..n {
-            let e = exp(scores[t] - max);
-            scores[t] = e;
-            sum += e;
+            scores[t] = exp(scores[t] - max);
         }
-        let inv = 1.0 / sum;
+        let inv = 1.0 / sum(scores);
         o.fill(0.0);
         for t in 0..n {
-            let w = scores[t] * inv;
-            let vr = &vals[t * hd..(t + 1) * hd];
-            for j in 0..hd {
-                o[j] += w * vr[j];
-            }
+            axpy(o, scores[t] * inv, &vals[t * hd..(t + 1) * hd]);
         }
     }
 }
@@ -411,6 +403,49 @@ fn exp(x: f32) -> f32 {
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// `o += w * v`, in fixed 16-lane chunks (vectorizes without a runtime trip-count
+/// or alias check on the short head vectors).
+#[inline(always)]
+fn axpy(o: &mut [f32], w: f32, v: &[f32]) {
+    let n = o.len().min(v.len());
+    let full = n / 16 * 16;
+    let mut i = 0;
+    while i < full {
+        let (oc, vc) = (&mut o[i..i + 16], &v[i..i + 16]);
+        for l in 0..16 {
+            oc[l] += w * vc[l];
+        }
+        i += 16;
+    }
+    for j in full..n {
+        o[j] += w * v[j];
+    }
+}
+
+/// The sum of `v`, accumulated in 16 lanes (vectorizes; a single running sum
+/// would not, float addition not being associative).
+#[inline(always)]
+fn sum(v: &[f32]) -> f32 {
+    let full = v.len() / 16 * 16;
+    let mut lanes = [0f32; 16];
+    let mut i = 0;
+    while i < full {
+        let x = &v[i..i + 16];
+        for l in 0..16 {
+            lanes[l] += x[l];
+        }
+        i += 16;
+    }
+    let mut s = 0f32;
+    for l in lanes {
+        s += l;
+    }
+    for x in &v[full..] {
+        s += x;
+    }
+    s
 }
 
 #[inline(always)]

@@ -10,6 +10,8 @@
 //! twice more than the product itself needs, and it dominated the decode
 //! profile.
 
+use super::Isa;
+
 /// Input rows per tile.
 const MR: usize = 4;
 /// Weight rows per tile.
@@ -110,38 +112,6 @@ unsafe fn block(
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Isa {
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    Portable,
-}
-
-impl Isa {
-    fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::sync::OnceLock;
-            static ISA: OnceLock<Isa> = OnceLock::new();
-            *ISA.get_or_init(|| {
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    Isa::Avx512
-                } else if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    Isa::Avx2
-                } else {
-                    Isa::Portable
-                }
-            })
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        Isa::Portable
-    }
-}
-
 /// Dot products of `mr` rows of `x` with the `nr` rows of `w` starting at
 /// offset `at` (row stride `k`); with `prefetch`, the `nr` rows at that offset
 /// are prefetched along the way.
@@ -200,92 +170,122 @@ mod x86 {
     use super::{MR, NR};
     use std::arch::x86_64::*;
 
-    /// Expands `$go!(m, n)` for the tile shape `(mr, nr)` with literal sizes, so
-    /// every accumulator array has a constant length and lives in registers.
+    /// Calls `$f::<m, n>(args)` for the tile shape `(mr, nr)` with literal sizes,
+    /// so every accumulator array has a constant length and lives in registers.
     macro_rules! dispatch {
-        ($go:ident, $mr:expr, $nr:expr) => {
+        ($f:ident, $mr:expr, $nr:expr, ($($arg:expr),*)) => {
             match ($mr, $nr) {
-                (4, 4) => $go!(4, 4),
-                (4, 3) => $go!(4, 3),
-                (4, 2) => $go!(4, 2),
-                (4, 1) => $go!(4, 1),
-                (3, 4) => $go!(3, 4),
-                (3, 3) => $go!(3, 3),
-                (3, 2) => $go!(3, 2),
-                (3, 1) => $go!(3, 1),
-                (2, 4) => $go!(2, 4),
-                (2, 3) => $go!(2, 3),
-                (2, 2) => $go!(2, 2),
-                (2, 1) => $go!(2, 1),
-                (1, 4) => $go!(1, 4),
-                (1, 3) => $go!(1, 3),
-                (1, 2) => $go!(1, 2),
-                _ => $go!(1, 1),
+                (4, 4) => $f::<4, 4>($($arg),*),
+                (4, 3) => $f::<4, 3>($($arg),*),
+                (4, 2) => $f::<4, 2>($($arg),*),
+                (4, 1) => $f::<4, 1>($($arg),*),
+                (3, 4) => $f::<3, 4>($($arg),*),
+                (3, 3) => $f::<3, 3>($($arg),*),
+                (3, 2) => $f::<3, 2>($($arg),*),
+                (3, 1) => $f::<3, 1>($($arg),*),
+                (2, 4) => $f::<2, 4>($($arg),*),
+                (2, 3) => $f::<2, 3>($($arg),*),
+                (2, 2) => $f::<2, 2>($($arg),*),
+                (2, 1) => $f::<2, 1>($($arg),*),
+                (1, 4) => $f::<1, 4>($($arg),*),
+                (1, 3) => $f::<1, 3>($($arg),*),
+                (1, 2) => $f::<1, 2>($($arg),*),
+                _ => $f::<1, 1>($($arg),*),
             }
         };
     }
 
-    /// One tile with AVX-512: `MR x NR` accumulators of 16 lanes.
-    ///
-    /// # Safety
-    /// AVX-512F must be available; `x` must hold `mr` rows and `w` `nr` rows of `k`.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile_avx512(
-        x: *const f32,
-        w: *const f32,
-        pf: *const f32,
-        k: usize,
-        mr: usize,
-        nr: usize,
-        acc: &mut [[f32; NR]; MR],
-    ) {
-        macro_rules! go {
-            ($m:literal, $n:literal) => {{
-                let mut a = [[_mm512_setzero_ps(); $n]; $m];
-                let kv = k / 16 * 16;
-                let mut p = 0;
-                while p < kv {
-                    let mut xs = [_mm512_setzero_ps(); $m];
-                    for r in 0..$m {
-                        xs[r] = _mm512_loadu_ps(x.add(r * k + p));
-                    }
-                    for c in 0..$n {
-                        if !pf.is_null() {
-                            _mm_prefetch::<_MM_HINT_T1>(pf.add(c * k + p) as *const i8);
+    /// Defines the tile function of one instruction set from the one body below:
+    /// `MR x NR` accumulators of `$lanes` lanes, the weight rows of the next tile
+    /// prefetched once per 64 bytes, and every row's four accumulators reduced by
+    /// `$reduce4` (missing columns as zeros, so every output goes through the same
+    /// reduction whatever the tile shape: results never depend on how rows and
+    /// columns were split).
+    macro_rules! tile_fn {
+        ($(#[$doc:meta])* $name:ident, $feature:literal, $lanes:literal,
+         $zero:ident, $load:ident, $fma:ident, $reduce4:ident) => {
+            $(#[$doc])*
+            #[target_feature(enable = $feature)]
+            pub unsafe fn $name(
+                x: *const f32,
+                w: *const f32,
+                pf: *const f32,
+                k: usize,
+                mr: usize,
+                nr: usize,
+                acc: &mut [[f32; NR]; MR],
+            ) {
+                #[target_feature(enable = $feature)]
+                #[inline]
+                unsafe fn shape<const M: usize, const N: usize>(
+                    x: *const f32,
+                    w: *const f32,
+                    pf: *const f32,
+                    k: usize,
+                    acc: &mut [[f32; NR]; MR],
+                ) {
+                    let mut a = [[$zero(); N]; M];
+                    let kv = k / $lanes * $lanes;
+                    let mut p = 0;
+                    while p < kv {
+                        let mut xs = [$zero(); M];
+                        for r in 0..M {
+                            xs[r] = $load(x.add(r * k + p));
                         }
-                        let wv = _mm512_loadu_ps(w.add(c * k + p));
-                        for r in 0..$m {
-                            a[r][c] = _mm512_fmadd_ps(xs[r], wv, a[r][c]);
+                        for c in 0..N {
+                            if !pf.is_null() && p % 16 == 0 {
+                                _mm_prefetch::<_MM_HINT_T1>(pf.add(c * k + p) as *const i8);
+                            }
+                            let wv = $load(w.add(c * k + p));
+                            for r in 0..M {
+                                a[r][c] = $fma(xs[r], wv, a[r][c]);
+                            }
+                        }
+                        p += $lanes;
+                    }
+                    let z = $zero();
+                    for r in 0..M {
+                        let col = |c: usize| if c < N { a[r][c] } else { z };
+                        let sums = $reduce4(col(0), col(1), col(2), col(3));
+                        for c in 0..N {
+                            let mut s = sums[c];
+                            for q in kv..k {
+                                s += *x.add(r * k + q) * *w.add(c * k + q);
+                            }
+                            acc[r][c] = s;
                         }
                     }
-                    p += 16;
                 }
-                for r in 0..$m {
-                    // Four accumulators reduced together (a transpose-and-add
-                    // tree) cost about half of four separate reductions. Missing
-                    // columns are zeros, so every output goes through the same
-                    // tree whatever the tile shape (results never depend on how
-                    // rows and columns were split).
-                    let mut sums = [0f32; 4];
-                    let z = _mm512_setzero_ps();
-                    let col = |c: usize| if c < $n { a[r][c.min($n - 1)] } else { z };
-                    _mm_storeu_ps(sums.as_mut_ptr(), reduce4(col(0), col(1), col(2), col(3)));
-                    for c in 0..$n {
-                        let mut s = sums[c];
-                        for q in kv..k {
-                            s += *x.add(r * k + q) * *w.add(c * k + q);
-                        }
-                        acc[r][c] = s;
-                    }
-                }
-            }};
-        }
-        dispatch!(go, mr, nr);
+                dispatch!(shape, mr, nr, (x, w, pf, k, acc))
+            }
+        };
     }
 
-    /// The lane sums of four vectors, `[sum(a), sum(b), sum(c), sum(d)]`.
+    tile_fn!(
+        /// One tile with AVX-512.
+        ///
+        /// # Safety
+        /// AVX-512F must be available; `x` must hold `mr` rows and `w` `nr` rows
+        /// of `k` (and `pf`, when not null, `nr` rows of `k`).
+        tile_avx512, "avx512f", 16,
+        _mm512_setzero_ps, _mm512_loadu_ps, _mm512_fmadd_ps, reduce4_avx512
+    );
+
+    tile_fn!(
+        /// One tile with AVX2 + FMA.
+        ///
+        /// # Safety
+        /// AVX2 and FMA must be available; `x` must hold `mr` rows and `w` `nr`
+        /// rows of `k` (and `pf`, when not null, `nr` rows of `k`).
+        tile_avx2, "avx2,fma", 8,
+        _mm256_setzero_ps, _mm256_loadu_ps, _mm256_fmadd_ps, reduce4_avx2
+    );
+
+    /// The lane sums of four vectors, `[sum(a), sum(b), sum(c), sum(d)]`, with a
+    /// transpose-and-add tree (about half the work of four separate reductions).
     #[target_feature(enable = "avx512f")]
-    unsafe fn reduce4(a: __m512, b: __m512, c: __m512, d: __m512) -> __m128 {
+    #[inline]
+    unsafe fn reduce4_avx512(a: __m512, b: __m512, c: __m512, d: __m512) -> [f32; 4] {
         // Per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3] and the same for c, d.
         let ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
         let cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
@@ -302,60 +302,20 @@ mod x86 {
             _mm512_extractf32x4_ps::<2>(v),
             _mm512_extractf32x4_ps::<3>(v),
         );
-        _mm_add_ps(x01, x23)
+        let mut out = [0f32; 4];
+        _mm_storeu_ps(out.as_mut_ptr(), _mm_add_ps(x01, x23));
+        out
     }
 
-    /// One tile with AVX2 + FMA: `MR x NR` accumulators of 8 lanes.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available; `x` must hold `mr` rows and `w` `nr` rows
-    /// of `k`.
+    /// The lane sums of four vectors, each reduced on its own.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile_avx2(
-        x: *const f32,
-        w: *const f32,
-        pf: *const f32,
-        k: usize,
-        mr: usize,
-        nr: usize,
-        acc: &mut [[f32; NR]; MR],
-    ) {
-        macro_rules! go {
-            ($m:literal, $n:literal) => {{
-                let mut a = [[_mm256_setzero_ps(); $n]; $m];
-                let kv = k / 8 * 8;
-                let mut p = 0;
-                while p < kv {
-                    let mut xs = [_mm256_setzero_ps(); $m];
-                    for r in 0..$m {
-                        xs[r] = _mm256_loadu_ps(x.add(r * k + p));
-                    }
-                    for c in 0..$n {
-                        if !pf.is_null() && p % 16 == 0 {
-                            _mm_prefetch::<_MM_HINT_T1>(pf.add(c * k + p) as *const i8);
-                        }
-                        let wv = _mm256_loadu_ps(w.add(c * k + p));
-                        for r in 0..$m {
-                            a[r][c] = _mm256_fmadd_ps(xs[r], wv, a[r][c]);
-                        }
-                    }
-                    p += 8;
-                }
-                for r in 0..$m {
-                    for c in 0..$n {
-                        let mut s = hsum256(a[r][c]);
-                        for q in kv..k {
-                            s += *x.add(r * k + q) * *w.add(c * k + q);
-                        }
-                        acc[r][c] = s;
-                    }
-                }
-            }};
-        }
-        dispatch!(go, mr, nr);
+    #[inline]
+    unsafe fn reduce4_avx2(a: __m256, b: __m256, c: __m256, d: __m256) -> [f32; 4] {
+        [hsum256(a), hsum256(b), hsum256(c), hsum256(d)]
     }
 
     #[target_feature(enable = "avx2,fma")]
+    #[inline]
     unsafe fn hsum256(v: __m256) -> f32 {
         let hi = _mm256_extractf128_ps(v, 1);
         let lo = _mm256_castps256_ps128(v);
@@ -436,6 +396,12 @@ mod tests {
         ] {
             check(m, k, n, Isa::detect());
             check(m, k, n, Isa::Portable);
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                check(m, k, n, Isa::Avx2);
+            }
         }
     }
 }

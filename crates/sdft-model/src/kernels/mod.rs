@@ -20,6 +20,40 @@ pub mod matmul;
 
 use burn::prelude::*;
 
+/// The widest vector instruction set this CPU runs, detected once; every kernel
+/// dispatches on it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Isa {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Portable,
+}
+
+impl Isa {
+    pub(crate) fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::sync::OnceLock;
+            static ISA: OnceLock<Isa> = OnceLock::new();
+            *ISA.get_or_init(|| {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    Isa::Avx512
+                } else if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    Isa::Avx2
+                } else {
+                    Isa::Portable
+                }
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Portable
+    }
+}
+
 /// `x` `[rows, d_in]` times `w` `[d_in, d_out]`.
 ///
 /// On flex, when `w` is a transposed view of `[d_out, d_in]` row-major data (how
