@@ -105,12 +105,21 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let best = |f: &mut dyn FnMut() -> f64| (0..reps.max(1)).map(|_| f()).fold(0.0, f64::max);
+    // `--only prefill|decode1|decode16` takes one measure (for profiling); the
+    // others print as 0.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    let best = |name: &str, f: &mut dyn FnMut() -> f64| if wanted(name) { best(f) } else { 0.0 };
 
     let p128 = prompt_ids(&engine, 128, 1);
-    let prefill = best(&mut || 128.0 / run(&engine, vec![p128.clone()], 1).0);
+    let prefill = best("prefill", &mut || 128.0 / run(&engine, vec![p128.clone()], 1).0);
 
     let p16 = prompt_ids(&engine, 16, 2);
-    let decode1 = best(&mut || {
+    let decode1 = best("decode1", &mut || {
         let (t_short, _) = run(&engine, vec![p16.clone()], 1);
         let (t_long, n) = run(&engine, vec![p16.clone()], 65);
         (n - 1) as f64 / (t_long - t_short)
@@ -122,7 +131,7 @@ fn main() {
     // the difference is the decode phase, which is what llama-batched-bench's
     // S_TG (the reference's "generated tokens/s") times.
     let mut batch16 = 0f64;
-    let decode16 = best(&mut || {
+    let decode16 = best("decode16", &mut || {
         let (t16_first, n16_first) = run(&engine, prompts.clone(), 1);
         let (t16, n16) = run(&engine, prompts.clone(), 64);
         batch16 = batch16.max(n16 as f64 / t16);

@@ -8,8 +8,8 @@
 #![cfg(feature = "flex")]
 
 use sdft_model::backend::{default_device, DefaultBackend};
-use sdft_model::kernels::decode::{forward, HostKv, Row};
-use sdft_model::kernels::model_views;
+use sdft_model::kernels::decode::{forward, HostKv, Row, Scratch};
+use sdft_model::kernels::host_model;
 use sdft_model::model::PaddedBatch;
 use sdft_model::{LoadOptions, Model};
 
@@ -39,7 +39,7 @@ fn kernel_prefill_and_decode_match_the_generic_forward() {
     let model =
         Model::<DefaultBackend>::load(&path, &LoadOptions::default(), &default_device()).unwrap();
     let c = &model.config;
-    let views = model_views(&model.llama, c).expect("flex f32 weights are readable in place");
+    let views = host_model(&model.llama, c).expect("flex f32 weights are readable");
     let seqs: Vec<Vec<u32>> = [
         "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\nThe capital",
         "Once upon a time there was a small robot who wanted to learn how to paint the sea",
@@ -48,6 +48,7 @@ fn kernel_prefill_and_decode_match_the_generic_forward() {
     .map(|t| model.tokenizer.encode(t, false).unwrap())
     .collect();
     let prompt = [seqs[0].len() - 6, 9];
+    let mut scratch = Scratch::default();
     let mut cache: Vec<HostKv> = (0..c.num_hidden_layers)
         .map(|_| HostKv::zeros(2, c.num_key_value_heads, 8, c.head_dim))
         .collect();
@@ -67,7 +68,7 @@ fn kernel_prefill_and_decode_match_the_generic_forward() {
         }));
         last.push(rows.len() - 1);
     }
-    let out = forward(&views, &rows, &mut cache, &last);
+    let out = forward(&views, &rows, &mut cache, &mut scratch, &last);
     let mut worst = 0f32;
     for slot in 0..2 {
         let d = max_diff(&out[slot], &reference[slot][prompt[slot] - 1]);
@@ -89,7 +90,7 @@ fn kernel_prefill_and_decode_match_the_generic_forward() {
             })
             .collect();
         let all: Vec<usize> = (0..rows.len()).collect();
-        let out = forward(&views, &rows, &mut cache, &all);
+        let out = forward(&views, &rows, &mut cache, &mut scratch, &all);
         for (r, &slot) in live.iter().enumerate() {
             let d = max_diff(&out[r], &reference[slot][pos[slot]]);
             worst = worst.max(d);
@@ -115,7 +116,7 @@ fn kernel_prefill_and_decode_match_the_generic_forward() {
             pos,
         })
         .collect();
-    let out = forward(&views, &rows, &mut cache, &[long.len() - 1]);
+    let out = forward(&views, &rows, &mut cache, &mut scratch, &[long.len() - 1]);
     let reference = full_logits(&model, &long);
     worst = worst.max(max_diff(&out[0], &reference[long.len() - 1]));
 

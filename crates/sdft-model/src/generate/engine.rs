@@ -40,6 +40,10 @@ pub struct Engine<B: Backend> {
     pub batch_size: usize,
     /// Token ids that end a sequence (EOS and the config's extra EOS ids).
     pub stop_ids: Vec<u32>,
+    /// The model's weights packed for the CPU kernels, made on first use and
+    /// kept while `model` holds the same weight tensors (see [`Engine::host_model`]).
+    #[cfg(feature = "flex")]
+    host_model: std::sync::Mutex<Option<std::sync::Arc<crate::kernels::decode::HostModel>>>,
 }
 
 /// The batched KV cache of every layer, with its capacity per slot: on the
@@ -55,8 +59,9 @@ struct SlotCache<B: Backend> {
 /// The CPU decode kernel's weights and per-layer caches.
 #[cfg(feature = "flex")]
 struct HostCache {
-    views: crate::kernels::decode::ModelViews,
+    views: std::sync::Arc<crate::kernels::decode::HostModel>,
     layers: Vec<crate::kernels::decode::HostKv>,
+    scratch: crate::kernels::decode::Scratch,
 }
 
 impl<B: Backend> Engine<B> {
@@ -71,7 +76,37 @@ impl<B: Backend> Engine<B> {
             model,
             batch_size: batch_size.max(1),
             stop_ids,
+            #[cfg(feature = "flex")]
+            host_model: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The model's weights packed for the CPU kernels, or `None` when generation
+    /// takes the generic path (see [`crate::kernels::host_model`]). Packed on
+    /// first use and again only when the model's weight tensors were replaced
+    /// (a merged adapter, another model), which is checked by storage identity
+    /// on every call.
+    #[cfg(feature = "flex")]
+    fn host_model(&self) -> Option<std::sync::Arc<crate::kernels::decode::HostModel>> {
+        let sources = crate::kernels::weight_sources(&self.model.llama)?;
+        let mut cached = self.host_model.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = cached.as_ref().filter(|m| m.packs(&sources)) {
+            return Some(m.clone());
+        }
+        // The old packing goes first: two at once would hold three copies.
+        *cached = None;
+        let t = std::time::Instant::now();
+        let packed = std::sync::Arc::new(crate::kernels::host_model(
+            &self.model.llama,
+            &self.model.config,
+        )?);
+        tracing::debug!(
+            mib = packed.packed_bytes() >> 20,
+            secs = t.elapsed().as_secs_f64(),
+            "packed the weights for the CPU kernels"
+        );
+        *cached = Some(packed.clone());
+        Some(packed)
     }
 
     fn encode_request(&self, r: &GenerationRequest) -> Result<Vec<u32>> {
@@ -224,14 +259,18 @@ impl<B: Backend> Engine<B> {
     fn new_cache(&self, slots: usize, capacity: usize) -> SlotCache<B> {
         let c = &self.model.config;
         #[cfg(feature = "flex")]
-        if let Some(views) = crate::kernels::model_views(&self.model.llama, c) {
+        if let Some(views) = self.host_model() {
             use crate::kernels::decode::HostKv;
             let layers = (0..c.num_hidden_layers)
                 .map(|_| HostKv::zeros(slots, c.num_key_value_heads, capacity, c.head_dim))
                 .collect();
             return SlotCache {
                 layers: Vec::new(),
-                host: Some(HostCache { views, layers }),
+                host: Some(HostCache {
+                    views,
+                    layers,
+                    scratch: Default::default(),
+                }),
                 capacity,
             };
         }
@@ -285,7 +324,13 @@ impl<B: Backend> Engine<B> {
                 }));
                 last.push(rows.len() - 1);
             }
-            return Ok(forward(&host.views, &rows, &mut host.layers, &last));
+            return Ok(forward(
+                &host.views,
+                &rows,
+                &mut host.layers,
+                &mut host.scratch,
+                &last,
+            ));
         }
         let llama = &self.model.llama;
         let device = &self.model.device;
@@ -342,6 +387,7 @@ impl<B: Backend> Engine<B> {
                 &tokens,
                 &lens,
                 &mut host.layers,
+                &mut host.scratch,
             ));
         }
         let total = cache.capacity;

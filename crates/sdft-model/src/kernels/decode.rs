@@ -7,9 +7,10 @@
 //! cache capacity under a mask. Here a layer is: RMSNorm, the q/k/v products,
 //! RoPE in place, one write of each slot's new key and value, attention over each
 //! slot's own length only, the output product, RMSNorm, the SwiGLU products, and
-//! the residual adds; the products run on [`super::matmul::matmul_nt`].
+//! the residual adds; the products run on [`super::packed::matmul_packed`], the
+//! q/k/v products as one and the gate/up products as one.
 //!
-//! [`super::model_views`] gives the weights; the result equals the generic
+//! [`super::host_model`] gives the weights; the result equals the generic
 //! step's up to float rounding (tested in `tests/decode_kernel.rs`).
 
 // Loops index explicitly so that they vectorize inside the multiversioned bodies.
@@ -18,7 +19,7 @@
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::matmul::matmul_nt;
+use super::packed::{matmul_packed, matmul_packed_into, PackedMatrix};
 
 /// Defines `fn` so that its body is compiled three times (AVX-512, AVX2 + FMA,
 /// baseline) and the widest one the CPU supports runs; plain loops in the body
@@ -81,6 +82,11 @@ impl View {
     pub fn get(&self) -> &[f32] {
         &self.tensor.storage::<f32>()[self.start..self.start + self.len]
     }
+
+    /// True when both views read the same values of the same storage.
+    pub fn same_values(&self, other: &View) -> bool {
+        std::ptr::eq(self.get().as_ptr(), other.get().as_ptr()) && self.len == other.len
+    }
 }
 
 /// What layout a [`View`] must have.
@@ -90,27 +96,30 @@ pub enum Expect {
     TransposedMatrix,
 }
 
-/// One block's weights (linear weights `[out, in]` row-major).
-pub struct LayerViews {
+/// One block's weights: the norms read in place, the products packed
+/// ([`PackedMatrix`]).
+pub struct LayerWeights {
     pub input_norm: View,
-    pub q: View,
-    pub k: View,
-    pub v: View,
-    pub o: View,
+    /// The q, k and v projections stacked: `[(heads + 2 * kv_heads) * head_dim,
+    /// dim]`, one product for all three.
+    pub qkv: PackedMatrix,
+    pub o: PackedMatrix,
     pub post_norm: View,
-    pub gate: View,
-    pub up: View,
-    pub down: View,
+    /// The gate and up projections stacked: `[2 * hidden, dim]`.
+    pub gate_up: PackedMatrix,
+    pub down: PackedMatrix,
 }
 
-/// The whole network's weights and shapes for a host decode step.
-pub struct ModelViews {
+/// The whole network's weights and shapes for [`forward`]: built once per model
+/// by [`super::host_model`] (packing costs about one pass over the weights and
+/// holds a second copy of the matrices).
+pub struct HostModel {
     /// `[vocab, dim]`.
     pub embed: View,
-    pub layers: Vec<LayerViews>,
+    pub layers: Vec<LayerWeights>,
     pub norm: View,
-    /// `[vocab, dim]` (the embedding itself when tied).
-    pub head: View,
+    /// `[vocab, dim]` (a copy of the embedding when tied), packed.
+    pub head: PackedMatrix,
     /// RoPE tables `[max_positions, head_dim]`.
     pub cos: View,
     pub sin: View,
@@ -121,18 +130,44 @@ pub struct ModelViews {
     pub n_kv_heads: usize,
     pub head_dim: usize,
     pub eps: f32,
+    /// The flex tensors the packed matrices were made from, in a fixed order:
+    /// kept alive so that [`HostModel::packs`] can tell by storage identity
+    /// whether a model still holds these same weights.
+    pub(super) sources: Vec<View>,
 }
 
-/// One layer's keys and values of every slot, `[slots, kv_heads, capacity,
-/// head_dim]`, in host memory; written in place.
+impl HostModel {
+    /// True when `sources` (a model's weights, in [`super::host_model`]'s order)
+    /// are exactly the tensors this was packed from. The old tensors are kept
+    /// alive here, so their storage cannot have been reused by new ones.
+    pub fn packs(&self, sources: &[View]) -> bool {
+        self.sources.len() == sources.len()
+            && self.sources.iter().zip(sources).all(|(a, b)| a.same_values(b))
+    }
+
+    /// Bytes held by the packed matrices.
+    pub fn packed_bytes(&self) -> usize {
+        self.head.bytes()
+            + self
+                .layers
+                .iter()
+                .map(|l| l.qkv.bytes() + l.o.bytes() + l.gate_up.bytes() + l.down.bytes())
+                .sum::<usize>()
+    }
+}
+
+/// One layer's keys and values of every slot in host memory, written in place:
+/// values `[slots, kv_heads, capacity, head_dim]`, keys transposed, `[slots,
+/// kv_heads, head_dim, capacity]`, so that a query's scores over 16 positions
+/// are 16 lanes of one multiply-add per dimension (no sums across lanes).
 #[derive(Debug, Clone)]
 pub struct HostKv {
-    pub k: Vec<f32>,
-    pub v: Vec<f32>,
-    pub slots: usize,
-    pub kv_heads: usize,
-    pub capacity: usize,
-    pub head_dim: usize,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    slots: usize,
+    kv_heads: usize,
+    capacity: usize,
+    head_dim: usize,
 }
 
 impl HostKv {
@@ -148,8 +183,35 @@ impl HostKv {
         }
     }
 
-    fn at(&self, slot: usize, head: usize, pos: usize) -> usize {
-        ((slot * self.kv_heads + head) * self.capacity + pos) * self.head_dim
+    /// Positions each slot holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Where `(slot, head)`'s block starts (the same offset in `k` and `v`).
+    fn base(&self, slot: usize, head: usize) -> usize {
+        (slot * self.kv_heads + head) * self.capacity * self.head_dim
+    }
+
+    /// Stores one position's key and value of `(slot, head)`.
+    fn write(&mut self, slot: usize, head: usize, pos: usize, key: &[f32], value: &[f32]) {
+        let (base, cap, hd) = (self.base(slot, head), self.capacity, self.head_dim);
+        for (d, x) in key.iter().enumerate().take(hd) {
+            self.k[base + d * cap + pos] = *x;
+        }
+        self.v[base + pos * hd..base + (pos + 1) * hd].copy_from_slice(&value[..hd]);
+    }
+
+    /// `(slot, head)`'s keys, `[head_dim, capacity]`.
+    fn keys(&self, slot: usize, head: usize) -> &[f32] {
+        let base = self.base(slot, head);
+        &self.k[base..base + self.head_dim * self.capacity]
+    }
+
+    /// `(slot, head)`'s first `n` values, `[n, head_dim]`.
+    fn values(&self, slot: usize, head: usize, n: usize) -> &[f32] {
+        let base = self.base(slot, head);
+        &self.v[base..base + n * self.head_dim]
     }
 
     /// Grows every slot to `capacity` positions (existing positions kept).
@@ -157,34 +219,24 @@ impl HostKv {
         if capacity <= self.capacity {
             return;
         }
-        let mut next = HostKv::zeros(self.slots, self.kv_heads, capacity, self.head_dim);
-        let row = self.capacity * self.head_dim;
+        let (old, hd) = (self.capacity, self.head_dim);
+        let mut next = HostKv::zeros(self.slots, self.kv_heads, capacity, hd);
         for sh in 0..self.slots * self.kv_heads {
-            let (src, dst) = (sh * row, sh * capacity * self.head_dim);
-            next.k[dst..dst + row].copy_from_slice(&self.k[src..src + row]);
-            next.v[dst..dst + row].copy_from_slice(&self.v[src..src + row]);
+            let (src, dst) = (sh * old * hd, sh * capacity * hd);
+            next.v[dst..dst + old * hd].copy_from_slice(&self.v[src..src + old * hd]);
+            for d in 0..hd {
+                next.k[dst + d * capacity..dst + d * capacity + old]
+                    .copy_from_slice(&self.k[src + d * old..src + (d + 1) * old]);
+            }
         }
         *self = next;
-    }
-
-    /// Writes `len` positions from `k`/`v` laid out `[kv_heads, total, head_dim]`
-    /// (the first `len` of `total` positions) into `slot` from position 0.
-    pub fn write_prefix(&mut self, slot: usize, k: &[f32], v: &[f32], total: usize, len: usize) {
-        let hd = self.head_dim;
-        for h in 0..self.kv_heads {
-            let src = h * total * hd;
-            let dst = self.at(slot, h, 0);
-            self.k[dst..dst + len * hd].copy_from_slice(&k[src..src + len * hd]);
-            self.v[dst..dst + len * hd].copy_from_slice(&v[src..src + len * hd]);
-        }
     }
 }
 
 multiversion! {
     /// `x * w / sqrt(mean(x^2) + eps)` for each row of `x` `[rows, d]`.
-    pub fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) -> () {
         let d = w.len();
-        let mut out = vec![0f32; x.len()];
         for (o, r) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
             let ss = dot(r, r);
             let scale = 1.0 / (ss / d as f32 + eps).sqrt();
@@ -192,7 +244,6 @@ multiversion! {
                 o[i] = r[i] * scale * w[i];
             }
         }
-        out
     }
 }
 
@@ -225,64 +276,99 @@ pub struct Row {
 /// themselves. Returns the logits of the rows listed in `logits_of`, in that
 /// order.
 pub fn forward(
-    m: &ModelViews,
+    m: &HostModel,
     rows: &[Row],
     cache: &mut [HostKv],
+    scratch: &mut Scratch,
     logits_of: &[usize],
 ) -> Vec<Vec<f32>> {
     let b = rows.len();
     let (d, hd, h, kvh) = (m.dim, m.head_dim, m.n_heads, m.n_kv_heads);
+    let (qw, kw) = (h * hd, kvh * hd);
+    let Scratch {
+        x,
+        xn,
+        qkv,
+        q,
+        attn,
+        out,
+        gate_up,
+        act,
+    } = scratch;
     let embed = m.embed.get();
-    let mut x = Vec::with_capacity(b * d);
+    x.clear();
     for r in rows {
         let t = r.token as usize;
         x.extend_from_slice(&embed[t * d..(t + 1) * d]);
     }
     let (cos, sin) = (m.cos.get(), m.sin.get());
+    for buf in [&mut *xn, &mut *out] {
+        buf.resize(b * d, 0.0);
+    }
+    for buf in [&mut *q, &mut *attn] {
+        buf.resize(b * qw, 0.0);
+    }
+    qkv.resize(b * (qw + 2 * kw), 0.0);
+    gate_up.resize(b * 2 * m.hidden, 0.0);
+    act.resize(b * m.hidden, 0.0);
     for (layer, kv) in m.layers.iter().zip(cache.iter_mut()) {
-        let xn = rms_norm(&x, layer.input_norm.get(), m.eps);
-        let mut q = matmul_nt(&xn, layer.q.get(), b, d, h * hd);
-        let mut k = matmul_nt(&xn, layer.k.get(), b, d, kvh * hd);
-        let v = matmul_nt(&xn, layer.v.get(), b, d, kvh * hd);
+        rms_norm(x, layer.input_norm.get(), m.eps, xn);
+        matmul_packed_into(xn, b, &layer.qkv, qkv);
         for (i, r) in rows.iter().enumerate() {
             let p = r.pos;
             let (c, sn) = (&cos[p * hd..(p + 1) * hd], &sin[p * hd..(p + 1) * hd]);
-            rope(&mut q[i * h * hd..(i + 1) * h * hd], c, sn);
-            rope(&mut k[i * kvh * hd..(i + 1) * kvh * hd], c, sn);
+            let row = &mut qkv[i * (qw + 2 * kw)..(i + 1) * (qw + 2 * kw)];
+            let (qr, rest) = row.split_at_mut(qw);
+            let (kr, vr) = rest.split_at_mut(kw);
+            rope(qr, c, sn);
+            rope(kr, c, sn);
+            q[i * qw..(i + 1) * qw].copy_from_slice(qr);
             for g in 0..kvh {
-                let at = kv.at(r.slot, g, p);
-                let src = (i * kvh + g) * hd;
-                kv.k[at..at + hd].copy_from_slice(&k[src..src + hd]);
-                kv.v[at..at + hd].copy_from_slice(&v[src..src + hd]);
+                kv.write(r.slot, g, p, &kr[g * hd..(g + 1) * hd], &vr[g * hd..(g + 1) * hd]);
             }
         }
-        let attn = attend(&q, kv, rows, h);
-        let o = matmul_nt(&attn, layer.o.get(), b, h * hd, d);
-        add_into(&mut x, &o);
-        let xn = rms_norm(&x, layer.post_norm.get(), m.eps);
-        let gate = matmul_nt(&xn, layer.gate.get(), b, d, m.hidden);
-        let mut up = matmul_nt(&xn, layer.up.get(), b, d, m.hidden);
-        silu_mul(&mut up, &gate);
-        let down = matmul_nt(&up, layer.down.get(), b, m.hidden, d);
-        add_into(&mut x, &down);
+        attend(q, kv, rows, h, attn);
+        matmul_packed_into(attn, b, &layer.o, out);
+        add_into(x, out);
+        rms_norm(x, layer.post_norm.get(), m.eps, xn);
+        matmul_packed_into(xn, b, &layer.gate_up, gate_up);
+        swiglu(gate_up, m.hidden, act);
+        matmul_packed_into(act, b, &layer.down, out);
+        add_into(x, out);
     }
     let mut last = Vec::with_capacity(logits_of.len() * d);
     for i in logits_of {
         last.extend_from_slice(&x[i * d..(i + 1) * d]);
     }
-    let xn = rms_norm(&last, m.norm.get(), m.eps);
-    let logits = matmul_nt(&xn, m.head.get(), logits_of.len(), d, m.vocab);
+    let mut normed = vec![0f32; last.len()];
+    rms_norm(&last, m.norm.get(), m.eps, &mut normed);
+    let logits = matmul_packed(&normed, logits_of.len(), &m.head);
     logits.chunks_exact(m.vocab).map(<[f32]>::to_vec).collect()
+}
+
+/// Buffers [`forward`] reuses from call to call (a decode step's activations
+/// would otherwise be fresh allocations, and the larger ones fresh pages).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    qkv: Vec<f32>,
+    q: Vec<f32>,
+    attn: Vec<f32>,
+    out: Vec<f32>,
+    gate_up: Vec<f32>,
+    act: Vec<f32>,
 }
 
 /// Runs one decode step: `tokens[s]` at position `lens[s]` for every slot `s`
 /// (`None` = an idle slot, skipped); returns each slot's logits (`None` for idle
 /// slots).
 pub fn decode_step(
-    m: &ModelViews,
+    m: &HostModel,
     tokens: &[Option<u32>],
     lens: &[usize],
     cache: &mut [HostKv],
+    scratch: &mut Scratch,
 ) -> Vec<Option<Vec<f32>>> {
     let rows: Vec<Row> = (0..tokens.len())
         .filter_map(|s| {
@@ -294,7 +380,7 @@ pub fn decode_step(
         })
         .collect();
     let all: Vec<usize> = (0..rows.len()).collect();
-    let mut logits = forward(m, &rows, cache, &all).into_iter();
+    let mut logits = forward(m, &rows, cache, scratch, &all).into_iter();
     tokens
         .iter()
         .map(|t| t.and_then(|_| logits.next()))
@@ -311,81 +397,163 @@ multiversion! {
 }
 
 multiversion! {
-    /// `up = silu(gate) * up`, elementwise.
-    fn silu_mul(up: &mut [f32], gate: &[f32]) -> () {
-        let n = up.len().min(gate.len());
-        for i in 0..n {
-            let g = gate[i];
-            up[i] *= g / (1.0 + exp(-g));
+    /// `silu(gate) * up` for rows of `[gate | up]` (`2 * hidden` values each).
+    fn swiglu(gate_up: &[f32], hidden: usize, out: &mut [f32]) -> () {
+        for (o, gu) in out.chunks_exact_mut(hidden).zip(gate_up.chunks_exact(2 * hidden)) {
+            let (gate, up) = gu.split_at(hidden);
+            for i in 0..hidden {
+                let g = gate[i];
+                o[i] = up[i] * (g / (1.0 + exp(-g)));
+            }
         }
     }
 }
 
 /// Attention of each row's query heads `q` `[rows, heads * hd]` over its slot's
-/// cached positions `0..=pos`; returns `[rows, heads * hd]`.
-fn attend(q: &[f32], kv: &HostKv, rows: &[Row], heads: usize) -> Vec<f32> {
-    let hd = kv.head_dim;
-    let rep = heads / kv.kv_heads;
+/// cached positions `0..=pos`; returns `[rows, heads * hd]`. The query heads that
+/// share a key/value head (grouped-query attention) are computed together.
+fn attend(q: &[f32], kv: &HostKv, rows: &[Row], heads: usize, out: &mut [f32]) {
+    let (hd, kvh) = (kv.head_dim, kv.kv_heads);
+    let group = heads / kvh;
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut out = vec![0f32; q.len()];
-    // Split into tasks of a few heads each; one task per (row, head) is too fine
-    // for single-token decode rows.
-    let per_task = (heads * 4).max(1);
-    out.par_chunks_mut(hd * per_task)
+    // Tasks of a few rows' groups each; one task per group is too fine for
+    // single-token decode rows.
+    let per_task = (kvh * 4).max(1);
+    out.par_chunks_mut(hd * group * per_task)
         .enumerate()
         .for_each(|(t, block)| {
             let mut scores = Vec::new();
-            for (j, o) in block.chunks_exact_mut(hd).enumerate() {
-                let i = t * per_task + j;
-                let (r, head) = (&rows[i / heads], i % heads);
+            for (j, o) in block.chunks_exact_mut(hd * group).enumerate() {
+                let u = t * per_task + j;
+                let (r, g) = (&rows[u / kvh], u % kvh);
                 let n = r.pos + 1;
-                let base = kv.at(r.slot, head / rep, 0);
-                head_attention(
-                    &q[i * hd..(i + 1) * hd],
-                    &kv.k[base..base + n * hd],
-                    &kv.v[base..base + n * hd],
+                group_attention(
+                    &q[u * hd * group..(u + 1) * hd * group],
+                    kv.keys(r.slot, g),
+                    kv.values(r.slot, g, n),
+                    kv.capacity,
                     scale,
                     &mut scores,
                     o,
                 );
             }
         });
-    out
 }
 
+/// Positions per score block, and value dimensions per output block: four
+/// vectors of accumulators held in registers.
+const BLOCK: usize = 64;
+/// The narrower block for what is left: one vector.
+const LANES: usize = 16;
+
 multiversion! {
-    /// `o = softmax(K q * scale) V` for one head over `n = keys.len() / hd`
-    /// positions (explicit loops, so that the whole body is compiled for the
-    /// detected vector width).
-    fn head_attention(
+    /// `o = softmax(K q * scale) V` for each query head of one group, over
+    /// `n = values.len() / hd` positions; `keys` is `[hd, cap]` (transposed).
+    /// Explicit loops, so that the whole body is compiled for the detected
+    /// vector width.
+    fn group_attention(
         q: &[f32],
         keys: &[f32],
-        vals: &[f32],
+        values: &[f32],
+        cap: usize,
         scale: f32,
         scores: &mut Vec<f32>,
         o: &mut [f32],
     ) -> () {
-        let hd = q.len();
-        let n = keys.len() / hd;
-        scores.clear();
-        scores.resize(n, 0.0);
-        let mut max = f32::NEG_INFINITY;
-        for t in 0..n {
-            let sc = dot(q, &keys[t * hd..(t + 1) * hd]) * scale;
-            scores[t] = sc;
-            max = max.max(sc);
-        }
-        // Exponentials first (a loop with no carried sum, so it vectorizes), then
-        // their sum in lanes.
-        for t in 0..n {
-            scores[t] = exp(scores[t] - max);
-        }
-        let inv = 1.0 / sum(scores);
-        o.fill(0.0);
-        for t in 0..n {
-            axpy(o, scores[t] * inv, &vals[t * hd..(t + 1) * hd]);
+        let hd = keys.len() / cap;
+        let n = values.len() / hd;
+        // Scores are computed up to a whole vector past `n` where the cache has
+        // room (positions past `n` hold stale or zero keys; their scores are
+        // never read).
+        let padded = n.div_ceil(LANES) * LANES;
+        let span = if padded <= cap { padded } else { n };
+        for (qh, oh) in q.chunks_exact(hd).zip(o.chunks_exact_mut(hd)) {
+            scores.clear();
+            scores.resize(span, 0.0);
+            let mut t0 = 0;
+            while t0 + BLOCK <= span {
+                let mut acc = [0f32; BLOCK];
+                for d in 0..hd {
+                    let qd = qh[d] * scale;
+                    let kr = &keys[d * cap + t0..d * cap + t0 + BLOCK];
+                    for l in 0..BLOCK {
+                        acc[l] += qd * kr[l];
+                    }
+                }
+                scores[t0..t0 + BLOCK].copy_from_slice(&acc);
+                t0 += BLOCK;
+            }
+            while t0 + LANES <= span {
+                let mut acc = [0f32; LANES];
+                for d in 0..hd {
+                    let qd = qh[d] * scale;
+                    let kr = &keys[d * cap + t0..d * cap + t0 + LANES];
+                    for l in 0..LANES {
+                        acc[l] += qd * kr[l];
+                    }
+                }
+                scores[t0..t0 + LANES].copy_from_slice(&acc);
+                t0 += LANES;
+            }
+            for t in t0..span {
+                let mut acc = 0f32;
+                for d in 0..hd {
+                    acc += qh[d] * scale * keys[d * cap + t];
+                }
+                scores[t] = acc;
+            }
+            let scores = &mut scores[..n];
+            let max = max_of(scores);
+            // Exponentials first (a loop with no carried sum, so it vectorizes),
+            // then their sum in lanes.
+            for t in 0..n {
+                scores[t] = exp(scores[t] - max);
+            }
+            let inv = 1.0 / sum(scores);
+            // The weighted sum of values, BLOCK dimensions at a time in registers.
+            let mut c0 = 0;
+            while c0 + BLOCK <= hd {
+                let mut acc = [0f32; BLOCK];
+                for t in 0..n {
+                    let (p, vr) = (scores[t], &values[t * hd + c0..t * hd + c0 + BLOCK]);
+                    for l in 0..BLOCK {
+                        acc[l] += p * vr[l];
+                    }
+                }
+                for l in 0..BLOCK {
+                    oh[c0 + l] = acc[l] * inv;
+                }
+                c0 += BLOCK;
+            }
+            if c0 < hd {
+                let rest = &mut oh[c0..];
+                rest.fill(0.0);
+                for t in 0..n {
+                    axpy(rest, scores[t], &values[t * hd + c0..(t + 1) * hd]);
+                }
+                for x in rest.iter_mut() {
+                    *x *= inv;
+                }
+            }
         }
     }
+}
+
+/// The largest of `v` (NEG_INFINITY when empty), in lanes.
+#[inline(always)]
+fn max_of(v: &[f32]) -> f32 {
+    let full = v.len() / LANES * LANES;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    for c in v[..full].chunks_exact(LANES) {
+        for l in 0..LANES {
+            lanes[l] = if c[l] > lanes[l] { c[l] } else { lanes[l] };
+        }
+    }
+    let mut m = f32::NEG_INFINITY;
+    for x in lanes.iter().chain(&v[full..]) {
+        m = if *x > m { *x } else { m };
+    }
+    m
 }
 
 /// `e^x` to about 2 ulp, in plain arithmetic so that loops over it vectorize
