@@ -17,7 +17,6 @@
 #![allow(clippy::needless_range_loop)]
 
 use burn_flex::FlexTensor;
-use rayon::prelude::*;
 
 use super::packed::{matmul_packed, matmul_packed_into, PackedMatrix};
 
@@ -419,25 +418,42 @@ fn attend(q: &[f32], kv: &HostKv, rows: &[Row], heads: usize, out: &mut [f32]) {
     // Tasks of a few rows' groups each; one task per group is too fine for
     // single-token decode rows.
     let per_task = (kvh * 4).max(1);
-    out.par_chunks_mut(hd * group * per_task)
-        .enumerate()
-        .for_each(|(t, block)| {
-            let mut scores = Vec::new();
-            for (j, o) in block.chunks_exact_mut(hd * group).enumerate() {
-                let u = t * per_task + j;
-                let (r, g) = (&rows[u / kvh], u % kvh);
-                let n = r.pos + 1;
-                group_attention(
-                    &q[u * hd * group..(u + 1) * hd * group],
-                    kv.keys(r.slot, g),
-                    kv.values(r.slot, g, n),
-                    kv.capacity,
-                    scale,
-                    &mut scores,
-                    o,
-                );
-            }
-        });
+    let units = rows.len() * kvh;
+    let width = hd * group;
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    super::team::Team::global().run(units.div_ceil(per_task), &|t| {
+        let mut scores = Vec::new();
+        for u in t * per_task..((t + 1) * per_task).min(units) {
+            let (r, g) = (&rows[u / kvh], u % kvh);
+            let n = r.pos + 1;
+            // SAFETY: unit `u` alone writes `out[u * width..(u + 1) * width]`,
+            // inside `out` (`units * width == out.len()`), which outlives the run.
+            let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(u * width), width) };
+            group_attention(
+                &q[u * width..(u + 1) * width],
+                kv.keys(r.slot, g),
+                kv.values(r.slot, g, n),
+                kv.capacity,
+                scale,
+                &mut scores,
+                o,
+            );
+        }
+    });
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the attention units write disjoint parts of the output (see `attend`).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// # Safety
+    /// `i` must lie inside the allocation.
+    unsafe fn at(self, i: usize) -> *mut f32 {
+        self.0.add(i)
+    }
 }
 
 /// Positions per score block, and value dimensions per output block: four

@@ -20,6 +20,7 @@
 pub mod decode;
 pub mod matmul;
 pub mod packed;
+mod team;
 
 use burn::prelude::*;
 

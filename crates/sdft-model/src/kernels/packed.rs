@@ -136,7 +136,8 @@ pub fn matmul_packed_into(x: &[f32], m: usize, w: &PackedMatrix, out: &mut [f32]
         return;
     }
     let panels = n.div_ceil(PANEL);
-    let threads = rayon::current_num_threads().max(1);
+    let team = super::team::Team::global();
+    let threads = team.threads();
     // Contiguous runs of panels, a few per thread so that a thread slowed by the
     // machine's other work hands its last runs to the others.
     let per = if 2 * m * n * k < 1 << 18 || threads == 1 {
@@ -145,23 +146,61 @@ pub fn matmul_packed_into(x: &[f32], m: usize, w: &PackedMatrix, out: &mut [f32]
         panels.div_ceil(threads * 4).max(1)
     };
     let isa = Isa::detect();
+    thread_local! {
+        static PACKED_X: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    PACKED_X.with(|cell| {
+        let mut fresh = Vec::new();
+        let mut held = cell.try_borrow_mut();
+        let xp = held.as_deref_mut().unwrap_or(&mut fresh);
+        pack_rows(isa, x, m, k, xp);
+        run_panels(isa, xp, m, w, per, out);
+    });
+}
+
+/// Row blocks of nearly equal height for `isa`: `(first row, rows)`.
+fn row_blocks(isa: Isa, m: usize) -> impl Iterator<Item = (usize, usize)> {
+    let blocks = m.div_ceil(block_rows(isa)).max(1);
+    let (base, extra) = (m / blocks, m % blocks);
+    (0..blocks).scan(0, move |r0, b| {
+        let rows = base + usize::from(b < extra);
+        let at = *r0;
+        *r0 += rows;
+        Some((at, rows))
+    })
+}
+
+/// `x` `[m, k]` rearranged block by block ([`row_blocks`]): the block of rows
+/// `r0..r0 + rows` becomes `[k, rows]` at offset `r0 * k`, so that the
+/// micro-kernel reads the values it broadcasts at step `p` side by side.
+fn pack_rows(isa: Isa, x: &[f32], m: usize, k: usize, xp: &mut Vec<f32>) {
+    xp.resize(m * k, 0.0);
+    for (r0, rows) in row_blocks(isa, m) {
+        let dst = &mut xp[r0 * k..(r0 + rows) * k];
+        for r in 0..rows {
+            let src = &x[(r0 + r) * k..(r0 + r + 1) * k];
+            for (p, v) in src.iter().enumerate() {
+                dst[p * rows + r] = *v;
+            }
+        }
+    }
+}
+
+/// The panels of `w` against the packed rows `xp`, in runs of `per` panels
+/// spread over the kernels' thread team.
+fn run_panels(isa: Isa, xp: &[f32], m: usize, w: &PackedMatrix, per: usize, out: &mut [f32]) {
+    let panels = w.n.div_ceil(PANEL);
     let out_ptr = SendPtr(out.as_mut_ptr());
     let run = |first: usize| {
         let last = (first + per).min(panels);
         for j in first..last {
+            let next = (j + 1 < last).then(|| w.panel(j + 1));
             // SAFETY: this task alone writes columns of panel j, and `out`
             // outlives the scope.
-            unsafe { panel_product(isa, x, m, w, j, (j + 1 < last).then(|| w.panel(j + 1)), out_ptr) };
+            unsafe { panel_product(isa, xp, m, w, j, next, out_ptr) };
         }
     };
-    if per >= panels {
-        run(0);
-    } else {
-        use rayon::prelude::*;
-        (0..panels.div_ceil(per))
-            .into_par_iter()
-            .for_each(|c| run(c * per));
-    }
+    super::team::Team::global().run(panels.div_ceil(per), &|c| run(c * per));
 }
 
 #[derive(Clone, Copy)]
@@ -171,7 +210,10 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 /// How many row blocks of a panel prefetch the next panel.
-const PREFETCH_BLOCKS: usize = 2;
+fn prefetch_blocks() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| std::env::var("PFB").ok().and_then(|v| v.parse().ok()).unwrap_or(1))
+}
 
 /// Rows per register block for `isa`.
 fn block_rows(isa: Isa) -> usize {
@@ -184,8 +226,8 @@ fn block_rows(isa: Isa) -> usize {
     }
 }
 
-/// Every row of `out` for the columns of panel `j`, in row blocks of nearly
-/// equal height.
+/// Every row of `out` for the columns of panel `j`, block by block
+/// ([`row_blocks`]); `x` is packed ([`pack_rows`]).
 ///
 /// # Safety
 /// `out` must point to `m * w.n` floats, and no other thread may write panel
@@ -203,16 +245,12 @@ unsafe fn panel_product(
     let panel = w.panel(j);
     let col0 = j * PANEL;
     let cols = (n - col0).min(PANEL);
-    let blocks = m.div_ceil(block_rows(isa));
-    let (base, extra) = (m / blocks, m % blocks);
-    let mut r0 = 0;
-    for b in 0..blocks {
-        let rows = base + usize::from(b < extra);
+    for (b, (r0, rows)) in row_blocks(isa, m).enumerate() {
         let xb = &x[r0 * k..(r0 + rows) * k];
         let o = out.0.add(r0 * n + col0);
         // The first blocks fetch the next panel into L2 as they go, so that
         // memory keeps streaming while the later blocks compute from cache.
-        let pf = next.filter(|_| b < PREFETCH_BLOCKS).map_or(std::ptr::null(), <[f32]>::as_ptr);
+        let pf = next.filter(|_| b < prefetch_blocks()).map_or(std::ptr::null(), <[f32]>::as_ptr);
         match isa {
             // SAFETY: the features were detected at run time; `xb` holds `rows`
             // rows of `k`, the panel `k` steps of PANEL, and `o` `rows` rows of
@@ -223,7 +261,6 @@ unsafe fn panel_product(
             Isa::Avx2 => x86::block_avx2(xb.as_ptr(), rows, k, panel.as_ptr(), pf, o, n, cols),
             Isa::Portable => block_portable(xb, rows, k, panel, o, n, cols),
         }
-        r0 += rows;
     }
 }
 
@@ -242,7 +279,7 @@ unsafe fn block_portable(
     for r in 0..rows {
         let mut acc = [0f32; PANEL];
         for p in 0..k {
-            let xv = x[r * k + p];
+            let xv = x[p * rows + r];
             let wp = &panel[p * PANEL..(p + 1) * PANEL];
             for c in 0..PANEL {
                 acc[c] += xv * wp[c];
@@ -273,7 +310,7 @@ mod x86 {
     /// Up to 12 rows × one panel with AVX-512: 24 accumulators.
     ///
     /// # Safety
-    /// AVX-512F must be available; `x` holds `rows` rows of `k`, `w` (and `pf`
+    /// AVX-512F must be available; `x` holds `k` steps of `rows` values, `w` (and `pf`
     /// unless null) a panel of `k` steps, `out` `rows` rows of stride `ldo` with
     /// `cols` writable columns.
     #[target_feature(enable = "avx512f")]
@@ -308,7 +345,7 @@ mod x86 {
                 let w0 = _mm512_load_ps(w.add(p * PANEL));
                 let w1 = _mm512_load_ps(w.add(p * PANEL + 16));
                 for r in 0..M {
-                    let xb = _mm512_set1_ps(*x.add(r * k + p));
+                    let xb = _mm512_set1_ps(*x.add(p * M + r));
                     lo[r] = _mm512_fmadd_ps(xb, w0, lo[r]);
                     hi[r] = _mm512_fmadd_ps(xb, w1, hi[r]);
                 }
@@ -369,7 +406,7 @@ mod x86 {
                     *wv = _mm256_load_ps(w.add(p * PANEL + 8 * v));
                 }
                 for r in 0..M {
-                    let xb = _mm256_set1_ps(*x.add(r * k + p));
+                    let xb = _mm256_set1_ps(*x.add(p * M + r));
                     for v in 0..4 {
                         acc[r][v] = _mm256_fmadd_ps(xb, ws[v], acc[r][v]);
                     }
