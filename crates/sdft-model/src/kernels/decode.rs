@@ -331,7 +331,7 @@ pub fn forward(
         add_into(x, out);
         rms_norm(x, layer.post_norm.get(), m.eps, xn);
         matmul_packed_into(xn, b, &layer.gate_up, gate_up);
-        swiglu(gate_up, m.hidden, act);
+        swiglu_rows(gate_up, m.hidden, act);
         matmul_packed_into(act, b, &layer.down, out);
         add_into(x, out);
     }
@@ -395,6 +395,24 @@ multiversion! {
     }
 }
 
+/// [`swiglu`] over the kernels' thread team in blocks of rows, when there are
+/// enough rows (a prefill) to pay for a parallel section.
+fn swiglu_rows(gate_up: &[f32], hidden: usize, out: &mut [f32]) {
+    const ROWS: usize = 16;
+    let rows = out.len() / hidden;
+    if rows < 2 * ROWS {
+        return swiglu(gate_up, hidden, out);
+    }
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    super::team::Team::global().run(rows.div_ceil(ROWS), &|c| {
+        let (r0, r1) = (c * ROWS, ((c + 1) * ROWS).min(rows));
+        // SAFETY: chunk `c` alone writes rows `r0..r1` of `out`, which outlives
+        // the run.
+        let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(r0 * hidden), (r1 - r0) * hidden) };
+        swiglu(&gate_up[r0 * 2 * hidden..r1 * 2 * hidden], hidden, o);
+    });
+}
+
 multiversion! {
     /// `silu(gate) * up` for rows of `[gate | up]` (`2 * hidden` values each).
     fn swiglu(gate_up: &[f32], hidden: usize, out: &mut [f32]) -> () {
@@ -444,7 +462,8 @@ fn attend(q: &[f32], kv: &HostKv, rows: &[Row], heads: usize, out: &mut [f32]) {
 
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
-// SAFETY: the attention units write disjoint parts of the output (see `attend`).
+// SAFETY: the parallel sections write disjoint parts of their output (see
+// `attend` and `swiglu_rows`).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
@@ -493,7 +512,7 @@ multiversion! {
                     let qd = qh[d] * scale;
                     let kr = &keys[d * cap + t0..d * cap + t0 + BLOCK];
                     for l in 0..BLOCK {
-                        acc[l] += qd * kr[l];
+                        acc[l] = qd.mul_add(kr[l], acc[l]);
                     }
                 }
                 scores[t0..t0 + BLOCK].copy_from_slice(&acc);
@@ -505,7 +524,7 @@ multiversion! {
                     let qd = qh[d] * scale;
                     let kr = &keys[d * cap + t0..d * cap + t0 + LANES];
                     for l in 0..LANES {
-                        acc[l] += qd * kr[l];
+                        acc[l] = qd.mul_add(kr[l], acc[l]);
                     }
                 }
                 scores[t0..t0 + LANES].copy_from_slice(&acc);
@@ -533,7 +552,7 @@ multiversion! {
                 for t in 0..n {
                     let (p, vr) = (scores[t], &values[t * hd + c0..t * hd + c0 + BLOCK]);
                     for l in 0..BLOCK {
-                        acc[l] += p * vr[l];
+                        acc[l] = p.mul_add(vr[l], acc[l]);
                     }
                 }
                 for l in 0..BLOCK {

@@ -139,9 +139,13 @@ pub fn matmul_packed_into(x: &[f32], m: usize, w: &PackedMatrix, out: &mut [f32]
     let team = super::team::Team::global();
     let threads = team.threads();
     // Contiguous runs of panels, a few per thread so that a thread slowed by the
-    // machine's other work hands its last runs to the others.
+    // machine's other work hands its last runs to the others. With many rows the
+    // product is bound by arithmetic, not memory, and single panels balance the
+    // threads best.
     let per = if 2 * m * n * k < 1 << 18 || threads == 1 {
         panels
+    } else if m >= 64 {
+        1
     } else {
         panels.div_ceil(threads * 4).max(1)
     };
@@ -175,14 +179,30 @@ fn row_blocks(isa: Isa, m: usize) -> impl Iterator<Item = (usize, usize)> {
 /// micro-kernel reads the values it broadcasts at step `p` side by side.
 fn pack_rows(isa: Isa, x: &[f32], m: usize, k: usize, xp: &mut Vec<f32>) {
     xp.resize(m * k, 0.0);
-    for (r0, rows) in row_blocks(isa, m) {
-        let dst = &mut xp[r0 * k..(r0 + rows) * k];
-        for r in 0..rows {
-            let src = &x[(r0 + r) * k..(r0 + r + 1) * k];
-            for (p, v) in src.iter().enumerate() {
-                dst[p * rows + r] = *v;
+    let blocks: Vec<(usize, usize)> = row_blocks(isa, m).collect();
+    let dst = SendPtr(xp.as_mut_ptr());
+    let pack = |b: usize| {
+        let (r0, rows) = blocks[b];
+        // SAFETY: block `b` alone writes `xp[r0 * k..(r0 + rows) * k]`, inside
+        // `xp` (the blocks cover `0..m`), which outlives the run.
+        let dst = unsafe { std::slice::from_raw_parts_mut(dst.at(r0 * k), rows * k) };
+        let src = &x[r0 * k..(r0 + rows) * k];
+        // In tiles of 16 steps: contiguous reads, and the writes of one tile
+        // stay within a few cache lines.
+        for p0 in (0..k).step_by(16) {
+            let p1 = (p0 + 16).min(k);
+            for r in 0..rows {
+                for (i, v) in src[r * k + p0..r * k + p1].iter().enumerate() {
+                    dst[(p0 + i) * rows + r] = *v;
+                }
             }
         }
+    };
+    // Worth a parallel section only for prefill-sized inputs.
+    if m * k >= 1 << 16 {
+        super::team::Team::global().run(blocks.len(), &pack);
+    } else {
+        (0..blocks.len()).for_each(pack);
     }
 }
 
@@ -205,9 +225,17 @@ fn run_panels(isa: Isa, xp: &[f32], m: usize, w: &PackedMatrix, per: usize, out:
 
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
-// SAFETY: tasks write disjoint columns (see `matmul_packed`).
+// SAFETY: tasks write disjoint parts (see `run_panels` and `pack_rows`).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// # Safety
+    /// `i` must lie inside the allocation.
+    unsafe fn at(self, i: usize) -> *mut f32 {
+        self.0.add(i)
+    }
+}
 
 /// How many row blocks of a panel prefetch the next panel.
 fn prefetch_blocks() -> usize {
