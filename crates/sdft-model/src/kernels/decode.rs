@@ -433,9 +433,9 @@ fn attend(q: &[f32], kv: &HostKv, rows: &[Row], heads: usize, out: &mut [f32]) {
     let (hd, kvh) = (kv.head_dim, kv.kv_heads);
     let group = heads / kvh;
     let scale = 1.0 / (hd as f32).sqrt();
-    // Tasks of a few rows' groups each; one task per group is too fine for
-    // single-token decode rows.
-    let per_task = (kvh * 4).max(1);
+    // Tasks of one row's groups each: single-token rows are short work, but
+    // fewer, longer tasks leave one thread idle at the end of the section.
+    let per_task = kvh.max(1);
     let units = rows.len() * kvh;
     let width = hd * group;
     let out_ptr = SendPtr(out.as_mut_ptr());

@@ -135,20 +135,6 @@ pub fn matmul_packed_into(x: &[f32], m: usize, w: &PackedMatrix, out: &mut [f32]
     if m == 0 || n == 0 {
         return;
     }
-    let panels = n.div_ceil(PANEL);
-    let team = super::team::Team::global();
-    let threads = team.threads();
-    // Contiguous runs of panels, a few per thread so that a thread slowed by the
-    // machine's other work hands its last runs to the others. With many rows the
-    // product is bound by arithmetic, not memory, and single panels balance the
-    // threads best.
-    let per = if 2 * m * n * k < 1 << 18 || threads == 1 {
-        panels
-    } else if m >= 64 {
-        1
-    } else {
-        panels.div_ceil(threads * 4).max(1)
-    };
     let isa = Isa::detect();
     thread_local! {
         static PACKED_X: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -158,7 +144,7 @@ pub fn matmul_packed_into(x: &[f32], m: usize, w: &PackedMatrix, out: &mut [f32]
         let mut held = cell.try_borrow_mut();
         let xp = held.as_deref_mut().unwrap_or(&mut fresh);
         pack_rows(isa, x, m, k, xp);
-        run_panels(isa, xp, m, w, per, out);
+        run_panels(isa, xp, m, w, out);
     });
 }
 
@@ -206,21 +192,23 @@ fn pack_rows(isa: Isa, x: &[f32], m: usize, k: usize, xp: &mut Vec<f32>) {
     }
 }
 
-/// The panels of `w` against the packed rows `xp`, in runs of `per` panels
-/// spread over the kernels' thread team.
-fn run_panels(isa: Isa, xp: &[f32], m: usize, w: &PackedMatrix, per: usize, out: &mut [f32]) {
+/// The panels of `w` against the packed rows `xp`, spread over the kernels'
+/// thread team in contiguous ranges (one stream through the packed weight per
+/// thread; see [`super::team::Team::run_split`]), each panel prefetching the
+/// next one its thread will take.
+fn run_panels(isa: Isa, xp: &[f32], m: usize, w: &PackedMatrix, out: &mut [f32]) {
     let panels = w.n.div_ceil(PANEL);
     let out_ptr = SendPtr(out.as_mut_ptr());
-    let run = |first: usize| {
-        let last = (first + per).min(panels);
-        for j in first..last {
-            let next = (j + 1 < last).then(|| w.panel(j + 1));
-            // SAFETY: this task alone writes columns of panel j, and `out`
-            // outlives the scope.
-            unsafe { panel_product(isa, xp, m, w, j, next, out_ptr) };
-        }
+    let run = |j: usize, next: Option<usize>| {
+        // SAFETY: this call alone writes columns of panel j, and `out` outlives
+        // the section.
+        unsafe { panel_product(isa, xp, m, w, j, next.map(|n| w.panel(n)), out_ptr) };
     };
-    super::team::Team::global().run(panels.div_ceil(per), &|c| run(c * per));
+    if 2 * m * w.n * w.k < 1 << 18 {
+        (0..panels).for_each(|j| run(j, (j + 1 < panels).then_some(j + 1)));
+    } else {
+        super::team::Team::global().run_split(panels, &run);
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -235,12 +223,6 @@ impl SendPtr {
     unsafe fn at(self, i: usize) -> *mut f32 {
         self.0.add(i)
     }
-}
-
-/// How many row blocks of a panel prefetch the next panel.
-fn prefetch_blocks() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| std::env::var("PFB").ok().and_then(|v| v.parse().ok()).unwrap_or(1))
 }
 
 /// Rows per register block for `isa`.
@@ -273,20 +255,23 @@ unsafe fn panel_product(
     let panel = w.panel(j);
     let col0 = j * PANEL;
     let cols = (n - col0).min(PANEL);
+    let blocks = row_blocks(isa, m).count();
     for (b, (r0, rows)) in row_blocks(isa, m).enumerate() {
         let xb = &x[r0 * k..(r0 + rows) * k];
         let o = out.0.add(r0 * n + col0);
-        // The first blocks fetch the next panel into L2 as they go, so that
-        // memory keeps streaming while the later blocks compute from cache.
-        let pf = next.filter(|_| b < prefetch_blocks()).map_or(std::ptr::null(), <[f32]>::as_ptr);
+        // The blocks fetch the next panel into L2 as they go, each its share
+        // (block b of B: the b-th B-th of the panel, one step every B steps),
+        // so that memory streams at an even pace for the whole panel, also
+        // while the later blocks compute from cache.
+        let pf = next.map_or(std::ptr::null(), |nx| nx.as_ptr().wrapping_add(b * k / blocks * PANEL));
         match isa {
             // SAFETY: the features were detected at run time; `xb` holds `rows`
             // rows of `k`, the panel `k` steps of PANEL, and `o` `rows` rows of
             // stride `n` with `cols` writable columns.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86::block_avx512(xb.as_ptr(), rows, k, panel.as_ptr(), pf, o, n, cols),
+            Isa::Avx512 => x86::block_avx512(xb.as_ptr(), rows, k, panel.as_ptr(), (pf, blocks), o, n, cols),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86::block_avx2(xb.as_ptr(), rows, k, panel.as_ptr(), pf, o, n, cols),
+            Isa::Avx2 => x86::block_avx2(xb.as_ptr(), rows, k, panel.as_ptr(), (pf, blocks), o, n, cols),
             Isa::Portable => block_portable(xb, rows, k, panel, o, n, cols),
         }
     }
@@ -338,16 +323,17 @@ mod x86 {
     /// Up to 12 rows × one panel with AVX-512: 24 accumulators.
     ///
     /// # Safety
-    /// AVX-512F must be available; `x` holds `k` steps of `rows` values, `w` (and `pf`
-    /// unless null) a panel of `k` steps, `out` `rows` rows of stride `ldo` with
-    /// `cols` writable columns.
+    /// AVX-512F must be available; `x` holds `k` steps of `rows` values, `w` a
+    /// panel of `k` steps, `out` `rows` rows of stride `ldo` with `cols` writable
+    /// columns. `pf.0`, unless null, is where to prefetch from, one panel step
+    /// every `pf.1` steps (a prefetch never faults, whatever the address).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn block_avx512(
         x: *const f32,
         rows: usize,
         k: usize,
         w: *const f32,
-        pf: *const f32,
+        pf: (*const f32, usize),
         out: *mut f32,
         ldo: usize,
         cols: usize,
@@ -358,17 +344,23 @@ mod x86 {
             x: *const f32,
             k: usize,
             w: *const f32,
-            pf: *const f32,
+            pf: (*const f32, usize),
             out: *mut f32,
             ldo: usize,
             cols: usize,
         ) {
+            let (mut pf_at, mut countdown) = (pf.0, 0usize);
             let mut lo = [_mm512_setzero_ps(); M];
             let mut hi = [_mm512_setzero_ps(); M];
             for p in 0..k {
-                if !pf.is_null() {
-                    _mm_prefetch::<_MM_HINT_T1>(pf.add(p * PANEL) as *const i8);
-                    _mm_prefetch::<_MM_HINT_T1>(pf.add(p * PANEL + 16) as *const i8);
+                if !pf_at.is_null() {
+                    if countdown == 0 {
+                        _mm_prefetch::<_MM_HINT_T1>(pf_at as *const i8);
+                        _mm_prefetch::<_MM_HINT_T1>(pf_at.wrapping_add(16) as *const i8);
+                        pf_at = pf_at.wrapping_add(PANEL);
+                        countdown = pf.1;
+                    }
+                    countdown -= 1;
                 }
                 let w0 = _mm512_load_ps(w.add(p * PANEL));
                 let w1 = _mm512_load_ps(w.add(p * PANEL + 16));
@@ -407,7 +399,7 @@ mod x86 {
         rows: usize,
         k: usize,
         w: *const f32,
-        pf: *const f32,
+        pf: (*const f32, usize),
         out: *mut f32,
         ldo: usize,
         cols: usize,
@@ -418,16 +410,22 @@ mod x86 {
             x: *const f32,
             k: usize,
             w: *const f32,
-            pf: *const f32,
+            pf: (*const f32, usize),
             out: *mut f32,
             ldo: usize,
             cols: usize,
         ) {
+            let (mut pf_at, mut countdown) = (pf.0, 0usize);
             let mut acc = [[_mm256_setzero_ps(); 4]; M];
             for p in 0..k {
-                if !pf.is_null() {
-                    _mm_prefetch::<_MM_HINT_T1>(pf.add(p * PANEL) as *const i8);
-                    _mm_prefetch::<_MM_HINT_T1>(pf.add(p * PANEL + 16) as *const i8);
+                if !pf_at.is_null() {
+                    if countdown == 0 {
+                        _mm_prefetch::<_MM_HINT_T1>(pf_at as *const i8);
+                        _mm_prefetch::<_MM_HINT_T1>(pf_at.wrapping_add(16) as *const i8);
+                        pf_at = pf_at.wrapping_add(PANEL);
+                        countdown = pf.1;
+                    }
+                    countdown -= 1;
                 }
                 let mut ws = [_mm256_setzero_ps(); 4];
                 for (v, wv) in ws.iter_mut().enumerate() {

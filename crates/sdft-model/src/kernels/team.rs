@@ -16,26 +16,25 @@
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long an idle worker spins before it parks.
 const SPIN: Duration = Duration::from_millis(1);
 
-type Chunk = dyn Fn(usize) + Sync;
+/// A section's body, called once by every thread that joins it with the
+/// thread's index in the team (the caller is 0).
+type Body = dyn Fn(usize) + Sync;
 
-/// The section being run: the caller's closure (lifetime erased) and its
-/// chunks. Written only by the caller, while no worker is inside a section.
+/// The section being run: the caller's body, lifetime erased. Written only by
+/// the caller, while no worker is inside a section.
 struct Job {
-    f: *const Chunk,
-    chunks: usize,
+    f: *const Body,
 }
 
 struct Shared {
     job: UnsafeCell<Job>,
-    /// The next chunk index to hand out.
-    next: AtomicUsize,
     /// Bumped for every section.
     generation: AtomicUsize,
     /// Set when the caller has taken the last chunk: late workers stay out.
@@ -63,6 +62,9 @@ pub(crate) struct Team {
     busy: Mutex<()>,
 }
 
+// Items of one section are counted in 32 bits (see `Range`).
+const _: () = assert!(usize::BITS >= 32);
+
 impl Team {
     pub(crate) fn global() -> &'static Team {
         static TEAM: OnceLock<Team> = OnceLock::new();
@@ -72,10 +74,8 @@ impl Team {
     fn new(threads: usize) -> Team {
         let shared = Arc::new(Shared {
             job: UnsafeCell::new(Job {
-                f: &nothing as &Chunk,
-                chunks: 0,
+                f: &nothing as &Body,
             }),
-            next: AtomicUsize::new(0),
             generation: AtomicUsize::new(0),
             closed: AtomicBool::new(true),
             active: AtomicUsize::new(0),
@@ -85,11 +85,12 @@ impl Team {
             wake: Condvar::new(),
         });
         let mut started = 1;
-        for i in 1..threads {
+        for _ in 1..threads {
             let s = shared.clone();
+            let index = started;
             let spawned = std::thread::Builder::new()
-                .name(format!("sdft-kernel-{i}"))
-                .spawn(move || worker(&s));
+                .name(format!("sdft-kernel-{index}"))
+                .spawn(move || worker(&s, index));
             if spawned.is_ok() {
                 started += 1;
             }
@@ -101,43 +102,78 @@ impl Team {
         }
     }
 
-    /// Threads that run sections, the caller included.
-    pub(crate) fn threads(&self) -> usize {
-        self.threads
-    }
-
-    /// Calls `f(c)` once for every `c` in `0..chunks`, spread over the team;
-    /// returns when all calls have returned.
+    /// Calls `f(c)` once for every `c` in `0..chunks`, spread over the team
+    /// (each thread takes the next chunk from a shared counter); returns when
+    /// all calls have returned.
     pub(crate) fn run(&self, chunks: usize, f: &(dyn Fn(usize) + Sync)) {
-        let guard = (self.threads > 1 && chunks > 1)
-            .then(|| self.busy.try_lock().ok())
-            .flatten();
-        let Some(_guard) = guard else {
+        if self.threads == 1 || chunks <= 1 {
             (0..chunks).for_each(f);
             return;
+        }
+        let next = AtomicUsize::new(0);
+        self.run_all(&|_| loop {
+            let c = next.fetch_add(1, SeqCst);
+            if c >= chunks {
+                break;
+            }
+            f(c);
+        });
+    }
+
+    /// Calls `f(i, next)` once for every `i` in `0..items`, spread over the team
+    /// so that each thread works through a contiguous range: thread `t` owns the
+    /// `t`-th share of `0..items` and takes its items in order from the front; a
+    /// thread whose range is done takes items from the back of another's. `next`
+    /// is the item the calling thread will most likely take after `i` (its
+    /// following item, when still in its range), for prefetching.
+    pub(crate) fn run_split(&self, items: usize, f: &(dyn Fn(usize, Option<usize>) + Sync)) {
+        let t = self.threads;
+        if t == 1 || items <= 1 {
+            (0..items).for_each(|i| f(i, (i + 1 < items).then_some(i + 1)));
+            return;
+        }
+        let ranges: Vec<Range> = (0..t)
+            .map(|r| Range::new(r * items / t, (r + 1) * items / t))
+            .collect();
+        self.run_all(&|me| {
+            while let Some((i, next)) = ranges[me].front() {
+                f(i, next);
+            }
+            for other in (1..t).map(|d| (me + d) % t) {
+                while let Some(i) = ranges[other].back() {
+                    f(i, None);
+                }
+            }
+        });
+        // A thread that never joined left its range to the others' stealing.
+        debug_assert!(ranges.iter().all(Range::is_empty));
+    }
+
+    /// Runs `body(thread index)` on every thread of the team that joins in time
+    /// (the caller always does), and returns when they have all returned.
+    /// `body` must hand out its work so that whichever threads join finish it.
+    fn run_all(&self, body: &(dyn Fn(usize) + Sync + '_)) {
+        let Ok(_guard) = self.busy.try_lock() else {
+            // The team is busy (another thread's section, or this is a section
+            // inside a section): this caller alone does the work.
+            return body(0);
         };
         let s = &*self.shared;
-        // SAFETY: no worker is inside a section (the previous `run` waited for
-        // `active == 0` after closing it), so none reads `job` now; the pointer
-        // is only used until this call returns.
+        // SAFETY: no worker is inside a section (the previous `run_all` waited
+        // for `active == 0` after closing it), so none reads `job` now; the
+        // pointer is only used until this call returns.
         unsafe {
-            let f: *const Chunk = std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Chunk>(f);
-            *s.job.get() = Job { f, chunks };
+            let f: *const Body =
+                std::mem::transmute::<&(dyn Fn(usize) + Sync + '_), &'static Body>(body);
+            *s.job.get() = Job { f };
         }
-        s.next.store(0, SeqCst);
         s.closed.store(false, SeqCst);
         s.generation.fetch_add(1, SeqCst);
         if s.sleepers.load(SeqCst) > 0 {
             let _l = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
-        loop {
-            let c = s.next.fetch_add(1, SeqCst);
-            if c >= chunks {
-                break;
-            }
-            f(c);
-        }
+        body(0);
         s.closed.store(true, SeqCst);
         while s.active.load(SeqCst) != 0 {
             std::hint::spin_loop();
@@ -148,9 +184,53 @@ impl Team {
     }
 }
 
+/// A range of items `front..back` taken from both ends, packed in one atomic.
+struct Range(AtomicU64);
+
+impl Range {
+    fn new(front: usize, back: usize) -> Range {
+        Range(AtomicU64::new(front as u64 | (back as u64) << 32))
+    }
+
+    fn is_empty(&self) -> bool {
+        let v = self.0.load(SeqCst);
+        (v & 0xffff_ffff) >= v >> 32
+    }
+
+    /// The front item, and the one after it when the range still holds it.
+    fn front(&self) -> Option<(usize, Option<usize>)> {
+        let mut v = self.0.load(SeqCst);
+        loop {
+            let (f, b) = (v & 0xffff_ffff, v >> 32);
+            if f >= b {
+                return None;
+            }
+            match self.0.compare_exchange(v, v + 1, SeqCst, SeqCst) {
+                Ok(_) => return Some((f as usize, (f + 1 < b).then_some(f as usize + 1))),
+                Err(now) => v = now,
+            }
+        }
+    }
+
+    /// The back item.
+    fn back(&self) -> Option<usize> {
+        let mut v = self.0.load(SeqCst);
+        loop {
+            let (f, b) = (v & 0xffff_ffff, v >> 32);
+            if f >= b {
+                return None;
+            }
+            match self.0.compare_exchange(v, f | (b - 1) << 32, SeqCst, SeqCst) {
+                Ok(_) => return Some(b as usize - 1),
+                Err(now) => v = now,
+            }
+        }
+    }
+}
+
 fn nothing(_: usize) {}
 
-fn worker(s: &Shared) {
+fn worker(s: &Shared, index: usize) {
     let mut seen = s.generation.load(SeqCst);
     loop {
         let g = wait_for_section(s, seen);
@@ -160,20 +240,10 @@ fn worker(s: &Shared) {
         // for `active` to drop back, or this worker sees it closed (or a later
         // section) and stays out.
         if !s.closed.load(SeqCst) && s.generation.load(SeqCst) == g {
-            // SAFETY: the section is open, so `job` holds its closure, alive
-            // until the caller sees `active == 0`.
-            let (f, chunks) = unsafe {
-                let job = &*s.job.get();
-                (&*job.f, job.chunks)
-            };
-            let result = catch_unwind(AssertUnwindSafe(|| loop {
-                let c = s.next.fetch_add(1, SeqCst);
-                if c >= chunks {
-                    break;
-                }
-                f(c);
-            }));
-            if result.is_err() {
+            // SAFETY: the section is open, so `job` holds its body, alive until
+            // the caller sees `active == 0`.
+            let f = unsafe { &*(*s.job.get()).f };
+            if catch_unwind(AssertUnwindSafe(|| f(index))).is_err() {
                 s.panicked.store(true, SeqCst);
             }
         }
@@ -220,6 +290,21 @@ mod tests {
                     hits[c].fetch_add(1, SeqCst);
                 });
                 assert!(hits.iter().all(|h| h.load(SeqCst) == 1), "chunks={chunks}");
+            }
+        }
+    }
+
+    #[test]
+    fn split_items_run_exactly_once_with_in_range_hints() {
+        let team = Team::new(3);
+        for items in [0, 1, 2, 5, 31, 200] {
+            for _ in 0..100 {
+                let hits: Vec<AtomicUsize> = (0..items).map(|_| AtomicUsize::new(0)).collect();
+                team.run_split(items, &|i, next| {
+                    hits[i].fetch_add(1, SeqCst);
+                    assert!(next.is_none_or(|n| n == i + 1 && n < items));
+                });
+                assert!(hits.iter().all(|h| h.load(SeqCst) == 1), "items={items}");
             }
         }
     }
