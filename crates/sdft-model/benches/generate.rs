@@ -116,7 +116,9 @@ fn main() {
     let best = |name: &str, f: &mut dyn FnMut() -> f64| if wanted(name) { best(f) } else { 0.0 };
 
     let p128 = prompt_ids(&engine, 128, 1);
-    let prefill = best("prefill", &mut || 128.0 / run(&engine, vec![p128.clone()], 1).0);
+    let prefill = best("prefill", &mut || {
+        128.0 / run(&engine, vec![p128.clone()], 1).0
+    });
 
     let p16 = prompt_ids(&engine, 16, 2);
     let decode1 = best("decode1", &mut || {

@@ -39,6 +39,64 @@ fn with_random_adapters<B: Backend>(model: &mut Model<B>, seed: u64) {
     set_lora_params(&mut model.llama, &values, &model.device);
 }
 
+/// Greedy text of `engine` for a few fixed prompts (EOS does not stop).
+fn greedy_texts(engine: &mut sdft_model::Engine<F32>) -> Vec<String> {
+    use sdft_core::{GenerationRequest, Prompt, PromptPiece, SamplingParams};
+    engine.stop_ids.clear();
+    let reqs: Vec<GenerationRequest> = ["w5 w9 w12", "w44 w3", "w7 w7 w30 w31 w20"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            GenerationRequest::new(
+                format!("r{i}"),
+                Prompt::new(vec![PromptPiece::Text(t.to_string())]),
+            )
+        })
+        .collect();
+    let params = SamplingParams::greedy().with_max_new_tokens(12);
+    engine
+        .generate_with(&reqs, &params, &mut |_, _| {})
+        .unwrap()
+        .into_iter()
+        .map(|c| c.text)
+        .collect()
+}
+
+#[test]
+fn an_engine_follows_its_model_when_an_adapter_is_merged_into_it() {
+    // The engine packs the weights for the CPU kernels on first use and keeps
+    // them; merging an adapter replaces the weight tensors, and the next
+    // generation must see the merged weights, exactly as a new engine does.
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_model(dir.path(), 11).unwrap();
+    let mut tuned = load::<F32>(dir.path());
+    with_random_adapters(&mut tuned, 5);
+    let adapter = dir.path().join("adapter");
+    let cfg = peft::AdapterConfig::new(
+        &LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            dropout: 0.0,
+            targets: vec!["all-linear".into()],
+            use_rslora: false,
+        },
+        Some("tiny".into()),
+    )
+    .unwrap();
+    peft::save(&tuned.llama, &cfg, &adapter).unwrap();
+
+    let mut engine = sdft_model::Engine::new(load::<F32>(dir.path()), 2);
+    let before = greedy_texts(&mut engine);
+    assert_eq!(before, greedy_texts(&mut engine), "a rerun changes nothing");
+    engine.model.load_adapter(&adapter, true).unwrap();
+    let after = greedy_texts(&mut engine);
+    let mut merged = load::<F32>(dir.path());
+    merged.load_adapter(&adapter, true).unwrap();
+    let fresh = greedy_texts(&mut sdft_model::Engine::new(merged, 2));
+    assert_eq!(after, fresh);
+    assert_ne!(before, after, "the adapter changes the greedy text");
+}
+
 fn seqs() -> Vec<Sequence> {
     let a = Sequence {
         ids: vec![0, 5, 9, 12, 7, 30, 31, 1],

@@ -141,7 +141,11 @@ impl HostModel {
     /// alive here, so their storage cannot have been reused by new ones.
     pub fn packs(&self, sources: &[View]) -> bool {
         self.sources.len() == sources.len()
-            && self.sources.iter().zip(sources).all(|(a, b)| a.same_values(b))
+            && self
+                .sources
+                .iter()
+                .zip(sources)
+                .all(|(a, b)| a.same_values(b))
     }
 
     /// Bytes held by the packed matrices.
@@ -323,7 +327,13 @@ pub fn forward(
             rope(kr, c, sn);
             q[i * qw..(i + 1) * qw].copy_from_slice(qr);
             for g in 0..kvh {
-                kv.write(r.slot, g, p, &kr[g * hd..(g + 1) * hd], &vr[g * hd..(g + 1) * hd]);
+                kv.write(
+                    r.slot,
+                    g,
+                    p,
+                    &kr[g * hd..(g + 1) * hd],
+                    &vr[g * hd..(g + 1) * hd],
+                );
             }
         }
         attend(q, kv, rows, h, attn);
@@ -408,7 +418,8 @@ fn swiglu_rows(gate_up: &[f32], hidden: usize, out: &mut [f32]) {
         let (r0, r1) = (c * ROWS, ((c + 1) * ROWS).min(rows));
         // SAFETY: chunk `c` alone writes rows `r0..r1` of `out`, which outlives
         // the run.
-        let o = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(r0 * hidden), (r1 - r0) * hidden) };
+        let o =
+            unsafe { std::slice::from_raw_parts_mut(out_ptr.at(r0 * hidden), (r1 - r0) * hidden) };
         swiglu(&gate_up[r0 * 2 * hidden..r1 * 2 * hidden], hidden, o);
     });
 }

@@ -85,14 +85,19 @@ pub fn weight_sources<B: Backend>(llama: &crate::model::Llama<B>) -> Option<Vec<
     if !crate::model::lora::adapters(llama).is_empty() {
         return None;
     }
-    let mat = |w: &crate::model::Weight<B>| {
-        View::new(flex::to_flex(&w.val())?, Expect::TransposedMatrix)
-    };
+    let mat =
+        |w: &crate::model::Weight<B>| View::new(flex::to_flex(&w.val())?, Expect::TransposedMatrix);
     let mut out = Vec::with_capacity(llama.layers.len() * 7 + 1);
     for b in &llama.layers {
         let (a, m) = (&b.attn, &b.mlp);
         for w in [
-            &a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj,
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
         ] {
             out.push(mat(w)?);
         }
@@ -123,7 +128,10 @@ pub fn host_model<B: Backend>(
         let rows = |s: &[f32], cols: usize| s.len() / cols;
         layers.push(LayerWeights {
             input_norm: vec(&b.input_norm.weight.val())?,
-            qkv: PackedMatrix::pack_stacked(&[(q, rows(q, d)), (k, rows(k, d)), (v, rows(v, d))], d),
+            qkv: PackedMatrix::pack_stacked(
+                &[(q, rows(q, d)), (k, rows(k, d)), (v, rows(v, d))],
+                d,
+            ),
             o: PackedMatrix::pack(o, d, o.len() / d),
             post_norm: vec(&b.post_norm.weight.val())?,
             gate_up: PackedMatrix::pack_stacked(&[(gate, hidden), (up, hidden)], d),

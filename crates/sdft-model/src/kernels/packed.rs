@@ -263,15 +263,35 @@ unsafe fn panel_product(
         // (block b of B: the b-th B-th of the panel, one step every B steps),
         // so that memory streams at an even pace for the whole panel, also
         // while the later blocks compute from cache.
-        let pf = next.map_or(std::ptr::null(), |nx| nx.as_ptr().wrapping_add(b * k / blocks * PANEL));
+        let pf = next.map_or(std::ptr::null(), |nx| {
+            nx.as_ptr().wrapping_add(b * k / blocks * PANEL)
+        });
         match isa {
             // SAFETY: the features were detected at run time; `xb` holds `rows`
             // rows of `k`, the panel `k` steps of PANEL, and `o` `rows` rows of
             // stride `n` with `cols` writable columns.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86::block_avx512(xb.as_ptr(), rows, k, panel.as_ptr(), (pf, blocks), o, n, cols),
+            Isa::Avx512 => x86::block_avx512(
+                xb.as_ptr(),
+                rows,
+                k,
+                panel.as_ptr(),
+                (pf, blocks),
+                o,
+                n,
+                cols,
+            ),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86::block_avx2(xb.as_ptr(), rows, k, panel.as_ptr(), (pf, blocks), o, n, cols),
+            Isa::Avx2 => x86::block_avx2(
+                xb.as_ptr(),
+                rows,
+                k,
+                panel.as_ptr(),
+                (pf, blocks),
+                o,
+                n,
+                cols,
+            ),
             Isa::Portable => block_portable(xb, rows, k, panel, o, n, cols),
         }
     }
@@ -470,7 +490,9 @@ mod tests {
         let mut out = vec![0f32; m * n];
         for i in 0..m {
             for j in 0..n {
-                let s: f64 = (0..k).map(|p| x[i * k + p] as f64 * w[j * k + p] as f64).sum();
+                let s: f64 = (0..k)
+                    .map(|p| x[i * k + p] as f64 * w[j * k + p] as f64)
+                    .sum();
                 out[i * n + j] = s as f32;
             }
         }

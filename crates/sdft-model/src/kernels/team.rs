@@ -173,11 +173,20 @@ impl Team {
             let _l = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
-        body(0);
-        s.closed.store(true, SeqCst);
-        while s.active.load(SeqCst) != 0 {
-            std::hint::spin_loop();
+        // Closes the section and waits for the workers inside it, also when
+        // `body` panics here: they borrow from this caller's frame.
+        struct Close<'a>(&'a Shared);
+        impl Drop for Close<'_> {
+            fn drop(&mut self) {
+                self.0.closed.store(true, SeqCst);
+                while self.0.active.load(SeqCst) != 0 {
+                    std::hint::spin_loop();
+                }
+            }
         }
+        let close = Close(s);
+        body(0);
+        drop(close);
         if s.panicked.swap(false, SeqCst) {
             panic!("a kernel thread panicked");
         }
@@ -220,7 +229,10 @@ impl Range {
             if f >= b {
                 return None;
             }
-            match self.0.compare_exchange(v, f | (b - 1) << 32, SeqCst, SeqCst) {
+            match self
+                .0
+                .compare_exchange(v, f | (b - 1) << 32, SeqCst, SeqCst)
+            {
                 Ok(_) => return Some(b as usize - 1),
                 Err(now) => v = now,
             }
