@@ -492,11 +492,15 @@ const BLOCK: usize = 64;
 /// The narrower block for what is left: one vector.
 const LANES: usize = 16;
 
+/// Query heads computed together: each key and value vector loaded serves all
+/// of them (four heads of four vectors of accumulators fill half the registers).
+const HEADS: usize = 4;
+
 multiversion! {
     /// `o = softmax(K q * scale) V` for each query head of one group, over
     /// `n = values.len() / hd` positions; `keys` is `[hd, cap]` (transposed).
-    /// Explicit loops, so that the whole body is compiled for the detected
-    /// vector width.
+    /// Up to [`HEADS`] heads at a time. Explicit loops, so that the whole body
+    /// is compiled for the detected vector width.
     fn group_attention(
         q: &[f32],
         keys: &[f32],
@@ -507,79 +511,138 @@ multiversion! {
         o: &mut [f32],
     ) -> () {
         let hd = keys.len() / cap;
-        let n = values.len() / hd;
-        // Scores are computed up to a whole vector past `n` where the cache has
-        // room (positions past `n` hold stale or zero keys; their scores are
-        // never read).
-        let padded = n.div_ceil(LANES) * LANES;
-        let span = if padded <= cap { padded } else { n };
-        for (qh, oh) in q.chunks_exact(hd).zip(o.chunks_exact_mut(hd)) {
-            scores.clear();
-            scores.resize(span, 0.0);
-            let mut t0 = 0;
-            while t0 + BLOCK <= span {
-                let mut acc = [0f32; BLOCK];
-                for d in 0..hd {
-                    let qd = qh[d] * scale;
-                    let kr = &keys[d * cap + t0..d * cap + t0 + BLOCK];
-                    for l in 0..BLOCK {
-                        acc[l] = qd.mul_add(kr[l], acc[l]);
-                    }
-                }
-                scores[t0..t0 + BLOCK].copy_from_slice(&acc);
-                t0 += BLOCK;
+        let heads = q.len() / hd;
+        let mut h0 = 0;
+        while h0 < heads {
+            let g = (heads - h0).min(HEADS);
+            let (qs, os) = (&q[h0 * hd..(h0 + g) * hd], &mut o[h0 * hd..(h0 + g) * hd]);
+            match g {
+                1 => heads_attention::<1>(qs, keys, values, cap, scale, scores, os),
+                2 => heads_attention::<2>(qs, keys, values, cap, scale, scores, os),
+                3 => heads_attention::<3>(qs, keys, values, cap, scale, scores, os),
+                _ => heads_attention::<HEADS>(qs, keys, values, cap, scale, scores, os),
             }
-            while t0 + LANES <= span {
-                let mut acc = [0f32; LANES];
-                for d in 0..hd {
-                    let qd = qh[d] * scale;
-                    let kr = &keys[d * cap + t0..d * cap + t0 + LANES];
-                    for l in 0..LANES {
-                        acc[l] = qd.mul_add(kr[l], acc[l]);
-                    }
-                }
-                scores[t0..t0 + LANES].copy_from_slice(&acc);
-                t0 += LANES;
+            h0 += g;
+        }
+    }
+}
+
+/// [`group_attention`] for exactly `G` heads (inlined into its vector-width
+/// versions).
+#[inline(always)]
+fn heads_attention<const G: usize>(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    cap: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    o: &mut [f32],
+) {
+    let hd = keys.len() / cap;
+    let n = values.len() / hd;
+    // Scores are computed up to a whole vector past `n` where the cache has room
+    // (positions past `n` hold stale or zero keys; their scores are never read).
+    let padded = n.div_ceil(LANES) * LANES;
+    let span = if padded <= cap { padded } else { n };
+    scores.clear();
+    scores.resize(G * span, 0.0);
+    let mut qs = [[0f32; 256]; G];
+    let scaled = |g: usize, d: usize| q[g * hd + d] * scale;
+    if hd <= 256 {
+        for g in 0..G {
+            for d in 0..hd {
+                qs[g][d] = scaled(g, d);
             }
-            for t in t0..span {
-                let mut acc = 0f32;
-                for d in 0..hd {
-                    acc += qh[d] * scale * keys[d * cap + t];
-                }
-                scores[t] = acc;
-            }
-            let scores = &mut scores[..n];
-            let max = max_of(scores);
-            // Exponentials first (a loop with no carried sum, so it vectorizes),
-            // then their sum in lanes.
-            for t in 0..n {
-                scores[t] = exp(scores[t] - max);
-            }
-            let inv = 1.0 / sum(scores);
-            // The weighted sum of values, BLOCK dimensions at a time in registers.
-            let mut c0 = 0;
-            while c0 + BLOCK <= hd {
-                let mut acc = [0f32; BLOCK];
-                for t in 0..n {
-                    let (p, vr) = (scores[t], &values[t * hd + c0..t * hd + c0 + BLOCK]);
-                    for l in 0..BLOCK {
-                        acc[l] = p.mul_add(vr[l], acc[l]);
-                    }
-                }
+        }
+    }
+    let qd = |g: usize, d: usize| if hd <= 256 { qs[g][d] } else { scaled(g, d) };
+    let mut t0 = 0;
+    while t0 + BLOCK <= span {
+        let mut acc = [[0f32; BLOCK]; G];
+        for d in 0..hd {
+            let kr = &keys[d * cap + t0..d * cap + t0 + BLOCK];
+            for g in 0..G {
+                let x = qd(g, d);
                 for l in 0..BLOCK {
-                    oh[c0 + l] = acc[l] * inv;
+                    acc[g][l] = x.mul_add(kr[l], acc[g][l]);
                 }
-                c0 += BLOCK;
             }
-            if c0 < hd {
-                let rest = &mut oh[c0..];
-                rest.fill(0.0);
-                for t in 0..n {
-                    axpy(rest, scores[t], &values[t * hd + c0..(t + 1) * hd]);
+        }
+        for g in 0..G {
+            scores[g * span + t0..g * span + t0 + BLOCK].copy_from_slice(&acc[g]);
+        }
+        t0 += BLOCK;
+    }
+    while t0 + LANES <= span {
+        let mut acc = [[0f32; LANES]; G];
+        for d in 0..hd {
+            let kr = &keys[d * cap + t0..d * cap + t0 + LANES];
+            for g in 0..G {
+                let x = qd(g, d);
+                for l in 0..LANES {
+                    acc[g][l] = x.mul_add(kr[l], acc[g][l]);
                 }
-                for x in rest.iter_mut() {
-                    *x *= inv;
+            }
+        }
+        for g in 0..G {
+            scores[g * span + t0..g * span + t0 + LANES].copy_from_slice(&acc[g]);
+        }
+        t0 += LANES;
+    }
+    for t in t0..span {
+        for g in 0..G {
+            let mut acc = 0f32;
+            for d in 0..hd {
+                acc += qd(g, d) * keys[d * cap + t];
+            }
+            scores[g * span + t] = acc;
+        }
+    }
+    let mut inv = [0f32; G];
+    for g in 0..G {
+        let sc = &mut scores[g * span..g * span + n];
+        let max = max_of(sc);
+        // Exponentials first (a loop with no carried sum, so it vectorizes), then
+        // their sum in lanes.
+        for t in 0..n {
+            sc[t] = exp(sc[t] - max);
+        }
+        inv[g] = 1.0 / sum(sc);
+    }
+    // The weighted sums of values, BLOCK dimensions at a time in registers.
+    let mut c0 = 0;
+    while c0 + BLOCK <= hd {
+        let mut acc = [[0f32; BLOCK]; G];
+        for t in 0..n {
+            let vr = &values[t * hd + c0..t * hd + c0 + BLOCK];
+            for g in 0..G {
+                let p = scores[g * span + t];
+                for l in 0..BLOCK {
+                    acc[g][l] = p.mul_add(vr[l], acc[g][l]);
                 }
+            }
+        }
+        for g in 0..G {
+            for l in 0..BLOCK {
+                o[g * hd + c0 + l] = acc[g][l] * inv[g];
+            }
+        }
+        c0 += BLOCK;
+    }
+    if c0 < hd {
+        for g in 0..G {
+            let rest = &mut o[g * hd + c0..(g + 1) * hd];
+            rest.fill(0.0);
+            for t in 0..n {
+                axpy(
+                    rest,
+                    scores[g * span + t],
+                    &values[t * hd + c0..(t + 1) * hd],
+                );
+            }
+            for x in rest.iter_mut() {
+                *x *= inv[g];
             }
         }
     }
