@@ -1,5 +1,6 @@
-//! One decode step of the whole network on the CPU, on flex `f32` weights read in
-//! place, with the key/value cache in host memory ([`HostKv`]).
+//! A forward step of the whole network on the CPU (a decode step, or prompts'
+//! prefill), on the model's `f32` weights packed once ([`HostModel`]), with the
+//! key/value cache in host memory ([`HostKv`]).
 //!
 //! The generic decode step (burn operations) costs a few dozen tensor operations
 //! per layer: head transposes, the rotate-half `cat` of RoPE, a scatter that
@@ -7,8 +8,9 @@
 //! cache capacity under a mask. Here a layer is: RMSNorm, the q/k/v products,
 //! RoPE in place, one write of each slot's new key and value, attention over each
 //! slot's own length only, the output product, RMSNorm, the SwiGLU products, and
-//! the residual adds; the products run on [`super::packed::matmul_packed`], the
-//! q/k/v products as one and the gate/up products as one.
+//! the residual adds; the products run on [`super::packed::matmul_packed_into`],
+//! the q/k/v products as one and the gate/up products as one, into buffers
+//! reused from step to step ([`Scratch`]).
 //!
 //! [`super::host_model`] gives the weights; the result equals the generic
 //! step's up to float rounding (tested in `tests/decode_kernel.rs`).

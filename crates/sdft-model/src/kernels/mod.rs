@@ -15,6 +15,10 @@
 //! - `decode` (flex builds): a whole forward step with the key/value cache in
 //!   host memory, used by [`crate::Engine`] when [`host_model`] can read the
 //!   model's weights (flex `f32`, no unmerged LoRA adapter).
+//!
+//! The packed product and attention run their parallel sections on a small team
+//! of spinning threads (as many as rayon's global pool: `RAYON_NUM_THREADS`, or
+//! one per core), which hands each thread a contiguous range of the weights.
 
 #[cfg(feature = "flex")]
 pub mod decode;
