@@ -17,16 +17,24 @@ fn load<B: Backend>(dir: &std::path::Path) -> Model<B> {
     Model::<B>::load(dir, &Default::default(), &Default::default()).unwrap()
 }
 
-/// Adapters on every projection with non-zero B, so every gradient is exercised.
-fn with_random_adapters<B: Backend>(model: &mut Model<B>, seed: u64) {
-    let cfg = LoraConfig {
+/// The PEFT config of [`with_random_adapters`]' adapters.
+fn adapter_config() -> peft::AdapterConfig {
+    peft::AdapterConfig::new(&lora_config(), Some("tiny".into())).unwrap()
+}
+
+fn lora_config() -> LoraConfig {
+    LoraConfig {
         rank: 4,
         alpha: 8.0,
         dropout: 0.0,
         targets: vec!["all-linear".into()],
         use_rslora: false,
-    };
-    lora::attach(&mut model.llama, &cfg, seed, &model.device).unwrap();
+    }
+}
+
+/// Adapters on every projection with non-zero B, so every gradient is exercised.
+fn with_random_adapters<B: Backend>(model: &mut Model<B>, seed: u64) {
+    lora::attach(&mut model.llama, &lora_config(), seed, &model.device).unwrap();
     let mut rng = SplitMix64::new(seed + 1);
     let values: Vec<Vec<f32>> = lora_params(&model.llama)
         .into_iter()
@@ -72,17 +80,7 @@ fn an_engine_follows_its_model_when_an_adapter_is_merged_into_it() {
     let mut tuned = load::<F32>(dir.path());
     with_random_adapters(&mut tuned, 5);
     let adapter = dir.path().join("adapter");
-    let cfg = peft::AdapterConfig::new(
-        &LoraConfig {
-            rank: 4,
-            alpha: 8.0,
-            dropout: 0.0,
-            targets: vec!["all-linear".into()],
-            use_rslora: false,
-        },
-        Some("tiny".into()),
-    )
-    .unwrap();
+    let cfg = adapter_config();
     peft::save(&tuned.llama, &cfg, &adapter).unwrap();
 
     let mut engine = sdft_model::Engine::new(load::<F32>(dir.path()), 2);
@@ -133,17 +131,7 @@ fn merged_and_unmerged_logits_agree_and_peft_round_trips() {
     );
 
     let adapter = dir.path().join("adapter");
-    let cfg = peft::AdapterConfig::new(
-        &LoraConfig {
-            rank: 4,
-            alpha: 8.0,
-            dropout: 0.0,
-            targets: vec!["all-linear".into()],
-            use_rslora: false,
-        },
-        Some("tiny".into()),
-    )
-    .unwrap();
+    let cfg = adapter_config();
     peft::save(&m.llama, &cfg, &adapter).unwrap();
     let json: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap(),

@@ -21,6 +21,7 @@
 use burn_flex::FlexTensor;
 
 use super::packed::{matmul_packed, matmul_packed_into, PackedMatrix};
+use super::SendPtr;
 
 /// Defines `fn` so that its body is compiled three times (AVX-512, AVX2 + FMA,
 /// baseline) and the widest one the CPU supports runs; plain loops in the body
@@ -473,21 +474,6 @@ fn attend(q: &[f32], kv: &HostKv, rows: &[Row], heads: usize, out: &mut [f32]) {
     });
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: the parallel sections write disjoint parts of their output (see
-// `attend` and `swiglu_rows`).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    /// # Safety
-    /// `i` must lie inside the allocation.
-    unsafe fn at(self, i: usize) -> *mut f32 {
-        self.0.add(i)
-    }
-}
-
 /// Positions per score block, and value dimensions per output block: four
 /// vectors of accumulators held in registers.
 const BLOCK: usize = 64;
@@ -561,35 +547,11 @@ fn heads_attention<const G: usize>(
     let qd = |g: usize, d: usize| if hd <= 256 { qs[g][d] } else { scaled(g, d) };
     let mut t0 = 0;
     while t0 + BLOCK <= span {
-        let mut acc = [[0f32; BLOCK]; G];
-        for d in 0..hd {
-            let kr = &keys[d * cap + t0..d * cap + t0 + BLOCK];
-            for g in 0..G {
-                let x = qd(g, d);
-                for l in 0..BLOCK {
-                    acc[g][l] = x.mul_add(kr[l], acc[g][l]);
-                }
-            }
-        }
-        for g in 0..G {
-            scores[g * span + t0..g * span + t0 + BLOCK].copy_from_slice(&acc[g]);
-        }
+        score_block::<G, BLOCK>(&qd, keys, cap, hd, t0, &mut scores[..], span);
         t0 += BLOCK;
     }
     while t0 + LANES <= span {
-        let mut acc = [[0f32; LANES]; G];
-        for d in 0..hd {
-            let kr = &keys[d * cap + t0..d * cap + t0 + LANES];
-            for g in 0..G {
-                let x = qd(g, d);
-                for l in 0..LANES {
-                    acc[g][l] = x.mul_add(kr[l], acc[g][l]);
-                }
-            }
-        }
-        for g in 0..G {
-            scores[g * span + t0..g * span + t0 + LANES].copy_from_slice(&acc[g]);
-        }
+        score_block::<G, LANES>(&qd, keys, cap, hd, t0, &mut scores[..], span);
         t0 += LANES;
     }
     for t in t0..span {
@@ -647,6 +609,34 @@ fn heads_attention<const G: usize>(
                 *x *= inv[g];
             }
         }
+    }
+}
+
+/// The scores of `G` heads at the `W` positions from `t0` (`W` accumulators per
+/// head held in registers across the `hd` dimensions), into `scores` (`G` rows
+/// of `span`).
+#[inline(always)]
+fn score_block<const G: usize, const W: usize>(
+    qd: &impl Fn(usize, usize) -> f32,
+    keys: &[f32],
+    cap: usize,
+    hd: usize,
+    t0: usize,
+    scores: &mut [f32],
+    span: usize,
+) {
+    let mut acc = [[0f32; W]; G];
+    for d in 0..hd {
+        let kr = &keys[d * cap + t0..d * cap + t0 + W];
+        for g in 0..G {
+            let x = qd(g, d);
+            for l in 0..W {
+                acc[g][l] = x.mul_add(kr[l], acc[g][l]);
+            }
+        }
+    }
+    for g in 0..G {
+        scores[g * span + t0..g * span + t0 + W].copy_from_slice(&acc[g]);
     }
 }
 

@@ -10,7 +10,7 @@
 //! twice more than the product itself needs, and it dominated the decode
 //! profile.
 
-use super::Isa;
+use super::{Isa, SendPtr};
 
 /// Input rows per tile.
 const MR: usize = 4;
@@ -59,12 +59,6 @@ pub fn matmul_nt(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32>
     }
     out
 }
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: tasks write disjoint columns (see `matmul_nt`).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 /// Columns `j0..j1` of `out` for every row.
 ///
@@ -329,32 +323,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-        let mut out = vec![0f32; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                let mut s = 0f64;
-                for p in 0..k {
-                    s += x[i * k + p] as f64 * w[j * k + p] as f64;
-                }
-                out[i * n + j] = s as f32;
-            }
-        }
-        out
-    }
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::testing::{assert_close, reference, values, AWKWARD_SHAPES};
 
     fn check(m: usize, k: usize, n: usize, isa: Isa) {
         let x = values(m * k, 1 + m as u32);
@@ -373,27 +342,12 @@ mod tests {
             }
             out
         };
-        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                "m={m} k={k} n={n} at {i}: {a} vs {b}"
-            );
-        }
+        assert_close(&got, &want, &format!("{isa:?} m={m} k={k} n={n}"));
     }
 
     #[test]
     fn matches_a_float64_reference_at_awkward_shapes() {
-        // Tails in every dimension: rows and columns not multiples of the tile,
-        // k not a multiple of the vector width, and enough work to split.
-        for &(m, k, n) in &[
-            (1, 1, 1),
-            (1, 576, 192),
-            (3, 37, 5),
-            (5, 100, 9),
-            (16, 576, 576),
-            (7, 1536, 130),
-            (70, 64, 33),
-        ] {
+        for &(m, k, n) in AWKWARD_SHAPES {
             check(m, k, n, Isa::detect());
             check(m, k, n, Isa::Portable);
             #[cfg(target_arch = "x86_64")]

@@ -28,6 +28,83 @@ mod team;
 
 use burn::prelude::*;
 
+/// A pointer into an output buffer that the tasks of one parallel section write
+/// in disjoint parts (each use says which part a task owns).
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: every parallel section writes disjoint parts of the buffer, which
+// outlives the section (see each use).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The element `i` places on. (A method, so that closures capture the whole
+    /// `Send` wrapper rather than its raw-pointer field.)
+    ///
+    /// # Safety
+    /// `i` must lie inside the allocation.
+    pub(crate) unsafe fn at(self, i: usize) -> *mut f32 {
+        self.0.add(i)
+    }
+}
+
+/// Test inputs and a float64 reference product, shared by the kernels' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// `len` values in [-1, 1] from a small xorshift stream.
+    pub fn values(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// `(m, k, n)` shapes with tails in every dimension: row and column counts
+    /// that are not multiples of any tile or block (and split unevenly), `k`
+    /// not a multiple of the vector width, and products big enough to split
+    /// over threads.
+    pub const AWKWARD_SHAPES: &[(usize, usize, usize)] = &[
+        (1, 1, 1),
+        (1, 576, 192),
+        (3, 37, 5),
+        (5, 100, 9),
+        (13, 100, 33),
+        (16, 576, 576),
+        (25, 1536, 130),
+        (70, 64, 97),
+    ];
+
+    /// Asserts that `got` is within float32 rounding of the float64 `want`.
+    pub fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{what} at {i}: {a} vs {b}"
+            );
+        }
+    }
+
+    /// `x[m, k] · w[n, k]ᵀ` summed in float64.
+    pub fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut out = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let s: f64 = (0..k)
+                    .map(|p| x[i * k + p] as f64 * w[j * k + p] as f64)
+                    .sum();
+                out[i * n + j] = s as f32;
+            }
+        }
+        out
+    }
+}
+
 /// The widest vector instruction set this CPU runs, detected once; every kernel
 /// dispatches on it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

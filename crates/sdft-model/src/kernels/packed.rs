@@ -20,7 +20,7 @@
 //! row's result does not depend on which rows share its call: generation's
 //! outputs do not depend on the batch size.
 
-use super::Isa;
+use super::{Isa, SendPtr};
 
 /// Output columns per panel: two AVX-512 vectors, four AVX2 vectors.
 pub const PANEL: usize = 32;
@@ -135,7 +135,13 @@ pub fn matmul_packed_into(x: &[f32], m: usize, w: &PackedMatrix, out: &mut [f32]
     if m == 0 || n == 0 {
         return;
     }
-    let isa = Isa::detect();
+    product(Isa::detect(), x, m, w, out);
+}
+
+/// [`matmul_packed_into`] with the instruction set given (`isa` must be
+/// available on this CPU).
+fn product(isa: Isa, x: &[f32], m: usize, w: &PackedMatrix, out: &mut [f32]) {
+    let k = w.k;
     thread_local! {
         static PACKED_X: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -208,20 +214,6 @@ fn run_panels(isa: Isa, xp: &[f32], m: usize, w: &PackedMatrix, out: &mut [f32])
         (0..panels).for_each(|j| run(j, (j + 1 < panels).then_some(j + 1)));
     } else {
         super::team::Team::global().run_split(panels, &run);
-    }
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: tasks write disjoint parts (see `run_panels` and `pack_rows`).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    /// # Safety
-    /// `i` must lie inside the allocation.
-    unsafe fn at(self, i: usize) -> *mut f32 {
-        self.0.add(i)
     }
 }
 
@@ -329,198 +321,124 @@ mod x86 {
     use super::PANEL;
     use std::arch::x86_64::*;
 
-    /// Calls `$f::<rows>(args)` with a literal row count, so every accumulator
-    /// array has a constant length and lives in registers.
-    macro_rules! dispatch_rows {
-        ($f:ident, $rows:expr, $args:tt, [$($m:literal)*]) => {
-            match $rows {
-                $($m => $f::<$m> $args,)*
-                r => unreachable!("no register block of {r} rows"),
+    /// Defines the block function of one instruction set from the one body
+    /// below: `M` rows (a literal count from `$rows`, so that the accumulators
+    /// have a constant shape and live in registers) × one panel of `$v` vectors
+    /// of `$lanes` lanes.
+    macro_rules! block_fn {
+        ($(#[$doc:meta])* $name:ident, $feature:literal, $lanes:literal, $v:literal,
+         $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident, [$($rows:literal)*]) => {
+            $(#[$doc])*
+            #[target_feature(enable = $feature)]
+            #[allow(clippy::too_many_arguments)]
+            pub unsafe fn $name(
+                x: *const f32,
+                rows: usize,
+                k: usize,
+                w: *const f32,
+                pf: (*const f32, usize),
+                out: *mut f32,
+                ldo: usize,
+                cols: usize,
+            ) {
+                #[target_feature(enable = $feature)]
+                #[inline]
+                unsafe fn rows_of<const M: usize>(
+                    x: *const f32,
+                    k: usize,
+                    w: *const f32,
+                    pf: (*const f32, usize),
+                    out: *mut f32,
+                    ldo: usize,
+                    cols: usize,
+                ) {
+                    let (mut pf_at, mut countdown) = (pf.0, 0usize);
+                    let mut acc = [[$zero(); $v]; M];
+                    for p in 0..k {
+                        if !pf_at.is_null() {
+                            if countdown == 0 {
+                                _mm_prefetch::<_MM_HINT_T1>(pf_at as *const i8);
+                                _mm_prefetch::<_MM_HINT_T1>(pf_at.wrapping_add(16) as *const i8);
+                                pf_at = pf_at.wrapping_add(PANEL);
+                                countdown = pf.1;
+                            }
+                            countdown -= 1;
+                        }
+                        let mut wv = [$zero(); $v];
+                        for (i, v) in wv.iter_mut().enumerate() {
+                            *v = $load(w.add(p * PANEL + $lanes * i));
+                        }
+                        for r in 0..M {
+                            let xb = $set1(*x.add(p * M + r));
+                            for i in 0..$v {
+                                acc[r][i] = $fma(xb, wv[i], acc[r][i]);
+                            }
+                        }
+                    }
+                    for r in 0..M {
+                        let mut row = [0f32; PANEL];
+                        for i in 0..$v {
+                            $store(row.as_mut_ptr().add($lanes * i), acc[r][i]);
+                        }
+                        std::ptr::copy_nonoverlapping(row.as_ptr(), out.add(r * ldo), cols);
+                    }
+                }
+                match rows {
+                    $($rows => rows_of::<$rows>(x, k, w, pf, out, ldo, cols),)*
+                    r => unreachable!("no register block of {r} rows"),
+                }
             }
         };
     }
 
-    /// Up to 12 rows × one panel with AVX-512: 24 accumulators.
-    ///
-    /// # Safety
-    /// AVX-512F must be available; `x` holds `k` steps of `rows` values, `w` a
-    /// panel of `k` steps, `out` `rows` rows of stride `ldo` with `cols` writable
-    /// columns. `pf.0`, unless null, is where to prefetch from, one panel step
-    /// every `pf.1` steps (a prefetch never faults, whatever the address).
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn block_avx512(
-        x: *const f32,
-        rows: usize,
-        k: usize,
-        w: *const f32,
-        pf: (*const f32, usize),
-        out: *mut f32,
-        ldo: usize,
-        cols: usize,
-    ) {
-        #[target_feature(enable = "avx512f")]
-        #[inline]
-        unsafe fn rows_of<const M: usize>(
-            x: *const f32,
-            k: usize,
-            w: *const f32,
-            pf: (*const f32, usize),
-            out: *mut f32,
-            ldo: usize,
-            cols: usize,
-        ) {
-            let (mut pf_at, mut countdown) = (pf.0, 0usize);
-            let mut lo = [_mm512_setzero_ps(); M];
-            let mut hi = [_mm512_setzero_ps(); M];
-            for p in 0..k {
-                if !pf_at.is_null() {
-                    if countdown == 0 {
-                        _mm_prefetch::<_MM_HINT_T1>(pf_at as *const i8);
-                        _mm_prefetch::<_MM_HINT_T1>(pf_at.wrapping_add(16) as *const i8);
-                        pf_at = pf_at.wrapping_add(PANEL);
-                        countdown = pf.1;
-                    }
-                    countdown -= 1;
-                }
-                let w0 = _mm512_load_ps(w.add(p * PANEL));
-                let w1 = _mm512_load_ps(w.add(p * PANEL + 16));
-                for r in 0..M {
-                    let xb = _mm512_set1_ps(*x.add(p * M + r));
-                    lo[r] = _mm512_fmadd_ps(xb, w0, lo[r]);
-                    hi[r] = _mm512_fmadd_ps(xb, w1, hi[r]);
-                }
-            }
-            let m0 = lanes(cols.min(16));
-            let m1 = lanes(cols.saturating_sub(16));
-            for r in 0..M {
-                let o = out.add(r * ldo);
-                _mm512_mask_storeu_ps(o, m0, lo[r]);
-                _mm512_mask_storeu_ps(o.wrapping_add(16), m1, hi[r]);
-            }
-        }
-        dispatch_rows!(rows_of, rows, (x, k, w, pf, out, ldo, cols), [1 2 3 4 5 6 7 8 9 10 11 12])
-    }
+    block_fn!(
+        /// Up to 12 rows × one panel with AVX-512: 24 accumulators.
+        ///
+        /// # Safety
+        /// AVX-512F must be available; `x` holds `k` steps of `rows` values, `w`
+        /// a panel of `k` steps, `out` `rows` rows of stride `ldo` with `cols`
+        /// writable columns. `pf.0`, unless null, is where to prefetch from, one
+        /// panel step every `pf.1` steps (a prefetch never faults, whatever the
+        /// address).
+        block_avx512, "avx512f", 16, 2,
+        _mm512_setzero_ps, _mm512_load_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps,
+        [1 2 3 4 5 6 7 8 9 10 11 12]
+    );
 
-    fn lanes(n: usize) -> __mmask16 {
-        if n >= 16 {
-            0xffff
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        }
-    }
-
-    /// Up to 2 rows × one panel with AVX2 + FMA: 8 accumulators.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available; otherwise as [`block_avx512`].
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn block_avx2(
-        x: *const f32,
-        rows: usize,
-        k: usize,
-        w: *const f32,
-        pf: (*const f32, usize),
-        out: *mut f32,
-        ldo: usize,
-        cols: usize,
-    ) {
-        #[target_feature(enable = "avx2,fma")]
-        #[inline]
-        unsafe fn rows_of<const M: usize>(
-            x: *const f32,
-            k: usize,
-            w: *const f32,
-            pf: (*const f32, usize),
-            out: *mut f32,
-            ldo: usize,
-            cols: usize,
-        ) {
-            let (mut pf_at, mut countdown) = (pf.0, 0usize);
-            let mut acc = [[_mm256_setzero_ps(); 4]; M];
-            for p in 0..k {
-                if !pf_at.is_null() {
-                    if countdown == 0 {
-                        _mm_prefetch::<_MM_HINT_T1>(pf_at as *const i8);
-                        _mm_prefetch::<_MM_HINT_T1>(pf_at.wrapping_add(16) as *const i8);
-                        pf_at = pf_at.wrapping_add(PANEL);
-                        countdown = pf.1;
-                    }
-                    countdown -= 1;
-                }
-                let mut ws = [_mm256_setzero_ps(); 4];
-                for (v, wv) in ws.iter_mut().enumerate() {
-                    *wv = _mm256_load_ps(w.add(p * PANEL + 8 * v));
-                }
-                for r in 0..M {
-                    let xb = _mm256_set1_ps(*x.add(p * M + r));
-                    for v in 0..4 {
-                        acc[r][v] = _mm256_fmadd_ps(xb, ws[v], acc[r][v]);
-                    }
-                }
-            }
-            for r in 0..M {
-                let mut row = [0f32; PANEL];
-                for v in 0..4 {
-                    _mm256_storeu_ps(row.as_mut_ptr().add(8 * v), acc[r][v]);
-                }
-                std::ptr::copy_nonoverlapping(row.as_ptr(), out.add(r * ldo), cols);
-            }
-        }
-        dispatch_rows!(rows_of, rows, (x, k, w, pf, out, ldo, cols), [1 2])
-    }
+    block_fn!(
+        /// Up to 2 rows × one panel with AVX2 + FMA: 8 accumulators.
+        ///
+        /// # Safety
+        /// AVX2 and FMA must be available; otherwise as [`block_avx512`].
+        block_avx2, "avx2,fma", 8, 4,
+        _mm256_setzero_ps, _mm256_load_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps,
+        [1 2]
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
-
-    fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-        let mut out = vec![0f32; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                let s: f64 = (0..k)
-                    .map(|p| x[i * k + p] as f64 * w[j * k + p] as f64)
-                    .sum();
-                out[i * n + j] = s as f32;
-            }
-        }
-        out
-    }
+    use crate::kernels::testing::{assert_close, reference, values, AWKWARD_SHAPES};
 
     #[test]
     fn matches_a_float64_reference_at_awkward_shapes() {
-        // Partial last panels, row counts that split into uneven blocks, k not a
-        // multiple of anything, and enough work to split over threads.
-        for &(m, k, n) in &[
-            (1, 1, 1),
-            (1, 576, 192),
-            (3, 37, 5),
-            (13, 100, 33),
-            (16, 576, 576),
-            (25, 1536, 130),
-            (70, 64, 97),
-        ] {
+        for &(m, k, n) in AWKWARD_SHAPES {
             let x = values(m * k, 1 + m as u32);
             let w = values(n * k, 7 + n as u32);
             let want = reference(&x, &w, m, k, n);
-            let got = matmul_packed(&x, m, &PackedMatrix::pack(&w, n, k));
-            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                    "m={m} k={k} n={n} at {i}: {a} vs {b}"
-                );
+            let packed = PackedMatrix::pack(&w, n, k);
+            let mut isas = vec![Isa::detect(), Isa::Portable];
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                isas.push(Isa::Avx2);
+            }
+            for isa in isas {
+                let mut got = vec![0f32; m * n];
+                product(isa, &x, m, &packed, &mut got);
+                assert_close(&got, &want, &format!("{isa:?} m={m} k={k} n={n}"));
             }
         }
     }
