@@ -273,7 +273,7 @@ fn wait_for_section(s: &Shared, seen: usize) -> usize {
             return g;
         }
         spins = spins.wrapping_add(1);
-        if spins % 256 != 0 || start.elapsed() < SPIN {
+        if !spins.is_multiple_of(256) || start.elapsed() < SPIN {
             std::hint::spin_loop();
             continue;
         }
