@@ -13,18 +13,7 @@ use std::path::PathBuf;
 use sdft_model::assets;
 use sdft_model::backend::DefaultBackend;
 use sdft_model::Model;
-
-type Logits = Vec<Vec<Vec<f32>>>;
-
-fn max_diff(a: &Logits, b: &Logits) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .flatten()
-        .flatten()
-        .zip(b.iter().flatten().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max)
-}
+use sdft_train::fixture::max_logit_diff;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut positional = Vec::new();
@@ -59,24 +48,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(merged);
     let values = u.iter().flatten().map(Vec::len).sum::<usize>();
     println!("text: {text:?} ({} tokens, {values} logits)", ids[0].len());
-    println!(
-        "max |logit diff| base vs adapter (unmerged): {:.4e}",
-        max_diff(&base_logits, &u)
-    );
-    println!(
-        "max |logit diff| unmerged vs merged in memory (--adapter): {:.4e}",
-        max_diff(&u, &m)
-    );
-    if let Some(dir) = positional.get(2) {
-        let written = load(&PathBuf::from(dir))?.logits_all(&ids)?;
-        println!(
-            "max |logit diff| unmerged vs `sdft model merge` output: {:.4e}",
-            max_diff(&u, &written)
-        );
-        println!(
-            "max |logit diff| merged in memory vs `sdft model merge` output: {:.4e}",
-            max_diff(&m, &written)
-        );
+    let mut pairs = vec![
+        ("base vs adapter (unmerged)", &base_logits, &u),
+        ("unmerged vs merged in memory (--adapter)", &u, &m),
+    ];
+    let written = match positional.get(2) {
+        Some(dir) => Some(load(&PathBuf::from(dir))?.logits_all(&ids)?),
+        None => None,
+    };
+    if let Some(w) = &written {
+        pairs.push(("unmerged vs `sdft model merge` output", &u, w));
+        pairs.push(("merged in memory vs `sdft model merge` output", &m, w));
+    }
+    for (what, a, b) in pairs {
+        println!("max |logit diff| {what}: {:.4e}", max_logit_diff(a, b));
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use safetensors::Dtype;
 use sdft_model::model::lora::SplitMix64;
 use serde_json::json;
 
-use crate::{Error, Result};
+use crate::{Error, ResponseColumn, Result, TrainConfig, TrainJob};
 
 pub const HIDDEN: usize = 32;
 pub const HEADS: usize = 4;
@@ -120,4 +120,31 @@ pub fn write_tiny_dataset(path: &Path, n: usize, seed: u64) -> Result<()> {
         .map(|_| json!({"instruction": words(6), "output": words(5)}))
         .collect();
     write(path, serde_json::to_string(&rows).expect("json"))
+}
+
+/// A training job on the fixture files under `root` (`root/model` from
+/// [`write_tiny_model`], `root/data.json` from [`write_tiny_dataset`]), with the
+/// `alpaca` template, writing to `root/out`.
+pub fn tiny_job(root: &Path, out: &str, config: TrainConfig, resume: bool) -> TrainJob {
+    TrainJob {
+        model: root.join("model"),
+        data: root.join("data.json"),
+        template: sdft_data::Template::preset("alpaca").expect("the alpaca preset exists"),
+        response_column: ResponseColumn::Output,
+        output: root.join(out),
+        config,
+        resume,
+    }
+}
+
+/// The largest absolute difference between two sets of logits (`[sequence]
+/// [position][vocab]`, as `Model::logits_all` returns them).
+pub fn max_logit_diff(a: &[Vec<Vec<f32>>], b: &[Vec<Vec<f32>>]) -> f32 {
+    assert_eq!(a.len(), b.len(), "sequence counts");
+    a.iter()
+        .flatten()
+        .flatten()
+        .zip(b.iter().flatten().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
 }

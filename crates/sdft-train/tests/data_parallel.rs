@@ -7,22 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use safetensors::SafeTensors;
-use sdft_data::Template;
 use sdft_model::backend::backend_name;
-use sdft_train::fixture::{write_tiny_dataset, write_tiny_model};
-use sdft_train::{ResponseColumn, TrainBackend, TrainConfig, TrainJob, Trainer};
-
-fn job(root: &Path, out: &str, config: TrainConfig, resume: bool) -> TrainJob {
-    TrainJob {
-        model: root.join("model"),
-        data: root.join("data.json"),
-        template: Template::preset("alpaca").unwrap(),
-        response_column: ResponseColumn::Output,
-        output: root.join(out),
-        config,
-        resume,
-    }
-}
+use sdft_train::fixture::{tiny_job, write_tiny_dataset, write_tiny_model};
+use sdft_train::{TrainBackend, TrainConfig, Trainer};
 
 /// 22 examples in micro-batches of 2 -> 11 micro-batches per epoch; with 4 per
 /// step the last step of each epoch has 3, so replicas get uneven shares.
@@ -93,7 +80,7 @@ fn replicas_reach_the_one_device_adapter() {
     let root = dir.path();
     let device = Default::default();
     let one =
-        run(Trainer::<TrainBackend>::new(job(root, "one", config(), false), &device).unwrap());
+        run(Trainer::<TrainBackend>::new(tiny_job(root, "one", config(), false), &device).unwrap());
     assert_eq!(one.len(), 6, "3 steps per epoch, 2 epochs");
     let adapter = |run: &str| root.join(run).join("adapter/adapter_model.safetensors");
     // B starts at zero: a trained B makes the comparisons below non-trivial.
@@ -105,8 +92,9 @@ fn replicas_reach_the_one_device_adapter() {
     for n in [2usize, 3] {
         let out = format!("dp{n}");
         let devices: Vec<_> = std::iter::repeat_with(Default::default).take(n).collect();
-        let t = Trainer::<TrainBackend>::with_devices(job(root, &out, config(), false), &devices)
-            .unwrap();
+        let t =
+            Trainer::<TrainBackend>::with_devices(tiny_job(root, &out, config(), false), &devices)
+                .unwrap();
         assert_eq!(t.n_replicas(), n);
         let rows = run(t);
         assert_eq!(rows.len(), one.len());
@@ -155,7 +143,7 @@ fn replicas_reach_the_one_device_adapter() {
     std::fs::write(part.join("metrics.csv"), head.join("\n") + "\n").unwrap();
     let c = config().with_devices(&["cpu", "cpu"]);
     let t = Trainer::<TrainBackend>::with_devices(
-        job(root, "part", c, true),
+        tiny_job(root, "part", c, true),
         &[Default::default(), Default::default()],
     )
     .unwrap();
@@ -174,7 +162,7 @@ fn the_devices_key_is_parsed_with_errors_naming_it() {
     let dir = setup();
     let root = dir.path();
     let err = |c: TrainConfig| -> String {
-        Trainer::<TrainBackend>::from_job(job(root, "bad", c, false))
+        Trainer::<TrainBackend>::from_job(tiny_job(root, "bad", c, false))
             .err()
             .expect("an error")
             .to_string()
@@ -186,7 +174,7 @@ fn the_devices_key_is_parsed_with_errors_naming_it() {
     );
     let e = err(config().with_devices(&["cpu", ""]));
     assert!(e.contains("`devices`"), "{e}");
-    let e = Trainer::<TrainBackend>::with_devices(job(root, "bad", config(), false), &[])
+    let e = Trainer::<TrainBackend>::with_devices(tiny_job(root, "bad", config(), false), &[])
         .err()
         .expect("an error")
         .to_string();
@@ -202,7 +190,7 @@ fn the_devices_key_is_parsed_with_errors_naming_it() {
             e.contains("--devices") && e.contains("cuda:1") && e.contains("flex"),
             "{e}"
         );
-        let mut t = Trainer::<TrainBackend>::from_job(job(root, "toml", c, false)).unwrap();
+        let mut t = Trainer::<TrainBackend>::from_job(tiny_job(root, "toml", c, false)).unwrap();
         assert_eq!(t.n_replicas(), 2);
         t.run(&mut |_, _| {}).unwrap();
         assert!(root

@@ -7,7 +7,7 @@ use burn::backend::Autodiff;
 use burn::prelude::*;
 use sdft_model::model::lora::{self, peft, LoraConfig, SplitMix64};
 use sdft_model::Model;
-use sdft_train::fixture::write_tiny_model;
+use sdft_train::fixture::{max_logit_diff, write_tiny_model};
 use sdft_train::step::{lora_grads, lora_params, set_lora_params, summed_nll};
 use sdft_train::Sequence;
 
@@ -107,15 +107,6 @@ fn seqs() -> Vec<Sequence> {
     vec![a, b]
 }
 
-fn max_diff(a: &[Vec<Vec<f32>>], b: &[Vec<Vec<f32>>]) -> f32 {
-    a.iter()
-        .flatten()
-        .flatten()
-        .zip(b.iter().flatten().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn merged_and_unmerged_logits_agree_and_peft_round_trips() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,7 +117,7 @@ fn merged_and_unmerged_logits_agree_and_peft_round_trips() {
     with_random_adapters(&mut m, 3);
     let unmerged = m.logits_all(&ids).unwrap();
     assert!(
-        max_diff(&base, &unmerged) > 1e-2,
+        max_logit_diff(&base, &unmerged) > 1e-2,
         "the adapter changes the logits"
     );
 
@@ -153,7 +144,7 @@ fn merged_and_unmerged_logits_agree_and_peft_round_trips() {
 
     let mut back = load::<F32>(dir.path());
     back.load_adapter(&adapter, false).unwrap();
-    assert!(max_diff(&unmerged, &back.logits_all(&ids).unwrap()) < 1e-6);
+    assert!(max_logit_diff(&unmerged, &back.logits_all(&ids).unwrap()) < 1e-6);
     let mut merged = load::<F32>(dir.path());
     merged.load_adapter(&adapter, true).unwrap();
     assert!(lora::adapters(&merged.llama).is_empty());
@@ -169,7 +160,7 @@ fn merged_and_unmerged_logits_agree_and_peft_round_trips() {
             &back.config
         ));
     }
-    let d = max_diff(&unmerged, &merged.logits_all(&ids).unwrap());
+    let d = max_logit_diff(&unmerged, &merged.logits_all(&ids).unwrap());
     assert!(d < 1e-4, "merged vs unmerged: {d}");
 
     // A bad adapter names the problem.

@@ -8,6 +8,7 @@ use sdft_data::Template;
 use sdft_model::assets::{cached_model, SMOLLM2_135M_INSTRUCT};
 use sdft_model::backend::DefaultBackend;
 use sdft_model::Model;
+use sdft_train::fixture::max_logit_diff;
 use sdft_train::schedule::Decay;
 use sdft_train::{ResponseColumn, TrainBackend, TrainConfig, TrainJob, Trainer};
 
@@ -67,14 +68,7 @@ fn smollm2_lora_run_loss_falls_and_adapter_round_trips() {
         unmerged.logits_all(&ids).unwrap(),
         merged.logits_all(&ids).unwrap(),
     );
-    let diff = |a: &[Vec<Vec<f32>>], b: &[Vec<Vec<f32>>]| {
-        a.iter()
-            .flatten()
-            .flatten()
-            .zip(b.iter().flatten().flatten())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max)
-    };
+    let diff = max_logit_diff;
     assert!(diff(&u, &base) > 1e-2, "the adapter changes the model");
     let d = diff(&u, &m);
     eprintln!("merged vs unmerged max |logit diff|: {d:e}");

@@ -4,21 +4,8 @@
 
 use std::path::Path;
 
-use sdft_data::Template;
-use sdft_train::fixture::{write_tiny_dataset, write_tiny_model};
-use sdft_train::{ResponseColumn, TrainBackend, TrainConfig, TrainJob, Trainer};
-
-fn job(root: &Path, out: &str, config: TrainConfig, resume: bool) -> TrainJob {
-    TrainJob {
-        model: root.join("model"),
-        data: root.join("data.json"),
-        template: Template::preset("alpaca").unwrap(),
-        response_column: ResponseColumn::Output,
-        output: root.join(out),
-        config,
-        resume,
-    }
-}
+use sdft_train::fixture::{tiny_job, write_tiny_dataset, write_tiny_model};
+use sdft_train::{TrainBackend, TrainConfig, TrainJob, Trainer};
 
 fn setup(n: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -42,7 +29,7 @@ fn overfits_a_handful_of_examples() {
         .with_batch(2, 1);
     c.lora_dropout = 0.0;
     c.lr_scheduler = sdft_train::schedule::Decay::Constant;
-    let s = train(job(dir.path(), "run", c, false));
+    let s = train(tiny_job(dir.path(), "run", c, false));
     let (first, last) = (s.first_loss.unwrap(), s.last_loss.unwrap());
     assert!(first > 2.0, "a random model starts near ln(64): {first}");
     assert!(last < 0.05, "loss after 120 steps: {last} (from {first})");
@@ -75,7 +62,7 @@ fn resume_from_a_checkpoint_reaches_the_same_adapter() {
     c.save_steps = 3;
     c.group_by_length = true;
     c.warmup_steps = 2;
-    let full = train(job(dir.path(), "full", c.clone(), false));
+    let full = train(tiny_job(dir.path(), "full", c.clone(), false));
     assert_eq!(
         full.steps, 9,
         "10 examples / (2 x 2) -> 3 steps per epoch, 3 epochs"
@@ -91,7 +78,7 @@ fn resume_from_a_checkpoint_reaches_the_same_adapter() {
     let partial: Vec<&str> = csv.lines().take(8).collect();
     std::fs::write(part.join("metrics.csv"), partial.join("\n") + "\n").unwrap();
     let mut t = Trainer::<TrainBackend>::new(
-        job(dir.path(), "part", c.clone(), true),
+        tiny_job(dir.path(), "part", c.clone(), true),
         &Default::default(),
     )
     .unwrap();
@@ -110,7 +97,7 @@ fn resume_from_a_checkpoint_reaches_the_same_adapter() {
     assert_eq!(no_time(&resumed), no_time(&csv));
     // Resuming a finished run is refused; so is resuming with another config.
     let again = Trainer::<TrainBackend>::new(
-        job(dir.path(), "part", c.clone(), true),
+        tiny_job(dir.path(), "part", c.clone(), true),
         &Default::default(),
     );
     assert!(again
@@ -121,10 +108,12 @@ fn resume_from_a_checkpoint_reaches_the_same_adapter() {
     std::fs::remove_dir_all(part.join("adapter")).unwrap();
     let mut other = c.clone();
     other.learning_rate = 1e-3;
-    let err =
-        Trainer::<TrainBackend>::new(job(dir.path(), "part", other, true), &Default::default())
-            .err()
-            .unwrap();
+    let err = Trainer::<TrainBackend>::new(
+        tiny_job(dir.path(), "part", other, true),
+        &Default::default(),
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("different config"), "{err}");
 }
 
@@ -149,16 +138,16 @@ fn bad_input_names_the_key() {
         lora_rank: 0,
         ..TrainConfig::default()
     };
-    assert!(err(job(dir.path(), "r", c, false)).contains("lora_rank"));
+    assert!(err(tiny_job(dir.path(), "r", c, false)).contains("lora_rank"));
     let c = TrainConfig::default().with_lora(8, 16.0, &["attn"]);
-    let e = err(job(dir.path(), "r", c, false));
+    let e = err(tiny_job(dir.path(), "r", c, false));
     assert!(e.contains("lora_targets") && e.contains("attn"), "{e}");
     std::fs::write(dir.path().join("empty.json"), "[]").unwrap();
-    let mut j = job(dir.path(), "r", TrainConfig::default(), false);
+    let mut j = tiny_job(dir.path(), "r", TrainConfig::default(), false);
     j.data = dir.path().join("empty.json");
     let e = err(j);
     assert!(e.contains("empty.json"), "{e}");
-    let mut j = job(dir.path(), "r", TrainConfig::default(), false);
+    let mut j = tiny_job(dir.path(), "r", TrainConfig::default(), false);
     j.template.response = "no slot".into();
     let e = err(j);
     assert!(e.contains("template") && e.contains("{response}"), "{e}");

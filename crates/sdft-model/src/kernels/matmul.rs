@@ -3,7 +3,9 @@
 //! row, both contiguous. Tiles of 4 input rows × 4 weight rows keep 16
 //! accumulators in registers, so each weight row is read from memory once per
 //! call and reused for 4 input rows from cache. Work is split over weight rows
-//! across rayon's pool (the pool burn-flex already uses).
+//! across rayon's pool, not the kernels' spinning team: this product runs
+//! inside the generic burn forward (scoring, evaluation), between burn-flex's own
+//! operations on that pool, where a spinning thread would take a core from them.
 //!
 //! A general gemm packs both operands first; at the row counts generation runs
 //! (1 to a few dozen rows per step) that packing streams every weight matrix
