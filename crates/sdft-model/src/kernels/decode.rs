@@ -291,6 +291,7 @@ pub fn forward(
     let b = rows.len();
     let (d, hd, h, kvh) = (m.dim, m.head_dim, m.n_heads, m.n_kv_heads);
     let (qw, kw) = (h * hd, kvh * hd);
+    let q_scale = 1.0 / (hd as f32).sqrt();
     let Scratch {
         x,
         xn,
@@ -328,7 +329,10 @@ pub fn forward(
             let (kr, vr) = rest.split_at_mut(kw);
             rope(qr, c, sn);
             rope(kr, c, sn);
-            q[i * qw..(i + 1) * qw].copy_from_slice(qr);
+            // Scaled here once, for every key it meets in attention.
+            for (dst, v) in q[i * qw..(i + 1) * qw].iter_mut().zip(qr.iter()) {
+                *dst = v * q_scale;
+            }
             for g in 0..kvh {
                 kv.write(
                     r.slot,
@@ -446,7 +450,6 @@ multiversion! {
 fn attend(q: &[f32], kv: &HostKv, rows: &[Row], heads: usize, out: &mut [f32]) {
     let (hd, kvh) = (kv.head_dim, kv.kv_heads);
     let group = heads / kvh;
-    let scale = 1.0 / (hd as f32).sqrt();
     // Tasks of one row's groups each: single-token rows are short work, but
     // fewer, longer tasks leave one thread idle at the end of the section.
     let per_task = kvh.max(1);
@@ -466,7 +469,6 @@ fn attend(q: &[f32], kv: &HostKv, rows: &[Row], heads: usize, out: &mut [f32]) {
                 kv.keys(r.slot, g),
                 kv.values(r.slot, g, n),
                 kv.capacity,
-                scale,
                 &mut scores,
                 o,
             );
@@ -485,7 +487,8 @@ const LANES: usize = 16;
 const HEADS: usize = 4;
 
 multiversion! {
-    /// `o = softmax(K q * scale) V` for each query head of one group, over
+    /// `o = softmax(K q) V` (`q` already scaled by `1/sqrt(hd)`) for each query
+    /// head of one group, over
     /// `n = values.len() / hd` positions; `keys` is `[hd, cap]` (transposed).
     /// Up to [`HEADS`] heads at a time. Explicit loops, so that the whole body
     /// is compiled for the detected vector width.
@@ -494,7 +497,6 @@ multiversion! {
         keys: &[f32],
         values: &[f32],
         cap: usize,
-        scale: f32,
         scores: &mut Vec<f32>,
         o: &mut [f32],
     ) -> () {
@@ -505,10 +507,10 @@ multiversion! {
             let g = (heads - h0).min(HEADS);
             let (qs, os) = (&q[h0 * hd..(h0 + g) * hd], &mut o[h0 * hd..(h0 + g) * hd]);
             match g {
-                1 => heads_attention::<1>(qs, keys, values, cap, scale, scores, os),
-                2 => heads_attention::<2>(qs, keys, values, cap, scale, scores, os),
-                3 => heads_attention::<3>(qs, keys, values, cap, scale, scores, os),
-                _ => heads_attention::<HEADS>(qs, keys, values, cap, scale, scores, os),
+                1 => heads_attention::<1>(qs, keys, values, cap, scores, os),
+                2 => heads_attention::<2>(qs, keys, values, cap, scores, os),
+                3 => heads_attention::<3>(qs, keys, values, cap, scores, os),
+                _ => heads_attention::<HEADS>(qs, keys, values, cap, scores, os),
             }
             h0 += g;
         }
@@ -523,7 +525,6 @@ fn heads_attention<const G: usize>(
     keys: &[f32],
     values: &[f32],
     cap: usize,
-    scale: f32,
     scores: &mut Vec<f32>,
     o: &mut [f32],
 ) {
@@ -535,16 +536,7 @@ fn heads_attention<const G: usize>(
     let span = if padded <= cap { padded } else { n };
     scores.clear();
     scores.resize(G * span, 0.0);
-    let mut qs = [[0f32; 256]; G];
-    let scaled = |g: usize, d: usize| q[g * hd + d] * scale;
-    if hd <= 256 {
-        for g in 0..G {
-            for d in 0..hd {
-                qs[g][d] = scaled(g, d);
-            }
-        }
-    }
-    let qd = |g: usize, d: usize| if hd <= 256 { qs[g][d] } else { scaled(g, d) };
+    let qd = |g: usize, d: usize| q[g * hd + d];
     let mut t0 = 0;
     while t0 + BLOCK <= span {
         score_block::<G, BLOCK>(&qd, keys, cap, hd, t0, &mut scores[..], span);
