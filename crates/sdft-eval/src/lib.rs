@@ -52,6 +52,7 @@ mod error;
 pub mod exec;
 pub mod harness;
 pub mod humaneval;
+pub mod knowledge;
 pub mod mc;
 mod metrics;
 pub mod predictions;

@@ -218,6 +218,8 @@ mod tests {
                 limit: None,
                 seed: 42,
                 samples: 1,
+                prompt_format: None,
+                num_fewshot: None,
             },
             hashes: Hashes {
                 data_path: "d".into(),

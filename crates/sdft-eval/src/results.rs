@@ -43,6 +43,13 @@ pub struct BenchConfig {
     /// Samples per problem (HumanEval pass@k); 1 elsewhere.
     #[serde(default = "one")]
     pub samples: usize,
+    /// How multiple-choice contexts were put to the model (`paper`: lm-eval's
+    /// raw text); absent for generation benchmarks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_format: Option<String>,
+    /// Few-shot examples per context (knowledge benchmarks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_fewshot: Option<usize>,
 }
 
 fn one() -> usize {

@@ -35,7 +35,7 @@ pub mod weights;
 
 pub use config::{LlamaConfig, RopeScaling};
 pub use error::{Error, Result};
-pub use generate::Engine;
+pub use generate::{Engine, ScoreCounts};
 pub use gguf::{GgmlType, GgufFile, TensorInfo};
 pub use load::{Model, ModelFiles, ModelFormat};
 pub use tokenizer::TokenizerInfo;

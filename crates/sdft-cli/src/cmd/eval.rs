@@ -90,7 +90,10 @@ pub struct RunArgs {
     #[command(flatten)]
     load: LoadArgs,
     /// Comma-separated: gsm8k, multiarith, openfunctions, humaneval, advbench,
-    /// alpacaeval, mc:FILE (advbench = advbench_raw + advbench_jailbreak).
+    /// alpacaeval, mmlu, arc_easy, arc_challenge, hellaswag, winogrande, piqa,
+    /// boolq, openbookqa, sciq, social_iqa, commonsense_qa, knowledge, mc:FILE
+    /// (advbench = advbench_raw + advbench_jailbreak; knowledge = mmlu, arc_easy,
+    /// arc_challenge, hellaswag, winogrande).
     #[arg(
         long,
         default_value = "gsm8k,multiarith,openfunctions,humaneval,advbench,alpacaeval"
@@ -99,6 +102,10 @@ pub struct RunArgs {
     /// Only the first N rows (problems) of each benchmark.
     #[arg(long)]
     limit: Option<usize>,
+    /// Few-shot examples per context of the knowledge benchmarks (mmlu, arc_easy,
+    /// ...), drawn with the run's seed as lm-eval's --num_fewshot does.
+    #[arg(long, default_value_t = 0)]
+    num_fewshot: usize,
     /// Sampling: `--sampling paper|greedy` (default paper) and the flags that adjust it.
     #[command(flatten)]
     flags: SamplingArgs,
@@ -253,9 +260,7 @@ fn summary_line(r: &BenchResult) -> String {
 fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     let benches = Benchmark::parse_list(&a.benchmarks)?;
     let sampling = a.flags.params()?;
-    let needs_data = benches
-        .iter()
-        .any(|b| !matches!(b, Benchmark::HumanEval | Benchmark::MultipleChoice(_)));
+    let needs_data = benches.iter().any(Benchmark::needs_data_dir);
     let data_dir = if needs_data {
         let d = data_dir(a.data_dir.clone())?;
         if !d.is_dir() {
@@ -288,6 +293,7 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     let mut opts = EvalOptions::new(&a.output, data_dir);
     opts.humaneval_path = humaneval;
     opts.limit = a.limit;
+    opts.num_fewshot = a.num_fewshot;
     opts.sampling = sampling;
     // Large calls keep the engine's continuous batching full; rows are still
     // written (and resumable) one by one as they finish.

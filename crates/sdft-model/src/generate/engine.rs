@@ -44,6 +44,8 @@ pub struct Engine<B: Backend> {
     /// kept while `model` holds the same weight tensors (see [`Engine::host_model`]).
     #[cfg(feature = "flex")]
     host_model: std::sync::Mutex<Option<std::sync::Arc<crate::kernels::decode::HostModel>>>,
+    /// Tokens scored so far (see [`Engine::score_counts`]).
+    score_counts: std::sync::Mutex<super::score::ScoreCounts>,
 }
 
 /// The batched KV cache of every layer, with its capacity per slot: on the
@@ -78,7 +80,20 @@ impl<B: Backend> Engine<B> {
             stop_ids,
             #[cfg(feature = "flex")]
             host_model: std::sync::Mutex::new(None),
+            score_counts: Default::default(),
         }
+    }
+
+    /// Tokens scored by this engine so far: prompt tokens (a prompt shared by
+    /// consecutive requests counted once) and continuation tokens.
+    pub fn score_counts(&self) -> super::score::ScoreCounts {
+        *self.score_counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add_counts(&self, c: super::score::ScoreCounts) {
+        let mut s = self.score_counts.lock().unwrap_or_else(|e| e.into_inner());
+        s.context_tokens += c.context_tokens;
+        s.continuation_tokens += c.continuation_tokens;
     }
 
     /// The model's weights packed for the CPU kernels, or `None` when generation
@@ -438,36 +453,68 @@ impl<B: Backend> Engine<B> {
             .collect())
     }
 
-    /// Sum and mean log-likelihood of each continuation given its prompt, in
-    /// batches of `batch_size`.
+    /// Sum log-likelihood of each continuation given its prompt. On the CPU
+    /// kernels, consecutive requests with the same prompt share one evaluation
+    /// of it (see [`super::score`]); otherwise the generic path scores each
+    /// prompt + continuation whole, in batches of `batch_size`.
     pub fn score_requests(&self, requests: &[ScoreRequest]) -> Result<Vec<Score>> {
-        let mut out = Vec::with_capacity(requests.len());
-        for chunk in requests.chunks(self.batch_size) {
-            let mut seqs = Vec::with_capacity(chunk.len());
-            let mut cont_lens = Vec::with_capacity(chunk.len());
-            for r in chunk {
-                let p = self.model.encode_pieces(&r.prompt)?;
-                let c = self.model.encode_pieces(&r.continuation)?;
-                if p.is_empty() {
-                    return Err(Error::Other(
-                        "a scoring prompt encodes to no tokens (add BOS or text)".into(),
-                    ));
-                }
-                cont_lens.push(c.len());
-                let mut s = p;
-                s.extend(c);
-                self.model.check_ids(&s)?;
-                seqs.push(s);
+        let max = self.model.llama.rope.max_positions();
+        let mut seqs = Vec::with_capacity(requests.len());
+        for r in requests {
+            let p = self.model.encode_pieces(&r.prompt)?;
+            let c = self.model.encode_pieces(&r.continuation)?;
+            if p.is_empty() {
+                return Err(Error::Other(
+                    "a scoring prompt encodes to no tokens (add BOS or text)".into(),
+                ));
             }
-            let lp = self.model.llama.token_logprobs(&seqs, &self.model.device);
-            for (row, n) in lp.iter().zip(cont_lens) {
-                let tail = &row[row.len() - n..];
+            self.model.check_ids(&p)?;
+            self.model.check_ids(&c)?;
+            if p.len() + c.len() > max {
+                return Err(Error::Other(format!(
+                    "{} prompt + {} continuation tokens exceed the model's {max} positions",
+                    p.len(),
+                    c.len()
+                )));
+            }
+            seqs.push((p, c));
+        }
+        #[cfg(feature = "flex")]
+        if let Some(host) = self.host_model() {
+            let (scores, counts) =
+                super::score::score_shared(&host, self.model.config.num_hidden_layers, &seqs);
+            self.add_counts(counts);
+            return Ok(scores);
+        }
+        self.score_generic(&seqs)
+    }
+
+    /// The generic scorer: each prompt + continuation as one sequence through
+    /// the model's batched forward, `batch_size` sequences per batch.
+    pub fn score_generic(&self, seqs: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<Score>> {
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut counts = super::score::ScoreCounts::default();
+        for (i, (p, c)) in seqs.iter().enumerate() {
+            if i == 0 || seqs[i - 1].0 != *p {
+                counts.context_tokens += p.len() as u64;
+            }
+            counts.continuation_tokens += c.len() as u64;
+        }
+        for chunk in seqs.chunks(self.batch_size) {
+            let whole: Vec<Vec<u32>> = chunk
+                .iter()
+                .map(|(p, c)| p.iter().chain(c).copied().collect())
+                .collect();
+            let lp = self.model.llama.token_logprobs(&whole, &self.model.device);
+            for (row, (_, c)) in lp.iter().zip(chunk) {
+                let tail = &row[row.len() - c.len()..];
                 out.push(Score {
                     sum_logprob: tail.iter().map(|x| *x as f64).sum(),
-                    tokens: n,
+                    tokens: c.len(),
                 });
             }
         }
+        self.add_counts(counts);
         Ok(out)
     }
 }

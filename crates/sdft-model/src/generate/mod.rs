@@ -3,6 +3,8 @@
 
 mod engine;
 pub mod sampler;
+mod score;
 pub mod stop;
 
 pub use engine::Engine;
+pub use score::ScoreCounts;
