@@ -88,6 +88,9 @@ pub enum Error {
         row: usize,
         rows: usize,
     },
+    /// Provenance (atomic writes, settings, output locks): see `sdft_core::provenance`.
+    #[error(transparent)]
+    Core(#[from] sdft_core::Error),
 }
 
 /// Result alias of sdft-data.

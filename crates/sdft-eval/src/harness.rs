@@ -90,7 +90,7 @@ impl Progress for NoProgress {
 }
 
 fn sha256(path: &Path) -> Result<String> {
-    sdft_core::assets::sha256_file(path).map_err(|e| Error::file(path, e.to_string()))
+    sdft_core::provenance::sha256_file(path).map_err(|e| Error::file(path, e.to_string()))
 }
 
 /// Rows already generated: `id -> output` from the resume file (a torn last line,
