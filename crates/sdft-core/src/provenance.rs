@@ -393,13 +393,8 @@ pub struct OpenedOutput {
     pub reuse: Reuse,
 }
 
-/// The one reuse rule. Locks `output`, then compares `settings` with those recorded
-/// in `settings_file`:
-///
-/// - identical: [`Reuse::Continue`] (the stage resumes or reuses what is there);
-/// - none recorded, or `overwrite`: [`Reuse::Fresh`]: `clear` removes the earlier
-///   content, then `settings` are recorded (before any new content is written);
-/// - different: [`Error::SettingsChanged`] naming each differing setting.
+/// The one reuse rule, with the lock: [`OutputLock::acquire`] on `output`, then
+/// [`reuse`].
 pub fn open_output<F>(
     output: &Path,
     settings_file: &Path,
@@ -411,16 +406,35 @@ where
     F: FnOnce() -> std::io::Result<()>,
 {
     let lock = OutputLock::acquire(output)?;
+    let reuse = reuse(output, settings_file, settings, overwrite, clear)?;
+    Ok(OpenedOutput { lock, reuse })
+}
+
+/// The one reuse rule (the caller holds the output's lock). Compares `settings`
+/// with those recorded in `settings_file`:
+///
+/// - identical: [`Reuse::Continue`] (the stage resumes or reuses what is there);
+/// - none recorded, or `overwrite`: [`Reuse::Fresh`]: `clear` removes the earlier
+///   content, then `settings` are recorded (before any new content is written);
+/// - different: [`Error::SettingsChanged`] naming each differing setting, and the
+///   output is left as it is.
+pub fn reuse<F>(
+    output: &Path,
+    settings_file: &Path,
+    settings: &Settings,
+    overwrite: bool,
+    clear: F,
+) -> Result<Reuse>
+where
+    F: FnOnce() -> std::io::Result<()>,
+{
     let recorded = Settings::read(settings_file)?;
     if let Some(old) = &recorded {
         let diff = old.diff(settings);
-        if diff.is_empty() && !overwrite {
-            return Ok(OpenedOutput {
-                lock,
-                reuse: Reuse::Continue,
-            });
-        }
-        if !diff.is_empty() && !overwrite {
+        if !overwrite {
+            if diff.is_empty() {
+                return Ok(Reuse::Continue);
+            }
             return Err(Error::SettingsChanged {
                 output: output.to_path_buf(),
                 differences: diff
@@ -430,16 +444,11 @@ where
                     .join("; "),
             });
         }
-    }
-    if recorded.is_some() {
         std::fs::remove_file(settings_file).map_err(|e| Error::io(settings_file, e))?;
     }
     clear().map_err(|e| Error::io(output, e))?;
     settings.write(settings_file)?;
-    Ok(OpenedOutput {
-        lock,
-        reuse: Reuse::Fresh,
-    })
+    Ok(Reuse::Fresh)
 }
 
 /// Removes a file or directory tree if it exists (a `clear` for [`open_output`]).

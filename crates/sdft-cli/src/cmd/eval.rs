@@ -103,8 +103,12 @@ pub struct RunArgs {
     /// Sampling: `--sampling paper|greedy` (default paper) and the flags that adjust it.
     #[command(flatten)]
     flags: SamplingArgs,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::sampling::positive)]
     batch_size: usize,
+    /// Redo a benchmark whose outputs in RUN_DIR were made with other settings
+    /// (model, adapter, data, template, sampling, limit) instead of refusing.
+    #[arg(long)]
+    overwrite: bool,
     /// The paper's data (default: $SDFT_SHARED/data/sdft).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -277,6 +281,8 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     } else {
         PathBuf::new()
     };
+    // One writer per run directory; each benchmark applies the reuse rule.
+    let _lock = sdft_core::provenance::OutputLock::acquire(&a.output)?;
     let model_path = assets::resolve_model(&a.load.model)?;
     let model_sha = Some(content_hash(&model_path)?);
     let model = a.load.load()?;
@@ -300,6 +306,7 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     };
     opts.bos = bos;
     opts.alpaca_reference = a.alpacaeval_reference.clone();
+    opts.overwrite = a.overwrite;
     let mut bars = Bars { bar: None };
     for b in &benches {
         let r = if b.generates() {
