@@ -40,8 +40,7 @@ fn data_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
         }
         bail!("--data-dir {}: expected the files {}", d.display(), names());
     }
-    if let Some(s) = std::env::var_os("SDFT_SHARED") {
-        let d = PathBuf::from(s).join("data/sdft");
+    if let Some(d) = sdft_core::provenance::shared_data_dir() {
         if has_all(&d) {
             return Ok(d);
         }

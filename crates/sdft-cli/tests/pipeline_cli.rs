@@ -74,6 +74,71 @@ fn pipeline(config: &Path, data: &Path, out: &Path) -> Command {
     c
 }
 
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// The distill summary, both training `run.json`, every `results.json` and the
+/// pipeline's `manifest.json` record one model hash (the content-hash rule of
+/// `sdft_core::provenance`), and each data and adapter hash is that of its file.
+fn same_provenance_everywhere(run: &Path, task_data: &Path) {
+    use sdft_core::provenance::content_hash;
+    let m = manifest(run);
+    let model = m["model_sha256"].as_str().unwrap().to_string();
+    assert_eq!(
+        model,
+        content_hash(Path::new(m["model"].as_str().unwrap())).unwrap()
+    );
+    let data = content_hash(task_data).unwrap();
+    assert_eq!(m["data_sha256"], data.as_str());
+    let summary = read_json(&run.join("distill/distilled.summary.json"));
+    assert_eq!(
+        summary["manifest"]["model_sha256"],
+        model.as_str(),
+        "distill summary"
+    );
+    assert_eq!(
+        summary["manifest"]["data_sha256"],
+        data.as_str(),
+        "distill summary"
+    );
+    let distilled = content_hash(&run.join("distill/distilled.parquet")).unwrap();
+    for (stage, data) in [("train-vanilla", &data), ("train-sdft", &distilled)] {
+        let r = read_json(&run.join(stage).join("run.json"));
+        assert_eq!(r["model"]["sha256"], model.as_str(), "{stage}/run.json");
+        assert_eq!(r["data"]["sha256"], data.as_str(), "{stage}/run.json");
+    }
+    for (stage, adapter) in [
+        ("eval-seed", None),
+        ("eval-vanilla", Some("train-vanilla/adapter")),
+        ("eval-sdft", Some("train-sdft/adapter")),
+    ] {
+        let r = read_json(&run.join(stage).join("results.json"));
+        let adapter = adapter.map(|a| content_hash(&run.join(a)).unwrap());
+        for info in std::iter::once(&r["model"]).chain(
+            r["benchmarks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| &b["hashes"]["model"]),
+        ) {
+            assert_eq!(info["sha256"], model.as_str(), "{stage}/results.json");
+            assert_eq!(
+                info["adapter_sha256"].as_str(),
+                adapter.as_deref(),
+                "{stage}"
+            );
+        }
+        for b in r["benchmarks"].as_array().unwrap() {
+            let path = Path::new(b["hashes"]["data_path"].as_str().unwrap());
+            assert_eq!(
+                b["hashes"]["data_sha256"],
+                content_hash(path).unwrap().as_str()
+            );
+        }
+    }
+}
+
 fn manifest(run: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap()
 }
@@ -132,6 +197,7 @@ fn the_pipeline_runs_skips_and_resumes() {
     ] {
         assert!(report.contains(want), "report lacks {want}:\n{report}");
     }
+    same_provenance_everywhere(&run, &data.join("train.json"));
     // Trained twice with the same recipe on different responses: different adapters.
     let a = std::fs::read(run.join("train-vanilla/adapter/adapter_model.safetensors")).unwrap();
     let b = std::fs::read(run.join("train-sdft/adapter/adapter_model.safetensors")).unwrap();

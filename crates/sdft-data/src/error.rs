@@ -88,6 +88,14 @@ pub enum Error {
         row: usize,
         rows: usize,
     },
+    #[error("{}: unsupported output: expected {expected}", path.display())]
+    UnsupportedOutput {
+        path: PathBuf,
+        expected: &'static str,
+    },
+    /// Provenance (atomic writes, settings, output locks): see `sdft_core::provenance`.
+    #[error(transparent)]
+    Core(#[from] sdft_core::Error),
 }
 
 /// Result alias of sdft-data.

@@ -43,6 +43,7 @@ mod columns;
 mod dataset;
 mod error;
 mod format;
+pub mod generations;
 mod id;
 pub mod parquet_io;
 mod records;

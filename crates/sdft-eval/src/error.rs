@@ -25,6 +25,9 @@ pub enum Error {
     File { path: PathBuf, message: String },
     #[error(transparent)]
     Data(#[from] sdft_data::Error),
+    /// Provenance (settings of a run directory, hashes).
+    #[error(transparent)]
+    Core(#[from] sdft_core::Error),
     /// The generator or scorer failed.
     #[error("benchmark `{benchmark}`: {source}")]
     Model {

@@ -8,16 +8,15 @@
 //! | `results.json` | [`RunResults`]: every benchmark run so far |
 //! | `<bench>.parquet` | per-row `id, prompt, output, extracted, score` |
 //! | `<bench>.generations.jsonl` | raw generations, one flushed line per row (`id`, `output`, `tokens`, `finish_reason`): the resume file |
-//! | `<bench>.config.json` | the template and sampling the generations were made with; a rerun with another configuration is refused |
+//! | `<bench>.settings.json` | the settings the benchmark's outputs were made with ([`bench_settings`]); a rerun with other settings is refused unless `overwrite` |
 //! | `alpacaeval_outputs.json` | AlpacaEval outputs in the `alpaca_eval` format |
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use sdft_core::provenance::{self, Settings};
 use sdft_core::{GenerationRequest, Generator, SamplingParams, Scorer};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::alpaca::{self, AlpacaOutput, Pair};
 use crate::bench::{self, Benchmark};
@@ -53,6 +52,9 @@ pub struct EvalOptions {
     pub alpaca_reference: Option<PathBuf>,
     /// Few-shot examples per knowledge-benchmark context (lm-eval's `--num_fewshot`).
     pub num_fewshot: usize,
+    /// Redo a benchmark whose outputs were made with other settings instead of
+    /// refusing (see [`bench_settings`]).
+    pub overwrite: bool,
 }
 
 impl EvalOptions {
@@ -72,6 +74,7 @@ impl EvalOptions {
             bos: false,
             alpaca_reference: None,
             num_fewshot: 0,
+            overwrite: false,
         }
     }
 }
@@ -93,78 +96,13 @@ impl Progress for NoProgress {
 }
 
 fn sha256(path: &Path) -> Result<String> {
-    sdft_core::assets::sha256_file(path).map_err(|e| Error::file(path, e.to_string()))
-}
-
-/// Rows already generated: `id -> output` from the resume file (a torn last line,
-/// left by a killed run, is dropped and the file truncated to whole lines).
-fn load_done(path: &Path) -> Result<HashMap<String, String>> {
-    let mut done = HashMap::new();
-    if !path.is_file() {
-        return Ok(done);
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let complete = match text.rfind('\n') {
-        Some(i) => &text[..=i],
-        None => "",
-    };
-    if complete.len() != text.len() {
-        std::fs::write(path, complete).map_err(|e| Error::io(path, e))?;
-    }
-    for (i, line) in complete.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(line).map_err(|e| {
-            Error::row(
-                path,
-                i + 1,
-                "a JSON object with `id` and `output`",
-                e.to_string(),
-            )
-        })?;
-        match (
-            v.get("id").and_then(Value::as_str),
-            v.get("output").and_then(Value::as_str),
-        ) {
-            (Some(id), Some(o)) => {
-                done.insert(id.to_string(), o.to_string());
-            }
-            _ => {
-                return Err(Error::row(
-                    path,
-                    i + 1,
-                    "`id` and `output` strings",
-                    line.chars().take(80).collect::<String>(),
-                ))
-            }
-        }
-    }
-    Ok(done)
-}
-
-/// Refuses to mix generations made with different settings in one run directory.
-fn check_config(path: &Path, config: &Value) -> Result<()> {
-    if path.is_file() {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let old: Value =
-            serde_json::from_str(&text).map_err(|e| Error::file(path, e.to_string()))?;
-        if &old != config {
-            return Err(Error::file(
-                path,
-                format!("this run directory's generations were made with {old}, not {config}: use another --output directory (or delete the benchmark's files to start over)"),
-            ));
-        }
-        return Ok(());
-    }
-    sdft_data::atomic::write_bytes(path, format!("{config}\n").as_bytes())?;
-    Ok(())
+    sdft_core::provenance::sha256_file(path).map_err(|e| Error::file(path, e.to_string()))
 }
 
 /// Generates the outputs of `requests` not in the resume file, `chunk` requests per
-/// call, appending each row to the resume file as it finishes
-/// ([`Generator::generate_each`]); returns all outputs in request order and how many
-/// were generated now.
+/// call, appending each row to the resume file as it finishes (the one resumable
+/// writer, [`sdft_data::generations::generate_resumable`]); returns all outputs in
+/// request order and how many were generated now.
 pub fn generate_resumable(
     gen: &mut dyn Generator,
     benchmark: &str,
@@ -174,67 +112,69 @@ pub fn generate_resumable(
     chunk: usize,
     progress: &mut dyn Progress,
 ) -> Result<(Vec<String>, usize)> {
-    let mut done = load_done(resume_file)?;
-    let todo: Vec<&GenerationRequest> = requests
-        .iter()
-        .filter(|r| !done.contains_key(&r.id))
-        .collect();
-    if !done.is_empty() {
-        tracing::info!(
-            benchmark,
-            done = requests.len() - todo.len(),
-            total = requests.len(),
-            "resuming"
-        );
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(resume_file)
-        .map_err(|e| Error::io(resume_file, e))?;
-    progress.start(
-        benchmark,
-        "generate",
-        requests.len(),
-        requests.len() - todo.len(),
-    );
-    let mut finished = requests.len() - todo.len();
-    for c in todo.chunks(chunk.max(1)) {
-        let reqs: Vec<GenerationRequest> = c.iter().map(|r| (*r).clone()).collect();
-        let mut write_err: Option<std::io::Error> = None;
-        let out = gen
-            .generate_each(&reqs, params, &mut |i, o| {
-                let line = json!({"id": reqs[i].id, "output": o.text, "tokens": o.tokens, "finish_reason": o.finish_reason.as_str()});
-                if let Err(e) = writeln!(file, "{line}").and_then(|_| file.flush()) {
-                    write_err.get_or_insert(e);
-                }
-                finished += 1;
-                progress.set(finished);
-            })
-            .map_err(|e| Error::Model {
-                benchmark: benchmark.to_string(),
-                source: e,
-            })?;
-        if let Some(e) = write_err {
-            return Err(Error::io(resume_file, e));
-        }
-        if out.len() != reqs.len() {
-            return Err(Error::CountMismatch {
-                benchmark: benchmark.to_string(),
-                expected: reqs.len(),
-                got: out.len(),
-            });
-        }
-        for (r, o) in reqs.iter().zip(out) {
-            done.insert(r.id.clone(), o.text);
-        }
-    }
+    let mut started = false;
+    let out = sdft_data::generations::generate_resumable(
+        gen,
+        requests,
+        params,
+        resume_file,
+        chunk,
+        &mut |i, o| json!({"id": requests[i].id, "output": o.text, "tokens": o.tokens, "finish_reason": o.finish_reason.as_str()}),
+        &mut |done, total| {
+            if !started {
+                progress.start(benchmark, "generate", total, done);
+                started = true;
+            } else {
+                progress.set(done);
+            }
+        },
+    )?;
     progress.finish();
-    let outputs = requests
+    let outputs = out
+        .rows
         .iter()
-        .map(|r| done.remove(&r.id).unwrap_or_default())
+        .map(|r| r["output"].as_str().unwrap_or_default().to_string())
         .collect();
-    Ok((outputs, todo.len()))
+    Ok((outputs, out.generated))
+}
+
+/// The settings a benchmark's outputs are made with (`RUN_DIR/<bench>.settings.json`):
+/// model and adapter hashes, data hash, template, sampling (with the template's
+/// stops), samples, limit and crate version.
+pub fn bench_settings(
+    bench: &Benchmark,
+    opts: &EvalOptions,
+    params: &SamplingParams,
+    data_sha256: &str,
+    samples: usize,
+) -> Settings {
+    Settings::new()
+        .with("benchmark", bench.name())
+        .with("model_sha256", &opts.model.sha256)
+        .with("adapter_sha256", &opts.model.adapter_sha256)
+        .with("data_sha256", data_sha256)
+        .with("template", bench.template())
+        .with("sampling", params)
+        .with("samples", samples)
+        .with("limit", opts.limit)
+}
+
+/// The reuse rule for one benchmark of a run directory (the caller holds the run
+/// directory's [`sdft_core::provenance::OutputLock`]): same settings continue the
+/// benchmark's resume file, `opts.overwrite` redoes it, other settings are refused.
+fn reuse_bench(opts: &EvalOptions, name: &str, settings: &Settings) -> Result<()> {
+    let files: Vec<PathBuf> = ["generations.jsonl", "parquet"]
+        .iter()
+        .map(|x| opts.run_dir.join(format!("{name}.{x}")))
+        .collect();
+    provenance::reuse(
+        &opts.run_dir.join(name),
+        &opts.run_dir.join(format!("{name}.settings.json")),
+        settings,
+        opts.overwrite,
+        || files.iter().try_for_each(|f| provenance::remove_path(f)),
+    )?;
+    Ok(())
 }
 
 fn config(
@@ -280,9 +220,10 @@ pub fn run_generation(
     let mut params = opts.sampling.clone();
     params.stop.extend(prepared.template.stop.iter().cloned());
     std::fs::create_dir_all(&opts.run_dir).map_err(|e| Error::io(&opts.run_dir, e))?;
-    check_config(
-        &opts.run_dir.join(format!("{name}.config.json")),
-        &json!({"template": bench.template(), "sampling": params, "samples": samples}),
+    reuse_bench(
+        opts,
+        &name,
+        &bench_settings(bench, opts, &params, &data_sha256, samples),
     )?;
     let requests: Vec<GenerationRequest> = prepared
         .items
@@ -410,6 +351,11 @@ pub fn run_multiple_choice(
     if let Some(n) = opts.limit {
         items.truncate(n);
     }
+    std::fs::create_dir_all(&opts.run_dir).map_err(|e| Error::io(&opts.run_dir, e))?;
+    let settings = bench_settings(bench, opts, &opts.sampling, &data_sha256, 1)
+        .with("bos", opts.bos)
+        .with("sampling", None::<()>);
+    reuse_bench(opts, &name, &settings)?;
     progress.start(&name, "score", items.len(), 0);
     let per_chunk = (opts.chunk / 4).max(1);
     let outcomes = mc::evaluate(scorer, &items, opts.bos, per_chunk, &mut |d| {

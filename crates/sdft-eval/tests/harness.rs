@@ -155,10 +155,21 @@ fn math_metrics_equal_hand_computed_values_and_resume() {
         &mut NoProgress,
     )
     .unwrap_err();
+    let msg = e.to_string();
     assert!(
-        e.to_string().contains("use another --output directory"),
-        "{e}"
+        msg.contains("made with other settings: sampling (recorded"),
+        "{msg}"
     );
+    // ... and redone with `overwrite`.
+    other.overwrite = true;
+    let r4 = run_generation(
+        &mut math_gen(),
+        &Benchmark::MultiArith,
+        &other,
+        &mut NoProgress,
+    )
+    .unwrap();
+    assert_eq!(r4.generated, 4);
 
     // --limit
     let mut lim = EvalOptions::new(dir.path().join("run2"), dir.path());

@@ -128,10 +128,10 @@ impl LlamaConfig {
 }
 
 fn write_text(dir: &Path, name: &str, text: &str) -> Result<()> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    Ok(sdft_core::provenance::write_atomic(
+        &dir.join(name),
+        text.as_bytes(),
+    )?)
 }
 
 /// Writes `files` as an HF safetensors directory at `out` (created if needed).
@@ -164,12 +164,13 @@ pub fn write_hf_dir(files: &ModelFiles, out: &Path, dtype: SaveDtype) -> Result<
         .collect::<Result<_>>()?;
     let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
     let st_path = out.join("model.safetensors");
-    let tmp = out.join(".model.safetensors.tmp");
-    safetensors::serialize_to_file(views, Some(meta), &tmp).map_err(|e| Error::Format {
-        path: tmp.clone(),
+    // Serialized in memory and written through the one atomic writer: the file
+    // gets the normal mode (0666 less the umask), not a temporary file's 0600.
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Format {
+        path: st_path.clone(),
         message: e.to_string(),
     })?;
-    std::fs::rename(&tmp, &st_path).map_err(|e| Error::io(&st_path, e))?;
+    sdft_core::provenance::write_atomic(&st_path, &bytes)?;
     let config = serde_json::to_string_pretty(&cfg.to_hf_json(dtype.torch_name())).expect("json");
     write_text(out, "config.json", &config)?;
     let generation = json!({

@@ -45,6 +45,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Other(String),
+    /// Provenance (atomic writes): see `sdft_core::provenance`.
+    #[error(transparent)]
+    Core(#[from] sdft_core::Error),
 }
 
 /// Result alias of sdft-model.

@@ -33,6 +33,9 @@ pub enum Error {
     Model(#[from] sdft_model::Error),
     #[error(transparent)]
     Dataset(#[from] sdft_data::Error),
+    /// Provenance (hashes, atomic writes, settings, output locks).
+    #[error(transparent)]
+    Core(#[from] sdft_core::Error),
 }
 
 /// Result alias of sdft-train.

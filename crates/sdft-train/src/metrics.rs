@@ -96,9 +96,8 @@ pub fn truncate_after(path: &Path, step: usize) -> Result<()> {
         })
         .map(|(_, l)| l)
         .collect();
-    let tmp = path.with_extension("csv.tmp");
-    std::fs::write(&tmp, kept.join("\n") + "\n").map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let text = kept.join("\n") + "\n";
+    Ok(sdft_core::provenance::write_atomic(path, text.as_bytes())?)
 }
 
 /// The loss curve as a standalone SVG (hand-written: no fonts or system libraries).

@@ -1,18 +1,17 @@
 //! [`Trainer`]: a LoRA run from a model, a dataset and a template to
 //! `RUN_DIR/adapter/`, with metrics, checkpoints and exact resume.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use sdft_core::provenance::{content_hash, write_atomic};
 use sdft_data::Template;
 use sdft_model::model::lora::{self, peft, SplitMix64};
 use sdft_model::model::Llama;
 use sdft_model::Model;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{self, DataOrder, TrainerState};
 use crate::config::TrainConfig;
@@ -75,38 +74,6 @@ pub struct TrainSummary {
     pub last_loss: Option<f64>,
     pub adapter_dir: PathBuf,
     pub tokens_per_sec: f64,
-}
-
-fn sha256_file(path: &Path, hasher: &mut Sha256) -> Result<()> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            return Ok(());
-        }
-        hasher.update(&buf[..n]);
-    }
-}
-
-/// SHA-256 of a file, or of a directory's files (sorted by name).
-pub fn sha256_path(path: &Path) -> Result<String> {
-    let mut h = Sha256::new();
-    if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| Error::io(path, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        for f in files {
-            h.update(f.file_name().unwrap_or_default().as_encoded_bytes());
-            sha256_file(&f, &mut h)?;
-        }
-    } else {
-        sha256_file(path, &mut h)?;
-    }
-    Ok(format!("{:x}", h.finalize()))
 }
 
 fn dropout_key(seed: u64, step: usize, micro: usize) -> u64 {
@@ -179,7 +146,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         c.validate()?;
         data::check_template(&job.template)?;
         let examples = data::read_examples(&job.data, job.response_column, c.limit)?;
-        let data_sha256 = sha256_path(&job.data)?;
+        let data_sha256 = content_hash(&job.data)?;
         let mut model = Model::<B>::load(&job.model, &Default::default(), device)?;
         model.llama = model.llama.no_grad();
         let encode = |p: &sdft_core::Prompt| model.encode_pieces(p);
@@ -361,14 +328,14 @@ impl<B: AutodiffBackend> Trainer<B> {
             "template": self.job.template,
             "response_column": self.job.response_column,
             "data": {"path": self.job.data, "sha256": self.state.data_sha256, "examples": self.seqs.len()},
-            "model": {"path": self.job.model, "sha256": sha256_path(&self.job.model)?},
+            "model": {"path": self.job.model, "sha256": content_hash(&self.job.model)?},
             "total_steps": self.total_steps,
         });
-        let path = self.job.output.join("run.json");
-        let tmp = self.job.output.join(".run.json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&v).expect("json"))
-            .map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+        let text = serde_json::to_string_pretty(&v).expect("json");
+        Ok(write_atomic(
+            &self.job.output.join("run.json"),
+            text.as_bytes(),
+        )?)
     }
 
     fn adapter_config(&self) -> Result<peft::AdapterConfig> {
@@ -500,7 +467,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let losses = metrics::read_losses(&out.join("metrics.csv"))?;
         let svg = metrics::loss_svg(&losses, "training loss");
         let svg_path = out.join("loss.svg");
-        std::fs::write(&svg_path, svg).map_err(|e| Error::io(&svg_path, e))?;
+        write_atomic(&svg_path, svg.as_bytes())?;
         let secs = started.elapsed().as_secs_f64();
         Ok(TrainSummary {
             steps: self.total_steps - start_step,

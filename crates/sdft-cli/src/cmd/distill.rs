@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use sdft_core::provenance::content_hash;
 use sdft_core::{assets, Example};
 use sdft_data::{ColumnMap, Dataset, ReadOptions, Template};
 use sdft_distill::{
@@ -205,9 +206,9 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
         sampling: serde_json::to_value(&config.sampling)?,
         seed: config.sampling.seed,
         data: data.data.clone(),
-        data_sha256: assets::sha256_file(&data.data)?,
+        data_sha256: content_hash(&data.data)?,
         model: model_path.display().to_string(),
-        model_sha256: assets::sha256_model(&model_path)?,
+        model_sha256: content_hash(&model_path)?,
         shard: shard.map(|s| s.to_string()),
         limit: data.limit,
         on_empty: data.on_empty.clone(),
@@ -325,12 +326,8 @@ impl sdft_core::Generator for NoModel {
 }
 
 fn sha256_json<T: serde::Serialize>(v: &T) -> String {
-    use sha2::{Digest, Sha256};
     let text = serde_json::to_string(v).expect("serializes");
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sdft_core::provenance::sha256_hex(text.as_bytes())
 }
 
 /// The manifest of an unfinished run, kept beside its chunks.

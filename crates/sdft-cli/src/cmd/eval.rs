@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use sdft_core::assets;
+use sdft_core::provenance::content_hash;
 use sdft_eval::bench::Benchmark;
 use sdft_eval::exec::ExecLimits;
 use sdft_eval::harness::{self, EvalOptions, Progress};
@@ -109,8 +110,12 @@ pub struct RunArgs {
     /// Sampling: `--sampling paper|greedy` (default paper) and the flags that adjust it.
     #[command(flatten)]
     flags: SamplingArgs,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::sampling::positive)]
     batch_size: usize,
+    /// Redo a benchmark whose outputs in RUN_DIR were made with other settings
+    /// (model, adapter, data, template, sampling, limit) instead of refusing.
+    #[arg(long)]
+    overwrite: bool,
     /// The paper's data (default: $SDFT_SHARED/data/sdft).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -240,8 +245,8 @@ fn data_dir(given: Option<PathBuf>) -> Result<PathBuf> {
     if let Some(d) = given {
         return Ok(d);
     }
-    match std::env::var_os("SDFT_SHARED") {
-        Some(s) => Ok(PathBuf::from(s).join("data/sdft")),
+    match sdft_core::provenance::shared_data_dir() {
+        Some(d) => Ok(d),
         None => bail!("give --data-dir DIR (the paper's data) or set SDFT_SHARED"),
     }
 }
@@ -281,12 +286,10 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     } else {
         PathBuf::new()
     };
+    // One writer per run directory; each benchmark applies the reuse rule.
+    let _lock = sdft_core::provenance::OutputLock::acquire(&a.output)?;
     let model_path = assets::resolve_model(&a.load.model)?;
-    let model_sha = if model_path.is_file() {
-        Some(assets::sha256_file(&model_path)?)
-    } else {
-        None
-    };
+    let model_sha = Some(content_hash(&model_path)?);
     let model = a.load.load()?;
     let bos = model.tokenizer.add_bos();
     let mut engine = Engine::new(model, a.batch_size);
@@ -301,22 +304,15 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     opts.samples = a.samples.max(1);
     opts.allow_code_execution = a.exec.allow_code_execution;
     opts.exec_limits = a.exec.limits()?;
-    let adapter_weights = a
-        .load
-        .adapter
-        .as_ref()
-        .map(|d| d.join("adapter_model.safetensors"))
-        .filter(|p| p.is_file());
     opts.model = ModelInfo {
         id: a.load.model.clone(),
         sha256: model_sha,
         adapter: a.load.adapter.as_ref().map(|d| d.display().to_string()),
-        adapter_sha256: adapter_weights
-            .map(|p| assets::sha256_file(&p))
-            .transpose()?,
+        adapter_sha256: a.load.adapter.as_deref().map(content_hash).transpose()?,
     };
     opts.bos = bos;
     opts.alpaca_reference = a.alpacaeval_reference.clone();
+    opts.overwrite = a.overwrite;
     let mut bars = Bars { bar: None };
     for b in &benches {
         let r = if b.generates() {

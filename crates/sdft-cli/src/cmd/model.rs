@@ -106,6 +106,18 @@ impl LoadArgs {
         tracing::info!(path = %path.display(), secs = t.elapsed().as_secs_f32(), "model loaded");
         Ok(model)
     }
+
+    /// The model's settings for an output's manifest: `model_sha256`,
+    /// `adapter_sha256` (content hashes) and `dtype`.
+    pub fn settings(&self) -> Result<sdft_core::provenance::Settings> {
+        use sdft_core::provenance::{content_hash, Settings};
+        let path = assets::resolve_model(&self.model)?;
+        let adapter = self.adapter.as_deref().map(content_hash).transpose()?;
+        Ok(Settings::new()
+            .with("model_sha256", content_hash(&path)?)
+            .with("adapter_sha256", adapter)
+            .with("dtype", self.dtype.to_ascii_lowercase()))
+    }
 }
 
 fn open(model: &str) -> Result<ModelFiles> {

@@ -70,3 +70,13 @@ impl SamplingArgs {
         Ok(p)
     }
 }
+
+/// A clap value parser for counts that must be at least 1 (`--batch-size`,
+/// `--flush-rows`).
+pub fn positive(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("expected a whole number of at least 1, found 0".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("expected a whole number of at least 1: {e}")),
+    }
+}

@@ -27,7 +27,8 @@ use clap::Args;
 use sdft_distill::Task;
 
 use config::{table_flags, Experiment};
-use stage::{content_hash, sha256_hex, RunManifest, Stage};
+use sdft_core::provenance::{content_hash, sha256_hex};
+use stage::{RunManifest, Stage};
 
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
@@ -66,10 +67,7 @@ pub fn run(args: PipelineArgs) -> Result<ExitCode> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or_else(|| std::env::var_os("SDFT_SHARED").map(|s| PathBuf::from(s).join("data/sdft")));
+    let data_dir = sdft_core::provenance::data_dir(args.data_dir.as_deref());
     let data = exp.data_path(&config_dir, data_dir.as_deref())?;
     let run_dir = args
         .output

@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use sdft_core::provenance::{content_hash, sha256_hex};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// One stage: a name, the `sdft` arguments, the files whose content it depends on,
 /// and the folder or file it writes (removed before a fresh start).
@@ -68,42 +68,9 @@ impl RunManifest {
 
     pub fn save(&self, run: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)?;
-        sdft_data::atomic::write_bytes(&Self::path(run), text.as_bytes())?;
+        sdft_core::provenance::write_atomic(&Self::path(run), text.as_bytes())?;
         Ok(())
     }
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Content hash of a file or of every file under a folder (sorted by path).
-pub fn content_hash(path: &Path) -> Result<String> {
-    if path.is_file() {
-        return Ok(sdft_core::assets::sha256_file(path)?);
-    }
-    let mut files = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    let mut lines = String::new();
-    for f in files {
-        let rel = f.strip_prefix(path).unwrap_or(&f).display().to_string();
-        lines.push_str(&format!("{rel}  {}\n", sdft_core::assets::sha256_file(&f)?));
-    }
-    Ok(sha256_hex(lines.as_bytes()))
 }
 
 impl Stage {

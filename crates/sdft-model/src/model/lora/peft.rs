@@ -135,17 +135,16 @@ pub fn save<B: Backend>(llama: &Llama<B>, config: &AdapterConfig, dir: &Path) ->
         .collect::<Result<_>>()?;
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     let path = dir.join(WEIGHTS_FILE);
-    let tmp = dir.join(format!(".{WEIGHTS_FILE}.tmp"));
-    safetensors::serialize_to_file(views, Some(meta), &tmp).map_err(|e| Error::Format {
-        path: tmp.clone(),
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Format {
+        path: path.clone(),
         message: e.to_string(),
     })?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    sdft_core::provenance::write_atomic(&path, &bytes)?;
     let json = serde_json::to_string_pretty(config).expect("adapter config serializes");
-    let path = dir.join(CONFIG_FILE);
-    let tmp = dir.join(format!(".{CONFIG_FILE}.tmp"));
-    std::fs::write(&tmp, json).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    Ok(sdft_core::provenance::write_atomic(
+        &dir.join(CONFIG_FILE),
+        json.as_bytes(),
+    )?)
 }
 
 /// Reads `dir/adapter_config.json`.
