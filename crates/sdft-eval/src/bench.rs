@@ -431,4 +431,32 @@ mod tests {
         assert!(e.contains("unknown benchmark `gsm9k`"), "{e}");
         assert!(Benchmark::parse_list(" , ").is_err());
     }
+
+    #[test]
+    fn knowledge_names_and_group() {
+        use crate::knowledge::Task;
+        let l = Benchmark::parse_list("knowledge,piqa,ARC_Easy").unwrap();
+        let names: Vec<String> = l.iter().map(Benchmark::name).collect();
+        assert_eq!(
+            names,
+            [
+                "mmlu",
+                "arc_easy",
+                "arc_challenge",
+                "hellaswag",
+                "winogrande",
+                "piqa"
+            ]
+        );
+        assert_eq!(l[5], Benchmark::Knowledge(Task::Piqa));
+        assert!(l.iter().all(|b| !b.generates() && !b.needs_data_dir()));
+        assert_eq!(l[0].family(), "knowledge");
+        for t in crate::knowledge::ALL {
+            assert_eq!(
+                Benchmark::parse_list(t.name()).unwrap(),
+                [Benchmark::Knowledge(t)]
+            );
+        }
+        assert!(Benchmark::Gsm8k.needs_data_dir() && !Benchmark::HumanEval.needs_data_dir());
+    }
 }

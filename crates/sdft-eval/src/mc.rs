@@ -1,7 +1,8 @@
 //! Multiple choice (MMLU, ARC, HellaSwag style) by log-likelihood, following
 //! lm-evaluation-harness: each choice is scored as a continuation of the context;
 //! `acc` takes the choice with the highest log-likelihood, `acc_norm` the highest
-//! log-likelihood divided by the choice text's length in UTF-8 bytes.
+//! log-likelihood divided by the choice text's length in characters (Python's
+//! `len`, as lm-eval's `process_results` divides).
 //!
 //! ## Input schema (JSONL, JSON array, or Parquet; one row per question)
 //!
@@ -143,7 +144,7 @@ pub struct McOutcome {
     pub loglik: Vec<f64>,
     /// Argmax of the log-likelihoods (first on ties, as numpy's argmax).
     pub pred: usize,
-    /// Argmax of the log-likelihoods over byte lengths.
+    /// Argmax of the log-likelihoods over character lengths.
     pub pred_norm: usize,
 }
 
@@ -164,7 +165,7 @@ pub fn decide(item: &McItem, loglik: Vec<f64>) -> McOutcome {
         loglik
             .iter()
             .zip(&item.choices)
-            .map(|(l, c)| l / c.len().max(1) as f64),
+            .map(|(l, c)| l / c.chars().count().max(1) as f64),
     );
     McOutcome {
         loglik,
@@ -292,7 +293,7 @@ mod tests {
         assert!((m["acc"].value - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(m["acc:a"].value, 1.0);
         assert_eq!(m["acc:b"].n, 1);
-        // acc_norm divides by the choice's bytes: Q1 " green" -> -3/5 vs 0/4.
+        // acc_norm divides by the choice's characters: Q1 " green" -> -3/5 vs 0/4.
         assert_eq!(out[0].pred_norm, 0);
     }
 

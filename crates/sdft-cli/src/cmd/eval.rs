@@ -315,6 +315,7 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     opts.overwrite = a.overwrite;
     let mut bars = Bars { bar: None };
     for b in &benches {
+        let scored = engine.score_counts();
         let r = if b.generates() {
             harness::run_generation(&mut engine, b, &opts, &mut bars)
         } else {
@@ -322,6 +323,14 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
         }
         .with_context(|| format!("benchmark {}", b.name()))?;
         eprintln!("{}", summary_line(&r));
+        let tokens = engine.score_counts().tokens() - scored.tokens();
+        if tokens > 0 {
+            eprintln!(
+                "  scored {tokens} tokens (contexts once) in {:.1}s: {:.1} tokens/s",
+                r.wall_secs,
+                tokens as f64 / r.wall_secs
+            );
+        }
     }
     let runs = sdft_eval::report::load_runs(std::slice::from_ref(&a.output))?;
     println!("{}", sdft_eval::report::markdown_table(&runs));

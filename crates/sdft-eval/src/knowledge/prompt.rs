@@ -85,13 +85,7 @@ fn draw(rng: &mut SplitMix, n: usize, k: usize, skip: Option<usize>) -> Vec<usiz
 /// documents, or `k` drawn with `seed` (from the validation split, or from the
 /// evaluated split without the document itself). Each draw depends only on the
 /// seed, the task and the document, so `--limit` does not change it.
-pub fn examples<'a>(
-    task: Task,
-    split: &'a Split,
-    index: usize,
-    k: usize,
-    seed: u64,
-) -> Vec<&'a Doc> {
+pub fn examples(task: Task, split: &Split, index: usize, k: usize, seed: u64) -> Vec<&Doc> {
     if k == 0 {
         return Vec::new();
     }
