@@ -267,20 +267,13 @@ impl Settings {
     }
 
     /// The settings whose values differ between `self` (recorded) and `now`, in
-    /// name order; a setting present on one side only differs.
+    /// name order; a setting present on one side only differs. Where both values
+    /// are JSON objects the differing members are named (`sampling.seed`).
     pub fn diff(&self, now: &Settings) -> Vec<Difference> {
-        let mut names: Vec<&String> = self.0.keys().chain(now.0.keys()).collect();
-        names.sort();
-        names.dedup();
-        names
-            .into_iter()
-            .filter(|n| self.0.get(*n) != now.0.get(*n))
-            .map(|n| Difference {
-                name: n.clone(),
-                recorded: self.0.get(n).cloned(),
-                now: now.0.get(n).cloned(),
-            })
-            .collect()
+        let map = |m: &BTreeMap<String, Value>| -> Map { m.clone().into_iter().collect() };
+        let mut out = Vec::new();
+        diff_maps("", &map(&self.0), &map(&now.0), &mut out);
+        out
     }
 
     /// Reads settings written by [`Settings::write`]; `None` when there is no file.
@@ -302,6 +295,30 @@ impl Settings {
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(&self.0).expect("settings serialize");
         write_atomic(path, format!("{text}\n").as_bytes())
+    }
+}
+
+type Map = serde_json::Map<String, Value>;
+
+fn diff_maps(prefix: &str, old: &Map, now: &Map, out: &mut Vec<Difference>) {
+    let mut names: Vec<&String> = old.keys().chain(now.keys()).collect();
+    names.sort();
+    names.dedup();
+    for n in names {
+        let (a, b) = (old.get(n), now.get(n));
+        if a == b {
+            continue;
+        }
+        let name = format!("{prefix}{n}");
+        if let (Some(Value::Object(x)), Some(Value::Object(y))) = (a, b) {
+            diff_maps(&format!("{name}."), x, y, out);
+            continue;
+        }
+        out.push(Difference {
+            name,
+            recorded: a.cloned(),
+            now: b.cloned(),
+        });
     }
 }
 
@@ -511,6 +528,12 @@ mod tests {
         assert_eq!(names, ["adapter_sha256", "model_sha256", "seed"]);
         assert!(a.diff(&a.clone()).is_empty());
         assert_eq!(a.diff(&b)[2].to_string(), "seed (recorded 7, now 8)");
+        let s = |seed: u64| {
+            Settings::new().with("sampling", serde_json::json!({"top_k": 50, "seed": seed}))
+        };
+        let d = s(7).diff(&s(8));
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].to_string(), "sampling.seed (recorded 7, now 8)");
     }
 
     #[test]
