@@ -237,7 +237,7 @@ fn a_killed_distill_run_resumes_to_the_same_output() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("an unfinished run with a different sampling"),
+        err.contains("made with other settings: sampling.seed (recorded 7, now 8)"),
         "{err}"
     );
     // The same command continues where the killed run stopped.

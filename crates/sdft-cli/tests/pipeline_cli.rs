@@ -319,3 +319,27 @@ fn shipped_configs_make_valid_stage_commands() {
     }
     assert!(n >= 6, "the demo and the five paper configs");
 }
+
+/// `--dry-run` checks every stage's flags with the stage's own parser.
+#[test]
+fn dry_run_checks_stage_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    for (bad, stage) in [
+        ("batch_size = 8", "batch_size = 0"),
+        ("epochs = 3", "epochs = 3\nno_such_flag = 1"),
+    ]
+    .map(|(from, to)| (text.replacen(from, to, 1), from))
+    {
+        std::fs::write(&config, &bad).unwrap();
+        let o = pipeline(&config, &dir.path().join("data"), &dir.path().join("run"))
+            .arg("--dry-run")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{stage}: {err}");
+        assert!(err.contains("its flags are not valid"), "{err}");
+        assert!(o.stdout.is_empty(), "nothing planned");
+    }
+}

@@ -21,13 +21,14 @@ use crate::{Error, Metric, Result};
 pub struct ModelInfo {
     /// What the user passed: a path or a known name.
     pub id: String,
-    /// SHA-256 of the model file, when it is one file.
+    /// The model's content hash (`sdft_core::provenance::content_hash`: a file's
+    /// SHA-256, or a directory's hash over its files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// The LoRA adapter merged into the model, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<String>,
-    /// SHA-256 of the adapter's weights (`adapter_model.safetensors`).
+    /// The adapter directory's content hash (`sdft_core::provenance::content_hash`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_sha256: Option<String>,
 }

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use sdft_core::provenance::{content_hash, write_atomic};
+use sdft_core::provenance::{
+    self, content_hash, sha256_hex, write_atomic, OutputLock, Reuse, Settings,
+};
 use sdft_data::Template;
 use sdft_model::model::lora::{self, peft, SplitMix64};
 use sdft_model::model::Llama;
@@ -64,6 +66,9 @@ pub struct Trainer<B: AutodiffBackend = TrainBackend> {
     adam: AdamState,
     state: TrainerState,
     orders: Option<(usize, Vec<Vec<usize>>)>,
+    model_sha256: String,
+    /// The run directory's lock, held while the trainer exists.
+    _lock: OutputLock,
 }
 
 /// The result of a finished run.
@@ -206,25 +211,48 @@ impl<B: AutodiffBackend> Trainer<B> {
                     .into(),
             });
         }
-        let latest = if job.resume {
+        if !job.resume && (job.output.join("adapter").exists() || metrics_path.exists()) {
+            return Err(Error::Data {
+                path: job.output.clone(),
+                message: "`output`: the run directory holds an earlier run; pass --resume or choose another".into(),
+            });
+        }
+        // The reuse rule: `--resume` continues only a run made with these settings;
+        // a fresh run (or a resume with nothing recorded) records them first.
+        let lock = OutputLock::acquire(&job.output)?;
+        let model_sha256 = content_hash(&job.model)?;
+        let settings = Settings::new()
+            .with("model_sha256", &model_sha256)
+            .with("data_sha256", &state.data_sha256)
+            .with("template", &job.template.name)
+            .with(
+                "template_sha256",
+                sha256_hex(
+                    serde_json::to_string(&job.template)
+                        .unwrap_or_default()
+                        .as_bytes(),
+                ),
+            )
+            .with("response_column", format!("{:?}", job.response_column))
+            .with("config", &state.config);
+        let checkpoints = job.output.join("checkpoints");
+        let reuse = provenance::reuse(
+            &job.output,
+            &job.output.join("settings.json"),
+            &settings,
+            !job.resume,
+            || {
+                provenance::remove_path(&checkpoints)?;
+                provenance::remove_path(&metrics_path)
+            },
+        )?;
+        let latest = if reuse == Reuse::Continue {
             checkpoint::latest(&job.output)?
         } else {
             None
         };
         if let Some(dir) = latest {
             let loaded = checkpoint::load(&dir, &names)?;
-            let mismatch = |what: &str| Error::Checkpoint {
-                path: dir.clone(),
-                message: format!(
-                    "the run was started with a different {what}; resume needs the same"
-                ),
-            };
-            if !loaded.state.config.same_run(&state.config) {
-                return Err(mismatch("config"));
-            }
-            if loaded.state.data_sha256 != state.data_sha256 {
-                return Err(mismatch("data file (sha256 differs)"));
-            }
             params = loaded.params;
             adam = loaded.adam;
             state = loaded.state;
@@ -232,12 +260,6 @@ impl<B: AutodiffBackend> Trainer<B> {
             metrics::truncate_after(&metrics_path, state.step)?;
             tracing::info!(checkpoint = %dir.display(), step = state.step, "resuming");
         } else {
-            if !job.resume && (job.output.join("adapter").exists() || metrics_path.exists()) {
-                return Err(Error::Data {
-                    path: job.output.clone(),
-                    message: "`output`: the run directory holds an earlier run; pass --resume or choose another".into(),
-                });
-            }
             if job.resume {
                 tracing::warn!(output = %job.output.display(), "no checkpoint to resume from; starting from step 0");
             }
@@ -274,6 +296,8 @@ impl<B: AutodiffBackend> Trainer<B> {
             adam,
             state,
             orders: None,
+            model_sha256,
+            _lock: lock,
         })
     }
 
@@ -328,7 +352,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             "template": self.job.template,
             "response_column": self.job.response_column,
             "data": {"path": self.job.data, "sha256": self.state.data_sha256, "examples": self.seqs.len()},
-            "model": {"path": self.job.model, "sha256": content_hash(&self.job.model)?},
+            "model": {"path": self.job.model, "sha256": self.model_sha256},
             "total_steps": self.total_steps,
         });
         let text = serde_json::to_string_pretty(&v).expect("json");

@@ -2,24 +2,25 @@
 //! `sdft distill merge` to join shard outputs.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sdft_core::provenance::content_hash;
 use sdft_core::{assets, Example};
 use sdft_data::{ColumnMap, Dataset, ReadOptions, Template};
 use sdft_distill::{
-    measure_gap, merge_shards, ChunkStore, DistillConfig, DistilledRow, Distiller, EmptyPolicy,
-    Manifest, Shard, Summary, Task, TaskFile,
+    choose_template, measure_gap, merge_settings, merge_shards, run_settings, settings_path,
+    DistillConfig, DistillRun, DistilledRow, Distiller, EmptyPolicy, Manifest, Shard, Summary,
+    Task, TaskFile,
 };
 use sdft_model::Engine;
 
 use super::model::LoadArgs;
-use super::sampling::SamplingArgs;
+use super::sampling::{positive, SamplingArgs};
 
 // The run's flags are split into groups without nested flattening, so that clap
 // can tell whether each was given (`Option<Args>` needs flat groups).
@@ -80,7 +81,7 @@ struct RunArgs {
     /// Task TOML: `task`, `template`, `checks` and `[[check]]` tables (custom checks).
     #[arg(long)]
     config: Option<PathBuf>,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = positive)]
     batch_size: usize,
     /// Only the rows of shard i of N (by stable id), e.g. `--shard 0/4`.
     #[arg(long, value_name = "i/N")]
@@ -97,8 +98,11 @@ struct RunArgs {
     #[arg(long)]
     export: Option<PathBuf>,
     /// Rows per atomic chunk write (what a kill can lose at most).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = positive)]
     flush_rows: usize,
+    /// Redo an output made with other settings instead of refusing.
+    #[arg(long)]
+    overwrite: bool,
     /// OUT.parquet: one row per source example (see docs/distill.md for the columns).
     #[arg(long)]
     output: PathBuf,
@@ -168,27 +172,23 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
         .filter(|_| a.task == "custom")
         .unwrap_or_else(|| a.task.clone());
     let task = Task::parse(&task_name)?;
-    let template = match (
-        &a.template,
-        &a.template_file,
-        file.as_ref().and_then(|f| f.template.as_ref()),
-    ) {
-        (Some(t), _, _) => Template::load(t)?,
-        (None, Some(p), _) => Template::from_toml_file(p)?,
-        (None, None, Some(t)) => Template::load(t)?,
-        (None, None, None) => Template::load(task.distill_template())?,
-    };
     let checks = match &file {
         Some(f) => f.build_checks(task)?,
         None => task.checks(),
     };
-    let config = DistillConfig::builder(task)
-        .template(template)
+    let mut builder = DistillConfig::builder(task)
         .checks(checks)
         .sampling(sampling)
         .on_empty(on_empty)
-        .flush_rows(a.flush_rows)
-        .build()?;
+        .flush_rows(a.flush_rows);
+    if let Some(t) = choose_template(
+        a.template.as_deref(),
+        a.template_file.as_deref(),
+        file.as_ref(),
+    )? {
+        builder = builder.template(t);
+    }
+    let config = builder.build()?;
     let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
 
     let (mut examples, ds) = read_data(&data)?;
@@ -213,73 +213,45 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
         limit: data.limit,
         on_empty: data.on_empty.clone(),
     };
-    let (store, done) = ChunkStore::open(&a.output)?;
-    check_same_run(&a.output, &manifest)?;
-    let todo: Vec<Example> = examples
-        .iter()
-        .filter(|e| !done.contains_key(&e.id))
-        .cloned()
-        .collect();
-    let resumed = examples.len() - todo.len();
-    if resumed > 0 {
+    let settings = run_settings(&load.settings()?, &manifest);
+    let mut run = DistillRun::open(
+        config,
+        examples,
+        &a.output,
+        manifest,
+        &settings,
+        a.overwrite,
+    )?;
+    if run.resumed() > 0 {
         eprintln!(
-            "resuming: {resumed} of {} rows already distilled",
-            examples.len()
+            "resuming: {} of {} rows already distilled",
+            run.resumed(),
+            run.resumed() + run.todo()
         );
     }
-    let needs_model = a.measure_gap || todo.iter().any(|e| Distiller::empty_reason(e).is_none());
-    let mut engine = if needs_model {
+    let mut engine = if a.measure_gap || run.needs_generator() {
         Some(Engine::new(load.load()?, a.batch_size))
     } else {
         None
     };
-    let distiller = Distiller::new(config);
-    let mut store = store;
-    let mut stats = sdft_distill::RunStats::default();
-    // Every row of this and earlier runs: the chunks found at the start, plus each
-    // row as the distiller hands it to the store (no second read of the chunks).
-    let mut all = done;
-    if !todo.is_empty() {
-        save_run_manifest(&a.output, &manifest)?;
-        let bar = bar(todo.len(), "distill");
-        let (mut kept, mut rows, mut tokens) = (0usize, 0usize, 0usize);
-        let start = Instant::now();
-        let mut on_row = |r: &DistilledRow| {
-            all.insert(r.id.clone(), r.clone());
+    let rows_bar = bar(run.todo(), "distill");
+    let (mut kept, mut rows, mut tokens) = (0usize, 0usize, 0usize);
+    let start = Instant::now();
+    let out = run.run(
+        engine.as_mut().map(|e| e as &mut dyn sdft_core::Generator),
+        &mut |r: &DistilledRow| {
             rows += 1;
             kept += r.kept as usize;
             tokens += r.completion_tokens.unwrap_or(0) as usize;
-            bar.set_message(format!(
+            rows_bar.set_message(format!(
                 "kept {kept}/{rows}, {:.1} tokens/s",
                 tokens as f64 / start.elapsed().as_secs_f64().max(1e-9)
             ));
-            bar.inc(1);
-        };
-        stats = match engine.as_mut() {
-            Some(e) => distiller.run(e, &todo, &mut store, &mut on_row)?,
-            None => distiller.run(&mut NoModel, &todo, &mut store, &mut on_row)?,
-        };
-        bar.finish();
-    }
-    let skipped: HashSet<&str> = stats.skipped.iter().map(|s| s.id.as_str()).collect();
-    let order: Vec<String> = examples
-        .iter()
-        .map(|e| e.id.clone())
-        .filter(|id| !skipped.contains(id.as_str()))
-        .collect();
-    let rows = store.finish(&a.output, &order, &mut all)?;
-    let _ = std::fs::remove_file(run_manifest_path(&a.output));
-
-    let mut summary = Summary::from_rows(&a.output, &rows, manifest);
-    summary.skipped = stats.skipped.clone();
-    summary.resumed_rows = resumed;
-    summary.tokens_this_run = stats.tokens_generated;
-    summary.generation_seconds = stats.seconds;
-    summary.tokens_per_second = if stats.seconds > 0.0 {
-        stats.tokens_generated as f64 / stats.seconds
-    } else {
-        0.0
-    };
+            rows_bar.inc(1);
+        },
+    )?;
+    rows_bar.finish();
+    let (rows, mut summary) = (out.rows, out.summary);
     if a.measure_gap {
         let name = a
             .train_template
@@ -296,7 +268,7 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
         summary.gap = Some(gap);
     }
     summary.wall_seconds = wall.elapsed().as_secs_f64();
-    summary.save(&Summary::path_for(&a.output))?;
+    run.finish(&summary)?;
     if let Some(p) = &a.export {
         sdft_distill::export(p, &rows, &ds.report.mapping)?;
         eprintln!("exported the training data to {}", p.display());
@@ -306,71 +278,9 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
     Ok(ExitCode::SUCCESS)
 }
 
-/// Stands in for the model when every remaining row is empty (nothing to generate).
-struct NoModel;
-
-impl sdft_core::Generator for NoModel {
-    fn generate(
-        &mut self,
-        requests: &[sdft_core::GenerationRequest],
-        _: &sdft_core::SamplingParams,
-    ) -> sdft_core::Result<Vec<sdft_core::Completion>> {
-        if requests.is_empty() {
-            return Ok(Vec::new());
-        }
-        Err(sdft_core::Error::backend(
-            "generation",
-            "no model loaded (internal: rows to rewrite remained)",
-        ))
-    }
-}
-
 fn sha256_json<T: serde::Serialize>(v: &T) -> String {
     let text = serde_json::to_string(v).expect("serializes");
     sdft_core::provenance::sha256_hex(text.as_bytes())
-}
-
-/// The manifest of an unfinished run, kept beside its chunks.
-fn run_manifest_path(output: &Path) -> PathBuf {
-    ChunkStore::dir_for(output).join("manifest.json")
-}
-
-fn save_run_manifest(output: &Path, m: &Manifest) -> Result<()> {
-    let path = run_manifest_path(output);
-    sdft_data::atomic::write_bytes(&path, serde_json::to_string_pretty(m)?.as_bytes())?;
-    Ok(())
-}
-
-/// Refuses to resume chunks that were made with other settings: their rows would
-/// not be what this command produces.
-fn check_same_run(output: &Path, m: &Manifest) -> Result<()> {
-    let path = run_manifest_path(output);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(());
-    };
-    let old: Manifest =
-        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
-    let differs: Vec<&str> = [
-        ("task", old.task != m.task),
-        ("template", old.template_sha256 != m.template_sha256),
-        ("checks", old.checks != m.checks),
-        ("sampling", old.sampling != m.sampling),
-        ("data", old.data_sha256 != m.data_sha256),
-        ("model", old.model_sha256 != m.model_sha256),
-    ]
-    .into_iter()
-    .filter(|x| x.1)
-    .map(|x| x.0)
-    .collect();
-    if !differs.is_empty() {
-        bail!(
-            "{}: an unfinished run with a different {} is there; rerun its command, or delete {} to start over",
-            output.display(),
-            differs.join(", "),
-            ChunkStore::dir_for(output).display()
-        );
-    }
-    Ok(())
 }
 
 fn merge(a: MergeArgs) -> Result<ExitCode> {
@@ -385,8 +295,11 @@ fn merge(a: MergeArgs) -> Result<ExitCode> {
             .collect(),
         EmptyPolicy::Keep => HashSet::new(),
     };
+    let agreed = merge_settings(&a.shards)?;
+    let _lock = sdft_core::provenance::OutputLock::acquire(&a.output)?;
     let rows = merge_shards(&a.shards, &order, &skipped)?;
     sdft_distill::write_rows(&a.output, &rows)?;
+    agreed.write(&settings_path(&a.output))?;
     // Counts from the rows; manifest, tokens and times from the shards' summaries.
     let summaries: Vec<Summary> = a
         .shards

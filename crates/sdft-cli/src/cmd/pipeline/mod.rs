@@ -111,6 +111,19 @@ pub fn run(args: PipelineArgs) -> Result<ExitCode> {
         &train_template,
         data_dir.as_deref(),
     )?;
+    // Every stage's flags are checked (by the stage's own parser) before anything
+    // runs, so a bad key in the TOML fails at once, also under --dry-run.
+    for s in &stages {
+        let argv = std::iter::once(os("sdft")).chain(s.args.iter().cloned());
+        if let Err(e) = <crate::Cli as clap::Parser>::try_parse_from(argv) {
+            anyhow::bail!(
+                "{}: stage {}: its flags are not valid:\n{}",
+                args.config.display(),
+                s.name,
+                e.render()
+            );
+        }
+    }
     if args.dry_run {
         for s in &stages {
             let cmd: Vec<String> = s.args.iter().map(|a| a.to_string_lossy().into()).collect();
