@@ -15,18 +15,57 @@ pub const INVALID_ANSWER: i128 = -999_999_999;
 
 fn integer_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"-?\d+(?:[,\s]\d+)*(?:\.\d+)?").expect("valid regex"))
+    // Python's `re` on a str: `\d` is any Unicode decimal digit (category Nd), as
+    // is the regex crate's; Python's `\s` is `str.isspace()`, which adds the
+    // separators U+001C..U+001F to Unicode's White_Space (the regex crate's `\s`).
+    RE.get_or_init(|| Regex::new(r"-?\d+(?:[,\s\x1c-\x1f]\d+)*(?:\.\d+)?").expect("valid regex"))
 }
 
-/// Python's `int(s)` on a string made of an optional `-` and ASCII digits; `None`
-/// where Python would raise `ValueError` (other characters, such as a newline that
-/// the regex's `\s` let into a number).
-fn python_int(s: &str) -> Option<i128> {
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+/// The value of a Unicode decimal digit (category Nd), as Python's `int()` reads
+/// it. Unicode encodes every Nd run as contiguous ranges of ten, 0 to 9 (a
+/// stability policy), so the digit is its distance from the start of its run of Nd
+/// code points, modulo ten (runs such as the mathematical digits U+1D7CE.. are
+/// several such ranges back to back).
+fn decimal_value(c: char) -> Option<u32> {
+    static ND: OnceLock<Regex> = OnceLock::new();
+    let nd = ND.get_or_init(|| Regex::new(r"^\d$").expect("valid regex"));
+    let is_nd = |c: char| nd.is_match(c.encode_utf8(&mut [0; 4]));
+    if c.is_ascii_digit() {
+        return c.to_digit(10);
+    }
+    if !is_nd(c) {
         return None;
     }
-    s.parse::<i128>().ok()
+    let mut start = c as u32;
+    while let Some(prev) = start.checked_sub(1).and_then(char::from_u32) {
+        if !is_nd(prev) {
+            break;
+        }
+        start -= 1;
+    }
+    Some((c as u32 - start) % 10)
+}
+
+/// Python's `int(s)` on a string made of an optional `-` and decimal digits (any
+/// script: `"١٢"`, `"１２"` and `"१२"` are 12); `None` where Python would raise
+/// `ValueError` (other characters, such as a newline that the regex's `\s` let into
+/// a number) or the value does not fit an `i128`.
+fn python_int(s: &str) -> Option<i128> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    let mut ascii = String::with_capacity(digits.len() + 1);
+    if neg {
+        ascii.push('-');
+    }
+    for c in digits.chars() {
+        ascii.push(char::from_digit(decimal_value(c)?, 10)?);
+    }
+    if ascii.len() == usize::from(neg) {
+        return None;
+    }
+    ascii.parse::<i128>().ok()
 }
 
 /// The paper's `find_last_integer` followed by `int()`:
@@ -47,6 +86,8 @@ fn python_int(s: &str) -> Option<i128> {
 /// assert_eq!(last_integer("exactly 4.00"), Some(4));
 /// assert_eq!(last_integer("no numbers"), Some(INVALID_ANSWER));
 /// assert_eq!(last_integer("18\n2"), None);
+/// // Any script's decimal digits, as Python's `\d` and `int()` read them.
+/// assert_eq!(last_integer("The answer is ١٢"), Some(12));
 /// ```
 pub fn last_integer(text: &str) -> Option<i128> {
     let Some(m) = integer_re().find_iter(text).last() else {
@@ -140,5 +181,34 @@ pub fn call_matches(prediction: &str, reference: &str) -> bool {
     match Regex::new(&pattern) {
         Ok(re) => re.is_match(&normalize_call(prediction)),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Worked cases, each value what the paper's `find_last_integer` and `int()`
+    /// give under CPython 3.11 (`None` where `int()` raises).
+    #[test]
+    fn unicode_digits_as_python_reads_them() {
+        let cases: [(&str, Option<i128>); 12] = [
+            ("The answer is ١٢", Some(12)),    // Arabic-Indic
+            ("The answer is １２.", Some(12)), // full-width
+            ("उत्तर १२ है", Some(12)),           // Devanagari
+            ("1٢", Some(12)),                  // mixed scripts in one number
+            ("-١٢", Some(-12)),
+            ("１２.００", Some(12)),
+            ("𝟏𝟐", Some(12)), // mathematical bold, runs of ten back to back
+            ("𝟗𝟖", Some(98)),
+            ("٣,٤٥٦", Some(3456)), // `,` still joins groups
+            ("١٬٢", Some(2)),      // the Arabic thousands separator does not
+            ("1\x1c2", None),      // Python's `\s` includes U+001C; int() raises
+            ("1\u{2002}2", None),  // an EN SPACE joins, is not deleted, int() raises
+        ];
+        for (text, want) in cases {
+            assert_eq!(last_integer(text), want, "{text:?}");
+        }
+        assert!(math_answers_match("The answer is ١٢", "The answer is 12."));
     }
 }

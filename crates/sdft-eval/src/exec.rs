@@ -1,16 +1,19 @@
 //! Running untrusted (model-written) Python programs: each in a fresh temporary
 //! directory, in its own `python3` process and process group, with a wall-clock
 //! timeout and `setrlimit` limits on memory, CPU time, processes, file size and core
-//! dumps. On timeout the whole process group is killed. This is defence in depth for
-//! benchmark code, not a security boundary against a determined attacker: run
-//! untrusted models in a container or VM as well.
+//! dumps; on timeout the whole process group is killed. Where bubblewrap works, the
+//! program also runs in its own network, PID, IPC and UTS namespaces with a read-only
+//! system and its directory as the only writable place ([`crate::sandbox`]); without
+//! it, the limits alone hold, with a warning saying what is not isolated.
 
-use std::io::Read;
+use std::ffi::OsString;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::sandbox::{isolation, prepare_dir, Isolation, SandboxMode};
 use crate::{Error, Result};
 
 /// Limits for one program run.
@@ -27,10 +30,14 @@ pub struct ExecLimits {
     pub max_file_bytes: u64,
     /// The interpreter to run (`python3`).
     pub python: String,
+    /// Where programs run: bubblewrap when available (`Auto`), bubblewrap or an
+    /// error (`Bwrap`), or the limits above alone (`None`); see [`crate::sandbox`].
+    pub sandbox: SandboxMode,
 }
 
 impl Default for ExecLimits {
-    /// 10 s, 1 GiB of address space, 64 processes, 16 MiB files, `python3`.
+    /// 10 s, 1 GiB of address space, 64 processes, 16 MiB files, `python3`,
+    /// bubblewrap when available.
     fn default() -> Self {
         ExecLimits {
             timeout: Duration::from_secs(10),
@@ -38,6 +45,7 @@ impl Default for ExecLimits {
             max_processes: 64,
             max_file_bytes: 16 << 20,
             python: "python3".into(),
+            sandbox: SandboxMode::Auto,
         }
     }
 }
@@ -110,10 +118,94 @@ fn tail(bytes: &[u8], max: usize) -> String {
     s[start..].to_string()
 }
 
-/// Runs `program` (Python source) under `limits` and reports how it ended. Errors
-/// are only for the harness itself (no temporary directory, `python3` missing);
+/// The runner of [`run_to_completion`], fed to `python3 -` on its standard input so
+/// that its marker is on no file the program can read. It runs `program.py` as
+/// OpenAI's human-eval does (`exec` in a fresh `{}` namespace, so `__name__` is not
+/// `"__main__"`; any `BaseException`, `SystemExit` included, is a failure) and writes
+/// the marker only after the program's last statement, then leaves at once.
+const RUNNER: &str = r#"import os, sys, traceback
+def _sdft_run():
+    with open("program.py", encoding="utf-8") as f:
+        source = f.read()
+    try:
+        exec(compile(source, "program.py", "exec"), {})
+    except BaseException:
+        try:
+            traceback.print_exc()
+            sys.stderr.flush()
+        finally:
+            os._exit(1)
+    try:
+        sys.stdout.flush()
+    except BaseException:
+        pass
+    os.write(1, b"\n@MARKER@\n")
+    os._exit(0)
+_sdft_run()
+"#;
+
+/// Runs `program` (Python source) as a script under `limits` and reports how it
+/// ended (exit status 0 is [`ExecOutcome::Passed`]). Errors are only for the harness
+/// itself (no temporary directory, `python3` missing, the sandbox not starting);
 /// anything the program does is an [`ExecOutcome`].
 pub fn run_python(program: &str, limits: &ExecLimits) -> Result<ExecOutcome> {
+    Ok(launch(program, None, limits)?.0)
+}
+
+/// Runs `program` as HumanEval's reference does and passes it only when it ran to
+/// its end: an exception (`SystemExit` from `sys.exit(0)`, `quit()` or
+/// `unittest.main()` included), `os._exit(0)`, a kill or a timeout before its last
+/// statement is a failure. `if __name__ == "__main__":` blocks do not run.
+pub fn run_to_completion(program: &str, limits: &ExecLimits) -> Result<ExecOutcome> {
+    let marker = format!("sdft-ran-to-completion-{}", random_hex()?);
+    let runner = RUNNER.replace("@MARKER@", &marker);
+    let (outcome, stdout) = launch(program, Some(&runner), limits)?;
+    if outcome != ExecOutcome::Passed {
+        return Ok(outcome);
+    }
+    let needle = format!("\n{marker}\n");
+    if stdout.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+        return Ok(ExecOutcome::Passed);
+    }
+    Ok(ExecOutcome::Failed {
+        code: Some(0),
+        signal: None,
+        stderr_tail: "exited with status 0 before the program ran to its end".into(),
+    })
+}
+
+fn random_hex() -> Result<String> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| Error::io("/dev/urandom", e))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn anonymous_file() -> Result<std::fs::File> {
+    tempfile::tempfile().map_err(|e| Error::Exec {
+        message: format!("creating a temporary file: {e}"),
+    })
+}
+
+fn read_all(mut f: std::fs::File, what: &str) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    f.seek(SeekFrom::Start(0))
+        .and_then(|_| f.read_to_end(&mut buf))
+        .map_err(|e| Error::Exec {
+            message: format!("reading the program's {what}: {e}"),
+        })?;
+    Ok(buf)
+}
+
+/// Runs `program.py` (or `runner` on stdin, which runs it) in a fresh directory
+/// under the isolation of `limits.sandbox`; returns the outcome and the stdout.
+fn launch(
+    program: &str,
+    runner: Option<&str>,
+    limits: &ExecLimits,
+) -> Result<(ExecOutcome, Vec<u8>)> {
+    let iso = isolation(limits.sandbox, &limits.python)?;
     let dir = tempfile::Builder::new()
         .prefix("sdft-exec-")
         .tempdir()
@@ -122,48 +214,40 @@ pub fn run_python(program: &str, limits: &ExecLimits) -> Result<ExecOutcome> {
         })?;
     let file = dir.path().join("program.py");
     std::fs::write(&file, program).map_err(|e| Error::io(&file, e))?;
-    let err_path = dir.path().join("stderr.txt");
-    let err_file = std::fs::File::create(&err_path).map_err(|e| Error::io(&err_path, e))?;
-    let outcome = spawn_and_wait(&file, dir.path(), err_file, limits)?;
-    if let ExecOutcome::Failed {
-        code,
-        signal,
-        stderr_tail,
-    } = outcome
-    {
-        let mut buf = Vec::new();
-        if let Ok(mut f) = std::fs::File::open(&err_path) {
-            let _ = f.read_to_end(&mut buf);
+    let arg: OsString = if runner.is_some() { "-" } else { "program.py" }.into();
+    // Output and bubblewrap's status go to unlinked files outside the program's
+    // directory, where it cannot replace them.
+    let (stdout, stderr) = (anonymous_file()?, anonymous_file()?);
+    let status = anonymous_file()?;
+    let mut cmd = match &iso {
+        Isolation::Bwrap(b) => {
+            prepare_dir(b, dir.path())?;
+            let mut c = b.command(dir.path(), &[arg], true);
+            c.env_clear();
+            c
         }
-        let text = if buf.is_empty() {
-            stderr_tail
+        Isolation::Guard => {
+            let mut c = Command::new(&limits.python);
+            c.arg(arg)
+                .env("PYTHONDONTWRITEBYTECODE", "1")
+                .env("PYTHONHASHSEED", "0");
+            c
+        }
+    };
+    cmd.current_dir(dir.path())
+        .stdin(if runner.is_some() {
+            Stdio::piped()
         } else {
-            tail(&buf, 2000)
-        };
-        return Ok(ExecOutcome::Failed {
-            code,
-            signal,
-            stderr_tail: text,
-        });
-    }
-    Ok(outcome)
-}
-
-fn spawn_and_wait(
-    file: &Path,
-    cwd: &Path,
-    stderr: std::fs::File,
-    limits: &ExecLimits,
-) -> Result<ExecOutcome> {
-    let mut cmd = Command::new(&limits.python);
-    cmd.arg(file)
-        .current_dir(cwd)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("PYTHONHASHSEED", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(stderr))
+            Stdio::null()
+        })
+        .stdout(Stdio::from(
+            stdout.try_clone().map_err(|e| Error::io(&file, e))?,
+        ))
+        .stderr(Stdio::from(
+            stderr.try_clone().map_err(|e| Error::io(&file, e))?,
+        ))
         .process_group(0);
+    let status_fd = matches!(iso, Isolation::Bwrap(_)).then(|| status.as_raw_fd());
     let (mem, nproc, fsize) = (
         limits.memory_bytes,
         limits.max_processes,
@@ -171,7 +255,8 @@ fn spawn_and_wait(
     );
     // CPU seconds: the wall limit rounded up, plus one, as a backstop.
     let cpu = limits.timeout.as_secs() + 2;
-    // SAFETY: the closure only calls async-signal-safe setrlimit between fork and exec.
+    // SAFETY: the closure only calls async-signal-safe setrlimit and dup2 between
+    // fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             set_limit(libc::RLIMIT_AS, mem)?;
@@ -179,12 +264,52 @@ fn spawn_and_wait(
             set_limit(libc::RLIMIT_FSIZE, fsize)?;
             set_limit(libc::RLIMIT_CPU, cpu)?;
             set_limit(libc::RLIMIT_CORE, 0)?;
+            if let Some(fd) = status_fd {
+                if libc::dup2(fd, STATUS_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             Ok(())
         });
     }
     let mut child = cmd.spawn().map_err(|e| Error::Exec {
-        message: format!("could not start `{}`: {e}", limits.python),
+        message: format!(
+            "could not start `{}`: {e}",
+            cmd.get_program().to_string_lossy()
+        ),
     })?;
+    if let (Some(r), Some(mut stdin)) = (runner, child.stdin.take()) {
+        // A program that dies at once closes the pipe; its outcome says why.
+        let _ = stdin.write_all(r.as_bytes());
+    }
+    let outcome = wait(&mut child, limits)?;
+    if let Isolation::Bwrap(_) = iso {
+        let s = read_all(status, "sandbox status")?;
+        if outcome != ExecOutcome::TimedOut && !String::from_utf8_lossy(&s).contains("child-pid") {
+            let err = read_all(stderr, "stderr")?;
+            return Err(Error::Exec {
+                message: format!(
+                    "bubblewrap could not start the program: {}",
+                    String::from_utf8_lossy(&err).trim()
+                ),
+            });
+        }
+    }
+    let outcome = match outcome {
+        ExecOutcome::Failed { code, signal, .. } => ExecOutcome::Failed {
+            code,
+            signal,
+            stderr_tail: tail(&read_all(stderr, "stderr")?, 2000),
+        },
+        o => o,
+    };
+    Ok((outcome, read_all(stdout, "stdout")?))
+}
+
+/// The descriptor bubblewrap writes its JSON status to (`--json-status-fd`).
+pub(crate) const STATUS_FD: i32 = 3;
+
+fn wait(child: &mut std::process::Child, limits: &ExecLimits) -> Result<ExecOutcome> {
     let pgid = child.id() as libc::pid_t;
     let start = Instant::now();
     let mut sleep = Duration::from_millis(2);

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::exec::{run_python, ExecLimits, ExecOutcome};
+use crate::exec::{run_to_completion, ExecLimits, ExecOutcome};
 use crate::{Error, Result};
 
 /// One HumanEval problem, as in `HumanEval.jsonl(.gz)`.
@@ -105,9 +105,12 @@ pub fn program(problem: &Problem, answer: &str) -> String {
     )
 }
 
-/// Runs an answer's program against the problem's tests.
+/// Runs an answer's program against the problem's tests, scored as OpenAI's
+/// human-eval scores it: passed only when `check(entry_point)` ran to completion
+/// ([`run_to_completion`]); `sys.exit(0)`, `quit()`, `os._exit(0)` or an
+/// unguarded `unittest.main()` before it is a failure.
 pub fn check(problem: &Problem, answer: &str, limits: &ExecLimits) -> Result<ExecOutcome> {
-    run_python(&program(problem, answer), limits)
+    run_to_completion(&program(problem, answer), limits)
 }
 
 #[cfg(test)]
@@ -180,5 +183,60 @@ mod tests {
         assert!(check(&p, &p.canonical_solution, &l).unwrap().passed());
         assert!(!check(&p, "    return a - b\n", &l).unwrap().passed());
         assert!(!check(&p, "    return (\n", &l).unwrap().passed());
+    }
+
+    /// OpenAI's human-eval runs the program with `exec` in a fresh namespace and
+    /// counts any `BaseException` (so `SystemExit`) or a process that never reports
+    /// back (`os._exit`) as failed. Each wrong answer below passed before the check
+    /// had to run to completion; under both isolation modes each now fails.
+    #[test]
+    fn early_exits_fail_as_in_the_reference() {
+        if std::process::Command::new("python3")
+            .arg("-V")
+            .output()
+            .is_err()
+        {
+            eprintln!("note: python3 is not available; the HumanEval early-exit test did not run");
+            return;
+        }
+        let p = problem();
+        let wrong = "    return a * b\n";
+        let tricks = [
+            "if __name__ == '__main__':\n    import unittest\n    unittest.main()\n",
+            "import unittest\nunittest.main()\n",
+            "import sys\nsys.exit(0)\n",
+            "quit()\n",
+            "exit()\n",
+            "import os\nos._exit(0)\n",
+            "raise SystemExit\n",
+            // A forged marker: the real one is random and never on disk.
+            "import os\nos.write(1, b'\\nsdft-ran-to-completion-0\\n')\nos._exit(0)\n",
+            // An exit handler cannot turn the failed check into a pass.
+            "import atexit, os\natexit.register(lambda: os._exit(0))\n",
+        ];
+        for sandbox in [
+            crate::sandbox::SandboxMode::None,
+            crate::sandbox::SandboxMode::Auto,
+        ] {
+            let l = ExecLimits {
+                sandbox,
+                ..ExecLimits::default()
+            };
+            for t in tricks {
+                let answer = format!("{wrong}{t}");
+                let got = check(&p, &answer, &l).unwrap();
+                assert!(!got.passed(), "{sandbox:?}: {answer:?} scored {got:?}");
+            }
+            // The right answer still passes, a guarded unittest.main() (skipped, as
+            // `__name__` is not "__main__") and output after it included.
+            let guarded = "    return a + b\nif __name__ == '__main__':\n    import unittest\n    unittest.main()\nprint('x' * 100000, end='')\n";
+            assert!(check(&p, guarded, &l).unwrap().passed(), "{sandbox:?}");
+            // exiting 0 after the check ran is a pass, as the reference records the
+            // result before the process ends.
+            let outcome = check(&p, "    return a + b\n", &l).unwrap();
+            assert_eq!(outcome, ExecOutcome::Passed, "{sandbox:?}");
+            let early = check(&p, "    return a * b\nimport sys\nsys.exit(0)\n", &l).unwrap();
+            assert!(early.label().starts_with("failed"), "{early:?}");
+        }
     }
 }

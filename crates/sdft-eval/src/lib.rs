@@ -11,7 +11,8 @@
 //!   and 0.5 positional credit, AdvBench refusal keywords.
 //! - [`Metric`]: a mean with its standard error and n; [`pass_at_k`].
 //! - [`mc`]: multiple choice by log-likelihood (`acc`, `acc_norm`).
-//! - [`exec`] and [`humaneval`]: HumanEval programs in a sandboxed `python3`.
+//! - [`exec`], [`sandbox`] and [`humaneval`]: HumanEval programs in a sandboxed `python3`
+//!   (bubblewrap where available).
 //! - [`alpaca`]: AlpacaEval export and a local pairwise judge.
 //! - [`bench`], [`harness`], [`results`]: benchmarks, the resumable runner, and
 //!   `results.json` / per-row Parquet. [`predictions`] scores other tools' outputs.
@@ -58,6 +59,7 @@ mod metrics;
 pub mod predictions;
 pub mod report;
 pub mod results;
+pub mod sandbox;
 pub mod scoring;
 
 pub use error::{Error, Result};
