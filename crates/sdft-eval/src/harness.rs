@@ -51,6 +51,10 @@ pub struct EvalOptions {
     pub bos: bool,
     /// AlpacaEval reference outputs to judge against (`alpaca_eval` JSON format).
     pub alpaca_reference: Option<PathBuf>,
+    /// The prompt format of the generation benchmarks' prompts; `chat` renders each
+    /// benchmark's preset through `chat_format` (the model's chat template).
+    pub prompt_format: sdft_data::PromptFormat,
+    pub chat_format: Option<sdft_data::ChatFormat>,
 }
 
 impl EvalOptions {
@@ -69,6 +73,8 @@ impl EvalOptions {
             model: ModelInfo::default(),
             bos: false,
             alpaca_reference: None,
+            prompt_format: sdft_data::PromptFormat::Paper,
+            chat_format: None,
         }
     }
 }
@@ -236,12 +242,15 @@ pub fn generate_resumable(
 
 fn config(
     bench: &Benchmark,
+    template: &sdft_data::Template,
     opts: &EvalOptions,
     sampling: &SamplingParams,
     samples: usize,
 ) -> BenchConfig {
     BenchConfig {
         template: bench.template().to_string(),
+        prompt_format: template.prompt_format(),
+        template_hash: template.template_hash(),
         sampling: sampling.clone(),
         limit: opts.limit,
         seed: sampling.seed,
@@ -271,13 +280,22 @@ pub fn run_generation(
     } else {
         1
     };
-    let prepared = bench::prepare(bench, &path, opts.limit, samples)?;
+    let template = sdft_data::Template::preset(bench.template())
+        .ok_or_else(|| {
+            Error::file(
+                &path,
+                format!("template preset `{}` is missing", bench.template()),
+            )
+        })?
+        .with_prompt_format(opts.prompt_format, opts.chat_format.clone())?;
+    let prepared = bench::prepare_with(bench, &path, opts.limit, samples, template)?;
     let mut params = opts.sampling.clone();
     params.stop.extend(prepared.template.stop.iter().cloned());
     std::fs::create_dir_all(&opts.run_dir).map_err(|e| Error::io(&opts.run_dir, e))?;
     check_config(
         &opts.run_dir.join(format!("{name}.config.json")),
-        &json!({"template": bench.template(), "sampling": params, "samples": samples}),
+        &json!({"template": bench.template(), "prompt_format": prepared.template.prompt_format(),
+                "template_hash": prepared.template.template_hash(), "sampling": params, "samples": samples}),
     )?;
     let requests: Vec<GenerationRequest> = prepared
         .items
@@ -315,7 +333,7 @@ pub fn run_generation(
             .then(|| bench.primary().to_string()),
         n: rows.len(),
         metrics,
-        config: config(bench, opts, &opts.sampling, samples),
+        config: config(bench, &prepared.template, opts, &opts.sampling, samples),
         hashes: Hashes {
             data_path: path.display().to_string(),
             data_sha256,
@@ -434,6 +452,12 @@ pub fn run_multiple_choice(
         metrics: mc::metrics(&items, &outcomes),
         config: BenchConfig {
             template: bench.template().to_string(),
+            // Multiple-choice contexts are scored as the data gives them: no
+            // template renders them, in either prompt format.
+            prompt_format: sdft_data::PromptFormat::Paper,
+            template_hash: sdft_data::Template::preset(bench.template())
+                .map(|t| t.template_hash())
+                .unwrap_or_default(),
             sampling: opts.sampling.clone(),
             limit: opts.limit,
             seed: opts.sampling.seed,

@@ -214,6 +214,8 @@ mod tests {
             metrics,
             config: BenchConfig {
                 template: "t".into(),
+                prompt_format: sdft_data::PromptFormat::Paper,
+                template_hash: String::new(),
                 sampling: Default::default(),
                 limit: None,
                 seed: 42,

@@ -37,12 +37,22 @@ pub struct ModelInfo {
 pub struct BenchConfig {
     /// The prompt template preset.
     pub template: String,
+    /// The prompt format the prompts were made in (`paper` or `chat`).
+    #[serde(default = "paper")]
+    pub prompt_format: sdft_data::PromptFormat,
+    /// [`sdft_data::Template::template_hash`] of the template as rendered.
+    #[serde(default)]
+    pub template_hash: String,
     pub sampling: SamplingParams,
     pub limit: Option<usize>,
     pub seed: u64,
     /// Samples per problem (HumanEval pass@k); 1 elsewhere.
     #[serde(default = "one")]
     pub samples: usize,
+}
+
+fn paper() -> sdft_data::PromptFormat {
+    sdft_data::PromptFormat::Paper
 }
 
 fn one() -> usize {

@@ -98,6 +98,10 @@ struct RunArgs {
     /// Rows per atomic chunk write (what a kill can lose at most).
     #[arg(long, default_value_t = 16)]
     flush_rows: usize,
+    /// `paper` (the presets byte-exact) or `chat` (through the model's chat
+    /// template); default `chat` when the model has one.
+    #[arg(long, value_name = "paper|chat")]
+    prompt_format: Option<sdft_data::PromptFormat>,
     /// OUT.parquet: one row per source example (see docs/distill.md for the columns).
     #[arg(long)]
     output: PathBuf,
@@ -177,6 +181,8 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
         (None, None, Some(t)) => Template::load(t)?,
         (None, None, None) => Template::load(task.distill_template())?,
     };
+    let tokenizer = super::prompt_format::tokenizer(&load.model)?;
+    let template = super::prompt_format::apply(template, a.prompt_format, &tokenizer)?;
     let checks = match &file {
         Some(f) => f.build_checks(task)?,
         None => task.checks(),
@@ -201,6 +207,8 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
         task: task.name().into(),
         template: config.template.name.clone(),
         template_sha256: sha256_json(&config.template),
+        prompt_format: config.template.prompt_format(),
+        template_hash: config.template.template_hash(),
         checks: config.check_names().iter().map(|s| s.to_string()).collect(),
         sampling: serde_json::to_value(&config.sampling)?,
         seed: config.sampling.seed,
@@ -284,7 +292,7 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
             .train_template
             .clone()
             .unwrap_or_else(|| task.train_template().to_string());
-        let t = Template::load(&name)?;
+        let t = super::prompt_format::apply(Template::load(&name)?, a.prompt_format, &tokenizer)?;
         let engine = engine.as_mut().expect("loaded for --measure-gap");
         let bar = bar(0, "gap");
         let gap = measure_gap(engine, &t, &rows, a.batch_size * 4, &mut |done, total| {

@@ -99,6 +99,10 @@ pub struct RunArgs {
     /// Only the first N rows (problems) of each benchmark.
     #[arg(long)]
     limit: Option<usize>,
+    /// `paper` (the presets byte-exact) or `chat` (through the model's chat
+    /// template); default `chat` when the model has one.
+    #[arg(long, value_name = "paper|chat")]
+    prompt_format: Option<sdft_data::PromptFormat>,
     /// Sampling: `--sampling paper|greedy` (default paper) and the flags that adjust it.
     #[command(flatten)]
     flags: SamplingArgs,
@@ -310,6 +314,13 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
             .transpose()?,
     };
     opts.bos = bos;
+    opts.prompt_format = sdft_data::PromptFormat::resolve(
+        a.prompt_format,
+        engine.model.tokenizer.chat_template().is_some(),
+    );
+    if opts.prompt_format == sdft_data::PromptFormat::Chat {
+        opts.chat_format = super::prompt_format::chat_format(&engine.model.tokenizer)?;
+    }
     opts.alpaca_reference = a.alpacaeval_reference.clone();
     let mut bars = Bars { bar: None };
     for b in &benches {

@@ -46,6 +46,10 @@ pub struct GenerateArgs {
     /// Render `messages` (or a `prompt` as one user message) with the model's chat template.
     #[arg(long)]
     chat: bool,
+    /// With `--template`: `paper` (the preset byte-exact) or `chat` (the preset's
+    /// parts through the model's chat template); default `chat` when the model has one.
+    #[arg(long, value_name = "paper|chat", requires = "template")]
+    prompt_format: Option<sdft_data::PromptFormat>,
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
     #[command(flatten)]
@@ -166,6 +170,9 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
     }
     let template = args.template.as_deref().map(Template::load).transpose()?;
     let model = args.load.load()?;
+    let template = template
+        .map(|t| super::prompt_format::apply(t, args.prompt_format, &model.tokenizer))
+        .transpose()?;
     let chat = if args.chat {
         let t = model
             .tokenizer
@@ -204,7 +211,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
                 .clone()
                 .with_context(|| format!("row {}: `messages` needs --chat", row.id))?;
             match &template {
-                Some(t) => t.render_prompt(&Example::new(text, "")),
+                Some(t) => t.render_prompt(&Example::new(text, ""))?,
                 None if add_bos => Prompt::new(vec![PromptPiece::Bos, PromptPiece::Text(text)]),
                 None => Prompt::raw(text),
             }
