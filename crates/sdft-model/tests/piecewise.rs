@@ -18,7 +18,8 @@ fn example() -> Example {
 }
 
 fn texts(t: &Template) -> Vec<String> {
-    t.render_prompt(&example()).unwrap()
+    t.render_prompt(&example())
+        .unwrap()
         .pieces
         .into_iter()
         .filter_map(|p| match p {
@@ -63,7 +64,9 @@ fn gsm8k_distill_pieces() {
 fn alpaca_pieces_and_target() {
     let Some(tok) = llama2() else { return };
     let t = Template::preset("alpaca").unwrap();
-    let ids = tok.encode_pieces(&t.render_prompt(&example()).unwrap()).unwrap();
+    let ids = tok
+        .encode_pieces(&t.render_prompt(&example()).unwrap())
+        .unwrap();
     let pieces = texts(&t);
     assert_eq!(pieces.len(), 3, "system, separator, instruction block");
     let sys = tok.encode(&pieces[0], true).unwrap();

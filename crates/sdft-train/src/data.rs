@@ -134,7 +134,8 @@ pub fn encode_example(
         let supervised = supervised.unwrap_or(target.len()).min(target.len());
         seq.target.extend(std::iter::repeat_n(false, source.len()));
         seq.target.extend(std::iter::repeat_n(true, supervised));
-        seq.target.extend(std::iter::repeat_n(false, target.len() - supervised));
+        seq.target
+            .extend(std::iter::repeat_n(false, target.len() - supervised));
         seq.ids.extend(source);
         seq.ids.append(&mut target);
     }
@@ -142,6 +143,10 @@ pub fn encode_example(
     seq.target.truncate(cutoff);
     Ok(seq)
 }
+
+/// One turn's prompt ids, target ids, and how many target ids are supervised
+/// (`None`: all).
+type TurnSpan = (Vec<u32>, Vec<u32>, Option<usize>);
 
 /// The `chat` format's token spans: per turn the prompt ids, the target ids, and
 /// how many target ids are supervised (through the end-of-turn token; ChatML's
@@ -156,7 +161,7 @@ fn chat_spans(
     ex: &Example,
     turns: &[sdft_data::RenderedTurn],
     encode: &dyn Fn(&Prompt) -> sdft_model::Result<Vec<u32>>,
-) -> Result<Vec<(Vec<u32>, Vec<u32>, Option<usize>)>> {
+) -> Result<Vec<TurnSpan>> {
     let eot = encode(&Prompt::raw(chat.end_of_turn()))?;
     let eot = (eot.len() == 1).then(|| eot[0]);
     let mut text = String::new();

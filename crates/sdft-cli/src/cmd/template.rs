@@ -125,12 +125,10 @@ pub fn run(cmd: TemplateCommand) -> Result<ExitCode> {
                         let target_ids: Vec<u32> = if template.uses_reference() {
                             Vec::new()
                         } else {
-                            let seq = sdft_train::data::encode_example(
-                                &template,
-                                ex,
-                                1 << 24,
-                                &|p| tok.encode_pieces(p),
-                            )?;
+                            let seq =
+                                sdft_train::data::encode_example(&template, ex, 1 << 24, &|p| {
+                                    tok.encode_pieces(p)
+                                })?;
                             seq.ids
                                 .iter()
                                 .zip(&seq.target)

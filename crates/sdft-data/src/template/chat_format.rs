@@ -158,7 +158,9 @@ impl ChatFormat {
         let after = text
             .rfind(PROBE)
             .map(|at| &text[at + PROBE.len()..])
-            .ok_or_else(|| chat_error("an assistant message's content does not appear in the rendered text"))?;
+            .ok_or_else(|| {
+                chat_error("an assistant message's content does not appear in the rendered text")
+            })?;
         let eot = after.split_whitespace().next().unwrap_or("");
         if eot.is_empty() {
             return Err(chat_error(
@@ -189,9 +191,17 @@ impl ChatFormat {
     }
 
     /// Renders `(role, content)` messages.
-    pub fn render(&self, messages: &[(String, String)], add_generation_prompt: bool) -> Result<String> {
-        self.compiled
-            .render(messages, add_generation_prompt, &self.bos_token, &self.eos_token)
+    pub fn render(
+        &self,
+        messages: &[(String, String)],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        self.compiled.render(
+            messages,
+            add_generation_prompt,
+            &self.bos_token,
+            &self.eos_token,
+        )
     }
 }
 
@@ -227,7 +237,10 @@ impl Template {
             );
             msgs.push(("user".to_string(), user));
             if i + 1 < n {
-                msgs.push(("assistant".to_string(), format!("{}{}", self.assistant_prefix, t.assistant)));
+                msgs.push((
+                    "assistant".to_string(),
+                    format!("{}{}", self.assistant_prefix, t.assistant),
+                ));
             }
         }
         (msgs, format!("{}{}", self.assistant_prefix, final_response))
@@ -243,7 +256,10 @@ impl Template {
             return chat.render(msgs, true);
         }
         let mut with = msgs.to_vec();
-        with.push(("assistant".into(), format!("{}{PROBE}", self.assistant_prefix)));
+        with.push((
+            "assistant".into(),
+            format!("{}{PROBE}", self.assistant_prefix),
+        ));
         let text = chat.render(&with, false)?;
         let at = text.rfind(PROBE).ok_or_else(|| Error::Template {
             name: self.name.clone(),

@@ -245,7 +245,11 @@ impl Template {
 
     /// Like [`Template::render_turns`], with the final turn's target replaced by
     /// `response` (a distilled rewrite).
-    pub fn render_turns_with_response(&self, ex: &Example, response: &str) -> Result<Vec<RenderedTurn>> {
+    pub fn render_turns_with_response(
+        &self,
+        ex: &Example,
+        response: &str,
+    ) -> Result<Vec<RenderedTurn>> {
         if let Some(chat) = &self.chat {
             return self.chat_turns(chat, ex, response);
         }
@@ -298,7 +302,11 @@ impl Template {
     /// strings are kept). The chat template is tried on a probe example (with and without a
     /// system message, one and two turns) so a template that cannot render this
     /// preset's conversations fails here, not in the middle of a stage.
-    pub fn with_prompt_format(mut self, format: PromptFormat, chat: Option<ChatFormat>) -> Result<Template> {
+    pub fn with_prompt_format(
+        mut self,
+        format: PromptFormat,
+        chat: Option<ChatFormat>,
+    ) -> Result<Template> {
         match format {
             PromptFormat::Paper => {
                 if let Some(chat) = self.chat.take() {
@@ -326,7 +334,10 @@ impl Template {
                 let this_ref = &this;
                 let probe = Example::new("Question?", "Answer.")
                     .with_history(vec![sdft_core::Turn::new("First?", "First answer.")]);
-                for ex in [probe.clone(), probe.with_system("Be brief.").with_history(Vec::new())] {
+                for ex in [
+                    probe.clone(),
+                    probe.with_system("Be brief.").with_history(Vec::new()),
+                ] {
                     this_ref.render_prompt(&ex)?;
                     this_ref.render_turns(&ex)?;
                 }
@@ -342,7 +353,10 @@ impl Template {
     /// `chat` format the chat template's source with its BOS/EOS texts.
     pub fn template_hash(&self) -> String {
         let json = serde_json::to_vec(self).expect("a template serializes to JSON");
-        Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
+        Sha256::digest(&json)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// A prompt shown with this template's BOS/EOS display strings.

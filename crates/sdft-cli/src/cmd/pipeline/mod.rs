@@ -155,17 +155,15 @@ fn prompt_records(
         ("distill", &exp.distill, &manifest.distill_template),
         ("train", &exp.train, &manifest.train_template),
     ] {
-        let t = super::prompt_format::apply(
-            sdft_data::Template::load(name)?,
-            requested(table)?,
-            &tok,
-        )?;
+        let t =
+            super::prompt_format::apply(sdft_data::Template::load(name)?, requested(table)?, &tok)?;
         out.insert(
             stage.to_string(),
             serde_json::json!({"template": t.name, "prompt_format": t.prompt_format(), "template_hash": t.template_hash()}),
         );
     }
-    let eval = sdft_data::PromptFormat::resolve(requested(&exp.eval)?, tok.chat_template().is_some());
+    let eval =
+        sdft_data::PromptFormat::resolve(requested(&exp.eval)?, tok.chat_template().is_some());
     out.insert("eval".into(), serde_json::json!({"prompt_format": eval}));
     Ok(out)
 }
