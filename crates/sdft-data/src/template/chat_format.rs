@@ -10,9 +10,9 @@
 //! ```
 //!
 //! and hands them to the chat template. A turn's prompt is what the template adds
-//! for the user message with the assistant turn opened (`add_generation_prompt`),
-//! followed by the preset's `assistant_prefix` as the start of the assistant's text;
-//! a turn's target is what the template emits for the assistant message after that
+//! for the user message with the assistant turn opened (`add_generation_prompt`;
+//! with an `assistant_prefix`, everything the template writes before the response
+//! when the assistant's text starts with the prefix); a turn's target is what the template emits for the assistant message after that
 //! (the response, then e.g. ChatML's `<|im_end|>\n`). The turns are rendered
 //! incrementally and concatenate to exactly the whole conversation's rendering, so
 //! a prompt is the text `tokenizer.apply_chat_template(messages,
