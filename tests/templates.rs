@@ -13,8 +13,8 @@ fn example() -> Example {
 
 fn render(name: &str, ex: &Example) -> (String, String) {
     let t = Template::preset(name).unwrap();
-    let prompt = t.render_prompt(ex);
-    let target = t.render_turns(ex).pop().unwrap().response;
+    let prompt = t.render_prompt(ex).unwrap();
+    let target = t.render_turns(ex).unwrap().pop().unwrap().response;
     (t.display(&prompt), t.display(&target))
 }
 
@@ -123,17 +123,17 @@ fn pieces_follow_the_reference_encoding() {
     // LLaMA-Factory encodes BOS, the system block, the separator and the prompt
     // separately: piece boundaries are part of the template.
     let t = Template::preset("gsm8k_distill").unwrap();
-    let p = t.render_prompt(&example());
+    let p = t.render_prompt(&example()).unwrap();
     // gsm8k's separator is empty, and an empty piece encodes to nothing.
     assert_eq!(p.pieces.len(), 3);
     assert_eq!(p.pieces[0], PromptPiece::Bos);
     assert!(matches!(&p.pieces[1], PromptPiece::Text(s) if s.starts_with("<<SYS>>\n")));
     assert!(matches!(&p.pieces[2], PromptPiece::Text(s) if s.starts_with("[INST] ")));
     let t = Template::preset("alpaca").unwrap();
-    let p = t.render_prompt(&example());
+    let p = t.render_prompt(&example()).unwrap();
     let texts: Vec<&PromptPiece> = p.pieces.iter().collect();
     assert_eq!(texts[2], &PromptPiece::Text("\n\n".into()));
-    assert!(t.render_turns(&example())[0]
+    assert!(t.render_turns(&example()).unwrap()[0]
         .response
         .pieces
         .ends_with(&[PromptPiece::Eos]));
@@ -162,11 +162,11 @@ fn multi_turn_follows_the_reproduce_branch() {
     assert!(p.ends_with("### Instruction:\nQ3\n\n### Reference Answer:\nA3\n\n### Response:\n"));
     // Training supervises every assistant turn.
     let t = Template::preset("gsm8k").unwrap();
-    let turns = t.render_turns(&ex);
+    let turns = t.render_turns(&ex).unwrap();
     assert_eq!(turns.len(), 3);
     assert_eq!(t.display(&turns[1].prompt), "<s>[INST] Q2 [/INST]");
     assert_eq!(t.display(&turns[1].response), "A2</s>");
-    let turns = t.render_turns_with_response(&ex, "rewritten");
+    let turns = t.render_turns_with_response(&ex, "rewritten").unwrap();
     assert_eq!(t.display(&turns[2].response), "rewritten</s>");
     assert_eq!(t.display(&turns[0].response), "A1</s>");
     // ChatML turns are separated by a newline, without BOS.
@@ -194,16 +194,16 @@ stop = ["\nQ:"]
 "#,
     )
     .unwrap();
-    let p = t.render_prompt(&Example::new("2+2?", "4"));
+    let p = t.render_prompt(&Example::new("2+2?", "4")).unwrap();
     assert_eq!(t.display(&p), "<s>Answer well.\nQ: 2+2?\nA:");
     assert_eq!(
-        t.display(&t.render_turns(&Example::new("2+2?", "4"))[0].response),
+        t.display(&t.render_turns(&Example::new("2+2?", "4")).unwrap()[0].response),
         " 4</s>"
     );
     // Start from a preset and override one key.
     let t = Template::from_toml_str("x", "base = \"gsm8k\"\nsystem = \"Short.\"").unwrap();
     assert!(t
-        .display(&t.render_prompt(&example()))
+        .display(&t.render_prompt(&example()).unwrap())
         .starts_with("<s><<SYS>>\nShort.\n<</SYS>>"));
     // Errors name the source and the problem.
     let e = Template::from_toml_str("f.toml", "prompt = \"no placeholder\"")

@@ -96,6 +96,8 @@ fn gsm8k_and_openfunctions_rows_distill_with_checks_and_gap() {
             "--max-new-tokens",
             "24",
             "--measure-gap",
+            "--prompt-format",
+            "paper",
         ],
     )
     .arg("--export")
@@ -118,12 +120,42 @@ fn gsm8k_and_openfunctions_rows_distill_with_checks_and_gap() {
     assert_eq!(summary.manifest.task, "gsm8k");
     assert_eq!(summary.manifest.seed, 42);
     assert_eq!(summary.manifest.model_sha256.len(), 64);
+    assert_eq!(
+        summary.manifest.prompt_format,
+        sdft_data::PromptFormat::Paper
+    );
+    assert_eq!(summary.manifest.template_hash.len(), 64);
     // The export keeps the paper's `question`/`answer` layout, `answer` = response.
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 4);
     assert_eq!(v[0]["answer"].as_str().unwrap(), rows[0].response);
     assert!(v[0].get("question").is_some());
+
+    // The default for SmolLM2 (it carries a chat template): the same preset's parts
+    // through ChatML, the forced prefix opening the assistant's text; the checks
+    // see the text after it.
+    let chat = dir.path().join("gsm8k-chat.parquet");
+    ok(&mut distill(
+        &m,
+        &gsm,
+        &chat,
+        &["--task", "gsm8k", "--limit", "2", "--max-new-tokens", "8"],
+    ));
+    let summary = Summary::load(&Summary::path_for(&chat)).unwrap();
+    assert_eq!(
+        summary.manifest.prompt_format,
+        sdft_data::PromptFormat::Chat
+    );
+    for r in read_rows(&chat).unwrap() {
+        assert!(r
+            .prompt
+            .starts_with("<|im_start|>system\nYou are an expert in math."));
+        assert!(r
+            .prompt
+            .ends_with("<|im_end|>\n<|im_start|>assistant\nGreat! Let's think step by step. "));
+        assert!(!r.distilled.as_deref().unwrap_or("").contains("<|im_end|>"));
+    }
 
     // OpenFunctions: the refer template and the function-call check; a rerun is a no-op.
     let out = dir.path().join("of.parquet");

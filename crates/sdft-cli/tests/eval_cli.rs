@@ -333,6 +333,9 @@ fn eval_run_on_smollm2_resumes_and_scores_multiple_choice() {
     assert_eq!(b[0]["benchmark"], "multiarith");
     assert_eq!(b[0]["n"], 2);
     assert_eq!(b[0]["config"]["sampling"]["temperature"], 0.0);
+    // SmolLM2 carries a chat template: `chat` is the default, recorded with the hash.
+    assert_eq!(b[0]["config"]["prompt_format"], "chat");
+    assert_eq!(b[0]["config"]["template_hash"].as_str().unwrap().len(), 64);
     assert_eq!(b[1]["benchmark"], "mc_tiny_mc");
     assert!(b[1]["metrics"]["acc_norm"]["value"].is_number());
     assert_eq!(b[1]["metrics"]["acc:nature"]["n"], 1);

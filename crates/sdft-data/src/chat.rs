@@ -1,5 +1,8 @@
 //! HF chat templates (Jinja, from `tokenizer_config.json` or GGUF
-//! `tokenizer.chat_template`), rendered with minijinja.
+//! `tokenizer.chat_template`), rendered with minijinja the way transformers renders
+//! them: `raise_exception`, Python string and dict methods (`content.strip()`,
+//! `.items()`, ...) through minijinja-contrib's `pycompat`, and blocks trimmed
+//! (`trim_blocks`, `lstrip_blocks`) as HF's environment does.
 
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
 
@@ -21,6 +24,9 @@ impl ChatTemplate {
     /// Compiles `source`; errors say where the template is malformed.
     pub fn new(source: &str) -> Result<Self> {
         let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
             "raise_exception",
             |msg: String| -> std::result::Result<String, JinjaError> {

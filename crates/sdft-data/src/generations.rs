@@ -263,7 +263,7 @@ impl PromptStyle {
                 };
                 Prompt::raw(template.render(&messages, true, bos, eos)?)
             }
-            PromptStyle::Template(t) => t.render_prompt(&Example::new(text()?, "")),
+            PromptStyle::Template(t) => t.render_prompt(&Example::new(text()?, ""))?,
             PromptStyle::Raw { bos: true } => {
                 Prompt::new(vec![PromptPiece::Bos, PromptPiece::Text(text()?)])
             }
@@ -279,8 +279,8 @@ impl PromptStyle {
             PromptStyle::Template(t) => {
                 s.set("prompt_style", "template");
                 s.set("template", &t.name);
-                let text = serde_json::to_string(t).unwrap_or_default();
-                s.set("template_sha256", provenance::sha256_hex(text.as_bytes()));
+                s.set("prompt_format", t.prompt_format().to_string());
+                s.set("template_hash", t.template_hash());
             }
             PromptStyle::Chat { source, .. } => {
                 s.set("prompt_style", "chat");

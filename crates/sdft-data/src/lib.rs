@@ -15,7 +15,8 @@
 //! - **Parquet** in a documented schema ([`parquet_io`]), lossless round trip.
 //! - **Templates** ([`Template`]): the paper's presets byte-exact, plus `llama2-chat`,
 //!   `chatml` and user TOML files; they render an example into prompt pieces with
-//!   BOS/EOS markers and a training target.
+//!   BOS/EOS markers and a training target; in the `chat` [`PromptFormat`] the same
+//!   preset's parts go through the model's own chat template ([`ChatFormat`]).
 //!
 //! ```
 //! use sdft_data::{Dataset, ReadOptions, Template};
@@ -33,7 +34,7 @@
 //! let back = Dataset::read(&parquet, &ReadOptions::default()).unwrap();
 //! assert_eq!(back.examples, data.examples);
 //!
-//! let prompt = Template::preset("gsm8k").unwrap().render_prompt(&data.examples[0]);
+//! let prompt = Template::preset("gsm8k").unwrap().render_prompt(&data.examples[0]).unwrap();
 //! assert!(prompt.to_string().ends_with("[INST] What is 6 x 7? [/INST]"));
 //! ```
 
@@ -57,5 +58,5 @@ pub use error::{Error, Result};
 pub use format::Format;
 pub use id::content_id;
 pub use records::{read_records, value_kind, Record, Records};
-pub use template::{RenderedTurn, Template, PRESET_NAMES};
+pub use template::{ChatFormat, PromptFormat, RenderedTurn, Template, PRESET_NAMES};
 pub use write::{example_to_json, write_examples};

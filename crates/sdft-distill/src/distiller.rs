@@ -74,8 +74,11 @@ impl Distiller {
     }
 
     /// The generation request of an example: its rewriting prompt, keyed by its id.
-    pub fn request(&self, ex: &Example) -> GenerationRequest {
-        GenerationRequest::new(ex.id.clone(), self.config.template.render_prompt(ex))
+    pub fn request(&self, ex: &Example) -> Result<GenerationRequest> {
+        Ok(GenerationRequest::new(
+            ex.id.clone(),
+            self.config.template.render_prompt(ex)?,
+        ))
     }
 
     /// The row for an example from its completion (or `None` when nothing was
@@ -116,7 +119,10 @@ impl Distiller {
             response,
             kept,
             reason,
-            prompt: t.display(&t.render_prompt(ex)),
+            prompt: t
+                .render_prompt(ex)
+                .map(|p| t.display(&p))
+                .unwrap_or_default(),
             prompt_tokens: prompt_tokens.map(|n| n as i64),
             completion_tokens: completion.map(|c| c.tokens as i64),
             finish_reason: completion.map(|c| c.finish_reason.as_str().to_string()),
@@ -156,7 +162,10 @@ impl Distiller {
                 }
             }
         }
-        let requests: Vec<GenerationRequest> = todo.iter().map(|ex| self.request(ex)).collect();
+        let requests: Vec<GenerationRequest> = todo
+            .iter()
+            .map(|ex| self.request(ex))
+            .collect::<Result<_>>()?;
         let prompt_tokens: Vec<Option<usize>> = requests
             .iter()
             .map(|r| generator.count_tokens(&r.prompt))

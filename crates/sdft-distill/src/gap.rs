@@ -103,16 +103,16 @@ pub fn measure_gap(
     for r in rows {
         let ex = r.to_example();
         requests.push(ScoreRequest {
-            prompt: template.render_prompt(&ex),
-            continuation: template.render_response(&r.original),
+            prompt: template.render_prompt(&ex)?,
+            continuation: template.render_response(&r.original)?,
         });
     }
     for (i, r) in rows.iter().enumerate() {
         if r.kept {
             kept_idx.insert(i, requests.len());
             requests.push(ScoreRequest {
-                prompt: template.render_prompt(&r.to_example()),
-                continuation: template.render_response(&r.response),
+                prompt: template.render_prompt(&r.to_example())?,
+                continuation: template.render_response(&r.response)?,
             });
         }
     }

@@ -51,6 +51,8 @@ pub fn run_settings(base: &Settings, m: &Manifest) -> Settings {
         .with("task", &m.task)
         .with("template", &m.template)
         .with("template_sha256", &m.template_sha256)
+        .with("prompt_format", m.prompt_format.to_string())
+        .with("template_hash", &m.template_hash)
         .with("checks", &m.checks)
         .with("sampling", &m.sampling)
         .with("data_sha256", &m.data_sha256)

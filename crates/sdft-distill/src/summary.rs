@@ -19,6 +19,12 @@ pub struct Manifest {
     pub template: String,
     /// SHA-256 of the template's TOML form (what was actually rendered).
     pub template_sha256: String,
+    /// The prompt format the rewriting prompts were made in.
+    #[serde(default)]
+    pub prompt_format: sdft_data::PromptFormat,
+    /// [`sdft_data::Template::template_hash`] of the rewriting template.
+    #[serde(default)]
+    pub template_hash: String,
     pub checks: Vec<String>,
     pub sampling: serde_json::Value,
     pub seed: u64,

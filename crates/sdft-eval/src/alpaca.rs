@@ -150,7 +150,7 @@ pub fn judge(
             let ex = Example::new(judge_text(&p.instruction, a, b), "");
             reqs.push(GenerationRequest::new(
                 format!("judge:{}:{order}", p.id),
-                template.render_prompt(&ex),
+                template.render_prompt(&ex)?,
             ));
         }
     }

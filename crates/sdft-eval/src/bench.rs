@@ -215,6 +215,18 @@ pub fn prepare(
             format!("template preset `{}` is missing", bench.template()),
         )
     })?;
+    prepare_with(bench, path, limit, samples, template)
+}
+
+/// [`prepare`] with the benchmark's template given, e.g. its preset in the `chat`
+/// prompt format ([`Template::with_prompt_format`]).
+pub fn prepare_with(
+    bench: &Benchmark,
+    path: &Path,
+    limit: Option<usize>,
+    samples: usize,
+    template: Template,
+) -> Result<Prepared> {
     let mut problems = BTreeMap::new();
     let mut items = Vec::new();
     if *bench == Benchmark::HumanEval {
@@ -224,7 +236,7 @@ pub fn prepare(
         }
         for p in ps {
             let ex = sdft_core::Example::new(humaneval::instruction(&p), "");
-            let prompt = template.render_prompt(&ex);
+            let prompt = template.render_prompt(&ex)?;
             for s in 0..samples.max(1) {
                 let id = if samples > 1 {
                     format!("{}#{s}", p.task_id)
@@ -246,7 +258,7 @@ pub fn prepare(
         for ex in data.examples.into_iter().take(take) {
             items.push(Item {
                 id: ex.id.clone(),
-                prompt: template.render_prompt(&ex),
+                prompt: template.render_prompt(&ex)?,
                 instruction: ex.query(),
                 reference: ex.output.clone(),
             });

@@ -55,6 +55,10 @@ pub struct EvalOptions {
     /// Redo a benchmark whose outputs were made with other settings instead of
     /// refusing (see [`bench_settings`]).
     pub overwrite: bool,
+    /// The prompt format of the generation benchmarks' prompts; `chat` renders each
+    /// benchmark's preset through `chat_format` (the model's chat template).
+    pub prompt_format: sdft_data::PromptFormat,
+    pub chat_format: Option<sdft_data::ChatFormat>,
 }
 
 impl EvalOptions {
@@ -75,6 +79,8 @@ impl EvalOptions {
             alpaca_reference: None,
             num_fewshot: 0,
             overwrite: false,
+            prompt_format: sdft_data::PromptFormat::Paper,
+            chat_format: None,
         }
     }
 }
@@ -179,17 +185,19 @@ fn reuse_bench(opts: &EvalOptions, name: &str, settings: &Settings) -> Result<()
 
 fn config(
     bench: &Benchmark,
+    template: &sdft_data::Template,
     opts: &EvalOptions,
     sampling: &SamplingParams,
     samples: usize,
 ) -> BenchConfig {
     BenchConfig {
         template: bench.template().to_string(),
+        prompt_format: template.prompt_format(),
+        template_hash: template.template_hash(),
         sampling: sampling.clone(),
         limit: opts.limit,
         seed: sampling.seed,
         samples,
-        prompt_format: None,
         num_fewshot: None,
     }
 }
@@ -216,14 +224,27 @@ pub fn run_generation(
     } else {
         1
     };
-    let prepared = bench::prepare(bench, &path, opts.limit, samples)?;
+    let template = sdft_data::Template::preset(bench.template())
+        .ok_or_else(|| {
+            Error::file(
+                &path,
+                format!("template preset `{}` is missing", bench.template()),
+            )
+        })?
+        .with_prompt_format(opts.prompt_format, opts.chat_format.clone())?;
+    let prepared = bench::prepare_with(bench, &path, opts.limit, samples, template)?;
     let mut params = opts.sampling.clone();
     params.stop.extend(prepared.template.stop.iter().cloned());
     std::fs::create_dir_all(&opts.run_dir).map_err(|e| Error::io(&opts.run_dir, e))?;
     reuse_bench(
         opts,
         &name,
-        &bench_settings(bench, opts, &params, &data_sha256, samples),
+        &bench_settings(bench, opts, &params, &data_sha256, samples)
+            .with(
+                "prompt_format",
+                prepared.template.prompt_format().to_string(),
+            )
+            .with("template_hash", prepared.template.template_hash()),
     )?;
     let requests: Vec<GenerationRequest> = prepared
         .items
@@ -261,7 +282,7 @@ pub fn run_generation(
             .then(|| bench.primary().to_string()),
         n: rows.len(),
         metrics,
-        config: config(bench, opts, &opts.sampling, samples),
+        config: config(bench, &prepared.template, opts, &opts.sampling, samples),
         hashes: Hashes {
             data_path: path.display().to_string(),
             data_sha256,
@@ -388,11 +409,16 @@ pub fn run_multiple_choice(
         metrics: mc::metrics(&items, &outcomes),
         config: BenchConfig {
             template: bench.template().to_string(),
+            // Multiple-choice contexts are scored as the data gives them: no
+            // template renders them, in either prompt format.
+            prompt_format: sdft_data::PromptFormat::Paper,
+            template_hash: sdft_data::Template::preset(bench.template())
+                .map(|t| t.template_hash())
+                .unwrap_or_default(),
             sampling: opts.sampling.clone(),
             limit: opts.limit,
             seed: opts.sampling.seed,
             samples: 1,
-            prompt_format: None,
             num_fewshot: None,
         },
         hashes: Hashes {

@@ -214,11 +214,12 @@ mod tests {
             metrics,
             config: BenchConfig {
                 template: "t".into(),
+                prompt_format: sdft_data::PromptFormat::Paper,
+                template_hash: String::new(),
                 sampling: Default::default(),
                 limit: None,
                 seed: 42,
                 samples: 1,
-                prompt_format: None,
                 num_fewshot: None,
             },
             hashes: Hashes {

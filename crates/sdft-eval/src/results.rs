@@ -38,19 +38,25 @@ pub struct ModelInfo {
 pub struct BenchConfig {
     /// The prompt template preset.
     pub template: String,
+    /// The prompt format the prompts were made in (`paper` or `chat`).
+    #[serde(default = "paper")]
+    pub prompt_format: sdft_data::PromptFormat,
+    /// [`sdft_data::Template::template_hash`] of the template as rendered.
+    #[serde(default)]
+    pub template_hash: String,
     pub sampling: SamplingParams,
     pub limit: Option<usize>,
     pub seed: u64,
     /// Samples per problem (HumanEval pass@k); 1 elsewhere.
     #[serde(default = "one")]
     pub samples: usize,
-    /// How multiple-choice contexts were put to the model (`paper`: lm-eval's
-    /// raw text); absent for generation benchmarks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt_format: Option<String>,
     /// Few-shot examples per context (knowledge benchmarks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_fewshot: Option<usize>,
+}
+
+fn paper() -> sdft_data::PromptFormat {
+    sdft_data::PromptFormat::Paper
 }
 
 fn one() -> usize {

@@ -160,7 +160,7 @@ fn a_run_records_results_under_knowledge() {
     let all = RunResults::read(&out.path().join("run/results.json")).unwrap();
     assert_eq!(all.benchmarks.len(), 2);
     let cfg = &all.get("arc_easy").unwrap().config;
-    assert_eq!(cfg.prompt_format.as_deref(), Some("paper"));
+    assert_eq!(cfg.prompt_format, sdft_data::PromptFormat::Paper);
     assert_eq!(cfg.num_fewshot, Some(0));
     assert!(out.path().join("run/arc_easy.parquet").is_file());
 }

@@ -119,6 +119,17 @@ impl TokenizerInfo {
         self.tokenizer.token_to_id(token)
     }
 
+    /// The id of the special (control) token whose text is exactly `text`
+    /// (`<|im_end|>`, `<|eot_id|>`, `</s>`), if there is one.
+    pub fn special_token_id(&self, text: &str) -> Option<u32> {
+        self.tokenizer
+            .get_added_tokens_decoder()
+            .iter()
+            .filter(|(_, t)| t.special && t.content == text)
+            .map(|(id, _)| *id)
+            .min()
+    }
+
     /// The token string of `id`.
     pub fn id_to_token(&self, id: u32) -> Option<String> {
         self.tokenizer.id_to_token(id)

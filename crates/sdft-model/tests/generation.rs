@@ -215,3 +215,34 @@ fn scores_equal_the_full_forward_log_softmax() {
     let london = engine.score_requests(&[alt]).unwrap()[0];
     assert!(scores[0].mean_logprob() > london.mean_logprob());
 }
+
+#[test]
+fn stop_strings_of_one_special_token_stop_as_tokens() {
+    let Some(model) = model() else { return };
+    let engine = Engine::new(model, 1);
+    assert_eq!(
+        engine.model.tokenizer.special_token_id("<|im_start|>"),
+        Some(1)
+    );
+    assert_eq!(engine.model.tokenizer.special_token_id("im_start"), None);
+    let mut params = SamplingParams::greedy();
+    params.stop = vec!["<|im_start|>".into(), "\nQ:".into()];
+    let ids = engine.stop_ids_for(&params);
+    let mut want = engine.stop_ids.clone();
+    want.push(1);
+    want.sort_unstable();
+    want.dedup();
+    assert_eq!(ids, want);
+    // Ending at such a token leaves it out of the text, as EOS is: SmolLM2 answers
+    // a chat turn and ends it with <|im_end|> (its EOS), never shown.
+    params.stop = vec!["<|im_end|>".into()];
+    params.max_new_tokens = 48;
+    let c = engine
+        .generate_with(
+            &[GenerationRequest::new("a", Prompt::raw(chat("Say hello.")))],
+            &params,
+            &mut |_, _| {},
+        )
+        .unwrap();
+    assert!(!c[0].text.contains("<|im_end|>"), "{:?}", c[0].text);
+}

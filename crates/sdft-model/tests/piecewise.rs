@@ -19,6 +19,7 @@ fn example() -> Example {
 
 fn texts(t: &Template) -> Vec<String> {
     t.render_prompt(&example())
+        .unwrap()
         .pieces
         .into_iter()
         .filter_map(|p| match p {
@@ -32,7 +33,7 @@ fn texts(t: &Template) -> Vec<String> {
 fn gsm8k_distill_pieces() {
     let Some(tok) = llama2() else { return };
     let t = Template::preset("gsm8k_distill").unwrap();
-    let prompt = t.render_prompt(&example());
+    let prompt = t.render_prompt(&example()).unwrap();
     let ids = tok.encode_pieces(&prompt).unwrap();
     let pieces = texts(&t);
     assert_eq!(
@@ -63,7 +64,9 @@ fn gsm8k_distill_pieces() {
 fn alpaca_pieces_and_target() {
     let Some(tok) = llama2() else { return };
     let t = Template::preset("alpaca").unwrap();
-    let ids = tok.encode_pieces(&t.render_prompt(&example())).unwrap();
+    let ids = tok
+        .encode_pieces(&t.render_prompt(&example()).unwrap())
+        .unwrap();
     let pieces = texts(&t);
     assert_eq!(pieces.len(), 3, "system, separator, instruction block");
     let sys = tok.encode(&pieces[0], true).unwrap();
@@ -75,7 +78,7 @@ fn alpaca_pieces_and_target() {
     );
     // The target: the response piece, then EOS = 2.
     let target = tok
-        .encode_pieces(&t.render_turns(&example())[0].response)
+        .encode_pieces(&t.render_turns(&example()).unwrap()[0].response)
         .unwrap();
     assert_eq!(*target.last().unwrap(), 2);
     assert_eq!(

@@ -103,7 +103,9 @@ pub fn check_template(t: &Template) -> Result<()> {
 }
 
 /// Renders and tokenizes one example: every turn's prompt masked and every
-/// assistant turn (plus EOS) supervised. Each turn is cut to the budget left of
+/// assistant turn (plus EOS) supervised. In the `chat` prompt format the ids are
+/// the whole conversation's tokenization and each target is supervised up to and
+/// including the chat template's end-of-turn token. Each turn is cut to the budget left of
 /// `cutoff` with [`truncate_pair`]; turns past the budget are dropped.
 pub fn encode_example(
     template: &Template,
@@ -115,22 +117,81 @@ pub fn encode_example(
         ids: Vec::new(),
         target: Vec::new(),
     };
-    for turn in template.render_turns(ex) {
+    let turns = template.render_turns(ex)?;
+    let spans = match &template.chat {
+        Some(chat) => chat_spans(template, chat, ex, &turns, encode)?,
+        None => turns
+            .iter()
+            .map(|t| Ok((encode(&t.prompt)?, encode(&t.response)?, None)))
+            .collect::<Result<Vec<_>>>()?,
+    };
+    for (source, target, supervised) in spans {
         let total = seq.ids.len();
         if total >= cutoff {
             break;
         }
-        let source = encode(&turn.prompt)?;
-        let target = encode(&turn.response)?;
-        let (source, target) = truncate_pair(&source, &target, cutoff - total);
+        let (source, mut target) = truncate_pair(&source, &target, cutoff - total);
+        let supervised = supervised.unwrap_or(target.len()).min(target.len());
         seq.target.extend(std::iter::repeat_n(false, source.len()));
-        seq.target.extend(std::iter::repeat_n(true, target.len()));
+        seq.target.extend(std::iter::repeat_n(true, supervised));
+        seq.target
+            .extend(std::iter::repeat_n(false, target.len() - supervised));
         seq.ids.extend(source);
-        seq.ids.extend(target);
+        seq.ids.append(&mut target);
     }
     seq.ids.truncate(cutoff);
     seq.target.truncate(cutoff);
     Ok(seq)
+}
+
+/// One turn's prompt ids, target ids, and how many target ids are supervised
+/// (`None`: all).
+type TurnSpan = (Vec<u32>, Vec<u32>, Option<usize>);
+
+/// The `chat` format's token spans: per turn the prompt ids, the target ids, and
+/// how many target ids are supervised (through the end-of-turn token; ChatML's
+/// newline after `<|im_end|>` is in the sequence but not supervised). The ids are
+/// the tokenization of the whole conversation text, as the chat template renders
+/// it, split where each turn's prompt and target end. Where a tokenizer merges
+/// text across such a boundary (so no split is exact), that part is tokenized on
+/// its own instead, as a prompt is for generation, with a warning naming the row.
+fn chat_spans(
+    template: &Template,
+    chat: &sdft_data::ChatFormat,
+    ex: &Example,
+    turns: &[sdft_data::RenderedTurn],
+    encode: &dyn Fn(&Prompt) -> sdft_model::Result<Vec<u32>>,
+) -> Result<Vec<TurnSpan>> {
+    let eot = encode(&Prompt::raw(chat.end_of_turn()))?;
+    let eot = (eot.len() == 1).then(|| eot[0]);
+    let mut text = String::new();
+    let mut before: Vec<u32> = Vec::new();
+    let mut out = Vec::new();
+    for (i, t) in turns.iter().enumerate() {
+        let mut cut = |part: &Prompt, what: &str| -> Result<Vec<u32>> {
+            text.push_str(&part.text());
+            let ids = encode(&Prompt::raw(text.clone()))?;
+            let span = if ids.starts_with(&before) {
+                ids[before.len()..].to_vec()
+            } else {
+                tracing::warn!(
+                    template = %template.name,
+                    id = %ex.id,
+                    turn = i + 1,
+                    part = what,
+                    "the tokenizer merges this part with the text before it; tokenized on its own"
+                );
+                encode(part)?
+            };
+            before.extend_from_slice(&span);
+            Ok(span)
+        };
+        let source = cut(&t.prompt, "prompt")?;
+        let target = cut(&t.response, "target")?;
+        let supervised = eot.and_then(|e| target.iter().rposition(|id| *id == e).map(|p| p + 1));
+        out.push((source, target, supervised));
+    }
+    Ok(out)
 }
 
 /// The order of examples in micro-batches for one epoch: a seeded shuffle, and with
@@ -176,7 +237,7 @@ mod tests {
         let mut ex = Example::new("last question", "final answer here");
         ex.history = vec![sdft_core::Turn::new("first q", "first a")];
         let seq = encode_example(&t, &ex, 1024, &fake_encode).unwrap();
-        let turns = t.render_turns(&ex);
+        let turns = t.render_turns(&ex).unwrap();
         let mut expect = Vec::new();
         for turn in &turns {
             expect.extend(std::iter::repeat_n(

@@ -350,6 +350,8 @@ impl<B: AutodiffBackend> Trainer<B> {
             "config": self.job.config,
             "devices": self.devices().iter().map(|d| format!("{d:?}")).collect::<Vec<_>>(),
             "template": self.job.template,
+            "prompt_format": self.job.template.prompt_format(),
+            "template_hash": self.job.template.template_hash(),
             "response_column": self.job.response_column,
             "data": {"path": self.job.data, "sha256": self.state.data_sha256, "examples": self.seqs.len()},
             "model": {"path": self.job.model, "sha256": self.model_sha256},

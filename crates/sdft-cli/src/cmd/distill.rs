@@ -103,6 +103,10 @@ struct RunArgs {
     /// Redo an output made with other settings instead of refusing.
     #[arg(long)]
     overwrite: bool,
+    /// `paper` (the presets byte-exact) or `chat` (through the model's chat
+    /// template); default `chat` when the model has one.
+    #[arg(long, value_name = "paper|chat")]
+    prompt_format: Option<sdft_data::PromptFormat>,
     /// OUT.parquet: one row per source example (see docs/distill.md for the columns).
     #[arg(long)]
     output: PathBuf,
@@ -172,22 +176,26 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
         .filter(|_| a.task == "custom")
         .unwrap_or_else(|| a.task.clone());
     let task = Task::parse(&task_name)?;
-    let checks = match &file {
-        Some(f) => f.build_checks(task)?,
-        None => task.checks(),
-    };
-    let mut builder = DistillConfig::builder(task)
-        .checks(checks)
-        .sampling(sampling)
-        .on_empty(on_empty)
-        .flush_rows(a.flush_rows);
-    if let Some(t) = choose_template(
+    let template = match choose_template(
         a.template.as_deref(),
         a.template_file.as_deref(),
         file.as_ref(),
     )? {
-        builder = builder.template(t);
-    }
+        Some(t) => t,
+        None => Template::load(task.distill_template())?,
+    };
+    let tokenizer = super::prompt_format::tokenizer(&load.model)?;
+    let template = super::prompt_format::apply(template, a.prompt_format, &tokenizer)?;
+    let checks = match &file {
+        Some(f) => f.build_checks(task)?,
+        None => task.checks(),
+    };
+    let builder = DistillConfig::builder(task)
+        .checks(checks)
+        .sampling(sampling)
+        .on_empty(on_empty)
+        .flush_rows(a.flush_rows)
+        .template(template);
     let config = builder.build()?;
     let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
 
@@ -202,6 +210,8 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
         task: task.name().into(),
         template: config.template.name.clone(),
         template_sha256: sha256_json(&config.template),
+        prompt_format: config.template.prompt_format(),
+        template_hash: config.template.template_hash(),
         checks: config.check_names().iter().map(|s| s.to_string()).collect(),
         sampling: serde_json::to_value(&config.sampling)?,
         seed: config.sampling.seed,
@@ -257,7 +267,7 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
             .train_template
             .clone()
             .unwrap_or_else(|| task.train_template().to_string());
-        let t = Template::load(&name)?;
+        let t = super::prompt_format::apply(Template::load(&name)?, a.prompt_format, &tokenizer)?;
         let engine = engine.as_mut().expect("loaded for --measure-gap");
         let bar = bar(0, "gap");
         let gap = measure_gap(engine, &t, &rows, a.batch_size * 4, &mut |done, total| {

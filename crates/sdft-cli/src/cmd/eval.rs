@@ -107,6 +107,10 @@ pub struct RunArgs {
     /// ...), drawn with the run's seed as lm-eval's --num_fewshot does.
     #[arg(long, default_value_t = 0)]
     num_fewshot: usize,
+    /// `paper` (the presets byte-exact) or `chat` (through the model's chat
+    /// template); default `chat` when the model has one.
+    #[arg(long, value_name = "paper|chat")]
+    prompt_format: Option<sdft_data::PromptFormat>,
     /// Sampling: `--sampling paper|greedy` (default paper) and the flags that adjust it.
     #[command(flatten)]
     flags: SamplingArgs,
@@ -311,6 +315,13 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
         adapter_sha256: a.load.adapter.as_deref().map(content_hash).transpose()?,
     };
     opts.bos = bos;
+    opts.prompt_format = sdft_data::PromptFormat::resolve(
+        a.prompt_format,
+        engine.model.tokenizer.chat_template().is_some(),
+    );
+    if opts.prompt_format == sdft_data::PromptFormat::Chat {
+        opts.chat_format = super::prompt_format::chat_format(&engine.model.tokenizer)?;
+    }
     opts.alpaca_reference = a.alpacaeval_reference.clone();
     opts.overwrite = a.overwrite;
     let mut bars = Bars { bar: None };

@@ -47,6 +47,10 @@ pub struct GenerateArgs {
     /// Render `messages` (or a `prompt` as one user message) with the model's chat template.
     #[arg(long)]
     chat: bool,
+    /// With `--template`: `paper` (the preset byte-exact) or `chat` (the preset's
+    /// parts through the model's chat template); default `chat` when the model has one.
+    #[arg(long, value_name = "paper|chat", requires = "template")]
+    prompt_format: Option<sdft_data::PromptFormat>,
     #[arg(long, default_value_t = 8, value_parser = positive)]
     batch_size: usize,
     #[command(flatten)]
@@ -101,7 +105,11 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
                 eos: token(model.tokenizer.eos_id()),
             }
         }
-        (false, Some(t)) => PromptStyle::Template(t),
+        (false, Some(t)) => PromptStyle::Template(super::prompt_format::apply(
+            t,
+            args.prompt_format,
+            &model.tokenizer,
+        )?),
         (false, None) => PromptStyle::Raw {
             bos: model.tokenizer.add_bos(),
         },

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use sdft_data::{ColumnMap, Dataset, Format, ReadOptions, Template};
+use sdft_data::{ColumnMap, Dataset, Format, PromptFormat, ReadOptions, Template};
 use serde_json::json;
 
 #[derive(Debug, Subcommand)]
@@ -32,9 +32,19 @@ pub enum TemplateCommand {
         format: Option<Format>,
         #[arg(long = "map", value_name = "COLUMN=FIELD")]
         map: Vec<String>,
-        /// Print JSON: the prompt and target as strings and as pieces.
+        /// Print JSON: the prompt and target as strings and as pieces; `text` (the
+        /// prompt text), and with `--model`, `ids` (the prompt's token ids as the
+        /// stages feed them) and `target_ids` (the supervised ids of the training
+        /// target; empty for distillation templates).
         #[arg(long)]
         json: bool,
+        /// The model whose tokenizer (and chat template) to render with.
+        #[arg(long)]
+        model: Option<String>,
+        /// `paper` or `chat` (needs `--model`); default `chat` when the model has a
+        /// chat template, else `paper`.
+        #[arg(long, value_name = "paper|chat")]
+        prompt_format: Option<PromptFormat>,
     },
 }
 
@@ -64,8 +74,21 @@ pub fn run(cmd: TemplateCommand) -> Result<ExitCode> {
             format,
             map,
             json,
+            model,
+            prompt_format,
         } => {
             let template = Template::load(&name)?;
+            let tokenizer = model
+                .as_deref()
+                .map(super::prompt_format::tokenizer)
+                .transpose()?;
+            let template = match &tokenizer {
+                Some(tok) => super::prompt_format::apply(template, prompt_format, tok)?,
+                None if prompt_format == Some(PromptFormat::Chat) => {
+                    bail!("--prompt-format chat needs --model (the chat template is the model's)")
+                }
+                None => template,
+            };
             let options = ReadOptions {
                 format,
                 columns: ColumnMap::parse_specs(&map)?,
@@ -92,13 +115,39 @@ pub fn run(cmd: TemplateCommand) -> Result<ExitCode> {
                     &data.examples[row - 1 - before]
                 }
             };
-            let prompt = template.render_prompt(ex);
-            let turns = template.render_turns(ex);
+            let prompt = template.render_prompt(ex)?;
+            let turns = template.render_turns(ex)?;
             let target = turns.last().map(|t| t.response.clone()).unwrap_or_default();
             if json {
+                let (ids, target_ids) = match &tokenizer {
+                    Some(tok) => {
+                        let ids = tok.encode_pieces(&prompt)?;
+                        let target_ids: Vec<u32> = if template.uses_reference() {
+                            Vec::new()
+                        } else {
+                            let seq =
+                                sdft_train::data::encode_example(&template, ex, 1 << 24, &|p| {
+                                    tok.encode_pieces(p)
+                                })?;
+                            seq.ids
+                                .iter()
+                                .zip(&seq.target)
+                                .filter(|(_, t)| **t)
+                                .map(|(i, _)| *i)
+                                .collect()
+                        };
+                        (Some(ids), Some(target_ids))
+                    }
+                    None => (None, None),
+                };
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&json!({
+                        "text": template.display(&prompt),
+                        "ids": ids,
+                        "target_ids": target_ids,
+                        "prompt_format": template.prompt_format(),
+                        "template_hash": template.template_hash(),
                         "template": template.name,
                         "id": ex.id,
                         "prompt": template.display(&prompt),

@@ -24,6 +24,10 @@ pub struct TrainArgs {
     /// Prompt template: a preset name (`sdft template list`) or a TOML file.
     #[arg(long)]
     template: String,
+    /// `paper` (the preset byte-exact) or `chat` (through the model's chat
+    /// template); default `chat` when the model has one.
+    #[arg(long, value_name = "paper|chat")]
+    prompt_format: Option<sdft_data::PromptFormat>,
     /// Column holding the training target: `response` (distillation output) or
     /// `output` (the dataset's own reference, detected by name).
     #[arg(long, default_value = "output")]
@@ -163,7 +167,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let job = TrainJob {
         model: assets::resolve_model(&args.model)?,
         data: args.data.clone(),
-        template: Template::load(&args.template)?,
+        template: super::prompt_format::apply(
+            Template::load(&args.template)?,
+            args.prompt_format,
+            &super::prompt_format::tokenizer(&args.model)?,
+        )?,
         response_column: ResponseColumn::parse(&args.response_column)?,
         output: args.output.clone(),
         config,

@@ -23,19 +23,22 @@
 //! let t = Template::preset("alpaca").unwrap();
 //! let ex = Example::new("Add 2 and 3.", "5");
 //! assert_eq!(
-//!     t.render_prompt(&ex).to_string(),
+//!     t.render_prompt(&ex).unwrap().to_string(),
 //!     "<s>Below is an instruction that describes a task. Write a response that \
 //!      appropriately completes the request.\n\n### Instruction:\nAdd 2 and 3.\n\n### Response:\n"
 //! );
-//! assert_eq!(t.render_turns(&ex)[0].response.to_string(), "5</s>");
+//! assert_eq!(t.render_turns(&ex).unwrap()[0].response.to_string(), "5</s>");
 //! ```
 
+mod chat_format;
 mod presets;
 mod spec;
 
 use sdft_core::{Example, Prompt, PromptPiece};
+use sha2::{Digest, Sha256};
 
-pub use presets::PRESET_NAMES;
+pub use chat_format::{ChatFormat, PromptFormat};
+pub use presets::{GCG_SUFFIX, PRESET_NAMES};
 
 use crate::{Error, Result};
 
@@ -60,6 +63,9 @@ pub struct Template {
     pub turn_bos: bool,
     /// The user turn, with `{query}` and, in distillation templates, `{resp}`.
     pub prompt: String,
+    /// The user message in the `chat` prompt format, with `{query}` and, in
+    /// distillation templates, `{resp}` (see `docs/templates.md`).
+    pub user_format: String,
     /// Forced start of the assistant's reply: part of the prompt, not the response.
     pub assistant_prefix: String,
     /// The assistant turn (training target), with `{response}`.
@@ -71,6 +77,10 @@ pub struct Template {
     /// How BOS and EOS are shown when a prompt is printed.
     pub display_bos: String,
     pub display_eos: String,
+    /// The model's chat template when the template renders in the `chat` prompt
+    /// format ([`Template::with_prompt_format`]); `None` renders the paper's text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatFormat>,
 }
 
 /// One turn rendered: the prompt pieces and the target pieces.
@@ -202,8 +212,18 @@ impl Template {
         p
     }
 
-    /// The target pieces for a response: `response` format, then EOS.
-    pub fn render_response(&self, response: &str) -> Prompt {
+    /// The target pieces for a response: `response` format, then EOS. In the
+    /// `chat` format: the response and what the chat template emits after an
+    /// assistant message (ChatML's `<|im_end|>\n`), as one text piece.
+    pub fn render_response(&self, response: &str) -> Result<Prompt> {
+        if let Some(chat) = &self.chat {
+            let mut turns = self.chat_turns(chat, &Example::new("x", response), response)?;
+            return Ok(turns.pop().map(|t| t.response).unwrap_or_default());
+        }
+        Ok(self.paper_response(response))
+    }
+
+    fn paper_response(&self, response: &str) -> Prompt {
         let mut p = Prompt::default();
         p.push(PromptPiece::Text(fill(
             &self.response,
@@ -217,35 +237,46 @@ impl Template {
 
     /// Every turn of an example (history first, the final turn last), each with its
     /// prompt and its reference response as target. This is what training supervises:
-    /// every assistant turn, with user turns masked.
-    pub fn render_turns(&self, ex: &Example) -> Vec<RenderedTurn> {
-        let system = self.system_for(ex);
-        ex.turns()
-            .iter()
-            .enumerate()
-            .map(|(i, t)| RenderedTurn {
-                prompt: self.turn_prompt(i, system, &t.user, &t.assistant),
-                response: self.render_response(&t.assistant),
-            })
-            .collect()
+    /// every assistant turn, with user turns masked. Errors only in the `chat`
+    /// format, when the chat template fails to render the conversation.
+    pub fn render_turns(&self, ex: &Example) -> Result<Vec<RenderedTurn>> {
+        self.render_turns_with_response(ex, &ex.output)
     }
 
     /// Like [`Template::render_turns`], with the final turn's target replaced by
     /// `response` (a distilled rewrite).
-    pub fn render_turns_with_response(&self, ex: &Example, response: &str) -> Vec<RenderedTurn> {
-        let mut turns = self.render_turns(ex);
-        if let Some(last) = turns.last_mut() {
-            last.response = self.render_response(response);
+    pub fn render_turns_with_response(
+        &self,
+        ex: &Example,
+        response: &str,
+    ) -> Result<Vec<RenderedTurn>> {
+        if let Some(chat) = &self.chat {
+            return self.chat_turns(chat, ex, response);
         }
-        turns
+        let system = self.system_for(ex);
+        let turns = ex.turns();
+        let n = turns.len();
+        Ok(turns
+            .iter()
+            .enumerate()
+            .map(|(i, t)| RenderedTurn {
+                prompt: self.turn_prompt(i, system, &t.user, &t.assistant),
+                response: self.paper_response(if i + 1 == n { response } else { &t.assistant }),
+            })
+            .collect())
     }
 
     /// The prompt to generate the final turn from: the earlier turns in full
     /// (prompt and reference response), then the final turn's prompt. With a
     /// distillation template, each turn's `{resp}` is that turn's own reference.
-    pub fn render_prompt(&self, ex: &Example) -> Prompt {
+    /// In the `chat` format: the chat template's rendering of the conversation with
+    /// the assistant turn opened, then the assistant prefix, as one text piece.
+    pub fn render_prompt(&self, ex: &Example) -> Result<Prompt> {
+        if let Some(chat) = &self.chat {
+            return self.chat_prompt(chat, ex);
+        }
         let mut out = Prompt::default();
-        let turns = self.render_turns(ex);
+        let turns = self.render_turns(ex)?;
         let n = turns.len();
         for (i, t) in turns.into_iter().enumerate() {
             out.extend(t.prompt);
@@ -253,7 +284,79 @@ impl Template {
                 out.extend(t.response);
             }
         }
-        out
+        Ok(out)
+    }
+
+    /// The prompt format this template renders in.
+    pub fn prompt_format(&self) -> PromptFormat {
+        if self.chat.is_some() {
+            PromptFormat::Chat
+        } else {
+            PromptFormat::Paper
+        }
+    }
+
+    /// This template in `format`: `paper` drops any chat template; `chat` renders
+    /// through `chat` (the model's chat template; an error when it is `None`) and
+    /// also stops generation at its end-of-turn token (the template's own stop
+    /// strings are kept). The chat template is tried on a probe example (with and without a
+    /// system message, one and two turns) so a template that cannot render this
+    /// preset's conversations fails here, not in the middle of a stage.
+    pub fn with_prompt_format(
+        mut self,
+        format: PromptFormat,
+        chat: Option<ChatFormat>,
+    ) -> Result<Template> {
+        match format {
+            PromptFormat::Paper => {
+                if let Some(chat) = self.chat.take() {
+                    if chat.stop_added {
+                        self.stop.retain(|s| s != chat.end_of_turn());
+                    }
+                }
+                Ok(self)
+            }
+            PromptFormat::Chat => {
+                let chat = chat.ok_or_else(|| Error::Template {
+                    name: self.name.clone(),
+                    message: "prompt format `chat` needs the model's chat template, and the model has none \
+                              (use the `paper` prompt format)"
+                        .into(),
+                })?;
+                let mut this = self.with_prompt_format(PromptFormat::Paper, None)?;
+                this.validate()?;
+                let mut chat = chat;
+                chat.stop_added = !this.stop.iter().any(|s| s == chat.end_of_turn());
+                if chat.stop_added {
+                    this.stop.push(chat.end_of_turn().to_string());
+                }
+                this.chat = Some(chat);
+                let this_ref = &this;
+                let probe = Example::new("Question?", "Answer.")
+                    .with_history(vec![sdft_core::Turn::new("First?", "First answer.")]);
+                for ex in [
+                    probe.clone(),
+                    probe.with_system("Be brief.").with_history(Vec::new()),
+                ] {
+                    this_ref.render_prompt(&ex)?;
+                    this_ref.render_turns(&ex)?;
+                }
+                Ok(this)
+            }
+        }
+    }
+
+    /// The template hash recorded by every stage (`template_hash` in distill
+    /// summaries, `run.json`, `results.json` and pipeline manifests): the SHA-256
+    /// (hex) of the template serialized as JSON, which holds every part the prompts
+    /// are made of: the paper's strings, the user-message format, and in the
+    /// `chat` format the chat template's source with its BOS/EOS texts.
+    pub fn template_hash(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a template serializes to JSON");
+        Sha256::digest(&json)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// A prompt shown with this template's BOS/EOS display strings.
@@ -283,6 +386,18 @@ impl Template {
             return Err(bad(format!(
                 "`system_format` must contain {{system}}, found {:?}",
                 self.system_format
+            )));
+        }
+        if !self.user_format.contains("{query}") {
+            return Err(bad(format!(
+                "`user_format` must contain {{query}}, found {:?}",
+                self.user_format
+            )));
+        }
+        if self.uses_reference() && !self.user_format.contains("{resp}") {
+            return Err(bad(format!(
+                "`user_format` must contain {{resp}} in a distillation template (its `prompt` shows the reference), found {:?}",
+                self.user_format
             )));
         }
         if self.stop.iter().any(String::is_empty) {

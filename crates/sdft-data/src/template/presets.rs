@@ -36,6 +36,16 @@ const DISTILL_PROMPT: &str =
     "### Instruction:\n{query}\n\n### Reference Answer:\n{resp}\n\n### Response:\n";
 const THINK_PREFIX: &str = "Great! Let's think step by step. ";
 
+/// User messages in the `chat` prompt format (see `docs/templates.md`): the query
+/// alone for the task presets; the distillation presets keep the query and the
+/// reference apart as the paper's own texts do: `gsm8k_distill` as its Llama-3
+/// twin's user message (`{query}`, a blank line, `{resp}`), the alpaca ones with
+/// the paper's `### Instruction:` / `### Reference Answer:` headings (the
+/// `### Response:` heading becomes the assistant turn).
+const QUERY_USER: &str = "{query}";
+const GSM8K_DISTILL_USER: &str = "{query}\n\n{resp}";
+const ALPACA_DISTILL_USER: &str = "### Instruction:\n{query}\n\n### Reference Answer:\n{resp}";
+
 const LLAMA3_SYSTEM_FORMAT: &str =
     "<|start_header_id|>system<|end_header_id|>\n\n{system}<|eot_id|>";
 const LLAMA3_PROMPT: &str =
@@ -53,12 +63,14 @@ fn base(name: &str, description: &str) -> Template {
         bos: true,
         turn_bos: true,
         prompt: "{query}".into(),
+        user_format: QUERY_USER.into(),
         assistant_prefix: String::new(),
         response: "{response}".into(),
         eos: true,
         stop: Vec::new(),
         display_bos: "<s>".into(),
         display_eos: "</s>".into(),
+        chat: None,
     }
 }
 
@@ -109,6 +121,13 @@ fn llama3_family(
     }
 }
 
+impl Template {
+    fn with_user_format(mut self, user_format: &str) -> Template {
+        self.user_format = user_format.into();
+        self
+    }
+}
+
 pub(super) fn preset(name: &str) -> Option<Template> {
     let t = match name {
         "alpaca" => alpaca_family(
@@ -122,19 +141,22 @@ pub(super) fn preset(name: &str) -> Option<Template> {
             "Paper: AdvBench jailbreak (alpaca with the fixed GCG suffix after the query)",
             ALPACA_SYSTEM,
             &format!("### Instruction:\n{{query}}{GCG_SUFFIX}\n\n### Response:\n"),
-        ),
+        )
+        .with_user_format(&format!("{{query}}{GCG_SUFFIX}")),
         "alpaca_distill_refer" => alpaca_family(
             name,
             "Paper: distillation for OpenFunctions and MagiCoder (shows the reference answer)",
             REFER_SYSTEM,
             DISTILL_PROMPT,
-        ),
+        )
+        .with_user_format(ALPACA_DISTILL_USER),
         "alpaca_distill_using" => alpaca_family(
             name,
             "Paper: distillation for Alpaca, Dolly, LIMA and OpenHermes (shows the reference answer)",
             USING_SYSTEM,
             DISTILL_PROMPT,
-        ),
+        )
+        .with_user_format(ALPACA_DISTILL_USER),
         "gsm8k" => gsm8k_family(name, "Paper: GSM8K training", GSM8K_SYSTEM, "[INST] {query} [/INST]", ""),
         "gsm8k_infer" => gsm8k_family(
             name,
@@ -149,7 +171,8 @@ pub(super) fn preset(name: &str) -> Option<Template> {
             GSM8K_DISTILL_SYSTEM,
             "[INST] {query}\n\n{resp} [/INST] ",
             THINK_PREFIX,
-        ),
+        )
+        .with_user_format(GSM8K_DISTILL_USER),
         "llama3_gsm8k" => llama3_family(
             name,
             "Paper (main branch, Llama-3-8B-Instruct): GSM8K training",
@@ -170,7 +193,8 @@ pub(super) fn preset(name: &str) -> Option<Template> {
             GSM8K_DISTILL_SYSTEM,
             LLAMA3_DISTILL_PROMPT,
             THINK_PREFIX,
-        ),
+        )
+        .with_user_format(GSM8K_DISTILL_USER),
         "llama2-chat" => Template {
             system_format: "<<SYS>>\n{system}\n<</SYS>>\n\n".into(),
             system_in_query: true,

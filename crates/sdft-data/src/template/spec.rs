@@ -3,7 +3,10 @@
 //! Every key is optional except `prompt`; defaults are the alpaca-style structure
 //! (`bos = true`, `turn_bos = true`, `eos = true`, `system_format = "{system}"`,
 //! `separator = ""`, `response = "{response}"`). A template can also start from a
-//! preset with `base = "NAME"` and override only some keys.
+//! preset with `base = "NAME"` and override only some keys. `user_format` (the
+//! user message in the `chat` prompt format) defaults, when `prompt` is given, to
+//! `{query}`, or `{query}\n\n{resp}` for a distillation prompt; with only `base`,
+//! to the preset's.
 
 use serde::Deserialize;
 
@@ -23,6 +26,7 @@ struct Spec {
     bos: Option<bool>,
     turn_bos: Option<bool>,
     prompt: Option<String>,
+    user_format: Option<String>,
     assistant_prefix: Option<String>,
     response: Option<String>,
     eos: Option<bool>,
@@ -60,6 +64,15 @@ pub(super) fn from_toml(source: &str, text: &str) -> Result<Template> {
         t.stop = Vec::new();
     }
     t.name = spec.name.unwrap_or_default();
+    // A new `prompt` without a `user_format` gets the default for its kind: the
+    // query alone, or the query and the reference apart in a distillation template.
+    if spec.prompt.is_some() && spec.user_format.is_none() {
+        t.user_format = if spec.prompt.as_deref().is_some_and(|p| p.contains("{resp}")) {
+            "{query}\n\n{resp}".into()
+        } else {
+            "{query}".into()
+        };
+    }
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = spec.$f { t.$f = v; } )* };
     }
@@ -72,6 +85,7 @@ pub(super) fn from_toml(source: &str, text: &str) -> Result<Template> {
         bos,
         turn_bos,
         prompt,
+        user_format,
         assistant_prefix,
         response,
         eos,

@@ -187,7 +187,8 @@ pub fn run_in(
             limit: opts.limit,
             seed: opts.sampling.seed,
             samples: 1,
-            prompt_format: Some(format.name().to_string()),
+            prompt_format: format.recorded(),
+            template_hash: String::new(),
             num_fewshot: Some(opts.num_fewshot),
         },
         hashes: Hashes {

@@ -29,6 +29,13 @@ impl PromptFormat {
         }
     }
 
+    /// The workspace's prompt format this corresponds to, as results record it.
+    pub fn recorded(self) -> sdft_data::PromptFormat {
+        match self {
+            PromptFormat::Paper => sdft_data::PromptFormat::Paper,
+        }
+    }
+
     /// The prompt for a context. Another format (a chat template that puts the
     /// context in a user message and opens the assistant turn) is one more arm
     /// here: everything else sees only `Prompt`s.

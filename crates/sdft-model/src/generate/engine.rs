@@ -124,6 +124,24 @@ impl<B: Backend> Engine<B> {
         Some(packed)
     }
 
+    /// The ids that end a sequence under `params`: [`Engine::stop_ids`], and each
+    /// stop string that is the text of one special token (a chat template's
+    /// end-of-turn: `<|im_end|>`, `<|eot_id|>`, `</s>`). Such a string never shows
+    /// in decoded text (special tokens are skipped), so it stops as a token, and
+    /// like EOS it is not part of the completion.
+    pub fn stop_ids_for(&self, params: &SamplingParams) -> Vec<u32> {
+        let mut ids = self.stop_ids.clone();
+        ids.extend(
+            params
+                .stop
+                .iter()
+                .filter_map(|s| self.model.tokenizer.special_token_id(s)),
+        );
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     fn encode_request(&self, r: &GenerationRequest) -> Result<Vec<u32>> {
         let ids = self.model.encode_pieces(&r.prompt)?;
         if ids.is_empty() {
@@ -147,6 +165,7 @@ impl<B: Backend> Engine<B> {
         done: &mut dyn FnMut(usize, &Completion),
     ) -> Result<Vec<Completion>> {
         params.validate().map_err(|e| Error::Other(e.to_string()))?;
+        let stop_ids = self.stop_ids_for(params);
         let prompts: Vec<Vec<u32>> = requests
             .iter()
             .map(|r| self.encode_request(r))
@@ -202,7 +221,7 @@ impl<B: Backend> Engine<B> {
                 let finished = match slot {
                     Some(a) if a.pending => {
                         a.pending = false;
-                        self.finish(a, params)?
+                        self.finish(a, params, &stop_ids)?
                     }
                     _ => None,
                 };
@@ -239,9 +258,14 @@ impl<B: Backend> Engine<B> {
 
     /// Applies the chosen `next` token to a sequence; returns its completion when it
     /// has finished.
-    fn finish(&self, a: &mut Active, params: &SamplingParams) -> Result<Option<Completion>> {
+    fn finish(
+        &self,
+        a: &mut Active,
+        params: &SamplingParams,
+        stop_ids: &[u32],
+    ) -> Result<Option<Completion>> {
         let generated = a.seen.len() - a.prompt_len;
-        if self.stop_ids.contains(&a.next) {
+        if stop_ids.contains(&a.next) {
             let text = self.model.tokenizer.decode(&a.seen[a.prompt_len..], true)?;
             return Ok(Some(Completion {
                 text,

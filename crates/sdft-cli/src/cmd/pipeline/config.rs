@@ -23,6 +23,9 @@
 //! limit = 16
 //! ```
 //!
+//! A top-level `prompt_format = "paper" | "chat"` is every stage's
+//! `--prompt-format` unless the stage's table sets its own.
+//!
 //! Stage tables map onto the stage command's flags: `key = value` becomes
 //! `--key value` (underscores as dashes), `true` a bare `--key`, `false` nothing, and
 //! an array a comma-separated list.
@@ -43,6 +46,9 @@ pub struct Experiment {
     pub model: String,
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Every stage's prompt format unless its table sets `prompt_format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_format: Option<sdft_data::PromptFormat>,
     pub data: DataSection,
     #[serde(default)]
     pub distill: toml::Table,
@@ -70,8 +76,14 @@ impl Experiment {
     pub fn load(path: &Path) -> Result<Experiment> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let e: Experiment = toml::from_str(&text)
+        let mut e: Experiment = toml::from_str(&text)
             .with_context(|| format!("{}: invalid experiment", path.display()))?;
+        if let Some(f) = e.prompt_format {
+            for t in [&mut e.distill, &mut e.train, &mut e.eval] {
+                t.entry("prompt_format")
+                    .or_insert_with(|| toml::Value::String(f.as_str().into()));
+            }
+        }
         if !e.eval.contains_key("benchmarks") {
             bail!("{}: [eval] needs `benchmarks`", path.display());
         }

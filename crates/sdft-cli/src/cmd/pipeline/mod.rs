@@ -102,6 +102,7 @@ pub fn run(args: PipelineArgs) -> Result<ExitCode> {
         .unwrap_or(task.distill_template())
         .to_string();
     manifest.train_template = train_template.clone();
+    manifest.prompts = prompt_records(&exp, &model_path, &manifest)?;
 
     let stages = plan(
         &exp,
@@ -143,6 +144,39 @@ pub fn run(args: PipelineArgs) -> Result<ExitCode> {
     )?;
     println!("report: {}", run_dir.join("report.md").display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// What each stage's prompts are made of: the prompt format its table asks for
+/// (or the model's default) and the hash of the template it renders.
+fn prompt_records(
+    exp: &Experiment,
+    model: &Path,
+    manifest: &RunManifest,
+) -> Result<std::collections::BTreeMap<String, serde_json::Value>> {
+    let tok = super::prompt_format::tokenizer(&model.display().to_string())?;
+    let requested = |t: &toml::Table| -> Result<Option<sdft_data::PromptFormat>> {
+        t.get("prompt_format")
+            .and_then(|v| v.as_str())
+            .map(str::parse)
+            .transpose()
+            .map_err(Into::into)
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for (stage, table, name) in [
+        ("distill", &exp.distill, &manifest.distill_template),
+        ("train", &exp.train, &manifest.train_template),
+    ] {
+        let t =
+            super::prompt_format::apply(sdft_data::Template::load(name)?, requested(table)?, &tok)?;
+        out.insert(
+            stage.to_string(),
+            serde_json::json!({"template": t.name, "prompt_format": t.prompt_format(), "template_hash": t.template_hash()}),
+        );
+    }
+    let eval =
+        sdft_data::PromptFormat::resolve(requested(&exp.eval)?, tok.chat_template().is_some());
+    out.insert("eval".into(), serde_json::json!({"prompt_format": eval}));
+    Ok(out)
 }
 
 /// The stages of an experiment, in order.

@@ -53,6 +53,11 @@ pub struct RunManifest {
     pub data_sha256: String,
     pub distill_template: String,
     pub train_template: String,
+    /// Per stage table (`distill`, `train`, `eval`): the prompt format, and for
+    /// `distill` and `train` the template hash (each benchmark's is in its
+    /// `results.json`).
+    #[serde(default)]
+    pub prompts: BTreeMap<String, serde_json::Value>,
     pub stages: BTreeMap<String, StageRecord>,
 }
 
