@@ -139,8 +139,18 @@ fn generate_writes_resumes_and_respects_the_contract() {
         .unwrap()
         .replace("Paris.", "Paris (kept from the partial file).");
     std::fs::write(&partial, format!("{first}\n{{\"id\": \"b\", \"te")).unwrap();
+    // (an interrupted run recorded its settings before its first row)
+    std::fs::copy(
+        dir.path().join("out.jsonl.settings.json"),
+        dir.path().join("out2.jsonl.settings.json"),
+    )
+    .unwrap();
     let o = sdft(&args(&out2).iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("resuming: 1 of 2 rows already generated"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("resumed: 1 of 2 rows were already generated"),
+        "{err}"
+    );
     let text2 = std::fs::read_to_string(&out2).unwrap();
     assert!(text2.contains("kept from the partial file"));
     assert_eq!(text2.lines().count(), 2);

@@ -67,8 +67,15 @@ fn run_ok(args: &[String]) {
 }
 
 /// Starts `args`, SIGKILLs it once `progress()` reaches `at` (or lets it finish
-/// if it gets there first), then reruns the same command to the end.
-fn kill_then_resume(args: &[String], at: usize, progress: &dyn Fn() -> usize) {
+/// if it gets there first), then reruns the same command to the end. Returns
+/// whether it was killed.
+fn kill_then_resume(args: &[String], at: usize, progress: &dyn Fn() -> usize) -> bool {
+    let killed = kill_at(args, at, progress);
+    run_ok(args);
+    killed
+}
+
+fn kill_at(args: &[String], at: usize, progress: &dyn Fn() -> usize) -> bool {
     let mut child = sdft(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -77,17 +84,25 @@ fn kill_then_resume(args: &[String], at: usize, progress: &dyn Fn() -> usize) {
     let start = Instant::now();
     loop {
         if child.try_wait().unwrap().is_some() {
-            break;
+            return false;
         }
         if progress() >= at {
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
-            break;
+            return true;
         }
         assert!(start.elapsed() < Duration::from_secs(120), "no progress");
         std::thread::sleep(Duration::from_millis(2));
     }
-    run_ok(args);
+}
+
+/// At least one of the kill points must have landed inside a run.
+fn some_killed(stage: &str, killed: usize) {
+    eprintln!("soak: {stage}: {killed} of {KILLS} runs killed mid-way");
+    assert!(
+        killed > 0,
+        "{stage}: every run finished before its kill point"
+    );
 }
 
 fn lines(p: &Path) -> usize {
@@ -152,14 +167,16 @@ fn generate_resumes_byte_identical() {
     ]);
     let whole = k.path("whole.jsonl");
     run_ok(&with_output(&base, &whole));
+    let mut killed = 0;
     for i in 0..KILLS {
         let out = k.path(&format!("out{i}.jsonl"));
         let partial = sdft_data::generations::partial_path(&out);
         let at = k.point(24);
-        kill_then_resume(&with_output(&base, &out), at, &|| lines(&partial));
+        killed += kill_then_resume(&with_output(&base, &out), at, &|| lines(&partial)) as usize;
         assert_eq!(read(&out), read(&whole), "killed after {at} rows");
         assert!(!partial.exists());
     }
+    some_killed("generate", killed);
 }
 
 #[test]
@@ -185,15 +202,17 @@ fn distill_resumes_byte_identical() {
     ]);
     let whole = k.path("whole.parquet");
     run_ok(&with_output(&base, &whole));
+    let mut killed = 0;
     for i in 0..KILLS {
         let out = k.path(&format!("out{i}.parquet"));
         let parts = sdft_distill::ChunkStore::dir_for(&out);
         let at = k.point(24);
-        kill_then_resume(&with_output(&base, &out), at, &|| {
+        killed += kill_then_resume(&with_output(&base, &out), at, &|| {
             files_starting(&parts, "chunk-")
-        });
+        }) as usize;
         assert_eq!(read(&out), read(&whole), "killed after {at} chunks");
     }
+    some_killed("distill", killed);
 }
 
 #[test]
@@ -220,33 +239,21 @@ fn train_resumes_byte_identical() {
     let whole = k.path("whole");
     run_ok(&with_output(&base, &whole));
     let adapter = |d: &Path| read(&d.join("adapter/adapter_model.safetensors"));
+    let mut killed = 0;
     for i in 0..KILLS {
         let out = k.path(&format!("out{i}"));
         let at = k.point(12);
         let mut first = with_output(&base, &out);
         let metrics = out.join("metrics.csv");
-        // The first start is a fresh run; the rerun resumes it.
-        let mut child = sdft(&first)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if lines(&metrics) > at {
-                child.kill().unwrap();
-                child.wait().unwrap();
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(120), "no progress");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        // The first start is a fresh run; the rerun resumes it (`--resume`).
+        killed += kill_at(&first, at + 1, &|| lines(&metrics)) as usize;
         if !out.join("adapter").exists() {
             first.push("--resume".into());
             run_ok(&first);
         }
         assert_eq!(adapter(&out), adapter(&whole), "killed after step {at}");
     }
+    some_killed("train", killed);
 }
 
 #[test]
@@ -291,11 +298,12 @@ fn eval_run_resumes_byte_identical() {
         let v: serde_json::Value = serde_json::from_slice(&read(&d.join("results.json"))).unwrap();
         v["benchmarks"][0]["metrics"].clone()
     };
+    let mut killed = 0;
     for i in 0..KILLS {
         let out = k.path(&format!("out{i}"));
         let gens = out.join("gsm8k.generations.jsonl");
         let at = k.point(12);
-        kill_then_resume(&with_output(&base, &out), at, &|| lines(&gens));
+        killed += kill_then_resume(&with_output(&base, &out), at, &|| lines(&gens)) as usize;
         assert_eq!(
             read(&out.join("gsm8k.parquet")),
             read(&whole.join("gsm8k.parquet")),
@@ -303,4 +311,5 @@ fn eval_run_resumes_byte_identical() {
         );
         assert_eq!(metrics(&out), metrics(&whole));
     }
+    some_killed("eval run", killed);
 }

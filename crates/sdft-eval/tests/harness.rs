@@ -157,7 +157,7 @@ fn math_metrics_equal_hand_computed_values_and_resume() {
     .unwrap_err();
     let msg = e.to_string();
     assert!(
-        msg.contains("made with other settings: sampling (recorded"),
+        msg.contains("made with other settings: sampling.temperature (recorded 0.0"),
         "{msg}"
     );
     // ... and redone with `overwrite`.

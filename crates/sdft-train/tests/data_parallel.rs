@@ -138,6 +138,8 @@ fn replicas_reach_the_one_device_adapter() {
         )
         .unwrap();
     }
+    // The stopped run had recorded its settings (devices are not among them).
+    std::fs::copy(root.join("one/settings.json"), part.join("settings.json")).unwrap();
     let csv = std::fs::read_to_string(root.join("one/metrics.csv")).unwrap();
     let head: Vec<&str> = csv.lines().take(4).collect();
     std::fs::write(part.join("metrics.csv"), head.join("\n") + "\n").unwrap();
