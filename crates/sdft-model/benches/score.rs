@@ -10,7 +10,7 @@
 //! context plus continuation tokens, each context counted once, over wall time.
 //! `--benchmarks a,b` and `--limit N` choose the workload (default
 //! `arc_easy,hellaswag,winogrande,mmlu`, the first 256 documents of each; for
-//! MMLU the first 5 of each subject).
+//! MMLU the first `1 + N / 256` of each subject).
 
 use std::time::Instant;
 
