@@ -10,7 +10,7 @@
 //! context plus continuation tokens, each context counted once, over wall time.
 //! `--benchmarks a,b` and `--limit N` choose the workload (default
 //! `arc_easy,hellaswag,winogrande,mmlu`, the first 256 documents of each; for
-//! MMLU the first 5 of each subject).
+//! MMLU the first `1 + N / 256` of each subject).
 
 use std::time::Instant;
 
@@ -90,7 +90,7 @@ fn main() {
         let task = Task::from_name(name).unwrap_or_else(|| panic!("unknown benchmark {name}"));
         let (splits, _) = data::load(task, &dir).expect("data");
         let per = if task == Task::Mmlu {
-            5.min(limit)
+            1 + limit / 256
         } else {
             limit
         };
