@@ -270,6 +270,22 @@ fn report_table_deltas_and_plots() {
     let o = sdft(&["report", s(&dir.path().join("missing"))]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("results.json: missing"));
+    // A task no run has is an error, not a report without its plot.
+    let o = sdft(&[
+        "report",
+        s(&seed),
+        s(&sdft_run),
+        "--task",
+        "bogus",
+        "--output",
+        s(&out),
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("--task bogus: no run has this benchmark (the runs have: advbench_raw, gsm8k, humaneval)"),
+        "{e}"
+    );
 }
 
 fn model_and_data() -> Option<(String, PathBuf)> {

@@ -93,6 +93,7 @@ pub fn score_file(
     let mut rows = Vec::with_capacity(records.len());
     let mut cols: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut per_problem: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, r) in records.rows.iter().enumerate() {
         let row = i + 1;
         let r = r
@@ -104,6 +105,27 @@ pub fn score_file(
             Some(Value::Number(n)) => n.to_string(),
             _ => format!("row-{row}"),
         };
+        // Joins are by id, so an id may not repeat; HumanEval samples that carry
+        // only their `task_id` repeat it by design (n samples per problem).
+        if r.get("id").is_some() || task != ScoreTask::HumanEval {
+            if let Some(first) = seen.insert(id.clone(), row) {
+                return Err(Error::row(
+                    path,
+                    row,
+                    "a unique `id`",
+                    format!("`{id}` again (first on row {first})"),
+                ));
+            }
+        }
+        let found = |keys: &[&str]| match keys.iter().find_map(|k| r.get(*k)) {
+            None => "none".to_string(),
+            Some(Value::Null) => "null".into(),
+            Some(Value::Bool(b)) => format!("a boolean ({b})"),
+            Some(Value::Number(n)) => format!("a number ({n})"),
+            Some(Value::Array(_)) => "an array".into(),
+            Some(Value::Object(_)) => "an object".into(),
+            Some(Value::String(_)) => "a string".into(),
+        };
         let pred_keys: &[&str] = if task == ScoreTask::HumanEval {
             &["prediction", "completion"]
         } else {
@@ -114,7 +136,7 @@ pub fn score_file(
                 path,
                 row,
                 format!("a `{}` string", pred_keys.join("` or `")),
-                "none",
+                found(pred_keys),
             )
         })?;
         let reference = || {
@@ -123,7 +145,7 @@ pub fn score_file(
                     path,
                     row,
                     "a `reference` (or `answer` / `output`) string",
-                    "none",
+                    found(&["reference", "answer", "output"]),
                 )
             })
         };

@@ -424,3 +424,40 @@ fn predictions_file_scores_equal_hand_computed_values() {
         "{e}"
     );
 }
+
+#[test]
+fn scoring_names_what_it_found_and_refuses_repeated_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Default::default();
+    let p = dir.path().join("num.jsonl");
+    std::fs::write(
+        &p,
+        "{\"id\": \"a\", \"prediction\": 12, \"reference\": \"The answer is 12.\"}\n",
+    )
+    .unwrap();
+    let e = score_file(ScoreTask::Gsm8k, &p, None, false, &l)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("row 1: expected a `prediction` string, found a number (12)"),
+        "{e}"
+    );
+    let p = dir.path().join("dup.jsonl");
+    std::fs::write(
+        &p,
+        concat!(
+            r#"{"id": "a", "prediction": "1", "reference": "The answer is 1."}"#,
+            "\n",
+            r#"{"id": "a", "prediction": "2", "reference": "The answer is 2."}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let e = score_file(ScoreTask::Gsm8k, &p, None, false, &l)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("row 2: expected a unique `id`, found `a` again (first on row 1)"),
+        "{e}"
+    );
+}

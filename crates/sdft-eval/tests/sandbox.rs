@@ -30,7 +30,12 @@ fn bwrap_limits() -> Option<ExecLimits> {
     match isolation(SandboxMode::Bwrap, &limits.python) {
         Ok(_) => Some(limits),
         Err(e) => {
-            eprintln!("note: bubblewrap is not usable here ({e}); the sandbox tests did not run");
+            static NOTE: std::sync::Once = std::sync::Once::new();
+            NOTE.call_once(|| {
+                eprintln!(
+                    "note: bubblewrap is not usable here ({e}); the sandbox tests did not run"
+                )
+            });
             None
         }
     }

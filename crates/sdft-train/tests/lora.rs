@@ -95,6 +95,27 @@ fn an_engine_follows_its_model_when_an_adapter_is_merged_into_it() {
     assert_ne!(before, after, "the adapter changes the greedy text");
 }
 
+#[test]
+fn an_unmerged_all_linear_adapter_generates_what_the_merged_one_does() {
+    // Decoding with unmerged adapters runs the generic path, whose step must apply
+    // the adapter of every projection (o_proj and the MLP's included), as the
+    // full forward and a merged model do.
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_model(dir.path(), 11).unwrap();
+    let mut tuned = load::<F32>(dir.path());
+    with_random_adapters(&mut tuned, 5);
+    let adapter = dir.path().join("adapter");
+    peft::save(&tuned.llama, &adapter_config(), &adapter).unwrap();
+    let mut merged = load::<F32>(dir.path());
+    merged.load_adapter(&adapter, true).unwrap();
+    let mut unmerged = load::<F32>(dir.path());
+    unmerged.load_adapter(&adapter, false).unwrap();
+    assert!(!lora::adapters(&unmerged.llama).is_empty());
+    let merged = greedy_texts(&mut sdft_model::Engine::new(merged, 2));
+    let unmerged = greedy_texts(&mut sdft_model::Engine::new(unmerged, 2));
+    assert_eq!(unmerged, merged);
+}
+
 fn seqs() -> Vec<Sequence> {
     let a = Sequence {
         ids: vec![0, 5, 9, 12, 7, 30, 31, 1],
@@ -291,4 +312,83 @@ fn masked_positions_contribute_nothing() {
     let (l0, g0) = grads_of(&m, &[&none]);
     assert_eq!(l0, 0.0);
     assert!(g0.iter().flatten().all(|g| *g == 0.0));
+}
+
+#[test]
+fn adapters_with_non_finite_or_unmatched_tensors_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_model(dir.path(), 11).unwrap();
+    let cfg = adapter_config();
+    // An all-NaN lora_A: an error naming the tensor, not silently other logits.
+    let mut tuned = load::<F32>(dir.path());
+    with_random_adapters(&mut tuned, 5);
+    let mut values: Vec<Vec<f32>> = lora_params(&tuned.llama)
+        .into_iter()
+        .map(|(_, _, v)| v)
+        .collect();
+    let first = lora_params(&tuned.llama)[0].0.clone();
+    values[0].iter_mut().for_each(|v| *v = f32::NAN);
+    set_lora_params(&mut tuned.llama, &values, &tuned.device);
+    let nan = dir.path().join("nan");
+    peft::save(&tuned.llama, &cfg, &nan).unwrap();
+    let e = load::<F32>(dir.path())
+        .load_adapter(&nan, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("base_model.model.{first}.weight"))
+            && e.contains("expected finite values, found NaN"),
+        "{e}"
+    );
+    // A tensor that matches no target module: an error naming it.
+    let good = dir.path().join("good");
+    with_random_adapters(&mut tuned, 5);
+    peft::save(&tuned.llama, &cfg, &good).unwrap();
+    let file = good.join(peft::WEIGHTS_FILE);
+    let bytes = std::fs::read(&file).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let extra_name = "base_model.model.model.layers.99.self_attn.q_proj.lora_A.weight".to_string();
+    let extra = [0u8; 16];
+    let mut views: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        st.tensors().into_iter().collect();
+    views.push((
+        extra_name.clone(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 2], &extra).unwrap(),
+    ));
+    let out = safetensors::serialize(views, None).unwrap();
+    std::fs::write(&file, out).unwrap();
+    let e = load::<F32>(dir.path())
+        .load_adapter(&good, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&extra_name) && e.contains("match no target module"),
+        "{e}"
+    );
+    // An infinity in the base weights: an error naming the tensor.
+    let file = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let name = "model.layers.1.mlp.down_proj.weight";
+    let view = st.tensor(name).unwrap();
+    let mut data = view.data().to_vec();
+    data[4..8].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    let mut views: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != name)
+        .collect();
+    views.push((
+        name.to_string(),
+        safetensors::tensor::TensorView::new(view.dtype(), view.shape().to_vec(), &data).unwrap(),
+    ));
+    std::fs::write(&file, safetensors::serialize(views, None).unwrap()).unwrap();
+    let e = Model::<F32>::load(dir.path(), &Default::default(), &Default::default())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains(name) && e.contains("expected finite values, found inf at flat index 1"),
+        "{e}"
+    );
 }

@@ -62,6 +62,15 @@ struct ExecArgs {
     /// Run model-written code (HumanEval) in a sandboxed python3 process.
     #[arg(long)]
     allow_code_execution: bool,
+    /// Isolation of each program: `auto` (bubblewrap when it works here, else the
+    /// guard with a warning), `bwrap` (bubblewrap or an error), `none` (the guard).
+    /// bubblewrap: no network, own PID namespace (every descendant dies with the
+    /// run), read-only system, a fresh temporary directory as the only writable
+    /// place, cleared environment, as root run as nobody; plus the guard. The guard:
+    /// wall-clock limit with a process-group kill, memory, CPU, process and file-size
+    /// rlimits; it does not stop file access, network use or setsid() escapes.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "bwrap", "none"])]
+    sandbox: String,
     /// Wall-clock limit per program, seconds.
     #[arg(long, default_value_t = 10.0)]
     exec_timeout: f64,
@@ -81,6 +90,7 @@ impl ExecArgs {
         Ok(ExecLimits {
             timeout: Duration::from_secs_f64(self.exec_timeout),
             memory_bytes: self.exec_memory_mb << 20,
+            sandbox: self.sandbox.parse()?,
             ..ExecLimits::default()
         })
     }

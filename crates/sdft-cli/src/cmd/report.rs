@@ -179,6 +179,19 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
         bar_chart(&path, family, &runs, benches)?;
         plots.push(path);
     }
+    if let Some(t) = &a.task {
+        let known: std::collections::BTreeSet<&str> = runs
+            .iter()
+            .flat_map(|r| r.results.benchmarks.iter().map(|b| b.benchmark.as_str()))
+            .collect();
+        if !known.contains(t.as_str()) {
+            let known: Vec<&str> = known.into_iter().collect();
+            anyhow::bail!(
+                "--task {t}: no run has this benchmark (the runs have: {})",
+                known.join(", ")
+            );
+        }
+    }
     let task = a.task.clone().or_else(|| {
         runs[0]
             .results

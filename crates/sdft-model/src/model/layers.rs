@@ -110,7 +110,7 @@ impl<B: Backend> Attention<B> {
         let (k, v) = kv.tensors();
         let total = k.dims()[2];
         let out = self.attend(q, k, v, &step.mask, b, 1, total);
-        project(out, &self.o_proj)
+        project_lora(out, &self.o_proj, &self.o_lora)
     }
 
     /// Grouped-query attention of `q` `[b, h, s, hd]` over `k`/`v`

@@ -6,8 +6,10 @@
 //! `[r, d_in]` and `lora_B.weight` `[d_out, r]`; [`peft`] converts on export/import.
 //!
 //! The adapter of a projection is consulted by [`project_lora`] in the full-sequence
-//! forward. The batched decode path of generation expects adapters merged into the
-//! base weights ([`merge`]), which is what loading a model with an adapter does.
+//! forward and in the generic decode step (every projection: q, k, v, o and the
+//! MLP's). Loading a model with an adapter merges it into the base weights
+//! ([`merge`]), so generation can run the CPU kernels; an unmerged adapter takes the
+//! generic path and generates the same text.
 
 pub mod peft;
 

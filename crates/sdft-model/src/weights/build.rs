@@ -55,6 +55,7 @@ impl<B: Backend> Loader<'_, B> {
                 message: format!("{} values do not fill shape {expected:?}", t.data.len()),
             });
         }
+        crate::weights::check_finite(self.source.path(), name, &t.data)?;
         Ok(t)
     }
 

@@ -13,7 +13,24 @@ pub use gguf_source::{config_from_gguf, gguf_tensor_name, unpermute_rows, GgufWe
 pub(crate) use safetensors_dir::to_f32;
 pub use safetensors_dir::SafetensorsDir;
 
-use crate::Result;
+use crate::{Error, Result};
+
+/// An error naming `tensor` of `path` when `values` hold a NaN or an infinity
+/// (a corrupt or badly converted checkpoint or adapter would otherwise load and
+/// silently change every logit).
+pub(crate) fn check_finite(path: &Path, tensor: &str, values: &[f32]) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::Tensor {
+            path: path.to_path_buf(),
+            tensor: tensor.to_string(),
+            message: format!(
+                "expected finite values, found {} at flat index {i}",
+                values[i]
+            ),
+        }),
+    }
+}
 
 /// A tensor in f32 with its row-major (PyTorch) shape.
 #[derive(Debug, Clone)]

@@ -208,14 +208,20 @@ pub fn read(
         path: path.clone(),
         message: format!("invalid safetensors file: {e}"),
     })?;
+    let used = std::cell::RefCell::new(std::collections::HashSet::new());
     let fetch = |name: &str, shape: [usize; 2]| -> Result<Vec<f32>> {
-        let view = st
-            .tensor(name)
-            .or_else(|_| st.tensor(&name.replace(".weight", ".default.weight")))
-            .map_err(|_| Error::MissingTensor {
-                path: path.clone(),
-                tensor: name.to_string(),
-            })?;
+        let alt = name.replace(".weight", ".default.weight");
+        let (found, view) = match st.tensor(name) {
+            Ok(v) => (name.to_string(), v),
+            Err(_) => (
+                alt.clone(),
+                st.tensor(&alt).map_err(|_| Error::MissingTensor {
+                    path: path.clone(),
+                    tensor: name.to_string(),
+                })?,
+            ),
+        };
+        used.borrow_mut().insert(found);
         if view.shape() != shape {
             return Err(Error::Tensor {
                 path: path.clone(),
@@ -223,7 +229,9 @@ pub fn read(
                 message: format!("expected shape {shape:?}, found {:?}", view.shape()),
             });
         }
-        to_f32(&path, name, view.dtype(), view.data())
+        let values = to_f32(&path, name, view.dtype(), view.data())?;
+        crate::weights::check_finite(&path, name, &values)?;
+        Ok(values)
     };
     let r = config.r;
     let mut pairs = Vec::new();
@@ -240,6 +248,24 @@ pub fn read(
                 b: fetch(&tensor_name(&module, "B"), [d_out, r])?,
             });
         }
+    }
+    let used = used.into_inner();
+    let mut extra: Vec<String> = st
+        .names()
+        .into_iter()
+        .filter(|n| !used.contains(*n))
+        .map(str::to_string)
+        .collect();
+    if !extra.is_empty() {
+        extra.sort();
+        return Err(Error::Format {
+            path: path.clone(),
+            message: format!(
+                "{} tensor(s) match no target module of adapter_config.json (targets {targets:?}, {n_layers} layers): {}",
+                extra.len(),
+                extra.join(", ")
+            ),
+        });
     }
     Ok((config, pairs))
 }
