@@ -1,0 +1,28 @@
+//! # sdft-openai
+//!
+//! sdft-core's [`Generator`](sdft_core::Generator) and [`Scorer`](sdft_core::Scorer)
+//! over the OpenAI-compatible completions API that vLLM, SGLang, TGI and llama.cpp's
+//! `llama-server` serve, so distillation and evaluation run unchanged on a serving
+//! cluster (`sdft generate|distill|eval run --generator openai:http://HOST:PORT/v1
+//! --served-model NAME --concurrency N`; see docs/serving.md).
+//!
+//! - Prompts are rendered locally by our templates and sent as text
+//!   ([`SpecialText::render`] says how BOS/EOS markers are written).
+//! - Sampling maps to `temperature`, `top_p`, `top_k`, `max_tokens`, `stop`, `seed`
+//!   (the row's own seed, [`row_seed`]) and the repetition penalty
+//!   ([`request_body`]).
+//! - [`Client::post`] retries connection errors, time-outs, 408, 429 (with
+//!   `Retry-After`), 5xx and cut-short bodies with exponential backoff, and fails at
+//!   once, naming the row, on other 4xx answers and on answers that are not JSON.
+//! - The API key comes from `SDFT_OPENAI_API_KEY` or `OPENAI_API_KEY` and is never
+//!   logged.
+
+mod client;
+mod error;
+mod generator;
+mod scorer;
+
+pub use client::{Client, RetryPolicy, API_KEY_VARS};
+pub use error::{Error, Result};
+pub use generator::{parse_completion, request_body, row_seed, OpenAiGenerator, SpecialText};
+pub use scorer::{sum_echoed, OpenAiScorer};
