@@ -158,15 +158,24 @@ fn argmax(v: impl Iterator<Item = f64>) -> usize {
     best.0
 }
 
-/// Picks `acc` and `acc_norm` answers from per-choice log-likelihoods.
-pub fn decide(item: &McItem, loglik: Vec<f64>) -> McOutcome {
+/// The `acc` and `acc_norm` answers for per-choice log-likelihoods: the argmax of
+/// the log-likelihoods, and of the log-likelihoods over the choices' lengths in
+/// characters (Python `len`, at least 1); the first on ties, as numpy's argmax.
+/// The one rule for `mc:FILE` and the knowledge benchmarks.
+pub(crate) fn choose<S: AsRef<str>>(loglik: &[f64], choices: &[S]) -> (usize, usize) {
     let pred = argmax(loglik.iter().copied());
     let pred_norm = argmax(
         loglik
             .iter()
-            .zip(&item.choices)
-            .map(|(l, c)| l / c.chars().count().max(1) as f64),
+            .zip(choices)
+            .map(|(l, c)| l / c.as_ref().chars().count().max(1) as f64),
     );
+    (pred, pred_norm)
+}
+
+/// Picks `acc` and `acc_norm` answers from per-choice log-likelihoods.
+pub fn decide(item: &McItem, loglik: Vec<f64>) -> McOutcome {
+    let (pred, pred_norm) = choose(&loglik, &item.choices);
     McOutcome {
         loglik,
         pred,

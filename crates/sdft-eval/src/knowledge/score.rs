@@ -20,25 +20,9 @@ pub struct Outcome {
     pub acc_norm: f64,
 }
 
-fn argmax(v: impl Iterator<Item = f64>) -> usize {
-    let mut best = (0, f64::NEG_INFINITY);
-    for (i, x) in v.enumerate() {
-        if x > best.1 {
-            best = (i, x);
-        }
-    }
-    best.0
-}
-
 /// Picks the answers from per-choice log-likelihoods.
 pub fn decide(doc: &Doc, loglik: Vec<f64>) -> Outcome {
-    let pred = argmax(loglik.iter().copied());
-    let pred_norm = argmax(
-        loglik
-            .iter()
-            .zip(&doc.choices)
-            .map(|(l, c)| l / c.chars().count() as f64),
-    );
+    let (pred, pred_norm) = crate::mc::choose(&loglik, &doc.choices);
     let hit = |p: usize| f64::from(u8::from(p == doc.gold));
     Outcome {
         pred,
