@@ -89,6 +89,22 @@ pub trait Generator {
     fn count_tokens(&self, _prompt: &Prompt) -> Option<usize> {
         None
     }
+
+    /// How many positions a sequence may hold (prompt plus new tokens), when the
+    /// generator has a fixed context; `None` when unknown (a remote server) or
+    /// unlimited.
+    fn context_length(&self) -> Option<usize> {
+        None
+    }
+
+    /// [`Generator::count_tokens`] bounded by `cap`: the exact count when it is at
+    /// most `cap`, otherwise any number above `cap`. Generators with a tokenizer
+    /// should answer a prompt far over the cap without encoding all of it, so that
+    /// one huge row costs bounded memory. The default counts the whole prompt.
+    fn count_tokens_capped(&self, prompt: &Prompt, cap: usize) -> Option<usize> {
+        self.count_tokens(prompt)
+            .map(|n| n.min(cap.saturating_add(1)))
+    }
 }
 
 /// A continuation to score given its prompt.
@@ -148,6 +164,14 @@ impl<G: Generator + ?Sized> Generator for &mut G {
 
     fn count_tokens(&self, prompt: &Prompt) -> Option<usize> {
         (**self).count_tokens(prompt)
+    }
+
+    fn context_length(&self) -> Option<usize> {
+        (**self).context_length()
+    }
+
+    fn count_tokens_capped(&self, prompt: &Prompt, cap: usize) -> Option<usize> {
+        (**self).count_tokens_capped(prompt, cap)
     }
 }
 

@@ -118,7 +118,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0)]
     num_fewshot: usize,
     /// `paper` (the presets byte-exact) or `chat` (through the model's chat
-    /// template); default `chat` when the model has one.
+    /// template); default `chat` when the model has one, except for the knowledge
+    /// benchmarks (mmlu, arc_easy, ...), which score lm-eval's raw text unless
+    /// `chat` is given.
     #[arg(long, value_name = "paper|chat")]
     prompt_format: Option<sdft_data::PromptFormat>,
     /// Sampling: `--sampling paper|greedy` (default paper) and the flags that adjust it.
@@ -339,6 +341,11 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
         let scored = engine.score_counts();
         let r = if b.generates() {
             harness::run_generation(&mut engine, b, &opts, &mut bars)
+        } else if matches!(b, Benchmark::Knowledge(_)) && a.prompt_format.is_none() {
+            // The knowledge benchmarks score lm-eval's raw text unless asked.
+            let mut paper = opts.clone();
+            paper.prompt_format = sdft_data::PromptFormat::Paper;
+            harness::run_multiple_choice(&mut engine, b, &paper, &mut bars)
         } else {
             harness::run_multiple_choice(&mut engine, b, &opts, &mut bars)
         }
