@@ -232,14 +232,16 @@ fn resumable_loglikelihoods(
             });
         match ll {
             Some(ll) if ll.len() == p.doc.n_choices() => out[i] = Some(ll),
-            Some(ll) => return Err(Error::file(
-                &path,
-                format!(
+            Some(ll) => {
+                return Err(Error::file(
+                    &path,
+                    format!(
                     "document `{id}`: {} log-likelihoods recorded, expected {} (one per choice)",
                     ll.len(),
                     p.doc.n_choices()
                 ),
-            )),
+                ))
+            }
             None => todo.push(i),
         }
     }
