@@ -144,6 +144,21 @@ pub trait Scorer {
     fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Score>>;
 }
 
+/// Next-token distributions over the whole vocabulary, to compare two models
+/// position by position (sdft-eval's drift measure).
+pub trait Distributions {
+    /// For one prompt and continuation: row `t` holds `log p(v | prompt,
+    /// continuation[..t])` for every token `v` of the vocabulary, one row per
+    /// continuation token.
+    fn next_token_logprobs(&mut self, request: &ScoreRequest) -> Result<Vec<Vec<f32>>>;
+}
+
+impl<D: Distributions + ?Sized> Distributions for &mut D {
+    fn next_token_logprobs(&mut self, request: &ScoreRequest) -> Result<Vec<Vec<f32>>> {
+        (**self).next_token_logprobs(request)
+    }
+}
+
 impl<G: Generator + ?Sized> Generator for &mut G {
     fn generate(
         &mut self,

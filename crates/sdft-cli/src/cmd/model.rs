@@ -74,7 +74,7 @@ pub enum ModelCommand {
 }
 
 /// Which model to load and how.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
     /// A .gguf file, an HF checkpoint directory, or a known name (smollm2-135m-instruct).
     #[arg(long)]
