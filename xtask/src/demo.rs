@@ -24,6 +24,7 @@ const FILES: &[(&str, &str)] = &[
         "data/openfunction/openfunction_test.json",
     ),
     ("harmful_behaviors.csv", "data/harmful_behaviors.csv"),
+    ("alpaca_eval.json", "data/alpaca_eval.json"),
 ];
 
 const REPO_RAW: &str = "https://raw.githubusercontent.com/sail-sg/sdft/main";

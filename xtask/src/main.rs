@@ -26,7 +26,7 @@ use sdft_core::assets;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  demo [--output DIR]       the SDFT experiment on SmolLM2-135M (CPU, ~20 min): report.md, plots, manifest.json
+  demo [--output DIR]       the SDFT experiment on SmolLM2-135M (CPU, ~40 min): report.md, plots, manifest.json
   test [ARGS...]            fetch test assets (best effort), then run the workspace tests
   assets                    fetch the default model and the test assets into $SDFT_HOME
   bench generate [ARGS...]  generation speed on SmolLM2-135M (--compare-llama-cpp DIR)
