@@ -33,7 +33,7 @@ pub mod model;
 pub mod tokenizer;
 pub mod weights;
 
-pub use config::{LlamaConfig, RopeScaling};
+pub use config::{Architecture, LlamaConfig, RopeScaling};
 pub use error::{Error, Result};
 pub use generate::{Engine, ScoreCounts};
 pub use gguf::{GgmlType, GgufFile, TensorInfo};
