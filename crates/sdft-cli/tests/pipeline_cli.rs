@@ -58,7 +58,7 @@ cutoff_len = 64
 save_steps = 2
 
 [eval]
-benchmarks = ["gsm8k", "advbench", "drift"]
+benchmarks = ["gsm8k", "advbench", "drift", "gsm8k_ll"]
 limit = 2
 greedy = true
 max_new_tokens = 4
@@ -202,6 +202,7 @@ fn the_pipeline_runs_skips_and_resumes() {
         "Distribution gap",
         "## Stages",
         "| drift | **kl** |",
+        "| gsm8k_ll | **logprob** |",
         "## eval-vanilla vs. eval-seed",
         "## eval-sdft vs. eval-seed",
         "## eval-vanilla vs. eval-sdft",

@@ -151,10 +151,16 @@ pub fn lower_is_better(family: &str) -> bool {
     family == "drift"
 }
 
+/// Whether this family's per-row score is in nats per token (drift, task fit)
+/// rather than a rate.
+pub fn in_nats(family: &str) -> bool {
+    matches!(family, "drift" | "task fit")
+}
+
 /// Formats a value of `family`'s per-row score: percentage points for rates,
-/// nats per token for drift.
+/// nats per token for drift and task fit.
 pub fn fmt_diff(family: &str, x: f64) -> String {
-    if lower_is_better(family) {
+    if in_nats(family) {
         format!("{x:+.4} nats/token")
     } else {
         format!("{:+.1} points", 100.0 * x)
@@ -183,6 +189,8 @@ pub fn verdict(p: &Paired, an: &str, bn: &str) -> String {
     let (winner, loser) = if b_better { (bn, an) } else { (an, bn) };
     let what = if lower_is_better(&p.family) {
         "drifts less from the seed"
+    } else if in_nats(&p.family) {
+        "gives the references a higher likelihood"
     } else {
         "scores higher"
     };

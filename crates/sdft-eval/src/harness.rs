@@ -364,6 +364,9 @@ pub fn run_multiple_choice(
     if let Benchmark::Knowledge(task) = bench {
         return crate::knowledge::run(scorer, *task, opts, progress);
     }
+    if let Benchmark::RefLikelihood(task) = bench {
+        return crate::likelihood::run_likelihood(scorer, task, opts, progress);
+    }
     let start = Instant::now();
     let name = bench.name();
     let path = bench.data_path(&opts.data_dir, &opts.humaneval_path);

@@ -14,6 +14,7 @@
 //! - [`exec`], [`sandbox`] and [`humaneval`]: HumanEval programs in a sandboxed `python3`
 //!   (bubblewrap where available).
 //! - [`alpaca`]: AlpacaEval export and a local pairwise judge.
+//! - [`likelihood`]: task fit, the log-likelihood of held-out reference answers.
 //! - [`drift`]: per-token KL divergence of a tuned model from its seed on the
 //!   seed's own responses (over [`sdft_core::Distributions`]).
 //! - [`bench`], [`harness`], [`results`]: benchmarks, the resumable runner, and
@@ -60,6 +61,7 @@ pub mod exec;
 pub mod harness;
 pub mod humaneval;
 pub mod knowledge;
+pub mod likelihood;
 pub mod mc;
 mod metrics;
 pub mod predictions;

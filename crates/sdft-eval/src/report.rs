@@ -107,9 +107,10 @@ pub fn lines(runs: &[Run]) -> Vec<Line> {
 }
 
 /// Whether a metric is a rate shown in percent (everything but the drift
-/// benchmark's divergences, which are nats per token).
+/// benchmark's divergences and task fit's log-probabilities, in nats per token).
 pub fn is_rate(family: &str, metric: &str) -> bool {
-    !(family == "drift" && metric.starts_with("kl"))
+    !((family == "drift" && metric.starts_with("kl"))
+        || (family == "task fit" && metric.contains("logprob")))
 }
 
 /// A metric as the table shows it: `52.3 ± 2.1 (n=570)` in percent for rates,
@@ -195,7 +196,11 @@ pub fn gain_vs_forgetting(runs: &[Run], task: &str) -> Vec<GainForgetting> {
         .results
         .benchmarks
         .iter()
-        .filter(|b| b.benchmark != task && b.family != "drift" && b.primary_metric().is_some())
+        .filter(|b| {
+            b.benchmark != task
+                && is_rate(&b.family, b.primary.as_deref().unwrap_or(""))
+                && b.primary_metric().is_some()
+        })
         .map(|b| b.benchmark.as_str())
         .collect();
     let mut out = Vec::new();

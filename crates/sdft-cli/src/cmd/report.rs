@@ -186,7 +186,7 @@ pub fn paired_section(title: &str, a: &Run, b: &Run, rows: &[Paired]) -> String 
     for p in rows {
         let f = |x: f64| sdft_eval::compare::fmt_diff(&p.family, x);
         let lvl = |x: f64| {
-            if sdft_eval::compare::lower_is_better(&p.family) {
+            if sdft_eval::compare::in_nats(&p.family) {
                 format!("{x:.4}")
             } else {
                 format!("{:.1}", 100.0 * x)
