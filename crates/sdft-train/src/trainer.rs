@@ -9,8 +9,9 @@ use burn::tensor::backend::AutodiffBackend;
 use sdft_core::provenance::{
     self, content_hash, sha256_hex, write_atomic, OutputLock, Reuse, Settings,
 };
+use sdft_core::rng::SplitMix64;
 use sdft_data::Template;
-use sdft_model::model::lora::{self, peft, SplitMix64};
+use sdft_model::model::lora::{self, peft};
 use sdft_model::model::Llama;
 use sdft_model::Model;
 use serde_json::json;
