@@ -53,7 +53,6 @@
 //! ```
 
 pub mod answer;
-pub mod assets;
 mod error;
 mod example;
 mod generate;

@@ -20,7 +20,7 @@
 //!   [`convert`]: writing an HF directory back out.
 //! - [`backend`]: the backend chosen by feature; on `flex` the engine also runs the
 //!   CPU kernels of [`kernels`] for decoding.
-//! - [`assets`]: the local model and test asset cache (re-exported from sdft-core).
+//! - [`assets`]: the local model and test asset cache (the sdft-assets crate, re-exported).
 //!
 //! ```
 //! use std::path::Path;
@@ -34,8 +34,8 @@
 //! assert_eq!(backend::backend_name(), "flex");
 //! ```
 
-/// Named models and test assets in the local cache (from `sdft-core`).
-pub use sdft_core::assets;
+/// Named models and test assets in the local cache (the sdft-assets crate).
+pub use sdft_assets as assets;
 pub mod backend;
 mod config;
 pub mod convert;
