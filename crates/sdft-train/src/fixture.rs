@@ -134,6 +134,7 @@ pub fn tiny_job(root: &Path, out: &str, config: TrainConfig, resume: bool) -> Tr
         output: root.join(out),
         config,
         resume,
+        overwrite: false,
     }
 }
 
