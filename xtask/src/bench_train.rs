@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use sdft_core::assets;
+use sdft_assets as assets;
 
 const STEPS: usize = 5;
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use sdft_core::assets;
+use sdft_assets as assets;
 
 /// The files the demo config reads, with their path in the paper's repository.
 const FILES: &[(&str, &str)] = &[

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use sdft_core::assets;
+use sdft_assets as assets;
 
 const USAGE: &str = "usage: cargo xtask <command>
 

@@ -289,7 +289,7 @@ fn report_table_deltas_and_plots() {
 }
 
 fn model_and_data() -> Option<(String, PathBuf)> {
-    let m = sdft_core::assets::cached_model(&sdft_core::assets::SMOLLM2_135M_INSTRUCT)?;
+    let m = sdft_assets::cached_model(&sdft_assets::SMOLLM2_135M_INSTRUCT)?;
     let Some(d) = std::env::var_os("SDFT_SHARED")
         .map(|s| PathBuf::from(s).join("data/sdft"))
         .filter(|d| d.is_dir())

@@ -1,7 +1,8 @@
 //! Answer-extraction rules of the paper's reference code, shared by the
 //! distillation checks (`sdft-distill`) and the benchmark scorers (`sdft-eval`).
 //!
-//! Each function follows `../shared/docs/sdft-method.md` section (e) to the letter,
+//! Each function follows the paper's evaluation rules (`docs/eval.md`, "Scoring
+//! rules") to the letter,
 //! quirks included, so scores are comparable with the paper's.
 
 use std::sync::OnceLock;

@@ -18,12 +18,6 @@ pub enum Error {
         expected: usize,
         got: usize,
     },
-    /// A model or test asset could not be fetched, verified or stored.
-    #[error("{}: {message}", path.display())]
-    Asset {
-        path: std::path::PathBuf,
-        message: String,
-    },
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {

@@ -59,29 +59,29 @@ impl GenerationRequest {
 }
 
 /// Batched text generation: prompts in, completions out, in the same order.
+///
+/// An implementor writes [`generate_each`](Generator::generate_each), reporting each
+/// completion as it is ready (in completion order for a streaming generator, such as
+/// sdft-model's engine or an HTTP client with requests in flight; in request order
+/// otherwise); [`generate`](Generator::generate) is provided on top of it.
 pub trait Generator {
-    /// Generates one completion per request, in request order.
-    fn generate(
-        &mut self,
-        requests: &[GenerationRequest],
-        params: &SamplingParams,
-    ) -> Result<Vec<Completion>>;
-
-    /// Like [`Generator::generate`], calling `done(index, &completion)` as each
-    /// request finishes, so callers can persist results while the rest still runs.
-    /// The default generates everything first, then reports in order; streaming
-    /// generators (such as sdft-model's engine) report in completion order.
+    /// Generates one completion per request, in request order, calling
+    /// `done(index, &completion)` as each request finishes, so callers can persist
+    /// results while the rest still runs.
     fn generate_each(
         &mut self,
         requests: &[GenerationRequest],
         params: &SamplingParams,
         done: &mut dyn FnMut(usize, &Completion),
+    ) -> Result<Vec<Completion>>;
+
+    /// Generates one completion per request, in request order.
+    fn generate(
+        &mut self,
+        requests: &[GenerationRequest],
+        params: &SamplingParams,
     ) -> Result<Vec<Completion>> {
-        let out = self.generate(requests, params)?;
-        for (i, c) in out.iter().enumerate() {
-            done(i, c);
-        }
-        Ok(out)
+        self.generate_each(requests, params, &mut |_, _| {})
     }
 
     /// The number of tokens `prompt` encodes to, when the generator knows its

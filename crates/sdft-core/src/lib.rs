@@ -15,6 +15,9 @@
 //! - [`answer`]: the answer-extraction rules the paper's checks and scorers share.
 //! - [`provenance`]: the content-hash rule, atomic writes, the data directory, and
 //!   the settings manifest and lock that decide whether an output may be reused.
+//! - [`rng`]: the one random generator ([`rng::SplitMix64`]) and the per-row stream
+//!   ([`rng::SplitMix64::for_row`]) every generator draws from, so outputs do not
+//!   depend on the batch.
 //!
 //! The crate has no burn or arrow dependency: implementing a trait is cheap.
 //!
@@ -25,19 +28,20 @@
 //! struct Echo;
 //!
 //! impl Generator for Echo {
-//!     fn generate(
+//!     fn generate_each(
 //!         &mut self,
 //!         requests: &[GenerationRequest],
 //!         params: &SamplingParams,
+//!         done: &mut dyn FnMut(usize, &Completion),
 //!     ) -> sdft_core::Result<Vec<Completion>> {
 //!         params.validate()?;
-//!         Ok(requests
-//!             .iter()
-//!             .map(|r| {
-//!                 let text = r.prompt.text().split_whitespace().last().unwrap_or("").to_string();
-//!                 Completion { text, tokens: 1, finish_reason: FinishReason::Eos }
-//!             })
-//!             .collect())
+//!         let mut out = Vec::new();
+//!         for (i, r) in requests.iter().enumerate() {
+//!             let text = r.prompt.text().split_whitespace().last().unwrap_or("").to_string();
+//!             out.push(Completion { text, tokens: 1, finish_reason: FinishReason::Eos });
+//!             done(i, &out[i]); // a streaming generator reports each row as it ends
+//!         }
+//!         Ok(out)
 //!     }
 //! }
 //!
@@ -49,7 +53,6 @@
 //! ```
 
 pub mod answer;
-pub mod assets;
 mod error;
 mod example;
 mod generate;

@@ -1,7 +1,7 @@
 //! # sdft-distill
 //!
-//! The self-distillation stage of SDFT (`../shared/docs/sdft-method.md`, sections
-//! a, b, d): the seed model rewrites each reference answer in its own words from a
+//! The self-distillation stage of SDFT (the paper's method as
+//! `docs/distill.md` of this repository describes it): the seed model rewrites each reference answer in its own words from a
 //! templated rewriting prompt that shows it the reference; a rewrite that fails a
 //! check falls back to the original, so the dataset size never changes.
 //!
@@ -22,11 +22,14 @@
 //! /// A stand-in generator: every rewrite says the same thing.
 //! struct Canned(&'static str);
 //! impl Generator for Canned {
-//!     fn generate(&mut self, reqs: &[GenerationRequest], _: &SamplingParams)
+//!     fn generate_each(&mut self, reqs: &[GenerationRequest], _: &SamplingParams,
+//!                      done: &mut dyn FnMut(usize, &Completion))
 //!         -> sdft_core::Result<Vec<Completion>> {
-//!         Ok(reqs.iter().map(|_| Completion {
+//!         let out: Vec<Completion> = reqs.iter().map(|_| Completion {
 //!             text: self.0.into(), tokens: 9, finish_reason: FinishReason::Eos,
-//!         }).collect())
+//!         }).collect();
+//!         out.iter().enumerate().for_each(|(i, c)| done(i, c));
+//!         Ok(out)
 //!     }
 //! }
 //!

@@ -209,10 +209,11 @@ impl DistillRun {
 struct NoModel;
 
 impl Generator for NoModel {
-    fn generate(
+    fn generate_each(
         &mut self,
         requests: &[sdft_core::GenerationRequest],
         _: &sdft_core::SamplingParams,
+        _: &mut dyn FnMut(usize, &sdft_core::Completion),
     ) -> sdft_core::Result<Vec<sdft_core::Completion>> {
         if requests.is_empty() {
             return Ok(Vec::new());

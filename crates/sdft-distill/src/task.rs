@@ -1,5 +1,5 @@
 //! [`Task`]: the paper's pairing of distillation template, training template and
-//! checks for each dataset (`../shared/docs/sdft-method.md` (a) step 2 and (b)).
+//! checks for each dataset (`docs/distill.md`, "Tasks: template and checks").
 
 use sdft_core::Example;
 

@@ -21,12 +21,13 @@ struct Scripted {
 }
 
 impl Generator for Scripted {
-    fn generate(
+    fn generate_each(
         &mut self,
         reqs: &[GenerationRequest],
         _: &SamplingParams,
+        done: &mut dyn FnMut(usize, &Completion),
     ) -> sdft_core::Result<Vec<Completion>> {
-        Ok(reqs
+        let out: Vec<Completion> = reqs
             .iter()
             .map(|r| {
                 self.seen.push((r.id.clone(), r.prompt.clone()));
@@ -37,7 +38,9 @@ impl Generator for Scripted {
                     finish_reason: FinishReason::Eos,
                 }
             })
-            .collect())
+            .collect();
+        out.iter().enumerate().for_each(|(i, c)| done(i, c));
+        Ok(out)
     }
 
     fn count_tokens(&self, prompt: &Prompt) -> Option<usize> {
@@ -419,17 +422,18 @@ struct Narrow {
 }
 
 impl Generator for Narrow {
-    fn generate(
+    fn generate_each(
         &mut self,
         reqs: &[GenerationRequest],
         p: &SamplingParams,
+        done: &mut dyn FnMut(usize, &Completion),
     ) -> sdft_core::Result<Vec<Completion>> {
         let c = self.context;
         for r in reqs {
             let n = self.inner.count_tokens(&r.prompt).unwrap();
             assert!(n + p.max_new_tokens <= c, "{} sent with {n} tokens", r.id);
         }
-        self.inner.generate(reqs, p)
+        self.inner.generate_each(reqs, p, done)
     }
 
     fn count_tokens(&self, prompt: &Prompt) -> Option<usize> {

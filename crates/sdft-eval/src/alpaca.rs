@@ -212,12 +212,14 @@ mod tests {
         always_a: bool,
     }
     impl Generator for Fake {
-        fn generate(
+        fn generate_each(
             &mut self,
             r: &[GenerationRequest],
             _: &SamplingParams,
+            done: &mut dyn FnMut(usize, &Completion),
         ) -> sdft_core::Result<Vec<Completion>> {
-            Ok(r.iter()
+            let out: Vec<Completion> = r
+                .iter()
                 .map(|q| {
                     let t = q.prompt.text();
                     let a = t
@@ -244,7 +246,9 @@ mod tests {
                         finish_reason: FinishReason::Eos,
                     }
                 })
-                .collect())
+                .collect();
+            out.iter().enumerate().for_each(|(i, c)| done(i, c));
+            Ok(out)
         }
     }
 

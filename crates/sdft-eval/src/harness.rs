@@ -67,7 +67,7 @@ impl EvalOptions {
         EvalOptions {
             run_dir: run_dir.into(),
             data_dir: data_dir.into(),
-            humaneval_path: sdft_core::assets::sdft_home().join(sdft_core::assets::HUMANEVAL.rel),
+            humaneval_path: sdft_assets::sdft_home().join(sdft_assets::HUMANEVAL.rel),
             limit: None,
             sampling: SamplingParams::paper_default(),
             chunk: 8,

@@ -1,7 +1,7 @@
 //! # sdft-eval
 //!
 //! Benchmark harnesses for sdft-rs, following the paper's evaluation rules
-//! (`../shared/docs/sdft-method.md` (e)) so numbers are comparable with its tables.
+//! (`docs/eval.md`, "Scoring rules") so numbers are comparable with its tables.
 //! The crate has no burn dependency: everything runs over the [`sdft_core::Generator`]
 //! and [`sdft_core::Scorer`] traits, so any model (or a server client) can be
 //! evaluated.
@@ -31,11 +31,14 @@
 //!
 //! struct Always18;
 //! impl Generator for Always18 {
-//!     fn generate(&mut self, r: &[GenerationRequest], _: &SamplingParams)
+//!     fn generate_each(&mut self, r: &[GenerationRequest], _: &SamplingParams,
+//!                      done: &mut dyn FnMut(usize, &Completion))
 //!         -> sdft_core::Result<Vec<Completion>> {
-//!         Ok(r.iter().map(|_| Completion {
+//!         let out: Vec<Completion> = r.iter().map(|_| Completion {
 //!             text: "The answer is 18.".into(), tokens: 5, finish_reason: FinishReason::Eos,
-//!         }).collect())
+//!         }).collect();
+//!         out.iter().enumerate().for_each(|(i, c)| done(i, c));
+//!         Ok(out)
 //!     }
 //! }
 //!

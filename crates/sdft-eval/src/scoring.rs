@@ -1,5 +1,5 @@
 //! Per-answer scoring rules of the paper's evaluation scripts
-//! (`../shared/docs/sdft-method.md` (e)), plus lm-evaluation-harness's GSM8K
+//! (`docs/eval.md`, "Scoring rules"), plus lm-evaluation-harness's GSM8K
 //! extractions as alternative metrics.
 
 use std::sync::OnceLock;

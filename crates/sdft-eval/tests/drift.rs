@@ -19,13 +19,15 @@ struct Fake {
 }
 
 impl Generator for Fake {
-    fn generate(
+    fn generate_each(
         &mut self,
         r: &[GenerationRequest],
         _: &SamplingParams,
+        done: &mut dyn FnMut(usize, &Completion),
     ) -> sdft_core::Result<Vec<Completion>> {
         self.generated += r.len();
-        Ok(r.iter()
+        let out: Vec<Completion> = r
+            .iter()
             .enumerate()
             .map(|(i, _)| {
                 // Responses of 1, 2, 3, ... words.
@@ -36,7 +38,9 @@ impl Generator for Fake {
                     finish_reason: FinishReason::Eos,
                 }
             })
-            .collect())
+            .collect();
+        out.iter().enumerate().for_each(|(i, c)| done(i, c));
+        Ok(out)
     }
 }
 

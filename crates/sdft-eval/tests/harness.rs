@@ -27,14 +27,15 @@ impl Canned {
 }
 
 impl Generator for Canned {
-    fn generate(
+    fn generate_each(
         &mut self,
         requests: &[GenerationRequest],
         params: &SamplingParams,
+        done: &mut dyn FnMut(usize, &Completion),
     ) -> sdft_core::Result<Vec<Completion>> {
         params.validate()?;
         self.rows.set(self.rows.get() + requests.len());
-        Ok(requests
+        let out: Vec<Completion> = requests
             .iter()
             .map(|r| {
                 let t = r.prompt.text();
@@ -50,17 +51,20 @@ impl Generator for Canned {
                     finish_reason: FinishReason::Eos,
                 }
             })
-            .collect())
+            .collect();
+        out.iter().enumerate().for_each(|(i, c)| done(i, c));
+        Ok(out)
     }
 }
 
 /// A generator that must not be called.
 struct Refuse;
 impl Generator for Refuse {
-    fn generate(
+    fn generate_each(
         &mut self,
         _: &[GenerationRequest],
         _: &SamplingParams,
+        _: &mut dyn FnMut(usize, &Completion),
     ) -> sdft_core::Result<Vec<Completion>> {
         panic!("a resumed run generated again");
     }
@@ -253,12 +257,14 @@ fn alpacaeval_export_and_judge() {
     // both orders agree: win rate (1 + 0) / 2.
     struct G;
     impl Generator for G {
-        fn generate(
+        fn generate_each(
             &mut self,
             r: &[GenerationRequest],
             _: &SamplingParams,
+            done: &mut dyn FnMut(usize, &Completion),
         ) -> sdft_core::Result<Vec<Completion>> {
-            Ok(r.iter()
+            let out: Vec<Completion> = r
+                .iter()
                 .map(|q| {
                     let t = q.prompt.text();
                     let text = if let Some(rest) = t.split("# Answer A").nth(1) {
@@ -281,7 +287,9 @@ fn alpacaeval_export_and_judge() {
                         finish_reason: FinishReason::Eos,
                     }
                 })
-                .collect())
+                .collect();
+            out.iter().enumerate().for_each(|(i, c)| done(i, c));
+            Ok(out)
         }
     }
     let mut opts = EvalOptions::new(dir.path().join("run"), dir.path());

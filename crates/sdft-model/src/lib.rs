@@ -4,8 +4,23 @@
 //! on [burn](https://burn.dev), generic over the backend. The backend is chosen by
 //! cargo feature ([`backend`]): `flex` (pure-Rust CPU, the default), `cuda`, `wgpu`.
 //!
-//! This crate currently provides the backend selection and the model configuration
-//! ([`LlamaConfig`], read from an HF `config.json`).
+//! What it provides:
+//!
+//! - [`Model::load`]: a model from a GGUF file or a Hugging Face directory
+//!   (safetensors + `config.json` + `tokenizer.json`), with its tokenizer
+//!   ([`tokenizer`]) and, optionally, a PEFT LoRA adapter; [`LoadOptions`] picks the
+//!   compute dtype. [`LlamaConfig`] is the architecture read from either format.
+//! - [`model`]: the network on burn ([`model::Llama`], its blocks and layers), with
+//!   PEFT-compatible LoRA adapters ([`model::lora`]: init, merge, PEFT import/export).
+//! - [`Engine`]: batched, KV-cached generation with continuous batching and
+//!   log-likelihood scoring; it implements sdft-core's `Generator` and `Scorer`, and
+//!   each row samples from its own stream (`sdft_core::rng::SplitMix64::for_row`).
+//! - [`gguf`] (GGUF parsing and dequantization) and [`weights`] (GGUF and safetensors
+//!   served under HF tensor names, and the builder of the network);
+//!   [`convert`]: writing an HF directory back out.
+//! - [`backend`]: the backend chosen by feature; on `flex` the engine also runs the
+//!   CPU kernels of [`kernels`] for decoding.
+//! - [`assets`]: the local model and test asset cache (the sdft-assets crate, re-exported).
 //!
 //! ```
 //! use std::path::Path;
@@ -19,8 +34,8 @@
 //! assert_eq!(backend::backend_name(), "flex");
 //! ```
 
-/// Named models and test assets in the local cache (from `sdft-core`).
-pub use sdft_core::assets;
+/// Named models and test assets in the local cache (the sdft-assets crate).
+pub use sdft_assets as assets;
 pub mod backend;
 mod config;
 pub mod convert;

@@ -13,9 +13,10 @@ use std::path::Path;
 use burn::prelude::*;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
+use sdft_core::rng::SplitMix64;
 use sdft_model::backend::{default_device, DefaultBackend};
 use sdft_model::convert::{write_hf_dir, SaveDtype};
-use sdft_model::model::lora::{self, peft, LoraConfig, SplitMix64};
+use sdft_model::model::lora::{self, peft, LoraConfig};
 use sdft_model::{Architecture, LoadOptions, Model, ModelFiles};
 use serde_json::json;
 

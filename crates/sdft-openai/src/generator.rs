@@ -3,33 +3,20 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
+use sdft_core::rng::SplitMix64;
 use sdft_core::SamplingParams;
 use sdft_core::{Completion, FinishReason, GenerationRequest, Generator, Prompt, PromptPiece};
 use serde_json::{json, Value};
 
 use crate::{Client, Error, Result};
 
-/// The seed sent for one row: the first draw of the row's random stream, the same
-/// derivation as sdft-model's `RowRng::for_row(seed, id)` (FNV-1a over the id mixed
-/// into the run seed, then SplitMix64), kept to 31 bits because llama-server stores
-/// seeds as `uint32` and other servers as signed integers. A rerun, a resumed run or a
-/// different `--concurrency` asks for the same seed per row.
+/// The seed sent for one row: the first draw of the row's random stream
+/// ([`SplitMix64::for_row`], the stream sdft-model's engine samples from), kept to 31
+/// bits because llama-server stores seeds as `uint32` and other servers as signed
+/// integers. A rerun, a resumed run or a different `--concurrency` asks for the same
+/// seed per row.
 pub fn row_seed(seed: u64, id: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.as_bytes() {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let mut state = seed ^ h.rotate_left(17);
-    let mut next = || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    next();
-    next() & 0x7fff_ffff
+    SplitMix64::for_row(seed, id).next_u64() & 0x7fff_ffff
 }
 
 /// How a prompt's BOS/EOS markers become text.
@@ -156,14 +143,6 @@ impl OpenAiGenerator {
 }
 
 impl Generator for OpenAiGenerator {
-    fn generate(
-        &mut self,
-        requests: &[GenerationRequest],
-        params: &SamplingParams,
-    ) -> sdft_core::Result<Vec<Completion>> {
-        self.generate_each(requests, params, &mut |_, _| {})
-    }
-
     /// Reports rows as they finish (completion order, with their request index). On
     /// the first failure no new requests start; those in flight finish and are
     /// reported, then the error (naming the row) is returned.

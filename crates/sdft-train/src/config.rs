@@ -1,5 +1,5 @@
 //! [`TrainConfig`]: every knob of a LoRA run, with the paper's recipe as defaults
-//! (`../shared/docs/sdft-method.md` (d)). Readable from TOML (keys as below; unknown
+//! (`docs/train.md`, "Configuration"). Readable from TOML (keys as below; unknown
 //! keys are errors), overridable field by field.
 
 use std::path::Path;

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
+use sdft_core::rng::SplitMix64;
 use sdft_core::{Example, Prompt};
 use sdft_data::{ColumnMap, Dataset, Field, ReadOptions, Template};
-use sdft_model::model::lora::SplitMix64;
 
 use crate::truncate::truncate_pair;
 use crate::{Error, Result};

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
-use sdft_model::model::lora::SplitMix64;
+use sdft_core::rng::SplitMix64;
 use serde_json::json;
 
 use crate::{Error, ResponseColumn, Result, TrainConfig, TrainJob};
@@ -134,6 +134,7 @@ pub fn tiny_job(root: &Path, out: &str, config: TrainConfig, resume: bool) -> Tr
         output: root.join(out),
         config,
         resume,
+        overwrite: false,
     }
 }
 

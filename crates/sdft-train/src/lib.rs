@@ -2,7 +2,7 @@
 //!
 //! LoRA fine-tuning for sdft-rs. The loss is the causal-LM cross-entropy on response
 //! tokens (plus EOS) with prompt tokens masked, as in the paper
-//! (`../shared/docs/sdft-method.md` (a) step 3 and (d)).
+//! (`docs/train.md`, "What is trained, and how").
 //!
 //! - [`Trainer`] runs a [`TrainJob`]: data read by `sdft-data`, rendered with a
 //!   template, tokenized piecewise and truncated with the paper's rule

@@ -9,8 +9,9 @@ use burn::tensor::backend::AutodiffBackend;
 use sdft_core::provenance::{
     self, content_hash, sha256_hex, write_atomic, OutputLock, Reuse, Settings,
 };
+use sdft_core::rng::SplitMix64;
 use sdft_data::Template;
-use sdft_model::model::lora::{self, peft, SplitMix64};
+use sdft_model::model::lora::{self, peft};
 use sdft_model::model::Llama;
 use sdft_model::Model;
 use serde_json::json;
@@ -39,6 +40,9 @@ pub struct TrainJob {
     pub config: TrainConfig,
     /// Continue from the latest checkpoint in `output`.
     pub resume: bool,
+    /// Start over in `output`, removing an earlier run there (the reuse rule's
+    /// `--overwrite`); excludes `resume`.
+    pub overwrite: bool,
 }
 
 /// A prepared run: model with fresh or restored adapters, tokenized data, the
@@ -204,6 +208,12 @@ impl<B: AutodiffBackend> Trainer<B> {
             },
         };
         let metrics_path = job.output.join("metrics.csv");
+        if job.resume && job.overwrite {
+            return Err(Error::Data {
+                path: job.output.clone(),
+                message: "`output`: --resume continues the run there and --overwrite removes it; pass one".into(),
+            });
+        }
         if job.resume && job.output.join("adapter").exists() {
             return Err(Error::Data {
                 path: job.output.clone(),
@@ -211,10 +221,13 @@ impl<B: AutodiffBackend> Trainer<B> {
                     .into(),
             });
         }
-        if !job.resume && (job.output.join("adapter").exists() || metrics_path.exists()) {
+        if !job.resume
+            && !job.overwrite
+            && (job.output.join("adapter").exists() || metrics_path.exists())
+        {
             return Err(Error::Data {
                 path: job.output.clone(),
-                message: "`output`: the run directory holds an earlier run; pass --resume or choose another".into(),
+                message: "`output`: the run directory holds an earlier run; pass --resume to continue it, --overwrite to start over, or choose another".into(),
             });
         }
         // The reuse rule: `--resume` continues only a run made with these settings;
@@ -236,6 +249,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             .with("response_column", format!("{:?}", job.response_column))
             .with("config", &state.config);
         let checkpoints = job.output.join("checkpoints");
+        let adapter = job.output.join("adapter");
         let reuse = provenance::reuse(
             &job.output,
             &job.output.join("settings.json"),
@@ -243,6 +257,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             !job.resume,
             || {
                 provenance::remove_path(&checkpoints)?;
+                provenance::remove_path(&adapter)?;
                 provenance::remove_path(&metrics_path)
             },
         )?;

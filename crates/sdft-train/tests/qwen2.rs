@@ -7,8 +7,8 @@ use std::path::Path;
 
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
+use sdft_core::rng::SplitMix64;
 use sdft_model::backend::{default_device, DefaultBackend};
-use sdft_model::model::lora::SplitMix64;
 use sdft_model::{Architecture, LoadOptions, Model};
 use sdft_train::fixture::{
     max_logit_diff, tiny_job, write_tiny_dataset, write_tiny_model, HEADS, HEAD_DIM, KV_HEADS,

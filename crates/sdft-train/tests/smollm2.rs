@@ -44,6 +44,7 @@ fn smollm2_lora_run_loss_falls_and_adapter_round_trips() {
         output: dir.path().join("run"),
         config: c,
         resume: false,
+        overwrite: false,
     };
     let mut t = Trainer::<TrainBackend>::new(job, &Default::default()).unwrap();
     let mut losses = Vec::new();

@@ -163,3 +163,36 @@ fn bad_input_names_the_key() {
     let e = err(j);
     assert!(e.contains("template") && e.contains("{response}"), "{e}");
 }
+
+#[test]
+fn an_earlier_run_is_kept_unless_overwrite_is_passed() {
+    let dir = setup(2);
+    let c = TrainConfig::default()
+        .with_steps(1, Some(2))
+        .with_batch(2, 1);
+    train(tiny_job(dir.path(), "run", c.clone(), false));
+    let e = Trainer::<TrainBackend>::new(
+        tiny_job(dir.path(), "run", c.clone(), false),
+        &Default::default(),
+    )
+    .err()
+    .expect("an earlier run is refused")
+    .to_string();
+    assert!(e.contains("--resume") && e.contains("--overwrite"), "{e}");
+    let mut both = tiny_job(dir.path(), "run", c.clone(), true);
+    both.overwrite = true;
+    assert!(Trainer::<TrainBackend>::new(both, &Default::default()).is_err());
+    // --overwrite starts over, also with other settings than the recorded ones.
+    let mut j = tiny_job(dir.path(), "run", c.with_steps(1, Some(3)), false);
+    j.overwrite = true;
+    let mut t = Trainer::<TrainBackend>::new(j, &Default::default()).unwrap();
+    assert_eq!(t.start_step(), 0);
+    let steps = t.total_steps();
+    t.run(&mut |_, _| {}).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("run/metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + steps, "{csv}");
+    assert!(dir
+        .path()
+        .join("run/adapter/adapter_model.safetensors")
+        .is_file());
+}

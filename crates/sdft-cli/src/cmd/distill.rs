@@ -9,8 +9,9 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use sdft_assets as assets;
 use sdft_core::provenance::content_hash;
-use sdft_core::{assets, Example};
+use sdft_core::Example;
 use sdft_data::{ColumnMap, Dataset, ReadOptions, Template};
 use sdft_distill::{
     choose_template, measure_gap, merge_settings, merge_shards, run_settings, settings_path,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use sdft_core::assets;
+use sdft_assets as assets;
 use sdft_core::provenance::content_hash;
 use sdft_eval::bench::Benchmark;
 use sdft_eval::exec::ExecLimits;

@@ -39,8 +39,12 @@ pub struct TrainArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Continue from the latest checkpoint in --output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Start over: remove the earlier run in --output (adapter, checkpoints,
+    /// metrics, recorded settings) before training.
+    #[arg(long)]
+    overwrite: bool,
     /// LoRA rank r [config default: 8].
     #[arg(long)]
     lora_rank: Option<usize>,
@@ -176,6 +180,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         output: args.output.clone(),
         config,
         resume: args.resume,
+        overwrite: args.overwrite,
     };
     let t0 = std::time::Instant::now();
     let mut trainer = Trainer::<TrainBackend>::from_job(job)?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{create_dir_all, parent_of, write_atomic};
+use super::{create_dir_all, parent_of, sha256_hex, write_atomic};
 use crate::{Error, Result};
 
 /// The settings that made an output: an ordered map of named values (model and
@@ -80,6 +80,16 @@ impl Settings {
 
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
         self.0.iter()
+    }
+
+    /// SHA-256 of the settings as compact JSON (names in order): a key that
+    /// changes exactly when a setting does.
+    pub fn sha256(&self) -> String {
+        sha256_hex(
+            serde_json::to_string(&self.0)
+                .expect("settings serialize")
+                .as_bytes(),
+        )
     }
 
     /// The settings whose values differ between `self` (recorded) and `now`, in

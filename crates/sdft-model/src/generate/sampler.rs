@@ -1,40 +1,8 @@
 //! Turning one row of logits into the next token, HF-style: repetition penalty,
 //! then temperature, top-k, top-p, and a draw from the row's own random stream.
 
+use sdft_core::rng::SplitMix64;
 use sdft_core::SamplingParams;
-
-/// A small, fast, reproducible random stream (SplitMix64).
-#[derive(Debug, Clone)]
-pub struct RowRng(u64);
-
-impl RowRng {
-    /// The stream of one row: derived from the run seed and the row's stable id only,
-    /// so a row draws the same numbers whatever batch it runs in.
-    pub fn for_row(seed: u64, id: &str) -> Self {
-        // FNV-1a over the id, mixed with the seed.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in id.as_bytes() {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        let mut r = RowRng(seed ^ h.rotate_left(17));
-        r.next_u64();
-        r
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// HF's `RepetitionPenaltyLogitsProcessor`: for every token already in the sequence,
 /// a positive logit is divided by `penalty`, a negative one multiplied.
@@ -64,7 +32,12 @@ fn argmax(logits: &[f32]) -> u32 {
 
 /// Picks the next token. `seen` is the prompt and everything generated so far (for
 /// the repetition penalty). Greedy when `params.temperature == 0`.
-pub fn sample(logits: &mut [f32], seen: &[u32], params: &SamplingParams, rng: &mut RowRng) -> u32 {
+pub fn sample(
+    logits: &mut [f32],
+    seen: &[u32],
+    params: &SamplingParams,
+    rng: &mut SplitMix64,
+) -> u32 {
     apply_repetition_penalty(logits, seen, params.repetition_penalty);
     if params.is_greedy() {
         return argmax(logits);
@@ -123,28 +96,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn streams_depend_on_seed_and_id_only() {
-        let a: Vec<u64> = (0..4)
-            .map(|_| RowRng::for_row(42, "row-1").next_u64())
-            .collect();
-        assert!(a.windows(2).all(|w| w[0] == w[1]));
-        assert_ne!(
-            RowRng::for_row(42, "row-1").next_u64(),
-            RowRng::for_row(42, "row-2").next_u64()
-        );
-        assert_ne!(
-            RowRng::for_row(42, "row-1").next_u64(),
-            RowRng::for_row(43, "row-1").next_u64()
-        );
-        let mut r = RowRng::for_row(1, "x");
-        let mean: f64 = (0..10_000).map(|_| r.next_f64()).sum::<f64>() / 10_000.0;
-        assert!((mean - 0.5).abs() < 0.02);
-    }
-
-    #[test]
     fn greedy_penalty_topk_topp() {
         let p = SamplingParams::greedy();
-        let mut rng = RowRng::for_row(0, "a");
+        let mut rng = SplitMix64::for_row(0, "a");
         assert_eq!(sample(&mut [0.1, 3.0, 2.0], &[], &p, &mut rng), 1);
         // Penalty 4 on token 1: 3.0 / 4 = 0.75 < 2.0.
         let p = SamplingParams::greedy().with_repetition_penalty(4.0);

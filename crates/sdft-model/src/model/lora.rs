@@ -15,22 +15,68 @@ pub mod peft;
 
 use burn::module::Param;
 use burn::prelude::*;
+use sdft_core::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
 use super::layers::{project, Block, Weight};
 use super::Llama;
 use crate::{Error, Result};
 
-/// The projection names PEFT uses for Llama, in layer order.
-pub const TARGETS: [&str; 7] = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-];
+/// A projection an adapter can sit on, in layer order. Its PEFT name
+/// ([`Target::name`]) is what configs, `adapter_config.json` and tensor names use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
+}
+
+impl Target {
+    /// Every target, in layer order.
+    pub const ALL: [Target; 7] = [
+        Target::Q,
+        Target::K,
+        Target::V,
+        Target::O,
+        Target::Gate,
+        Target::Up,
+        Target::Down,
+    ];
+
+    /// The module name PEFT uses for Llama (`q_proj`, ..., `down_proj`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Target::Q => "q_proj",
+            Target::K => "k_proj",
+            Target::V => "v_proj",
+            Target::O => "o_proj",
+            Target::Gate => "gate_proj",
+            Target::Up => "up_proj",
+            Target::Down => "down_proj",
+        }
+    }
+
+    /// The target whose PEFT name is `name`, if any.
+    pub fn from_name(name: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Whether the projection is in the MLP (`gate`, `up`, `down`) rather than in
+    /// self-attention.
+    pub const fn is_mlp(self) -> bool {
+        matches!(self, Target::Gate | Target::Up | Target::Down)
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Which projections get adapters, and their shape and scaling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,7 +87,7 @@ pub struct LoraConfig {
     pub alpha: f64,
     /// Dropout probability on the adapter input during training, in `[0, 1)`.
     pub dropout: f64,
-    /// PEFT target names (see [`TARGETS`]) or `all-linear`.
+    /// PEFT target names (see [`Target::name`]) or `all-linear`.
     pub targets: Vec<String>,
     /// rsLoRA: scale by `alpha / sqrt(r)` instead of `alpha / r`.
     pub use_rslora: bool,
@@ -79,9 +125,9 @@ impl LoraConfig {
         }
     }
 
-    /// The target names, `all-linear` expanded, in [`TARGETS`] order; errors name
-    /// the offending key.
-    pub fn resolved_targets(&self) -> Result<Vec<&'static str>> {
+    /// The targets, `all-linear` expanded, in layer order; errors name the
+    /// offending key and value.
+    pub fn resolved_targets(&self) -> Result<Vec<Target>> {
         if self.rank == 0 {
             return Err(config_error("lora_rank", "at least 1", "0".into()));
         }
@@ -102,20 +148,21 @@ impl LoraConfig {
         let mut out = Vec::new();
         for t in &self.targets {
             if t == "all-linear" || t == "all" {
-                return Ok(TARGETS.to_vec());
+                return Ok(Target::ALL.to_vec());
             }
-            let name = TARGETS.iter().find(|n| **n == t.as_str()).ok_or_else(|| {
+            let target = Target::from_name(t).ok_or_else(|| {
+                let names: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
                 config_error(
                     "lora_targets",
-                    &format!("one of {} or all-linear", TARGETS.join(", ")),
+                    &format!("one of {} or all-linear", names.join(", ")),
                     format!("{t:?}"),
                 )
             })?;
-            if !out.contains(name) {
-                out.push(*name);
+            if !out.contains(&target) {
+                out.push(target);
             }
         }
-        out.sort_by_key(|n| TARGETS.iter().position(|t| t == n));
+        out.sort();
         Ok(out)
     }
 }
@@ -198,35 +245,31 @@ pub fn project_lora<B: Backend>(
     }
 }
 
-/// The base weight and adapter slot of target `name` in a block.
-pub(crate) fn slot_mut<'a, B: Backend>(
-    block: &'a mut Block<B>,
-    name: &str,
-) -> Option<(&'a mut Weight<B>, &'a mut Option<Lora<B>>)> {
+/// The base weight and adapter slot of `target` in a block.
+pub(crate) fn slot_mut<B: Backend>(
+    block: &mut Block<B>,
+    target: Target,
+) -> (&mut Weight<B>, &mut Option<Lora<B>>) {
     let (a, m) = (&mut block.attn, &mut block.mlp);
-    Some(match name {
-        "q_proj" => (&mut a.q_proj, &mut a.q_lora),
-        "k_proj" => (&mut a.k_proj, &mut a.k_lora),
-        "v_proj" => (&mut a.v_proj, &mut a.v_lora),
-        "o_proj" => (&mut a.o_proj, &mut a.o_lora),
-        "gate_proj" => (&mut m.gate_proj, &mut m.gate_lora),
-        "up_proj" => (&mut m.up_proj, &mut m.up_lora),
-        "down_proj" => (&mut m.down_proj, &mut m.down_lora),
-        _ => return None,
-    })
+    match target {
+        Target::Q => (&mut a.q_proj, &mut a.q_lora),
+        Target::K => (&mut a.k_proj, &mut a.k_lora),
+        Target::V => (&mut a.v_proj, &mut a.v_lora),
+        Target::O => (&mut a.o_proj, &mut a.o_lora),
+        Target::Gate => (&mut m.gate_proj, &mut m.gate_lora),
+        Target::Up => (&mut m.up_proj, &mut m.up_lora),
+        Target::Down => (&mut m.down_proj, &mut m.down_lora),
+    }
 }
 
-/// PEFT's module path of target `name` in layer `layer`
+/// PEFT's module path of `target` in layer `layer`
 /// (`model.layers.0.self_attn.q_proj`).
-pub fn module_path(layer: usize, name: &str) -> String {
-    let group = match name {
-        "gate_proj" | "up_proj" | "down_proj" => "mlp",
-        _ => "self_attn",
-    };
-    format!("model.layers.{layer}.{group}.{name}")
+pub fn module_path(layer: usize, target: Target) -> String {
+    let group = if target.is_mlp() { "mlp" } else { "self_attn" };
+    format!("model.layers.{layer}.{group}.{target}")
 }
 
-/// Every adapter of the model with its PEFT module path, in layer and [`TARGETS`]
+/// Every adapter of the model with its PEFT module path, in layer and [`Target`]
 /// order.
 pub fn adapters<B: Backend>(llama: &Llama<B>) -> Vec<(String, &Lora<B>)> {
     let mut out = Vec::new();
@@ -241,9 +284,9 @@ pub fn adapters<B: Backend>(llama: &Llama<B>) -> Vec<(String, &Lora<B>)> {
             &m.up_lora,
             &m.down_lora,
         ];
-        for (name, slot) in TARGETS.iter().zip(slots) {
+        for (target, slot) in Target::ALL.into_iter().zip(slots) {
             if let Some(l) = slot {
-                out.push((module_path(i, name), l));
+                out.push((module_path(i, target), l));
             }
         }
     }
@@ -265,9 +308,9 @@ pub fn adapters_mut<B: Backend>(llama: &mut Llama<B>) -> Vec<(String, &mut Lora<
             &mut m.up_lora,
             &mut m.down_lora,
         ];
-        for (name, slot) in TARGETS.iter().zip(slots) {
+        for (target, slot) in Target::ALL.into_iter().zip(slots) {
             if let Some(l) = slot.as_mut() {
-                out.push((module_path(i, name), l));
+                out.push((module_path(i, target), l));
             }
         }
     }
@@ -285,8 +328,8 @@ pub fn attach<B: Backend>(
     let targets = config.resolved_targets()?;
     let mut rng = SplitMix64::new(seed);
     for block in llama.layers.iter_mut() {
-        for name in &targets {
-            let (w, slot) = slot_mut(block, name).expect("known target");
+        for target in targets.iter().copied() {
+            let (w, slot) = slot_mut(block, target);
             let [d_in, d_out] = w.val().dims();
             *slot = Some(Lora::init(d_in, d_out, config, &mut rng, device));
         }
@@ -297,8 +340,8 @@ pub fn attach<B: Backend>(
 /// Folds every adapter into its base weight (`W + scale·A·B`) and removes it.
 pub fn merge<B: Backend>(llama: &mut Llama<B>) {
     for block in llama.layers.iter_mut() {
-        for name in TARGETS {
-            let (w, slot) = slot_mut(block, name).expect("known target");
+        for target in Target::ALL {
+            let (w, slot) = slot_mut(block, target);
             if let Some(l) = slot.take() {
                 let base = w.val();
                 // Summed in the `[out, in]` layout and transposed back, so the
@@ -335,41 +378,51 @@ pub(crate) fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// SplitMix64: a small, fast, seedable generator whose whole state is one `u64`,
-/// so runs that checkpoint it resume bit-exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SplitMix64 {
-    pub state: u64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64 { state: seed }
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)` (53 bits).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_f64() * n as f64) as usize % n.max(1)
-    }
-
-    /// Fisher-Yates shuffle.
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i + 1);
-            items.swap(i, j);
+    fn targets(names: &[&str]) -> Result<Vec<Target>> {
+        LoraConfig {
+            targets: names.iter().map(|s| s.to_string()).collect(),
+            ..LoraConfig::default()
         }
+        .resolved_targets()
+    }
+
+    #[test]
+    fn target_names_round_trip_in_layer_order() {
+        let names: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj"
+            ]
+        );
+        for t in Target::ALL {
+            assert_eq!(Target::from_name(t.name()), Some(t));
+            assert_eq!(t.is_mlp(), module_path(3, t).contains(".mlp."));
+        }
+        assert_eq!(module_path(0, Target::Q), "model.layers.0.self_attn.q_proj");
+        assert_eq!(module_path(2, Target::Down), "model.layers.2.mlp.down_proj");
+    }
+
+    #[test]
+    fn user_target_lists_resolve_sorted_and_deduplicated() {
+        assert_eq!(
+            targets(&["down_proj", "q_proj", "down_proj"]).unwrap(),
+            [Target::Q, Target::Down]
+        );
+        assert_eq!(targets(&["v_proj", "all-linear"]).unwrap(), Target::ALL);
+        let e = targets(&["q_proj", "attn"]).unwrap_err().to_string();
+        assert!(e.contains("lora_targets") && e.contains("\"attn\""), "{e}");
+        assert!(e.contains("gate_proj") && e.contains("all-linear"), "{e}");
+        assert!(Target::from_name("Q_PROJ").is_none());
     }
 }

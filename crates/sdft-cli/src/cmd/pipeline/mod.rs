@@ -81,7 +81,7 @@ pub fn run(args: PipelineArgs) -> Result<ExitCode> {
         .and_then(|v| v.as_str())
         .unwrap_or(task.train_template())
         .to_string();
-    let model_path = sdft_core::assets::resolve_model(&exp.model)?;
+    let model_path = sdft_assets::resolve_model(&exp.model)?;
 
     let mut manifest = RunManifest::load(&run_dir).unwrap_or_default();
     let config_text = std::fs::read_to_string(&args.config)?;

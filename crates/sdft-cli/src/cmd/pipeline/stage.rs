@@ -1,8 +1,9 @@
 //! Stages of a pipeline run and the run manifest that makes re-runs incremental.
 //!
 //! A stage is one `sdft` subcommand run as a child process (its own progress bars
-//! and resume logic apply). Its *key* is the SHA-256 of its command line, the content
-//! hashes of its input files and the crate version. `RUN/manifest.json` records each
+//! and resume logic apply). Its settings (`sdft_core::provenance::Settings`: its
+//! command line, the content hashes of its input files and the crate version) give
+//! its *key* (`Settings::sha256`). `RUN/manifest.json` records each
 //! stage's key, status and timing: a re-run skips a stage whose key is unchanged and
 //! which finished; a stage that was interrupted runs its same command again, which
 //! resumes it; a stage whose inputs changed starts over in a clean folder.
@@ -14,7 +15,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use sdft_core::provenance::{content_hash, sha256_hex};
+use sdft_core::provenance::{content_hash, Settings};
 use serde::{Deserialize, Serialize};
 
 /// One stage: a name, the `sdft` arguments, the files whose content it depends on,
@@ -36,6 +37,9 @@ pub struct StageRecord {
     pub command: Vec<String>,
     pub seconds: f64,
     pub finished_at: Option<String>,
+    /// The settings the key was made from, so a changed stage can say what changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Settings>,
 }
 
 /// `RUN/manifest.json`: what the run is made of and what each stage did.
@@ -86,20 +90,23 @@ impl Stage {
             .collect()
     }
 
-    /// The stage's key: its command line, its inputs' content and the crate version.
-    pub fn key(&self) -> Result<String> {
-        let mut text = format!("sdft {}\n", env!("CARGO_PKG_VERSION"));
-        text.push_str(&self.command_line().join("\u{1f}"));
+    /// The stage's settings: its command line, its inputs' content hashes (by
+    /// path) and the crate version.
+    pub fn settings(&self) -> Result<Settings> {
+        let mut inputs = BTreeMap::new();
         for i in &self.inputs {
-            text.push_str(&format!("\n{}  {}", i.display(), content_hash(i)?));
+            inputs.insert(i.display().to_string(), content_hash(i)?);
         }
-        Ok(sha256_hex(text.as_bytes()))
+        Ok(Settings::new()
+            .with("command", self.command_line())
+            .with("inputs", inputs))
     }
 
     /// Runs the stage unless the manifest says it already finished with this key.
     /// Returns whether it ran.
     pub fn run(&self, run_dir: &Path, manifest: &mut RunManifest) -> Result<bool> {
-        let key = self.key()?;
+        let settings = self.settings()?;
+        let key = settings.sha256();
         let mut args = self.args.clone();
         match manifest.stages.get(&self.name) {
             Some(r) if r.key == key && r.status == "done" && self.output.exists() => {
@@ -112,8 +119,17 @@ impl Stage {
                     args.extend(self.resume_args.iter().cloned());
                 }
             }
-            Some(_) => {
-                eprintln!("== {}: inputs changed, starting over", self.name);
+            Some(r) => {
+                let changed = match &r.settings {
+                    Some(old) => old
+                        .diff(&settings)
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    None => "inputs changed".into(),
+                };
+                eprintln!("== {}: {changed}; starting over", self.name);
                 remove(&self.output)?;
             }
             None => {
@@ -130,6 +146,7 @@ impl Stage {
                 command: command.clone(),
                 seconds: 0.0,
                 finished_at: None,
+                settings: Some(settings),
             },
         );
         manifest.save(run_dir)?;
@@ -173,4 +190,39 @@ fn now_utc() -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     format!("unix:{s}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_follows_the_command_and_the_inputs_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("data.json");
+        std::fs::write(&input, "[1]").unwrap();
+        let stage = |args: &[&str]| Stage {
+            name: "distill".into(),
+            args: args.iter().map(OsString::from).collect(),
+            inputs: vec![input.clone()],
+            output: dir.path().join("out"),
+            resume_args: Vec::new(),
+        };
+        let a = stage(&["distill", "--seed", "1"]).settings().unwrap();
+        assert_eq!(
+            a.sha256(),
+            stage(&["distill", "--seed", "1"])
+                .settings()
+                .unwrap()
+                .sha256()
+        );
+        let b = stage(&["distill", "--seed", "2"]).settings().unwrap();
+        assert_ne!(a.sha256(), b.sha256());
+        std::fs::write(&input, "[2]").unwrap();
+        let c = stage(&["distill", "--seed", "1"]).settings().unwrap();
+        assert_ne!(a.sha256(), c.sha256());
+        let diff: Vec<String> = a.diff(&c).iter().map(|d| d.to_string()).collect();
+        assert_eq!(diff.len(), 1, "{diff:?}");
+        assert!(diff[0].starts_with("inputs."), "{diff:?}");
+    }
 }

