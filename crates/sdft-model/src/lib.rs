@@ -1,7 +1,7 @@
 //! # sdft-model
 //!
 //! The Llama architecture (Llama-2/3, SmolLM2, TinyLlama; grouped-query attention)
-//! on [burn](https://burn.dev), generic over the backend. The backend is chosen by
+//! and Qwen2 / Qwen2.5 (Llama plus q/k/v biases; [`Architecture`]) on [burn](https://burn.dev), generic over the backend. The backend is chosen by
 //! cargo feature ([`backend`]): `flex` (pure-Rust CPU, the default), `cuda`, `wgpu`.
 //!
 //! What it provides:
