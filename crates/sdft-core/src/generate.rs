@@ -89,6 +89,22 @@ pub trait Generator {
     fn count_tokens(&self, _prompt: &Prompt) -> Option<usize> {
         None
     }
+
+    /// How many positions a sequence may hold (prompt plus new tokens), when the
+    /// generator has a fixed context; `None` when unknown (a remote server) or
+    /// unlimited.
+    fn context_length(&self) -> Option<usize> {
+        None
+    }
+
+    /// [`Generator::count_tokens`] bounded by `cap`: the exact count when it is at
+    /// most `cap`, otherwise any number above `cap`. Generators with a tokenizer
+    /// should answer a prompt far over the cap without encoding all of it, so that
+    /// one huge row costs bounded memory. The default counts the whole prompt.
+    fn count_tokens_capped(&self, prompt: &Prompt, cap: usize) -> Option<usize> {
+        self.count_tokens(prompt)
+            .map(|n| n.min(cap.saturating_add(1)))
+    }
 }
 
 /// A continuation to score given its prompt.
@@ -128,6 +144,21 @@ pub trait Scorer {
     fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Score>>;
 }
 
+/// Next-token distributions over the whole vocabulary, to compare two models
+/// position by position (sdft-eval's drift measure).
+pub trait Distributions {
+    /// For one prompt and continuation: row `t` holds `log p(v | prompt,
+    /// continuation[..t])` for every token `v` of the vocabulary, one row per
+    /// continuation token.
+    fn next_token_logprobs(&mut self, request: &ScoreRequest) -> Result<Vec<Vec<f32>>>;
+}
+
+impl<D: Distributions + ?Sized> Distributions for &mut D {
+    fn next_token_logprobs(&mut self, request: &ScoreRequest) -> Result<Vec<Vec<f32>>> {
+        (**self).next_token_logprobs(request)
+    }
+}
+
 impl<G: Generator + ?Sized> Generator for &mut G {
     fn generate(
         &mut self,
@@ -148,6 +179,14 @@ impl<G: Generator + ?Sized> Generator for &mut G {
 
     fn count_tokens(&self, prompt: &Prompt) -> Option<usize> {
         (**self).count_tokens(prompt)
+    }
+
+    fn context_length(&self) -> Option<usize> {
+        (**self).context_length()
+    }
+
+    fn count_tokens_capped(&self, prompt: &Prompt, cap: usize) -> Option<usize> {
+        (**self).count_tokens_capped(prompt, cap)
     }
 }
 

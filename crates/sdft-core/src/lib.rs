@@ -64,7 +64,8 @@ mod sampling;
 pub use error::{Error, Result};
 pub use example::{Example, Turn};
 pub use generate::{
-    Completion, FinishReason, GenerationRequest, Generator, Score, ScoreRequest, Scorer,
+    Completion, Distributions, FinishReason, GenerationRequest, Generator, Score, ScoreRequest,
+    Scorer,
 };
 pub use prompt::{Prompt, PromptPiece};
 pub use sampling::SamplingParams;

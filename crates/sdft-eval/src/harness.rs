@@ -169,8 +169,8 @@ pub fn bench_settings(
 /// The reuse rule for one benchmark of a run directory (the caller holds the run
 /// directory's [`sdft_core::provenance::OutputLock`]): same settings continue the
 /// benchmark's resume file, `opts.overwrite` redoes it, other settings are refused.
-fn reuse_bench(opts: &EvalOptions, name: &str, settings: &Settings) -> Result<()> {
-    let files: Vec<PathBuf> = ["generations.jsonl", "parquet"]
+pub(crate) fn reuse_bench(opts: &EvalOptions, name: &str, settings: &Settings) -> Result<()> {
+    let files: Vec<PathBuf> = ["generations.jsonl", "scores.jsonl", "parquet"]
         .iter()
         .map(|x| opts.run_dir.join(format!("{name}.{x}")))
         .collect();
@@ -364,6 +364,9 @@ pub fn run_multiple_choice(
 ) -> Result<BenchResult> {
     if let Benchmark::Knowledge(task) = bench {
         return crate::knowledge::run(scorer, *task, opts, progress);
+    }
+    if let Benchmark::RefLikelihood(task) = bench {
+        return crate::likelihood::run_likelihood(scorer, task, opts, progress);
     }
     let start = Instant::now();
     let name = bench.name();

@@ -14,9 +14,14 @@
 //! - [`exec`], [`sandbox`] and [`humaneval`]: HumanEval programs in a sandboxed `python3`
 //!   (bubblewrap where available).
 //! - [`alpaca`]: AlpacaEval export and a local pairwise judge.
+//! - [`likelihood`]: task fit, the log-likelihood of held-out reference answers.
+//! - [`drift`]: per-token KL divergence of a tuned model from its seed on the
+//!   seed's own responses (over [`sdft_core::Distributions`]).
 //! - [`bench`], [`harness`], [`results`]: benchmarks, the resumable runner, and
 //!   `results.json` / per-row Parquet. [`predictions`] scores other tools' outputs.
-//! - [`report`]: the comparison table across run directories.
+//! - [`report`]: the comparison table across run directories; [`compare`]: paired
+//!   differences of two runs over the same rows with bootstrap intervals, and
+//!   their verdicts.
 //!
 //! A GSM8K-style run over a toy generator that always answers "The answer is 18.":
 //!
@@ -52,11 +57,14 @@
 
 pub mod alpaca;
 pub mod bench;
+pub mod compare;
+pub mod drift;
 mod error;
 pub mod exec;
 pub mod harness;
 pub mod humaneval;
 pub mod knowledge;
+pub mod likelihood;
 pub mod mc;
 mod metrics;
 pub mod predictions;

@@ -106,6 +106,23 @@ pub fn lines(runs: &[Run]) -> Vec<Line> {
         .collect()
 }
 
+/// Whether a metric is a rate shown in percent (everything but the drift
+/// benchmark's divergences and task fit's log-probabilities, in nats per token).
+pub fn is_rate(family: &str, metric: &str) -> bool {
+    !((family == "drift" && metric.starts_with("kl"))
+        || (family == "task fit" && metric.contains("logprob")))
+}
+
+/// A metric as the table shows it: `52.3 ± 2.1 (n=570)` in percent for rates,
+/// `0.0123 ± 0.0010 (n=64)` in nats per token for divergences.
+pub fn fmt_metric(family: &str, metric: &str, m: &Metric) -> String {
+    if is_rate(family, metric) {
+        format!("{:.1} ± {:.1} (n={})", m.percent(), 100.0 * m.stderr, m.n)
+    } else {
+        format!("{:.4} ± {:.4} (n={})", m.value, m.stderr, m.n)
+    }
+}
+
 /// The Markdown table: values in percent with their standard error and n; later
 /// runs also show the difference to the first run in percentage points.
 pub fn markdown_table(runs: &[Run]) -> String {
@@ -128,10 +145,13 @@ pub fn markdown_table(runs: &[Run]) -> String {
             match v {
                 None => s.push_str(" - |"),
                 Some(m) => {
-                    let mut cell =
-                        format!("{:.1} ± {:.1} (n={})", m.percent(), 100.0 * m.stderr, m.n);
+                    let mut cell = fmt_metric(&l.family, &l.metric, m);
                     if let (true, Some(b)) = (i > 0, base) {
-                        cell.push_str(&format!(" {:+.1}", m.percent() - b.percent()));
+                        if is_rate(&l.family, &l.metric) {
+                            cell.push_str(&format!(" {:+.1}", m.percent() - b.percent()));
+                        } else {
+                            cell.push_str(&format!(" {:+.4}", m.value - b.value));
+                        }
                     }
                     s.push_str(&format!(" {cell} |"));
                 }
@@ -142,16 +162,32 @@ pub fn markdown_table(runs: &[Run]) -> String {
     s
 }
 
+/// One run's task gain and forgetting against the first run, in percentage
+/// points, each with a standard error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GainForgetting {
+    pub run: String,
+    pub gain: f64,
+    pub gain_se: f64,
+    pub forgetting: f64,
+    pub forgetting_se: f64,
+    /// The benchmarks averaged into `forgetting`.
+    pub benchmarks: usize,
+}
+
 /// Task gain and forgetting of each run after the first, in percentage points:
 /// gain is the change of `task`'s primary metric; forgetting is minus the mean
 /// change of the other benchmarks' primary metrics (positive = worse than the
-/// first run). Runs lacking `task` or any other shared benchmark are left out.
-pub fn gain_vs_forgetting(runs: &[Run], task: &str) -> Vec<(String, f64, f64)> {
+/// first run; the drift benchmark, not a score, is left out). Standard errors
+/// treat the two runs' estimates as independent: `sqrt(se₀² + se₁²)` for a
+/// change, and for the mean of K changes `sqrt(Σ (se₀² + se₁²)) / K`. Runs
+/// lacking `task` or any other shared benchmark are left out.
+pub fn gain_vs_forgetting(runs: &[Run], task: &str) -> Vec<GainForgetting> {
     let prim = |r: &Run, b: &str| {
         r.results
             .get(b)
             .and_then(|x| x.primary_metric())
-            .map(|m| m.percent())
+            .map(|m| (m.percent(), 100.0 * m.stderr))
     };
     let Some(first) = runs.first() else {
         return vec![];
@@ -160,7 +196,11 @@ pub fn gain_vs_forgetting(runs: &[Run], task: &str) -> Vec<(String, f64, f64)> {
         .results
         .benchmarks
         .iter()
-        .filter(|b| b.benchmark != task && b.primary_metric().is_some())
+        .filter(|b| {
+            b.benchmark != task
+                && is_rate(&b.family, b.primary.as_deref().unwrap_or(""))
+                && b.primary_metric().is_some()
+        })
         .map(|b| b.benchmark.as_str())
         .collect();
     let mut out = Vec::new();
@@ -168,15 +208,26 @@ pub fn gain_vs_forgetting(runs: &[Run], task: &str) -> Vec<(String, f64, f64)> {
         let (Some(t0), Some(t1)) = (prim(first, task), prim(r, task)) else {
             continue;
         };
-        let deltas: Vec<f64> = others
+        let deltas: Vec<(f64, f64)> = others
             .iter()
-            .filter_map(|b| Some(prim(r, b)? - prim(first, b)?))
+            .filter_map(|b| {
+                let (x0, s0) = prim(first, b)?;
+                let (x1, s1) = prim(r, b)?;
+                Some((x1 - x0, s0 * s0 + s1 * s1))
+            })
             .collect();
         if deltas.is_empty() {
             continue;
         }
-        let mean = deltas.iter().sum::<f64>() / deltas.len() as f64;
-        out.push((r.name.clone(), t1 - t0, -mean));
+        let k = deltas.len() as f64;
+        out.push(GainForgetting {
+            run: r.name.clone(),
+            gain: t1.0 - t0.0,
+            gain_se: (t0.1 * t0.1 + t1.1 * t1.1).sqrt(),
+            forgetting: -deltas.iter().map(|d| d.0).sum::<f64>() / k,
+            forgetting_se: deltas.iter().map(|d| d.1).sum::<f64>().sqrt() / k,
+            benchmarks: deltas.len(),
+        });
     }
     out
 }
@@ -279,8 +330,11 @@ mod tests {
         let g = gain_vs_forgetting(&runs, "gsm8k");
         assert_eq!(g.len(), 1);
         assert!(
-            (g[0].1 - 10.0).abs() < 1e-9 && (g[0].2 - 2.0).abs() < 1e-9,
+            (g[0].gain - 10.0).abs() < 1e-9 && (g[0].forgetting - 2.0).abs() < 1e-9,
             "{g:?}"
         );
+        // One point of stderr in each run: sqrt(1 + 1) for a change.
+        assert!((g[0].gain_se - 2f64.sqrt()).abs() < 1e-9, "{g:?}");
+        assert!((g[0].forgetting_se - 2f64.sqrt()).abs() < 1e-9, "{g:?}");
     }
 }

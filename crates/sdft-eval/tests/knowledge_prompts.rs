@@ -22,6 +22,7 @@ fn pairs(task: Task, doc: sdft_eval::knowledge::Doc) -> Vec<(String, String)> {
     let splits = [split];
     let p = prepare(task, &splits, None, 0, 0);
     requests(&p[0], PromptFormat::Paper)
+        .unwrap()
         .into_iter()
         .map(|r| (r.prompt.text(), r.continuation.text()))
         .collect()
@@ -248,7 +249,7 @@ fn mmlu_zero_and_one_shot() {
     }];
     let p = prepare(Task::Mmlu, &splits, None, 1, 0);
     assert_eq!(
-        p[0].contexts[0],
+        p[0].raw_context(0),
         "The following are multiple choice questions (with answers) about abstract algebra.\n\nFind all c in Z_3 such that Z_3[x]/(x^2 + c) is a field.\nA. 0\nB. 1\nC. 2\nD. 3\nAnswer: B\n\nFind the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.\nA. 0\nB. 4\nC. 2\nD. 6\nAnswer:"
     );
 }
@@ -317,4 +318,91 @@ fn bad_rows_say_which_field() {
         e.expected.contains("`answerKey`") && e.found == "E",
         "{e:?}"
     );
+}
+
+/// SmolLM2-135M-Instruct's chat template (its `tokenizer.chat_template`).
+const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// Under `--prompt-format chat`, as lm-eval's `--apply_chat_template` builds the
+/// requests (lm_eval/api/task.py, 0.4.13): the description becomes the system
+/// message (`fewshot_context`: `labeled_examples.append({"role": "system", ...})`),
+/// examples and question one user message (`append_target_question` with
+/// `fewshot_as_multiturn` false), the assistant turn opened
+/// (`add_generation_prompt=True`), and `construct_requests` sets the target
+/// delimiter to "" for multiple-choice tasks, so continuations lose their space.
+#[test]
+fn chat_format_wraps_contexts_as_lm_eval_apply_chat_template() {
+    let chat = sdft_data::ChatFormat::new(CHATML, "<|im_start|>", "<|im_end|>").unwrap();
+    let format = PromptFormat::Chat(&chat);
+    let chat_pairs = |task: Task, doc: sdft_eval::knowledge::Doc, k: usize, pool: Vec<_>| {
+        let splits = [Split {
+            subject: doc.subject.clone(),
+            docs: vec![doc],
+            fewshot: Fewshot::FirstN(pool),
+        }];
+        let p = prepare(task, &splits, None, k, 0);
+        requests(&p[0], format)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.prompt.text(), r.continuation.text()))
+            .collect::<Vec<_>>()
+    };
+    // MMLU, one shot: the subject line is the system message (replacing the
+    // template's default one); the example and the question share the user turn.
+    let test = row(
+        json!({"question": "Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.",
+        "subject": "abstract_algebra", "choices": ["0", "4", "2", "6"], "answer": 1}),
+    );
+    let dev = row(
+        json!({"question": "Find all c in Z_3 such that Z_3[x]/(x^2 + c) is a field.",
+        "subject": "abstract_algebra", "choices": ["0", "1", "2", "3"], "answer": 1}),
+    );
+    let got = chat_pairs(
+        Task::Mmlu,
+        from_hf_row(Task::Mmlu, 0, &test).unwrap(),
+        1,
+        vec![from_hf_row(Task::Mmlu, 0, &dev).unwrap()],
+    );
+    let ctx = "<|im_start|>system\nThe following are multiple choice questions (with answers) about abstract algebra.\n\n<|im_end|>\n<|im_start|>user\nFind all c in Z_3 such that Z_3[x]/(x^2 + c) is a field.\nA. 0\nB. 1\nC. 2\nD. 3\nAnswer: B\n\nFind the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q.\nA. 0\nB. 4\nC. 2\nD. 6\nAnswer:<|im_end|>\n<|im_start|>assistant\n";
+    assert_eq!(got, shared(ctx, &["A", "B", "C", "D"]));
+    // ARC, zero-shot: no description, so the template's own system message.
+    let d = row(json!({"id": "Mercury_417466",
+        "query": "Question: Which statement best explains why photosynthesis is the foundation of most food webs?\nAnswer:",
+        "choices": ["Sunlight is the source of energy for nearly all ecosystems.", "Most ecosystems are found on land instead of in water.", "Carbon dioxide is more available than other gases.", "The producers in all ecosystems are plants."],
+        "gold": 0}));
+    let got = chat_pairs(
+        Task::ArcEasy,
+        from_oe_doc(Task::ArcEasy, &d).unwrap(),
+        0,
+        vec![],
+    );
+    assert_eq!(got[0].0, "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nQuestion: Which statement best explains why photosynthesis is the foundation of most food webs?\nAnswer:<|im_end|>\n<|im_start|>assistant\n");
+    assert_eq!(
+        got[0].1,
+        "Sunlight is the source of energy for nearly all ecosystems."
+    );
+    // Winogrande, zero-shot: each option's partial sentence is its own user turn
+    // (`construct_requests`' multiple_input branch wraps every choice), and the
+    // shared rest is scored without the delimiter.
+    let r = row(
+        json!({"sentence": "Sarah was a much better surgeon than Maria so _ always got the easier cases.",
+        "option1": "Sarah", "option2": "Maria", "answer": "2"}),
+    );
+    let got = chat_pairs(
+        Task::Winogrande,
+        from_hf_row(Task::Winogrande, 0, &r).unwrap(),
+        0,
+        vec![],
+    );
+    let sys = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n";
+    assert_eq!(
+        got,
+        vec![
+            (format!("{sys}<|im_start|>user\nSarah was a much better surgeon than Maria so Sarah<|im_end|>\n<|im_start|>assistant\n"), "always got the easier cases.".to_string()),
+            (format!("{sys}<|im_start|>user\nSarah was a much better surgeon than Maria so Maria<|im_end|>\n<|im_start|>assistant\n"), "always got the easier cases.".to_string()),
+        ]
+    );
+    // `chat` without a chat template is refused with a clear message.
+    let err = PromptFormat::from_options(sdft_data::PromptFormat::Chat, None).unwrap_err();
+    assert!(err.contains("chat template"), "{err}");
 }

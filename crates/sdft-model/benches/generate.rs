@@ -1,12 +1,13 @@
 //! `cargo xtask bench generate` (or `cargo bench -p sdft-model --bench generate`):
-//! generation speed on SmolLM2-135M-Instruct, f32 weights, on this build's backend.
+//! generation speed on SmolLM2-135M-Instruct (or `--model NAME|PATH`, e.g.
+//! `qwen2.5-coder-0.5b-instruct`), f32 weights, on this build's backend.
 //!
 //! Measures prefill tokens/s for a 128-token prompt, decode tokens/s at batch 1,
 //! and generated tokens/s at batch 16 (64-token prompts, 64 new tokens each), and
 //! prints them beside llama.cpp's numbers for the same model (F32 GGUF, 2 threads):
 //! measured in the same run when `--compare-llama-cpp DIR` names a llama.cpp build
 //! (its `llama-bench` and `llama-batched-bench`), else the reference values recorded
-//! in docs/performance.md. `--reps N` (default 3) takes each measure N times and
+//! in docs/performance.md (SmolLM2 only). `--reps N` (default 3) takes each measure N times and
 //! keeps the best.
 
 use std::path::PathBuf;
@@ -82,14 +83,24 @@ fn main() {
         .position(|a| a == "--llama-cpp-model")
         .and_then(|i| args.get(i + 1))
         .map(PathBuf::from);
-    let path = assets::resolve_model("smollm2-135m-instruct").expect("model");
+    let model_name = args
+        .iter()
+        .position(|a| a == "--model")
+        .and_then(|i| args.get(i + 1))
+        .map_or("smollm2-135m-instruct", String::as_str);
+    // llama.cpp's recorded numbers are SmolLM2's.
+    let recorded = model_name == "smollm2-135m-instruct";
+    let path = assets::resolve_model(model_name).expect("model");
     let device = default_device();
     let model =
         Model::<DefaultBackend>::load(&path, &LoadOptions::default(), &device).expect("load");
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    println!("sdft-model generate benchmark: SmolLM2-135M-Instruct, f32 weights, backend {}, {threads} cores", backend_name());
+    println!(
+        "sdft-model generate benchmark: {model_name}, f32 weights, backend {}, {threads} cores",
+        backend_name()
+    );
     let mut engine = Engine::new(model, 1);
     engine.stop_ids.clear(); // exact token counts
                              // Warm-up.
@@ -156,10 +167,14 @@ fn main() {
             173.0,
         ),
     ] {
-        println!(
-            "| {name} | {ours:.1} | {theirs:.1} | {:.2}x |",
-            ours / theirs
-        );
+        if recorded {
+            println!(
+                "| {name} | {ours:.1} | {theirs:.1} | {:.2}x |",
+                ours / theirs
+            );
+        } else {
+            println!("| {name} | {ours:.1} | - | - |");
+        }
     }
     if let Some(dir) = compare {
         let gguf = gguf_f32.unwrap_or(path);

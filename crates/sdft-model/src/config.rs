@@ -16,10 +16,37 @@ pub struct RopeScaling {
     pub original_max_position_embeddings: usize,
 }
 
+/// The network family: Llama, or Qwen2 (Llama plus a bias on the q, k and v
+/// projections; HF `Qwen2ForCausalLM`, GGUF `general.architecture = qwen2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    #[default]
+    Llama,
+    Qwen2,
+}
+
+impl Architecture {
+    /// True when the q, k and v projections carry a bias.
+    pub fn qkv_bias(self) -> bool {
+        self == Architecture::Qwen2
+    }
+
+    /// The HF `architectures` entry and `model_type`.
+    pub fn hf_names(self) -> (&'static str, &'static str) {
+        match self {
+            Architecture::Llama => ("LlamaForCausalLM", "llama"),
+            Architecture::Qwen2 => ("Qwen2ForCausalLM", "qwen2"),
+        }
+    }
+}
+
 /// The hyperparameters of a Llama-architecture model (Llama-2, Llama-3, SmolLM2,
-/// TinyLlama: all `LlamaForCausalLM`).
+/// TinyLlama: all `LlamaForCausalLM`) or of a Qwen2 one (`Qwen2ForCausalLM`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
+    #[serde(default)]
+    pub architecture: Architecture,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -82,19 +109,34 @@ impl LlamaConfig {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        let mut architecture = match v.get("model_type").and_then(Value::as_str) {
+            Some("qwen2") => Architecture::Qwen2,
+            _ => Architecture::Llama,
+        };
         if let Some(arch) = v.get("architectures").and_then(Value::as_array) {
-            let known = ["LlamaForCausalLM", "MistralForCausalLM"];
-            if !arch
-                .iter()
-                .any(|a| a.as_str().is_some_and(|s| known.contains(&s)))
-            {
+            let known = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"];
+            let names: Vec<&str> = arch.iter().filter_map(Value::as_str).collect();
+            if !names.iter().any(|s| known.contains(s)) {
                 return Err(Error::Config {
                     path: path.to_path_buf(),
                     field: "architectures".into(),
-                    expected: "[\"LlamaForCausalLM\"]".into(),
+                    expected: "[\"LlamaForCausalLM\"] or [\"Qwen2ForCausalLM\"]".into(),
                     found: Value::Array(arch.clone()).to_string(),
                 });
             }
+            if names.contains(&"Qwen2ForCausalLM") {
+                architecture = Architecture::Qwen2;
+            }
+        }
+        if architecture == Architecture::Qwen2
+            && v.get("use_sliding_window").and_then(Value::as_bool) == Some(true)
+        {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                field: "use_sliding_window".into(),
+                expected: "false (sliding-window attention is not supported)".into(),
+                found: "true".into(),
+            });
         }
         let get_usize =
             |name: &str| -> Result<usize> { usize_of(path, name, field(path, &v, name)?) };
@@ -150,6 +192,7 @@ impl LlamaConfig {
             }
         };
         let cfg = LlamaConfig {
+            architecture,
             vocab_size: get_usize("vocab_size")?,
             hidden_size,
             intermediate_size: get_usize("intermediate_size")?,
@@ -223,7 +266,12 @@ impl LlamaConfig {
     pub fn parameter_count(&self) -> usize {
         let h = self.hidden_size;
         let q = self.num_attention_heads * self.head_dim;
-        let attn = h * q + 2 * h * self.kv_dim() + q * h;
+        let bias = if self.architecture.qkv_bias() {
+            q + 2 * self.kv_dim()
+        } else {
+            0
+        };
+        let attn = h * q + 2 * h * self.kv_dim() + q * h + bias;
         let mlp = 3 * h * self.intermediate_size;
         let per_layer = attn + mlp + 2 * h;
         let embed = self.vocab_size * h;
@@ -273,5 +321,38 @@ mod tests {
         );
         let text = SMOLLM2_135M.replace("LlamaForCausalLM", "GPT2LMHeadModel");
         assert!(LlamaConfig::from_hf_json(Path::new("c.json"), &text).is_err());
+    }
+
+    /// Qwen2.5-0.5B-Instruct's `config.json` (Qwen's release).
+    const QWEN2_5_0_5B: &str = r#"{
+      "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0,
+      "bos_token_id": 151643, "eos_token_id": 151645, "hidden_act": "silu",
+      "hidden_size": 896, "initializer_range": 0.02, "intermediate_size": 4864,
+      "max_position_embeddings": 32768, "max_window_layers": 21, "model_type": "qwen2",
+      "num_attention_heads": 14, "num_hidden_layers": 24, "num_key_value_heads": 2,
+      "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768,
+      "tie_word_embeddings": true, "torch_dtype": "bfloat16", "use_cache": true,
+      "use_sliding_window": false, "vocab_size": 151936
+    }"#;
+
+    #[test]
+    fn qwen2_shape_parameter_count_and_sliding_window() {
+        let c = LlamaConfig::from_hf_json(Path::new("config.json"), QWEN2_5_0_5B).unwrap();
+        assert_eq!(c.architecture, Architecture::Qwen2);
+        assert_eq!((c.head_dim, c.kv_dim()), (64, 128));
+        assert_eq!(c.rope_theta, 1e6);
+        // Qwen2.5-0.5B: 494,032,768 parameters (tied head), biases included.
+        assert_eq!(c.parameter_count(), 494_032_768);
+        let text = QWEN2_5_0_5B.replace(
+            "\"use_sliding_window\": false",
+            "\"use_sliding_window\": true",
+        );
+        let err = LlamaConfig::from_hf_json(Path::new("q/config.json"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("q/config.json") && err.contains("use_sliding_window"),
+            "{err}"
+        );
     }
 }

@@ -63,11 +63,13 @@ impl SaveDtype {
 }
 
 impl LlamaConfig {
-    /// The config as an HF `config.json` for `LlamaForCausalLM`.
+    /// The config as an HF `config.json` for `LlamaForCausalLM` or
+    /// `Qwen2ForCausalLM`.
     pub fn to_hf_json(&self, torch_dtype: &str) -> serde_json::Value {
+        let (class, model_type) = self.architecture.hf_names();
         let mut v = json!({
-            "architectures": ["LlamaForCausalLM"],
-            "model_type": "llama",
+            "architectures": [class],
+            "model_type": model_type,
             "hidden_act": "silu",
             "attention_bias": false,
             "mlp_bias": false,
@@ -89,6 +91,13 @@ impl LlamaConfig {
                 many => json!(many),
             },
         });
+        if self.architecture == crate::Architecture::Qwen2 {
+            // Qwen2Config's own fields (its biases are implied by the class).
+            let obj = v.as_object_mut().expect("an object");
+            obj.remove("attention_bias");
+            obj.remove("mlp_bias");
+            obj.insert("use_sliding_window".into(), json!(false));
+        }
         if let Some(s) = self.rope_scaling {
             v["rope_scaling"] = json!({
                 "rope_type": "llama3",
@@ -117,6 +126,11 @@ impl LlamaConfig {
                 "mlp.down_proj.weight",
             ] {
                 names.push(format!("model.layers.{i}.{n}"));
+            }
+            if self.architecture.qkv_bias() {
+                for n in ["q_proj", "k_proj", "v_proj"] {
+                    names.push(format!("model.layers.{i}.self_attn.{n}.bias"));
+                }
             }
         }
         names.push("model.norm.weight".into());

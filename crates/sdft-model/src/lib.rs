@@ -1,7 +1,7 @@
 //! # sdft-model
 //!
 //! The Llama architecture (Llama-2/3, SmolLM2, TinyLlama; grouped-query attention)
-//! on [burn](https://burn.dev), generic over the backend. The backend is chosen by
+//! and Qwen2 / Qwen2.5 (Llama plus q/k/v biases; [`Architecture`]) on [burn](https://burn.dev), generic over the backend. The backend is chosen by
 //! cargo feature ([`backend`]): `flex` (pure-Rust CPU, the default), `cuda`, `wgpu`.
 //!
 //! What it provides:
@@ -48,7 +48,7 @@ pub mod model;
 pub mod tokenizer;
 pub mod weights;
 
-pub use config::{LlamaConfig, RopeScaling};
+pub use config::{Architecture, LlamaConfig, RopeScaling};
 pub use error::{Error, Result};
 pub use generate::{Engine, ScoreCounts};
 pub use gguf::{GgmlType, GgufFile, TensorInfo};

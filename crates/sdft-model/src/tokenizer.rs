@@ -36,6 +36,8 @@ pub struct TokenizerInfo {
     tokenizer: Tokenizer,
     /// A copy that tokenizes special-token text literally (`parse_special = false`).
     literal: OnceLock<Tokenizer>,
+    /// The longest token string in the vocabulary, in UTF-8 bytes.
+    max_token_bytes: OnceLock<usize>,
     bos_id: Option<u32>,
     eos_id: Option<u32>,
     add_bos: bool,
@@ -56,6 +58,7 @@ impl TokenizerInfo {
         TokenizerInfo {
             tokenizer,
             literal: OnceLock::new(),
+            max_token_bytes: OnceLock::new(),
             bos_id,
             eos_id,
             add_bos,
@@ -172,6 +175,37 @@ impl TokenizerInfo {
             }
         }
         Ok(ids)
+    }
+
+    /// The number of ids of [`TokenizerInfo::encode_pieces`], exact when at most
+    /// `cap`; above `cap` any larger number. A prompt whose text is too long to fit
+    /// in `cap` tokens by a safe margin is not encoded at all, so one huge row costs
+    /// bounded memory: one token stands for at most the longest vocabulary string's
+    /// bytes, times 4 (a normalizer can shrink one 4-byte character to one byte), so
+    /// `bytes / (4 · longest)` is a lower bound on the count.
+    pub fn count_pieces_capped(&self, prompt: &sdft_core::Prompt, cap: usize) -> Result<usize> {
+        use sdft_core::PromptPiece;
+        let longest = *self.max_token_bytes.get_or_init(|| {
+            self.tokenizer
+                .get_vocab(true)
+                .keys()
+                .map(|t| t.len())
+                .max()
+                .unwrap_or(1)
+                .max(1)
+        });
+        let bytes: usize = prompt
+            .pieces
+            .iter()
+            .map(|p| match p {
+                PromptPiece::Text(t) => t.len(),
+                _ => 0,
+            })
+            .sum();
+        if bytes / (4 * longest) > cap {
+            return Ok(cap.saturating_add(1));
+        }
+        Ok(self.encode_pieces(prompt)?.len())
     }
 
     /// [`TokenizerInfo::encode`] with `parse_special`, preceded by BOS when

@@ -295,16 +295,16 @@ fn zero_sized_tensor_shares_an_offset() {
 
 #[test]
 fn missing_and_undequantizable_tensors() {
-    let g = sample(3).tensor(t("w.q5_0", &[32], 6, vec![0; 22]));
+    let g = sample(3).tensor(t("w.q5_1", &[32], 7, vec![0; 24]));
     let f = open_bytes(&g.bytes()).unwrap();
     assert!(matches!(
         f.tensor_f32("nope"),
         Err(Error::MissingTensor { .. })
     ));
-    let e = f.tensor_f32("w.q5_0").unwrap_err();
+    let e = f.tensor_f32("w.q5_1").unwrap_err();
     assert!(matches!(e, Error::UnsupportedType { .. }), "{e}");
-    assert_contains(&e.to_string(), &["w.q5_0", "Q5_0", "Q4_K"]);
-    assert_eq!(f.tensor_bytes("w.q5_0").unwrap().len(), 22);
+    assert_contains(&e.to_string(), &["w.q5_1", "Q5_1", "Q4_K"]);
+    assert_eq!(f.tensor_bytes("w.q5_1").unwrap().len(), 24);
 }
 
 // ---------------------------------------------------------------- corrupt files

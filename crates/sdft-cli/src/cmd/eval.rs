@@ -113,12 +113,17 @@ pub struct RunArgs {
     /// Only the first N rows (problems) of each benchmark.
     #[arg(long)]
     limit: Option<usize>,
+    /// Per-benchmark limits overriding --limit: `gsm8k=64,arc_easy=400`.
+    #[arg(long, value_name = "BENCH=N,...")]
+    limits: Option<String>,
     /// Few-shot examples per context of the knowledge benchmarks (mmlu, arc_easy,
     /// ...), drawn with the run's seed as lm-eval's --num_fewshot does.
     #[arg(long, default_value_t = 0)]
     num_fewshot: usize,
     /// `paper` (the presets byte-exact) or `chat` (through the model's chat
-    /// template); default `chat` when the model has one.
+    /// template); default `chat` when the model has one, except for the knowledge
+    /// benchmarks (mmlu, arc_easy, ...), which score lm-eval's raw text unless
+    /// `chat` is given.
     #[arg(long, value_name = "paper|chat")]
     prompt_format: Option<sdft_data::PromptFormat>,
     /// Sampling: `--sampling paper|greedy` (default paper) and the flags that adjust it.
@@ -276,6 +281,60 @@ fn summary_line(r: &BenchResult) -> String {
     )
 }
 
+/// `--limits gsm8k=64,arc_easy=400`: row limits by benchmark name, each naming one
+/// of the selected benchmarks.
+fn per_benchmark_limits(
+    given: Option<&str>,
+    benches: &[Benchmark],
+) -> Result<std::collections::BTreeMap<String, usize>> {
+    let mut out = std::collections::BTreeMap::new();
+    for part in given
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let Some((name, n)) = part.split_once('=') else {
+            bail!("--limits {part:?}: expected BENCH=N");
+        };
+        let n: usize = n
+            .trim()
+            .parse()
+            .with_context(|| format!("--limits {part:?}: N is not a number of rows"))?;
+        let name = name.trim().to_ascii_lowercase();
+        if !benches.iter().any(|b| b.name() == name) {
+            let selected: Vec<String> = benches.iter().map(Benchmark::name).collect();
+            bail!(
+                "--limits {part:?}: `{name}` is not among the selected benchmarks ({})",
+                selected.join(", ")
+            );
+        }
+        out.insert(name, n);
+    }
+    Ok(out)
+}
+
+/// The drift benchmark: with an adapter, the seed (the model without it) is
+/// loaded beside the evaluated one; without, the model is its own seed.
+fn drift(
+    a: &RunArgs,
+    engine: &mut Engine<sdft_model::backend::DefaultBackend>,
+    opts: &EvalOptions,
+    bars: &mut Bars,
+) -> sdft_eval::Result<BenchResult> {
+    if a.load.adapter.is_none() {
+        return sdft_eval::drift::run_drift(engine, None, opts, bars);
+    }
+    let mut seed_args = a.load.clone();
+    seed_args.adapter = None;
+    let seed = seed_args.load().map_err(|e| sdft_eval::Error::Model {
+        benchmark: "drift".into(),
+        source: sdft_core::Error::backend("loading the seed model", e),
+    })?;
+    let mut seed = Engine::new(seed, a.batch_size);
+    sdft_eval::drift::run_drift(&mut seed, Some(engine), opts, bars)
+}
+
 fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     let benches = Benchmark::parse_list(&a.benchmarks)?;
     let sampling = a.flags.params()?;
@@ -336,9 +395,20 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     opts.alpaca_reference = a.alpacaeval_reference.clone();
     opts.overwrite = a.overwrite;
     let mut bars = Bars { bar: None };
+    let limits = per_benchmark_limits(a.limits.as_deref(), &benches)?;
     for b in &benches {
         let scored = engine.score_counts();
-        let r = if b.generates() {
+        let mut opts = opts.clone();
+        if let Some(n) = limits.get(&b.name()) {
+            opts.limit = Some(*n);
+        }
+        if matches!(b, Benchmark::Knowledge(_)) && a.prompt_format.is_none() {
+            // The knowledge benchmarks score lm-eval's raw text unless asked.
+            opts.prompt_format = sdft_data::PromptFormat::Paper;
+        }
+        let r = if *b == Benchmark::Drift {
+            drift(&a, &mut engine, &opts, &mut bars)
+        } else if b.generates() {
             harness::run_generation(&mut engine, b, &opts, &mut bars)
         } else {
             harness::run_multiple_choice(&mut engine, b, &opts, &mut bars)

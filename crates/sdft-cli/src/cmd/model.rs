@@ -15,7 +15,7 @@ use serde_json::json;
 pub enum ModelCommand {
     /// Architecture, parameter count, stored dtypes, tokenizer, chat template.
     Info {
-        /// A .gguf file, an HF checkpoint directory, or a known name (smollm2-135m-instruct).
+        /// A .gguf file, an HF checkpoint directory, or a known name (smollm2-135m-instruct, qwen2.5-coder-0.5b-instruct).
         model: String,
         #[arg(long)]
         json: bool,
@@ -74,9 +74,9 @@ pub enum ModelCommand {
 }
 
 /// Which model to load and how.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// A .gguf file, an HF checkpoint directory, or a known name (smollm2-135m-instruct).
+    /// A .gguf file, an HF checkpoint directory, or a known name (smollm2-135m-instruct, qwen2.5-coder-0.5b-instruct).
     #[arg(long)]
     pub model: String,
     /// Float type on the device: f32 (default), bf16, f16.
@@ -201,7 +201,7 @@ fn info(model: &str, as_json: bool) -> Result<ExitCode> {
     let v = json!({
         "path": f.path.display().to_string(),
         "format": format,
-        "architecture": "llama",
+        "architecture": c.architecture.hf_names().1,
         "parameters": c.parameter_count(),
         "dtypes": f.weights.dtype_summary(),
         "config": c,
@@ -221,7 +221,8 @@ fn info(model: &str, as_json: bool) -> Result<ExitCode> {
     println!("path:          {}", f.path.display());
     println!("format:        {format}");
     println!(
-        "architecture:  llama, {} layers, width {}, {} heads / {} kv heads (head dim {}), ffn {}, vocab {}",
+        "architecture:  {}, {} layers, width {}, {} heads / {} kv heads (head dim {}), ffn {}, vocab {}",
+        c.architecture.hf_names().1,
         c.num_hidden_layers,
         c.hidden_size,
         c.num_attention_heads,

@@ -9,7 +9,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use plotters::prelude::*;
-use sdft_eval::report::{gain_vs_forgetting, lines, load_runs, markdown_table, Run};
+use sdft_eval::compare::{paired, verdict, Paired};
+use sdft_eval::report::{
+    gain_vs_forgetting, lines, load_runs, markdown_table, GainForgetting, Run,
+};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -23,6 +26,9 @@ pub struct ReportArgs {
     /// the first benchmark of the first run).
     #[arg(long)]
     task: Option<String>,
+    /// Seed of the paired bootstrap intervals.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
 }
 
 /// A benchmark's primary metric per run: (percent, stderr in points).
@@ -106,23 +112,34 @@ fn bar_chart(path: &Path, family: &str, runs: &[Run], benches: &[BenchValues]) -
     Ok(())
 }
 
-/// Task gain (x) against forgetting (y), one labelled point per run after the first.
-fn scatter(path: &Path, task: &str, points: &[(String, f64, f64)]) -> Result<()> {
+/// Task gain (x) against forgetting (y), one labelled point per run after the
+/// first, with ±1 standard error bars on both axes.
+fn scatter(path: &Path, task: &str, points: &[GainForgetting]) -> Result<()> {
     let root = SVGBackend::new(path, (560, 460)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err(path))?;
-    let span = |f: fn(&(String, f64, f64)) -> f64| {
-        let m = points.iter().map(|p| f(p).abs()).fold(1.0f64, f64::max) * 1.25;
+    let span = |f: fn(&GainForgetting) -> (f64, f64)| {
+        let m = points
+            .iter()
+            .map(|p| {
+                let (v, se) = f(p);
+                v.abs() + se
+            })
+            .fold(1.0f64, f64::max)
+            * 1.25;
         -m..m
     };
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "task gain vs. forgetting (pp vs. first run)",
+            "task gain vs. forgetting (pp vs. first run, ±1 se)",
             ("sans-serif", 18),
         )
         .margin(14)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(span(|p| p.1), span(|p| p.2))
+        .build_cartesian_2d(
+            span(|p| (p.gain, p.gain_se)),
+            span(|p| (p.forgetting, p.forgetting_se)),
+        )
         .map_err(plot_err(path))?;
     chart
         .configure_mesh()
@@ -130,21 +147,68 @@ fn scatter(path: &Path, task: &str, points: &[(String, f64, f64)]) -> Result<()>
         .y_desc("forgetting: mean drop elsewhere (pp)")
         .draw()
         .map_err(plot_err(path))?;
-    for (i, (name, x, y)) in points.iter().enumerate() {
+    for (i, p) in points.iter().enumerate() {
         let color = PALETTE[(i + 1) % PALETTE.len()];
+        let (x, y) = (p.gain, p.forgetting);
         chart
-            .draw_series(std::iter::once(Circle::new((*x, *y), 6, color.filled())))
+            .draw_series([
+                PathElement::new(vec![(x - p.gain_se, y), (x + p.gain_se, y)], color),
+                PathElement::new(
+                    vec![(x, y - p.forgetting_se), (x, y + p.forgetting_se)],
+                    color,
+                ),
+            ])
+            .map_err(plot_err(path))?;
+        chart
+            .draw_series(std::iter::once(Circle::new((x, y), 6, color.filled())))
             .map_err(plot_err(path))?;
         chart
             .draw_series(std::iter::once(Text::new(
-                name.clone(),
-                (*x, *y),
+                p.run.clone(),
+                (x, y),
                 ("sans-serif", 14),
             )))
             .map_err(plot_err(path))?;
     }
     root.present().map_err(plot_err(path))?;
     Ok(())
+}
+
+/// The paired comparisons section: per benchmark `b − a` with its bootstrap
+/// interval, then one verdict sentence each.
+pub fn paired_section(title: &str, a: &Run, b: &Run, rows: &[Paired]) -> String {
+    let mut md = format!(
+        "\n## {title}\n\nPer-row scores of the same rows, {b} − {a}, with a paired bootstrap 95% interval ({} resamples).\n\n| benchmark | metric | n | {a} | {b} | {b} − {a} | 95% CI |\n| --- | --- | ---: | ---: | ---: | ---: | --- |\n",
+        sdft_eval::compare::RESAMPLES,
+        a = a.name,
+        b = b.name
+    );
+    for p in rows {
+        let f = |x: f64| sdft_eval::compare::fmt_diff(&p.family, x);
+        let lvl = |x: f64| {
+            if sdft_eval::compare::in_nats(&p.family) {
+                format!("{x:.4}")
+            } else {
+                format!("{:.1}", 100.0 * x)
+            }
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} to {} |\n",
+            p.benchmark,
+            p.metric,
+            p.n,
+            lvl(p.mean_a),
+            lvl(p.mean_b),
+            f(p.diff),
+            f(p.lo),
+            f(p.hi)
+        ));
+    }
+    md.push('\n');
+    for p in rows {
+        md.push_str(&format!("- {}\n", verdict(p, &a.name, &b.name)));
+    }
+    md
 }
 
 fn file_safe(s: &str) -> String {
@@ -158,11 +222,15 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
     let table = markdown_table(&runs);
     std::fs::create_dir_all(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
-    let mut md = String::from("# sdft report\n\nValues in percent, ± one standard error, n rows; later runs show the change against the first run in percentage points. Bold: each benchmark's primary metric.\n\n");
+    let mut md = String::from("# sdft report\n\nValues in percent (drift: nats per token), ± one standard error, n rows; later runs show the change against the first run. Bold: each benchmark's primary metric.\n\n");
     md.push_str(&table);
     // Families of primary metrics.
     let mut families: BTreeMap<String, Vec<BenchValues>> = BTreeMap::new();
-    for l in lines(&runs).into_iter().filter(|l| l.primary) {
+    // Bar charts of rates (0-100%); drift's divergences are in the tables.
+    for l in lines(&runs)
+        .into_iter()
+        .filter(|l| l.primary && sdft_eval::report::is_rate(&l.family, &l.metric))
+    {
         let values = l
             .values
             .iter()
@@ -207,10 +275,26 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
             let path = a.output.join("gain_vs_forgetting.svg");
             scatter(&path, &task, &points)?;
             plots.push(path);
-            md.push_str(&format!("\n## Task gain vs. forgetting (task: {task})\n\n| run | gain (pp) | forgetting (pp) |\n| --- | ---: | ---: |\n"));
-            for (n, g, f) in &points {
-                md.push_str(&format!("| {n} | {g:+.1} | {f:+.1} |\n"));
+            md.push_str(&format!("\n## Task gain vs. forgetting (task: {task})\n\n| run | gain (pp) | forgetting (pp) | benchmarks |\n| --- | ---: | ---: | ---: |\n"));
+            for p in &points {
+                md.push_str(&format!(
+                    "| {} | {:+.1} ± {:.1} | {:+.1} ± {:.1} | {} |\n",
+                    p.run, p.gain, p.gain_se, p.forgetting, p.forgetting_se, p.benchmarks
+                ));
             }
+        }
+    }
+    // Paired comparisons: every later run against the first, and with three
+    // runs (seed, vanilla, SDFT) the last two against each other.
+    let mut pairs: Vec<(usize, usize)> = (1..runs.len()).map(|j| (0, j)).collect();
+    if runs.len() == 3 {
+        pairs.push((2, 1));
+    }
+    for (i, j) in pairs {
+        let rows = paired(&runs[i], &runs[j], a.seed)?;
+        if !rows.is_empty() {
+            let title = format!("{} vs. {}", runs[j].name, runs[i].name);
+            md.push_str(&paired_section(&title, &runs[i], &runs[j], &rows));
         }
     }
     if !plots.is_empty() {

@@ -15,7 +15,7 @@ use sdft_train::{ResponseColumn, TrainBackend, TrainConfig, TrainJob, Trainer};
 /// the paper's recipe.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// A .gguf file, an HF checkpoint directory, or a known name (smollm2-135m-instruct).
+    /// A .gguf file, an HF checkpoint directory, or a known name (smollm2-135m-instruct, qwen2.5-coder-0.5b-instruct).
     #[arg(long)]
     model: String,
     /// Training data: JSON, JSONL, CSV or Parquet (e.g. the output of `sdft distill`).

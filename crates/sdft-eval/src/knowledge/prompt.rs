@@ -10,42 +10,93 @@
 
 use sdft_core::rng::{fnv1a64, SplitMix64};
 use sdft_core::Prompt;
+use sdft_data::ChatFormat;
 
 use super::data::{Fewshot, Split};
 use super::tasks::{mmlu_description, Doc, Task};
 
 /// How a context becomes the prompt the continuation is scored after.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PromptFormat {
+#[derive(Debug, Clone, Copy, Default)]
+pub enum PromptFormat<'a> {
     /// lm-eval's raw text, as the paper ran these benchmarks.
     #[default]
     Paper,
+    /// lm-eval's `--apply_chat_template`: the description (MMLU's subject line) as
+    /// the system message, examples and question as one user message, the
+    /// assistant turn opened; continuations lose their target delimiter
+    /// (`lm_eval/api/task.py` `fewshot_context`, `append_target_question`,
+    /// `construct_requests`).
+    Chat(&'a ChatFormat),
 }
 
-impl PromptFormat {
+impl<'a> PromptFormat<'a> {
+    /// The format `opts` asks for: `chat` needs the model's chat template.
+    pub fn from_options(
+        format: sdft_data::PromptFormat,
+        chat: Option<&'a ChatFormat>,
+    ) -> std::result::Result<Self, String> {
+        match (format, chat) {
+            (sdft_data::PromptFormat::Paper, _) => Ok(PromptFormat::Paper),
+            (sdft_data::PromptFormat::Chat, Some(c)) => Ok(PromptFormat::Chat(c)),
+            (sdft_data::PromptFormat::Chat, None) => Err(
+                "--prompt-format chat needs a chat template, and the model has none".to_string(),
+            ),
+        }
+    }
+
     /// The name recorded in results (`prompt_format`).
     pub fn name(self) -> &'static str {
-        match self {
-            PromptFormat::Paper => "paper",
-        }
+        self.recorded().as_str()
     }
 
     /// The workspace's prompt format this corresponds to, as results record it.
     pub fn recorded(self) -> sdft_data::PromptFormat {
         match self {
             PromptFormat::Paper => sdft_data::PromptFormat::Paper,
+            PromptFormat::Chat(_) => sdft_data::PromptFormat::Chat,
         }
     }
 
-    /// The prompt for a context. Another format (a chat template that puts the
-    /// context in a user message and opens the assistant turn) is one more arm
-    /// here: everything else sees only `Prompt`s.
-    pub fn wrap(self, context: &str) -> Prompt {
+    /// What the prompt depends on beyond lm-eval's task definition: empty for
+    /// `paper`, the chat template's Jinja source for `chat`.
+    pub fn template_source(self) -> &'a str {
         match self {
-            PromptFormat::Paper => Prompt::raw(context.to_string()),
+            PromptFormat::Paper => "",
+            PromptFormat::Chat(c) => c.source(),
+        }
+    }
+
+    /// The prompt for a context made of `description` (possibly empty) and `body`
+    /// (examples and the document's own context).
+    pub fn wrap(self, description: &str, body: &str) -> sdft_data::Result<Prompt> {
+        match self {
+            PromptFormat::Paper => Ok(Prompt::raw(format!("{description}{body}"))),
+            PromptFormat::Chat(chat) => {
+                let mut msgs = Vec::with_capacity(2);
+                if !description.is_empty() {
+                    msgs.push(("system".to_string(), description.to_string()));
+                }
+                msgs.push(("user".to_string(), body.to_string()));
+                Ok(Prompt::raw(chat.render(&msgs, true)?))
+            }
+        }
+    }
+
+    /// The scored continuation: as lm-eval builds it (target delimiter included),
+    /// without the delimiter under `chat`.
+    pub fn continuation(self, continuation: &str) -> String {
+        match self {
+            PromptFormat::Paper => continuation.to_string(),
+            PromptFormat::Chat(_) => continuation
+                .strip_prefix(TARGET_DELIMITER)
+                .unwrap_or(continuation)
+                .to_string(),
         }
     }
 }
+
+/// The target delimiter of every task here (lm-eval's default).
+pub const TARGET_DELIMITER: &str = " ";
 
 /// The few-shot delimiter of every task here.
 pub const FEWSHOT_DELIMITER: &str = "\n\n";
@@ -91,17 +142,28 @@ pub fn examples(task: Task, split: &Split, index: usize, k: usize, seed: u64) ->
     }
 }
 
-/// The full context of choice `choice` of `doc`: description, examples, then
-/// the document's own context.
-pub fn full_context(task: Task, doc: &Doc, choice: usize, examples: &[&Doc]) -> String {
-    let mut s = match (task, &doc.subject) {
+/// The description of `doc`'s context: MMLU's subject line, empty elsewhere.
+pub fn description(task: Task, doc: &Doc) -> String {
+    match (task, &doc.subject) {
         (Task::Mmlu, Some(subject)) => mmlu_description(subject),
         _ => String::new(),
-    };
+    }
+}
+
+/// The context of choice `choice` of `doc` after the description: the examples,
+/// then the document's own context.
+pub fn body(doc: &Doc, choice: usize, examples: &[&Doc]) -> String {
+    let mut s = String::new();
     for ex in examples {
         s.push_str(&ex.example());
         s.push_str(FEWSHOT_DELIMITER);
     }
     s.push_str(doc.context(choice));
     s
+}
+
+/// The full raw context of choice `choice` of `doc` (`paper`): description,
+/// examples, then the document's own context.
+pub fn full_context(task: Task, doc: &Doc, choice: usize, examples: &[&Doc]) -> String {
+    format!("{}{}", description(task, doc), body(doc, choice, examples))
 }

@@ -568,6 +568,14 @@ impl<B: Backend> Generator for Engine<B> {
     fn count_tokens(&self, prompt: &sdft_core::Prompt) -> Option<usize> {
         self.model.encode_pieces(prompt).ok().map(|ids| ids.len())
     }
+
+    fn context_length(&self) -> Option<usize> {
+        Some(self.model.llama.rope.max_positions())
+    }
+
+    fn count_tokens_capped(&self, prompt: &sdft_core::Prompt, cap: usize) -> Option<usize> {
+        self.model.tokenizer.count_pieces_capped(prompt, cap).ok()
+    }
 }
 
 impl<B: Backend> Scorer for Engine<B> {

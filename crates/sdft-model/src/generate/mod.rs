@@ -1,6 +1,7 @@
 //! Text generation and scoring: the [`Engine`] implements
 //! [`sdft_core::Generator`] and [`sdft_core::Scorer`] for a loaded model.
 
+mod distributions;
 mod engine;
 pub mod sampler;
 mod score;

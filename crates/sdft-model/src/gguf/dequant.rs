@@ -9,7 +9,7 @@ use crate::{Error, Result};
 /// Dequantizes `data` (whole blocks of `dtype`) into `out`.
 ///
 /// `out.len()` must be the element count of `data`: `data.len() / type_size *
-/// block_size`. Supports F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K.
+/// block_size`. Supports F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K and Q6_K.
 pub fn dequantize(dtype: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
     let (bs, ts) = dtype.block_geometry();
     if !data.len().is_multiple_of(ts) || data.len() / ts * bs != out.len() {
@@ -26,6 +26,7 @@ pub fn dequantize(dtype: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
         GgmlType::Q8_0 => q8_0(data, out),
         GgmlType::Q4_0 => q4_0(data, out),
         GgmlType::Q4_1 => q4_1(data, out),
+        GgmlType::Q5_0 => q5_0(data, out),
         GgmlType::Q4_K => q4_k(data, out),
         GgmlType::Q5_K => q5_k(data, out),
         GgmlType::Q6_K => q6_k(data, out),
@@ -87,6 +88,24 @@ fn q4_0(data: &[u8], out: &mut [f32]) {
             let q = x[2 + j];
             lo[j] = ((q & 0x0F) as i32 - 8) as f32 * d;
             hi[j] = ((q >> 4) as i32 - 8) as f32 * d;
+        }
+    }
+}
+
+/// block_q5_0: d (f16), qh[4] (the fifth bits, little-endian u32), qs[16]; low
+/// nibbles with bit `j` of qh are elements 0..16, high nibbles with bit `j + 16`
+/// elements 16..32; y = (q - 16) * d.
+fn q5_0(data: &[u8], out: &mut [f32]) {
+    for (y, x) in out.chunks_exact_mut(32).zip(data.chunks_exact(22)) {
+        let d = half_at(x, 0);
+        let qh = u32::from_le_bytes([x[2], x[3], x[4], x[5]]);
+        let (lo, hi) = y.split_at_mut(16);
+        for j in 0..16 {
+            let q = x[6 + j];
+            let h0 = ((qh >> j) << 4) & 0x10;
+            let h1 = (qh >> (j + 12)) & 0x10;
+            lo[j] = (((q & 0x0F) as u32 | h0) as i32 - 16) as f32 * d;
+            hi[j] = (((q >> 4) as u32 | h1) as i32 - 16) as f32 * d;
         }
     }
 }
@@ -206,6 +225,22 @@ mod tests {
     }
 
     #[test]
+    fn q5_0_block() {
+        // d = 0.25; qs[0] = 0x3A, bit 0 of qh set: element 0 = (0xA | 16) - 16 = 10,
+        // bit 16 clear: element 16 = 3 - 16 = -13; qs[1] = 0, bit 17 set: element 17 = 0.
+        let mut block = vec![0u8; 22];
+        block[..2].copy_from_slice(&f16::from_f32(0.25).to_le_bytes());
+        block[2..6].copy_from_slice(&(1u32 | 1 << 17).to_le_bytes());
+        block[6] = 0x3A;
+        let mut out = vec![0.0; 32];
+        dequantize(GgmlType::Q5_0, &block, &mut out).unwrap();
+        assert_eq!(out[0], 10.0 * 0.25);
+        assert_eq!(out[16], -13.0 * 0.25);
+        assert_eq!(out[17], 0.0);
+        assert_eq!(out[1], -16.0 * 0.25);
+    }
+
+    #[test]
     fn scale_min_unpacking() {
         let q: Vec<u8> = (0..12).map(|i| (i * 37 + 200) as u8).collect();
         for j in 0..8 {
@@ -226,6 +261,7 @@ mod tests {
     fn size_mismatch_and_unsupported_are_errors() {
         let mut out = vec![0.0; 32];
         assert!(dequantize(GgmlType::Q4_0, &[0u8; 17], &mut out).is_err());
-        assert!(dequantize(GgmlType::Q5_0, &[0u8; 22], &mut out).is_err());
+        assert!(dequantize(GgmlType::Q5_0, &[0u8; 21], &mut out).is_err());
+        assert!(dequantize(GgmlType::Q5_1, &[0u8; 24], &mut out).is_err());
     }
 }

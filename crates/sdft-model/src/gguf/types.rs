@@ -52,7 +52,7 @@ pub enum GgmlType {
 pub const QK_K: usize = 256;
 
 /// The types [`crate::gguf::dequantize`] supports, for error messages.
-pub const DEQUANT_TYPES: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K";
+pub const DEQUANT_TYPES: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K";
 
 impl GgmlType {
     /// The type with ggml id `id`, or `None` for an id ggml does not (or no longer)
@@ -198,7 +198,7 @@ impl GgmlType {
         use GgmlType::*;
         matches!(
             self,
-            F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q4_K | Q5_K | Q6_K
+            F32 | F16 | BF16 | Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q4_K | Q5_K | Q6_K
         )
     }
 

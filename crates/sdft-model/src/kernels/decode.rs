@@ -105,6 +105,9 @@ pub struct LayerWeights {
     /// The q, k and v projections stacked: `[(heads + 2 * kv_heads) * head_dim,
     /// dim]`, one product for all three.
     pub qkv: PackedMatrix,
+    /// The q, k and v biases stacked as the rows of `qkv` (Qwen2); `None` for
+    /// Llama.
+    pub qkv_bias: Option<Vec<f32>>,
     pub o: PackedMatrix,
     pub post_norm: View,
     /// The gate and up projections stacked: `[2 * hidden, dim]`.
@@ -321,6 +324,11 @@ pub fn forward(
     for (layer, kv) in m.layers.iter().zip(cache.iter_mut()) {
         rms_norm(x, layer.input_norm.get(), m.eps, xn);
         matmul_packed_into(xn, b, &layer.qkv, qkv);
+        if let Some(bias) = &layer.qkv_bias {
+            for row in qkv.chunks_exact_mut(qw + 2 * kw) {
+                add_into(row, bias);
+            }
+        }
         for (i, r) in rows.iter().enumerate() {
             let p = r.pos;
             let (c, sn) = (&cos[p * hd..(p + 1) * hd], &sin[p * hd..(p + 1) * hd]);

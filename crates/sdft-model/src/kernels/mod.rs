@@ -207,12 +207,26 @@ pub fn host_model<B: Backend>(
     for (b, w) in llama.layers.iter().zip(sources.chunks_exact(7)) {
         let [q, k, v, o, gate, up, down] = [0, 1, 2, 3, 4, 5, 6].map(|i| w[i].get());
         let rows = |s: &[f32], cols: usize| s.len() / cols;
+        let a = &b.attn;
+        let qkv_bias = match (&a.q_bias, &a.k_bias, &a.v_bias) {
+            (None, None, None) => None,
+            (Some(q), Some(k), Some(v)) => {
+                let mut all = Vec::new();
+                for t in [q, k, v] {
+                    all.extend_from_slice(vec(&t.val())?.get());
+                }
+                Some(all)
+            }
+            // Some biases but not all: the generic path handles it.
+            _ => return None,
+        };
         layers.push(LayerWeights {
             input_norm: vec(&b.input_norm.weight.val())?,
             qkv: PackedMatrix::pack_stacked(
                 &[(q, rows(q, d)), (k, rows(k, d)), (v, rows(v, d))],
                 d,
             ),
+            qkv_bias,
             o: PackedMatrix::pack(o, d, o.len() / d),
             post_norm: vec(&b.post_norm.weight.val())?,
             gate_up: PackedMatrix::pack_stacked(&[(gate, hidden), (up, hidden)], d),

@@ -44,6 +44,10 @@ pub struct Attention<B: Backend> {
     pub k_proj: Weight<B>,
     pub v_proj: Weight<B>,
     pub o_proj: Weight<B>,
+    /// Biases of the q, k and v projections (Qwen2); `None` for Llama.
+    pub q_bias: Option<Param<Tensor<B, 1>>>,
+    pub k_bias: Option<Param<Tensor<B, 1>>>,
+    pub v_bias: Option<Param<Tensor<B, 1>>>,
     /// LoRA adapters of the projections (see [`super::lora`]); `None` without one.
     pub q_lora: Option<Lora<B>>,
     pub k_lora: Option<Lora<B>>,
@@ -66,9 +70,22 @@ impl<B: Backend> Attention<B> {
         let [b, s, _] = x.dims();
         let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let heads = |t: Tensor<B, 3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
-        let q = heads(project_lora(x.clone(), &self.q_proj, &self.q_lora), h);
-        let k = heads(project_lora(x.clone(), &self.k_proj, &self.k_lora), kvh);
-        let v = heads(project_lora(x, &self.v_proj, &self.v_lora), kvh);
+        // A LoRA update adds to `x·Wᵀ + b` (PEFT's layout: the bias is the base
+        // layer's).
+        let biased = |t: Tensor<B, 3>, bias: &Option<Param<Tensor<B, 1>>>| match bias {
+            Some(b) => t + b.val().unsqueeze(),
+            None => t,
+        };
+        let q = biased(
+            project_lora(x.clone(), &self.q_proj, &self.q_lora),
+            &self.q_bias,
+        );
+        let k = biased(
+            project_lora(x.clone(), &self.k_proj, &self.k_lora),
+            &self.k_bias,
+        );
+        let v = biased(project_lora(x, &self.v_proj, &self.v_lora), &self.v_bias);
+        let (q, k, v) = (heads(q, h), heads(k, kvh), heads(v, kvh));
         (rope::apply(q, cos, sin), rope::apply(k, cos, sin), v)
     }
 

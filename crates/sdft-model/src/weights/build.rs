@@ -116,6 +116,12 @@ pub fn build_llama<B: Backend>(
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for i in 0..config.num_hidden_layers {
         let p = |s: &str| format!("model.layers.{i}.{s}");
+        let bias = |s: &str, n: usize| -> Result<Option<Param<Tensor<B, 1>>>> {
+            match config.architecture.qkv_bias() {
+                true => l.vector(&p(s), n).map(Some),
+                false => Ok(None),
+            }
+        };
         layers.push(Block {
             input_norm: RmsNorm {
                 weight: l.vector(&p("input_layernorm.weight"), h)?,
@@ -126,6 +132,9 @@ pub fn build_llama<B: Backend>(
                 k_proj: l.linear(&p("self_attn.k_proj.weight"), kv_dim, h)?,
                 v_proj: l.linear(&p("self_attn.v_proj.weight"), kv_dim, h)?,
                 o_proj: l.linear(&p("self_attn.o_proj.weight"), h, q_dim)?,
+                q_bias: bias("self_attn.q_proj.bias", q_dim)?,
+                k_bias: bias("self_attn.k_proj.bias", kv_dim)?,
+                v_bias: bias("self_attn.v_proj.bias", kv_dim)?,
                 q_lora: None,
                 k_lora: None,
                 v_lora: None,

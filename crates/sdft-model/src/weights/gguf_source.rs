@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::{summarize, F32Tensor, WeightSource};
 use crate::gguf::GgufFile;
-use crate::{Error, LlamaConfig, Result};
+use crate::{Architecture, Error, LlamaConfig, Result};
 
 /// The llama.cpp name of an HF tensor name (`None` for names GGUF does not have).
 pub fn gguf_tensor_name(hf_name: &str) -> Option<String> {
@@ -27,6 +27,9 @@ pub fn gguf_tensor_name(hf_name: &str) -> Option<String> {
         "self_attn.k_proj.weight" => "attn_k.weight",
         "self_attn.v_proj.weight" => "attn_v.weight",
         "self_attn.o_proj.weight" => "attn_output.weight",
+        "self_attn.q_proj.bias" => "attn_q.bias",
+        "self_attn.k_proj.bias" => "attn_k.bias",
+        "self_attn.v_proj.bias" => "attn_v.bias",
         "post_attention_layernorm.weight" => "ffn_norm.weight",
         "mlp.gate_proj.weight" => "ffn_gate.weight",
         "mlp.up_proj.weight" => "ffn_up.weight",
@@ -56,19 +59,25 @@ pub fn unpermute_rows(data: &[f32], heads: usize, head_dim: usize, cols: usize) 
     out
 }
 
-/// Reads a [`LlamaConfig`] from GGUF metadata (`general.architecture = "llama"`).
+/// Reads a [`LlamaConfig`] from GGUF metadata (`general.architecture = "llama"`
+/// or `"qwen2"`; the hyperparameters under that prefix).
 pub fn config_from_gguf(file: &GgufFile) -> Result<LlamaConfig> {
     let path = file.path().to_path_buf();
     let md = file.metadata();
     let arch = md.require_str("general.architecture")?;
-    if arch != "llama" {
-        return Err(Error::Config {
-            path,
-            field: "general.architecture".into(),
-            expected: "\"llama\"".into(),
-            found: format!("{arch:?}"),
-        });
-    }
+    let architecture = match arch {
+        "llama" => Architecture::Llama,
+        "qwen2" => Architecture::Qwen2,
+        _ => {
+            return Err(Error::Config {
+                path,
+                field: "general.architecture".into(),
+                expected: "\"llama\" or \"qwen2\"".into(),
+                found: format!("{arch:?}"),
+            })
+        }
+    };
+    let key = |k: &str| format!("{arch}.{k}");
     if file.tensor("rope_freqs.weight").is_some() {
         return Err(Error::Format {
             path,
@@ -76,36 +85,41 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<LlamaConfig> {
         });
     }
     let req = |k: &str| -> Result<usize> { Ok(md.require_u32(k)? as usize) };
-    let hidden_size = req("llama.embedding_length")?;
-    let heads = req("llama.attention.head_count")?;
+    let hidden_size = req(&key("embedding_length"))?;
+    let heads = req(&key("attention.head_count"))?;
     let kv_heads = md
-        .get_u32("llama.attention.head_count_kv")?
+        .get_u32(&key("attention.head_count_kv"))?
         .map(|v| v as usize)
         .unwrap_or(heads);
-    let vocab_size = match md.get_u32("llama.vocab_size")? {
+    let vocab_size = match md.get_u32(&key("vocab_size"))? {
         Some(v) => v as usize,
         None => md.require_str_array("tokenizer.ggml.tokens")?.len(),
     };
-    let head_dim = match md.get_u32("llama.rope.dimension_count")? {
+    let head_dim = match md.get_u32(&key("rope.dimension_count"))? {
         Some(d) => d as usize,
         None => hidden_size / heads.max(1),
     };
     let eos = md.get_u32("tokenizer.ggml.eos_token_id")?;
+    let default_eps = match architecture {
+        Architecture::Llama => 1e-5,
+        Architecture::Qwen2 => 1e-6,
+    };
     let cfg = LlamaConfig {
+        architecture,
         vocab_size,
         hidden_size,
-        intermediate_size: req("llama.feed_forward_length")?,
-        num_hidden_layers: req("llama.block_count")?,
+        intermediate_size: req(&key("feed_forward_length"))?,
+        num_hidden_layers: req(&key("block_count"))?,
         num_attention_heads: heads,
         num_key_value_heads: kv_heads,
         head_dim,
         rms_norm_eps: md
-            .get_f32("llama.attention.layer_norm_rms_epsilon")?
-            .unwrap_or(1e-5) as f64,
-        rope_theta: md.get_f32("llama.rope.freq_base")?.unwrap_or(10_000.0) as f64,
+            .get_f32(&key("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(default_eps) as f64,
+        rope_theta: md.get_f32(&key("rope.freq_base"))?.unwrap_or(10_000.0) as f64,
         rope_scaling: None,
         max_position_embeddings: md
-            .get_u32("llama.context_length")?
+            .get_u32(&key("context_length"))?
             .map(|v| v as usize)
             .unwrap_or(4096),
         tie_word_embeddings: file.tensor("output.weight").is_none(),
@@ -115,7 +129,7 @@ pub fn config_from_gguf(file: &GgufFile) -> Result<LlamaConfig> {
     if cfg.num_attention_heads == 0 || cfg.num_key_value_heads == 0 || cfg.hidden_size == 0 {
         return Err(Error::Config {
             path,
-            field: "llama.attention.head_count".into(),
+            field: key("attention.head_count"),
             expected: "positive head counts and width".into(),
             found: format!("heads {heads}, kv heads {kv_heads}, width {hidden_size}"),
         });
@@ -164,7 +178,12 @@ impl WeightSource for GgufWeights {
             return Ok(None);
         }
         let (shape, data) = self.file.tensor_f32(&name)?;
-        let heads = if name.ends_with("attn_q.weight") {
+        // llama.cpp permutes the q/k rows of Llama only (its Qwen2 runs
+        // rotate-half RoPE on the HF layout).
+        let permuted = self.config.architecture == Architecture::Llama;
+        let heads = if !permuted {
+            None
+        } else if name.ends_with("attn_q.weight") {
             Some(self.config.num_attention_heads)
         } else if name.ends_with("attn_k.weight") {
             Some(self.config.num_key_value_heads)

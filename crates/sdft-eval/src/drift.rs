@@ -1,0 +1,295 @@
+//! Drift: how far a tuned model's next-token distribution has moved from its
+//! seed's, on the seed's own responses. This is the distribution shift SDFT
+//! claims to limit, measured directly; unlike a benchmark score it registers at
+//! any model size.
+//!
+//! The seed answers the first N instructions of AlpacaEval (`alpaca_eval.json`,
+//! the `alpaca` preset in the run's prompt format) greedily; then for every
+//! token `t` of each response both models give their whole next-token
+//! distribution, and the drift is
+//!
+//! `KL(seed ‖ tuned)_t = Σ_v p_seed(v | ·) · (log p_seed(v | ·) − log p_tuned(v | ·))`,
+//!
+//! in nats. The reported `kl` is the mean over all response tokens (a ratio of
+//! sums), with the standard error of a ratio estimator over responses (the
+//! responses are the independent units, not the tokens):
+//! `se = sqrt(Σ_i (K_i − kl·T_i)² / (n (n − 1))) / mean(T)` for response sums
+//! `K_i` over `T_i` tokens. `kl_response_mean` weighs each response equally, and
+//! `top1_agreement` is the fraction of positions where both models' most
+//! likely token is the same.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use sdft_core::{Distributions, GenerationRequest, Generator, SamplingParams, ScoreRequest};
+
+use crate::bench::{self, Benchmark};
+use crate::harness::{bench_settings, generate_resumable, record_result, reuse_bench};
+use crate::harness::{EvalOptions, Progress};
+use crate::results::{write_rows_parquet, BenchConfig, BenchResult, Hashes, RowRecord};
+use crate::{Error, Metric, Result};
+
+/// Instructions the seed answers when no `--limit` is given.
+pub const DEFAULT_LIMIT: usize = 64;
+
+/// `KL(p ‖ q)` of two distributions given as log-probabilities over the same
+/// vocabulary, in nats (terms with `p = 0` contribute nothing).
+///
+/// ```
+/// use sdft_eval::drift::kl;
+/// let p = [0.5f32.ln(), 0.5f32.ln()];
+/// let q = [0.25f32.ln(), 0.75f32.ln()];
+/// // 0.5 ln(0.5/0.25) + 0.5 ln(0.5/0.75) = 0.5 ln 2 + 0.5 ln(2/3)
+/// let want = 0.5 * 2f64.ln() + 0.5 * (2.0f64 / 3.0).ln();
+/// assert!((kl(&p, &q) - want).abs() < 1e-6);
+/// assert_eq!(kl(&p, &p), 0.0);
+/// ```
+pub fn kl(log_p: &[f32], log_q: &[f32]) -> f64 {
+    log_p
+        .iter()
+        .zip(log_q)
+        .map(|(&lp, &lq)| {
+            if lp == f32::NEG_INFINITY {
+                0.0
+            } else {
+                (lp as f64).exp() * (lp as f64 - lq as f64)
+            }
+        })
+        .sum::<f64>()
+        .max(0.0)
+}
+
+fn argmax(x: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in x.iter().enumerate() {
+        if *v > x[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// One response's drift: its token count, the sum of per-token KL and how many
+/// positions agree on the most likely token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResponseDrift {
+    pub tokens: usize,
+    pub kl_sum: f64,
+    pub top1_agree: usize,
+}
+
+/// The per-token drift of one response from both models' distributions.
+pub fn response_drift(seed: &[Vec<f32>], tuned: &[Vec<f32>]) -> ResponseDrift {
+    let mut d = ResponseDrift {
+        tokens: seed.len().min(tuned.len()),
+        kl_sum: 0.0,
+        top1_agree: 0,
+    };
+    for (p, q) in seed.iter().zip(tuned) {
+        d.kl_sum += kl(p, q);
+        d.top1_agree += usize::from(argmax(p) == argmax(q));
+    }
+    d
+}
+
+/// The token-weighted mean of `sum_i / tokens_i` over responses, with the
+/// standard error of the ratio estimator (see the module docs).
+///
+/// ```
+/// use sdft_eval::drift::ratio_metric;
+/// // Sums 2 and 6 over 1 and 3 tokens: ratio 8 / 4 = 2, and every response
+/// // sits exactly on it, so the standard error is 0.
+/// let m = ratio_metric(&[(2.0, 1), (6.0, 3)]);
+/// assert_eq!((m.value, m.stderr, m.n), (2.0, 0.0, 2));
+/// ```
+pub fn ratio_metric(responses: &[(f64, usize)]) -> Metric {
+    let n = responses.len();
+    let total: usize = responses.iter().map(|r| r.1).sum();
+    if n == 0 || total == 0 {
+        return Metric {
+            value: 0.0,
+            stderr: 0.0,
+            n,
+        };
+    }
+    let r = responses.iter().map(|x| x.0).sum::<f64>() / total as f64;
+    let stderr = if n < 2 {
+        0.0
+    } else {
+        let mean_t = total as f64 / n as f64;
+        let ss: f64 = responses
+            .iter()
+            .map(|(k, t)| (k - r * *t as f64).powi(2))
+            .sum();
+        (ss / (n * (n - 1)) as f64).sqrt() / mean_t
+    };
+    Metric {
+        value: r,
+        stderr,
+        n,
+    }
+}
+
+/// The drift metrics of a set of responses.
+pub fn metrics(drifts: &[ResponseDrift]) -> BTreeMap<String, Metric> {
+    let kl: Vec<(f64, usize)> = drifts.iter().map(|d| (d.kl_sum, d.tokens)).collect();
+    let agree: Vec<(f64, usize)> = drifts
+        .iter()
+        .map(|d| (d.top1_agree as f64, d.tokens))
+        .collect();
+    let per_response: Vec<f64> = drifts
+        .iter()
+        .filter(|d| d.tokens > 0)
+        .map(|d| d.kl_sum / d.tokens as f64)
+        .collect();
+    BTreeMap::from([
+        ("kl".to_string(), ratio_metric(&kl)),
+        (
+            "kl_response_mean".to_string(),
+            Metric::from_scores(&per_response),
+        ),
+        ("top1_agreement".to_string(), ratio_metric(&agree)),
+    ])
+}
+
+/// Runs the drift benchmark and records it in `RUN_DIR/results.json` (family
+/// `drift`, primary `kl`; lower is closer to the seed). `seed` generates the
+/// responses (resumable, `drift.generations.jsonl`) and gives the reference
+/// distributions; `tuned` is the evaluated model, or `None` when the evaluated
+/// model is the seed itself (its drift is then computed against itself).
+pub fn run_drift(
+    seed: &mut dyn SeedModel,
+    mut tuned: Option<&mut dyn Distributions>,
+    opts: &EvalOptions,
+    progress: &mut dyn Progress,
+) -> Result<BenchResult> {
+    let start = Instant::now();
+    let bench = Benchmark::Drift;
+    let name = bench.name();
+    let path = bench.data_path(&opts.data_dir, &opts.humaneval_path);
+    let data_sha256 =
+        sdft_core::provenance::sha256_file(&path).map_err(|e| Error::file(&path, e.to_string()))?;
+    let template = sdft_data::Template::preset(bench.template())
+        .ok_or_else(|| Error::file(&path, "template preset `alpaca` is missing"))?
+        .with_prompt_format(opts.prompt_format, opts.chat_format.clone())?;
+    let limit = Some(opts.limit.unwrap_or(DEFAULT_LIMIT));
+    let prepared = bench::prepare_with(&Benchmark::AlpacaEval, &path, limit, 1, template)?;
+    let mut params = SamplingParams::greedy();
+    params.max_new_tokens = opts.sampling.max_new_tokens;
+    params.stop = opts.sampling.stop.clone();
+    params.stop.extend(prepared.template.stop.iter().cloned());
+    std::fs::create_dir_all(&opts.run_dir).map_err(|e| Error::io(&opts.run_dir, e))?;
+    let settings = bench_settings(&bench, opts, &params, &data_sha256, 1)
+        .with("limit", limit)
+        .with(
+            "prompt_format",
+            prepared.template.prompt_format().to_string(),
+        )
+        .with("template_hash", prepared.template.template_hash());
+    reuse_bench(opts, &name, &settings)?;
+    let requests: Vec<GenerationRequest> = prepared
+        .items
+        .iter()
+        .map(|i| GenerationRequest::new(i.id.clone(), i.prompt.clone()))
+        .collect();
+    let resume = opts.run_dir.join(format!("{name}.generations.jsonl"));
+    let (outputs, generated) = generate_resumable(
+        seed.as_generator(),
+        &name,
+        &requests,
+        &params,
+        &resume,
+        opts.chunk,
+        progress,
+    )?;
+    progress.start(&name, "compare", outputs.len(), 0);
+    let mut drifts = Vec::with_capacity(outputs.len());
+    let mut rows = Vec::with_capacity(outputs.len());
+    for (i, (item, out)) in prepared.items.iter().zip(&outputs).enumerate() {
+        let req = ScoreRequest {
+            prompt: item.prompt.clone(),
+            continuation: sdft_core::Prompt::raw(out.clone()),
+        };
+        let model_err = |e| Error::Model {
+            benchmark: name.clone(),
+            source: e,
+        };
+        let p = seed
+            .as_distributions()
+            .next_token_logprobs(&req)
+            .map_err(model_err)?;
+        let d = match tuned.as_deref_mut() {
+            Some(t) => {
+                let q = t.next_token_logprobs(&req).map_err(model_err)?;
+                response_drift(&p, &q)
+            }
+            None => response_drift(&p, &p),
+        };
+        let per_token = if d.tokens > 0 {
+            d.kl_sum / d.tokens as f64
+        } else {
+            0.0
+        };
+        rows.push(RowRecord {
+            id: item.id.clone(),
+            prompt: prepared.template.display(&item.prompt),
+            output: out.clone(),
+            extracted: String::new(),
+            score: per_token,
+            scores: [
+                ("kl".to_string(), per_token),
+                ("kl_sum".to_string(), d.kl_sum),
+                ("tokens".to_string(), d.tokens as f64),
+                ("top1_agree".to_string(), d.top1_agree as f64),
+            ]
+            .into(),
+        });
+        drifts.push(d);
+        progress.set(i + 1);
+    }
+    progress.finish();
+    write_rows_parquet(&opts.run_dir.join(format!("{name}.parquet")), &rows)?;
+    let result = BenchResult {
+        benchmark: name,
+        family: bench.family().to_string(),
+        primary: Some(bench.primary().to_string()),
+        n: rows.len(),
+        metrics: metrics(&drifts),
+        config: BenchConfig {
+            template: prepared.template.name.clone(),
+            template_hash: prepared.template.template_hash(),
+            sampling: params.clone(),
+            limit,
+            seed: params.seed,
+            samples: 1,
+            prompt_format: prepared.template.prompt_format(),
+            num_fewshot: None,
+        },
+        hashes: Hashes {
+            data_path: path.display().to_string(),
+            data_sha256,
+            model: opts.model.clone(),
+        },
+        generated,
+        wall_secs: start.elapsed().as_secs_f64(),
+    };
+    record_result(&opts.run_dir, &opts.model, result.clone())?;
+    Ok(result)
+}
+
+/// The seed model of a drift run: it generates the responses and gives the
+/// reference distributions.
+pub trait SeedModel {
+    fn as_generator(&mut self) -> &mut dyn Generator;
+    fn as_distributions(&mut self) -> &mut dyn Distributions;
+}
+
+impl<T: Generator + Distributions> SeedModel for T {
+    fn as_generator(&mut self) -> &mut dyn Generator {
+        self
+    }
+
+    fn as_distributions(&mut self) -> &mut dyn Distributions {
+        self
+    }
+}

@@ -1,0 +1,155 @@
+//! Paired comparisons of two run directories: the bootstrap interval on inputs
+//! whose resampling distribution is known exactly, the join by row id, and the
+//! verdict sentences for a clear difference, no difference, and drift (where
+//! lower is better).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use sdft_eval::compare::{bootstrap_interval, paired, verdict, Paired};
+use sdft_eval::report::Run;
+use sdft_eval::results::{
+    write_rows_parquet, BenchConfig, BenchResult, Hashes, ModelInfo, RowRecord, RunResults,
+};
+use sdft_eval::Metric;
+
+#[test]
+fn bootstrap_interval_of_known_resampling_distributions() {
+    // Two rows, differences 0 and 1: a resample's mean is 0, 0.5 or 1 with
+    // probability 1/4, 1/2, 1/4, so the 2.5th percentile is 0 and the 97.5th 1.
+    assert_eq!(bootstrap_interval(&[0.0, 1.0], 10_000, 1), (0.0, 1.0));
+    // Large n: the percentile interval of a mean is close to mean ± 1.96 se.
+    let diffs: Vec<f64> = (0..400).map(|i| f64::from(u8::from(i % 4 == 0))).collect();
+    let (lo, hi) = bootstrap_interval(&diffs, 10_000, 3);
+    let se = (0.25f64 * 0.75 / 400.0).sqrt();
+    assert!((lo - (0.25 - 1.96 * se)).abs() < 0.01, "{lo}");
+    assert!((hi - (0.25 + 1.96 * se)).abs() < 0.01, "{hi}");
+    // Seeded: the same interval again.
+    assert_eq!(bootstrap_interval(&diffs, 10_000, 3), (lo, hi));
+}
+
+fn result(name: &str, family: &str, primary: &str, v: f64) -> BenchResult {
+    BenchResult {
+        benchmark: name.into(),
+        family: family.into(),
+        primary: Some(primary.into()),
+        n: 4,
+        metrics: BTreeMap::from([(
+            primary.to_string(),
+            Metric {
+                value: v,
+                stderr: 0.0,
+                n: 4,
+            },
+        )]),
+        config: BenchConfig {
+            template: "t".into(),
+            prompt_format: sdft_data::PromptFormat::Paper,
+            template_hash: String::new(),
+            sampling: Default::default(),
+            limit: None,
+            seed: 42,
+            samples: 1,
+            num_fewshot: None,
+        },
+        hashes: Hashes {
+            data_path: "d".into(),
+            data_sha256: "h".into(),
+            model: ModelInfo::default(),
+        },
+        generated: 0,
+        wall_secs: 1.0,
+    }
+}
+
+fn run(dir: &Path, name: &str, rows: &[(&str, &str, &[(&str, f64)])]) -> Run {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    let mut benchmarks = Vec::new();
+    for (bench, family, scores) in rows {
+        let recs: Vec<RowRecord> = scores
+            .iter()
+            .map(|(id, s)| RowRecord {
+                id: id.to_string(),
+                prompt: String::new(),
+                output: String::new(),
+                extracted: String::new(),
+                score: *s,
+                scores: BTreeMap::new(),
+            })
+            .collect();
+        write_rows_parquet(&d.join(format!("{bench}.parquet")), &recs).unwrap();
+        let primary = if *family == "drift" { "kl" } else { "acc" };
+        let mean = scores.iter().map(|x| x.1).sum::<f64>() / scores.len() as f64;
+        benchmarks.push(result(bench, family, primary, mean));
+    }
+    Run {
+        name: name.into(),
+        dir: d,
+        results: RunResults {
+            benchmarks,
+            ..Default::default()
+        },
+    }
+}
+
+#[test]
+fn paired_rows_join_by_id_and_verdicts_follow_the_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ones: Vec<(String, f64)> = (0..40).map(|i| (format!("r{i}"), 1.0)).collect();
+    let zeros: Vec<(String, f64)> = (0..40).map(|i| (format!("r{i}"), 0.0)).collect();
+    let ones: Vec<(&str, f64)> = ones.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+    let zeros: Vec<(&str, f64)> = zeros.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+    // "same": equal on every row but one of four, in both directions.
+    let same_a: &[(&str, f64)] = &[("a", 1.0), ("b", 0.0), ("c", 1.0), ("d", 0.0)];
+    let same_b: &[(&str, f64)] = &[("a", 0.0), ("b", 1.0), ("c", 1.0), ("d", 0.0), ("x", 1.0)];
+    let drift_a: &[(&str, f64)] = &[("p", 0.02), ("q", 0.04), ("s", 0.03)];
+    let drift_b: &[(&str, f64)] = &[("p", 0.01), ("q", 0.02), ("s", 0.015)];
+    let a = run(
+        tmp.path(),
+        "vanilla",
+        &[
+            ("arc_easy", "knowledge", &zeros),
+            ("piqa", "knowledge", same_a),
+            ("drift", "drift", drift_a),
+        ],
+    );
+    let b = run(
+        tmp.path(),
+        "sdft",
+        &[
+            ("arc_easy", "knowledge", &ones),
+            ("piqa", "knowledge", same_b),
+            ("drift", "drift", drift_b),
+        ],
+    );
+    let rows = paired(&a, &b, 42).unwrap();
+    let by: BTreeMap<&str, &Paired> = rows.iter().map(|p| (p.benchmark.as_str(), p)).collect();
+    let arc = by["arc_easy"];
+    assert_eq!((arc.n, arc.unmatched), (40, 0));
+    assert_eq!((arc.diff, arc.lo, arc.hi), (1.0, 1.0, 1.0));
+    assert_eq!(
+        verdict(arc, "vanilla", "sdft"),
+        "arc_easy: sdft scores higher than vanilla: sdft − vanilla = +100.0 points (95% CI +100.0 points to +100.0 points, n=40)."
+    );
+    let piqa = by["piqa"];
+    assert_eq!((piqa.n, piqa.unmatched), (4, 1), "row x is in one run only");
+    assert_eq!(piqa.diff, 0.0);
+    assert!(!piqa.significant());
+    assert!(
+        verdict(piqa, "vanilla", "sdft")
+            .starts_with("piqa: no significant difference between sdft and vanilla: sdft − vanilla = +0.0 points"),
+        "{}",
+        verdict(piqa, "vanilla", "sdft")
+    );
+    // Drift: b is lower on every response, so b drifts less.
+    let drift = by["drift"];
+    assert!((drift.diff - (-0.015)).abs() < 1e-12 && drift.hi < 0.0);
+    assert!(
+        verdict(drift, "vanilla", "sdft").starts_with(
+            "drift: sdft drifts less from the seed than vanilla: sdft − vanilla = -0.0150 nats/token"
+        ),
+        "{}",
+        verdict(drift, "vanilla", "sdft")
+    );
+}

@@ -1,0 +1,53 @@
+//! The engine's whole next-token distributions (`Distributions`, used by the
+//! drift benchmark) against its own scorer: each row is a normalised
+//! log-distribution, and the entries of the continuation's tokens sum to the
+//! log-likelihood the shared-prefix scorer gives (an independent path: the CPU
+//! kernels), on SmolLM2-135M-Instruct. Skipped (with a note) without the model.
+
+#![cfg(feature = "flex")]
+
+use sdft_core::{Prompt, ScoreRequest};
+use sdft_model::backend::{default_device, DefaultBackend};
+use sdft_model::{Engine, LoadOptions, Model};
+
+#[test]
+fn distributions_are_normalised_and_agree_with_the_scorer() {
+    let Some(path) = sdft_model::assets::cached_model(&sdft_model::assets::SMOLLM2_135M_INSTRUCT)
+    else {
+        eprintln!("note: SmolLM2-135M-Instruct is not cached (cargo xtask assets); skipped");
+        return;
+    };
+    let model =
+        Model::<DefaultBackend>::load(&path, &LoadOptions::default(), &default_device()).unwrap();
+    let engine = Engine::new(model, 4);
+    let req = ScoreRequest {
+        prompt: Prompt::raw(
+            "<|im_start|>user\nName a primary colour.<|im_end|>\n<|im_start|>assistant\n",
+        ),
+        continuation: Prompt::raw("Red is a primary colour, as are blue and yellow."),
+    };
+    let rows = engine.next_token_logprobs(&req).unwrap();
+    let ids = engine.model.encode_pieces(&req.continuation).unwrap();
+    assert_eq!(rows.len(), ids.len());
+    let mut sum = 0f64;
+    for (row, &id) in rows.iter().zip(&ids) {
+        assert_eq!(row.len(), engine.model.config.vocab_size);
+        let lse = row.iter().map(|&x| (x as f64).exp()).sum::<f64>().ln();
+        assert!(lse.abs() < 1e-4, "row not normalised: log-sum-exp {lse}");
+        sum += row[id as usize] as f64;
+    }
+    let score = engine.score_requests(std::slice::from_ref(&req)).unwrap()[0];
+    assert_eq!(score.tokens, ids.len());
+    let rel = (sum - score.sum_logprob).abs() / score.sum_logprob.abs();
+    assert!(
+        rel < 2e-3,
+        "distributions {sum} vs scorer {}",
+        score.sum_logprob
+    );
+    // An empty continuation has no positions.
+    let empty = ScoreRequest {
+        prompt: req.prompt.clone(),
+        continuation: Prompt::raw(""),
+    };
+    assert!(engine.next_token_logprobs(&empty).unwrap().is_empty());
+}
