@@ -358,6 +358,9 @@ fn eval_run_on_smollm2_resumes_and_scores_multiple_choice() {
     assert!(b[1]["metrics"]["acc_norm"]["value"].is_number());
     assert_eq!(b[1]["metrics"]["acc:nature"]["n"], 1);
     assert_eq!(results["model"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(results["model"]["dtype"], "f32");
+    let settings = std::fs::read_to_string(run.join("multiarith.settings.json")).unwrap();
+    assert!(settings.contains("\"dtype\": \"f32\""), "{settings}");
     let rows = sdft_data::read_records(&run.join("multiarith.parquet"), None).unwrap();
     assert_eq!(
         rows.columns,

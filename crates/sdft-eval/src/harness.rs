@@ -158,6 +158,7 @@ pub fn bench_settings(
         .with("benchmark", bench.name())
         .with("model_sha256", &opts.model.sha256)
         .with("adapter_sha256", &opts.model.adapter_sha256)
+        .with("dtype", &opts.model.dtype)
         .with("data_sha256", data_sha256)
         .with("template", bench.template())
         .with("sampling", params)

@@ -31,6 +31,9 @@ pub struct ModelInfo {
     /// The adapter directory's content hash (`sdft_core::provenance::content_hash`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_sha256: Option<String>,
+    /// The float type the weights ran in (`--dtype`: `f32`, `bf16`, `f16`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
 }
 
 /// How a benchmark was run.

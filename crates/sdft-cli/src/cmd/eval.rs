@@ -382,6 +382,7 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
         sha256: model_sha,
         adapter: a.load.adapter.as_ref().map(|d| d.display().to_string()),
         adapter_sha256: a.load.adapter.as_deref().map(content_hash).transpose()?,
+        dtype: Some(a.load.dtype.to_ascii_lowercase()),
     };
     opts.bos = bos;
     opts.prompt_format = sdft_data::PromptFormat::resolve(
