@@ -31,6 +31,12 @@ pub struct ModelInfo {
     /// The adapter directory's content hash (`sdft_core::provenance::content_hash`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_sha256: Option<String>,
+    /// The server that generated (`openai:URL`, with `served_model`); `None`: the
+    /// model ran in-process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<String>,
 }
 
 /// How a benchmark was run.
