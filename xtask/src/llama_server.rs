@@ -3,7 +3,7 @@
 //! as `llama-bench,llama-batched-bench` for docs/performance.md) from the
 //! `llama-cpp-python==0.3.36` source archive, with cmake from pip, into `$SDFT_HOME`:
 //!
-//! 1. the archive from PyPI's JSON API (SHA-256 pinned below), unpacked into
+//! 1. the archive from PyPI's simple index (SHA-256 pinned below), unpacked into
 //!    `$SDFT_HOME/llama.cpp/` (kept, so a rerun builds incrementally);
 //! 2. `cmake` from `PATH`, or else from a venv at `$SDFT_HOME/llama.cpp/venv`
 //!    (`pip install cmake`);
@@ -24,7 +24,7 @@ use sdft_core::assets;
 
 const SDIST: &str = "llama_cpp_python-0.3.36.tar.gz";
 const SDIST_SHA256: &str = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e";
-const PYPI_JSON: &str = "https://pypi.org/pypi/llama-cpp-python/0.3.36/json";
+const PYPI_SIMPLE: &str = "https://pypi.org/simple/llama-cpp-python/";
 
 /// Where the binaries are linked (`$SDFT_HOME/bin`).
 pub fn bin_dir() -> PathBuf {
@@ -38,38 +38,37 @@ pub fn f32_gguf() -> PathBuf {
         .join("SmolLM2-135M-Instruct.F32.gguf")
 }
 
+/// The workspace's `run` (echo, status check), with the step named in errors.
 fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    eprintln!("xtask: {what}: {cmd:?}");
-    let status = cmd
-        .status()
-        .with_context(|| format!("{what}: could not start {cmd:?}"))?;
-    if !status.success() {
-        bail!("{what}: {cmd:?} failed with {status}");
-    }
-    Ok(())
+    let cmd = std::mem::replace(cmd, Command::new(""));
+    crate::run(cmd).with_context(|| what.to_string())
 }
 
-/// Downloads the source archive (PyPI JSON API, then the file; python3's urllib, as
-/// the asset fetcher relies on python3 too) into `dir` and checks its SHA-256.
+/// Downloads the source archive (its link on PyPI's simple index, then the file;
+/// python3's urllib, as the asset fetcher relies on python3 too; not `pip download`,
+/// which prepares the package's metadata with its build backend) into `dir` and checks its SHA-256.
 fn download_sdist(dir: &Path) -> Result<PathBuf> {
     let target = dir.join(SDIST);
     if target.is_file() && assets_sha(&target)? == SDIST_SHA256 {
         return Ok(target);
     }
     let tmp = dir.join(format!("{SDIST}.part"));
-    let script = r#"import json, sys, urllib.request
-meta = json.load(urllib.request.urlopen(sys.argv[1], timeout=60))
-url = next(u["url"] for u in meta["urls"] if u["packagetype"] == "sdist" and u["filename"] == sys.argv[2])
+    let script = r##"import re, sys, urllib.request
+page = urllib.request.urlopen(sys.argv[1], timeout=60).read().decode()
+m = re.search(r'href="([^"#]*/' + re.escape(sys.argv[2]) + r')#sha256=', page)
+if not m:
+    sys.exit("no " + sys.argv[2] + " on " + sys.argv[1])
+url = m.group(1)
 with urllib.request.urlopen(url, timeout=600) as r, open(sys.argv[3], "wb") as f:
     while True:
         b = r.read(1 << 20)
         if not b:
             break
         f.write(b)
-"#;
+"##;
     run(
         Command::new("python3")
-            .args(["-c", script, PYPI_JSON, SDIST])
+            .args(["-c", script, PYPI_SIMPLE, SDIST])
             .arg(&tmp),
         "downloading the llama-cpp-python 0.3.36 source archive from PyPI",
     )?;
