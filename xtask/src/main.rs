@@ -13,11 +13,15 @@
 //! - `bench generate [ARGS]`: the generation benchmark (release build).
 //! - `bench score [ARGS]`: knowledge-benchmark scoring speed against prefill (release build).
 //! - `bench train`: training tokens/s of `sdft train` (release build).
+//! - `llama-server [--source DIR] [--jobs N] [--targets a,b]`: build llama.cpp's
+//!   `llama-server` from the `llama-cpp-python==0.3.36` source archive into
+//!   `$SDFT_HOME` (see `llama_server`).
 //! - `demo [--output DIR] [--data-dir DIR]`: the whole SDFT experiment on
 //!   SmolLM2-135M-Instruct on the CPU (`configs/smollm2-demo.toml`).
 
 mod bench_train;
 mod demo;
+mod llama_server;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -34,7 +38,8 @@ commands:
                             (--qwen2: also qwen2.5-coder-0.5b-instruct, 478 MB)
   bench generate [ARGS...]  generation speed on SmolLM2-135M (--compare-llama-cpp DIR)
   bench score [ARGS...]     multiple-choice scored tokens/s against prefill tokens/s (--benchmarks, --limit)
-  bench train               LoRA training tokens/s on SmolLM2-135M (f32, CPU, seq 256)";
+  bench train               LoRA training tokens/s on SmolLM2-135M (f32, CPU, seq 256)
+  llama-server [ARGS...]    build llama.cpp's llama-server (llama-cpp-python 0.3.36 sdist, cmake from pip) into $SDFT_HOME/bin";
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -135,6 +140,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Some("llama-server") => llama_server::run_command(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");

@@ -24,12 +24,12 @@ enum Command {
     Data(cmd::data::DataCommand),
     /// Self-distillation: the seed model rewrites each reference answer in its own
     /// words; rewrites that fail a check fall back to the original.
-    Distill(cmd::distill::DistillArgs),
+    Distill(Box<cmd::distill::DistillArgs>),
     /// Benchmarks: score predictions, run benchmarks on a model.
     #[command(subcommand)]
     Eval(cmd::eval::EvalCommand),
     /// Generate completions for prompts (batched, resumable).
-    Generate(cmd::generate::GenerateArgs),
+    Generate(Box<cmd::generate::GenerateArgs>),
     /// Inspect, tokenize with, run and convert models.
     #[command(subcommand)]
     Model(cmd::model::ModelCommand),
@@ -42,7 +42,7 @@ enum Command {
     #[command(subcommand)]
     Template(cmd::template::TemplateCommand),
     /// LoRA fine-tuning (checkpointed, resumable); the adapter in PEFT's layout.
-    Train(cmd::train::TrainArgs),
+    Train(Box<cmd::train::TrainArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,14 +50,14 @@ fn main() -> std::process::ExitCode {
     logging::init(cli.verbose);
     let result = match cli.command {
         Command::Data(c) => cmd::data::run(c),
-        Command::Distill(a) => cmd::distill::run(a),
+        Command::Distill(a) => cmd::distill::run(*a),
         Command::Eval(c) => cmd::eval::run(c),
-        Command::Generate(a) => cmd::generate::run(a),
+        Command::Generate(a) => cmd::generate::run(*a),
         Command::Model(c) => cmd::model::run(c),
         Command::Pipeline(a) => cmd::pipeline::run(a),
         Command::Report(a) => cmd::report::run(a),
         Command::Template(c) => cmd::template::run(c),
-        Command::Train(a) => cmd::train::run(a),
+        Command::Train(a) => cmd::train::run(*a),
     };
     match result {
         Ok(code) => code,

@@ -255,7 +255,10 @@ fn report_table_deltas_and_plots() {
     // gain +10 on gsm8k; the others moved -10 and 0: forgetting +5. Every
     // stderr is 5 points: a change has sqrt(25 + 25) = 7.1, the mean of two
     // changes sqrt(4 * 25) / 2 = 5.0.
-    assert!(md.contains("| sdft | +10.0 ± 7.1 | +5.0 ± 5.0 | 2 |"), "{md}");
+    assert!(
+        md.contains("| sdft | +10.0 ± 7.1 | +5.0 ± 5.0 | 2 |"),
+        "{md}"
+    );
     for f in [
         "family_math.svg",
         "family_safety.svg",

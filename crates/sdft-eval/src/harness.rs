@@ -146,7 +146,8 @@ pub fn generate_resumable(
 
 /// The settings a benchmark's outputs are made with (`RUN_DIR/<bench>.settings.json`):
 /// model and adapter hashes, data hash, template, sampling (with the template's
-/// stops), samples, limit and crate version.
+/// stops), samples, limit and crate version; with a served model also the
+/// `generator` and `served_model` (so a rerun on another server is refused).
 pub fn bench_settings(
     bench: &Benchmark,
     opts: &EvalOptions,
@@ -154,8 +155,13 @@ pub fn bench_settings(
     data_sha256: &str,
     samples: usize,
 ) -> Settings {
-    Settings::new()
-        .with("benchmark", bench.name())
+    let mut s = Settings::new();
+    if let Some(g) = &opts.model.generator {
+        s = s
+            .with("generator", g)
+            .with("served_model", &opts.model.served_model);
+    }
+    s.with("benchmark", bench.name())
         .with("model_sha256", &opts.model.sha256)
         .with("adapter_sha256", &opts.model.adapter_sha256)
         .with("dtype", &opts.model.dtype)

@@ -34,6 +34,12 @@ pub struct ModelInfo {
     /// The float type the weights ran in (`--dtype`: `f32`, `bf16`, `f16`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<String>,
+    /// The server that generated (`openai:URL`, with `served_model`); `None`: the
+    /// model ran in-process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<String>,
 }
 
 /// How a benchmark was run.

@@ -1,8 +1,9 @@
 //! [`OpenAiScorer`]: sdft-core's [`Scorer`] over `POST /v1/completions` with
 //! `echo: true, logprobs: 0, max_tokens: 1`, the prompt-scoring request that vLLM
-//! (and SGLang) answer with a log-probability per prompt token. llama-server refuses
-//! it ("Only no echo is supported") and TGI's OpenAI route has no echo, so scoring
-//! there fails with that server's 400, naming the row.
+//! (and SGLang) answer with a log-probability per prompt token. llama-server (0.3.36's
+//! llama.cpp) answers without prompt log-probabilities and TGI's OpenAI route has no
+//! echo, so scoring there fails, naming the row: "the server does not echo prompt
+//! log-probabilities" (or the server's own 4xx).
 
 use sdft_core::{Score, ScoreRequest, Scorer};
 use serde_json::{json, Value};

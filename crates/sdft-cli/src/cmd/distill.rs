@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use super::model::LoadArgs;
+use super::sampling::{positive, SamplingArgs};
+use super::served::{Backend, GeneratorArgs};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sdft_assets as assets;
@@ -18,10 +21,6 @@ use sdft_distill::{
     DistillConfig, DistillRun, DistilledRow, Distiller, EmptyPolicy, Manifest, Shard, Summary,
     Task, TaskFile,
 };
-use sdft_model::Engine;
-
-use super::model::LoadArgs;
-use super::sampling::{positive, SamplingArgs};
 
 // The run's flags are split into groups without nested flattening, so that clap
 // can tell whether each was given (`Option<Args>` needs flat groups).
@@ -38,6 +37,8 @@ pub struct DistillArgs {
     run: Option<RunArgs>,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    generator: GeneratorArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,7 +129,9 @@ struct MergeArgs {
 pub fn run(args: DistillArgs) -> Result<ExitCode> {
     match (args.command, args.load, args.data, args.run) {
         (Some(DistillCommand::Merge(m)), ..) => merge(m),
-        (None, Some(load), Some(data), Some(run)) => distill(load, data, run, args.sampling),
+        (None, Some(load), Some(data), Some(run)) => {
+            distill(load, data, run, args.sampling, &args.generator)
+        }
         _ => bail!("give --model M --data FILE --output OUT.parquet (or `sdft distill merge`)"),
     }
 }
@@ -166,8 +169,15 @@ fn bar(len: usize, what: &str) -> ProgressBar {
     b
 }
 
-fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -> Result<ExitCode> {
+fn distill(
+    load: LoadArgs,
+    data: DataArgs,
+    a: RunArgs,
+    sampling: SamplingArgs,
+    generator: &GeneratorArgs,
+) -> Result<ExitCode> {
     let wall = Instant::now();
+    let served = generator.spec(&load)?;
     let sampling = sampling.params()?;
     let on_empty = EmptyPolicy::parse(&data.on_empty)?;
     let file = a.config.as_deref().map(TaskFile::load).transpose()?;
@@ -224,7 +234,10 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
         limit: data.limit,
         on_empty: data.on_empty.clone(),
     };
-    let settings = run_settings(&load.settings()?, &manifest);
+    let mut settings = run_settings(&load.settings()?, &manifest);
+    if let Some(s) = &served {
+        settings = s.record(settings);
+    }
     let mut run = DistillRun::open(
         config,
         examples,
@@ -240,8 +253,8 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
             run.resumed() + run.todo()
         );
     }
-    let mut engine = if a.measure_gap || run.needs_generator() {
-        Some(Engine::new(load.load()?, a.batch_size))
+    let mut backend = if a.measure_gap || run.needs_generator() {
+        Some(Backend::open(&load, served, a.batch_size)?)
     } else {
         None
     };
@@ -249,7 +262,7 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
     let (mut kept, mut rows, mut tokens) = (0usize, 0usize, 0usize);
     let start = Instant::now();
     let out = run.run(
-        engine.as_mut().map(|e| e as &mut dyn sdft_core::Generator),
+        backend.as_mut().map(Backend::generator),
         &mut |r: &DistilledRow| {
             rows += 1;
             kept += r.kept as usize;
@@ -269,12 +282,19 @@ fn distill(load: LoadArgs, data: DataArgs, a: RunArgs, sampling: SamplingArgs) -
             .clone()
             .unwrap_or_else(|| task.train_template().to_string());
         let t = super::prompt_format::apply(Template::load(&name)?, a.prompt_format, &tokenizer)?;
-        let engine = engine.as_mut().expect("loaded for --measure-gap");
+        let backend = backend.as_mut().expect("loaded for --measure-gap");
         let bar = bar(0, "gap");
-        let gap = measure_gap(engine, &t, &rows, a.batch_size * 4, &mut |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        })?;
+        let gap = measure_gap(
+            backend.scorer(),
+            &t,
+            &rows,
+            a.batch_size * 4,
+            &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            },
+        )
+        .with_context(|| backend.scoring_context("--measure-gap"))?;
         bar.finish();
         summary.gap = Some(gap);
     }

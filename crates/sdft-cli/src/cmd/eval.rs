@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::model::LoadArgs;
+use super::sampling::SamplingArgs;
+use super::served::{Backend, GeneratorArgs};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -16,10 +19,6 @@ use sdft_eval::harness::{self, EvalOptions, Progress};
 use sdft_eval::predictions::{score_file, ScoreTask};
 use sdft_eval::results::{BenchResult, ModelInfo};
 use sdft_eval::Metric;
-use sdft_model::Engine;
-
-use super::model::LoadArgs;
-use super::sampling::SamplingArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
@@ -100,6 +99,8 @@ impl ExecArgs {
 pub struct RunArgs {
     #[command(flatten)]
     load: LoadArgs,
+    #[command(flatten)]
+    generator: GeneratorArgs,
     /// Comma-separated: gsm8k, multiarith, openfunctions, humaneval, advbench,
     /// alpacaeval, mmlu, arc_easy, arc_challenge, hellaswag, winogrande, piqa,
     /// boolq, openbookqa, sciq, social_iqa, commonsense_qa, knowledge, mc:FILE
@@ -318,7 +319,7 @@ fn per_benchmark_limits(
 /// loaded beside the evaluated one; without, the model is its own seed.
 fn drift(
     a: &RunArgs,
-    engine: &mut Engine<sdft_model::backend::DefaultBackend>,
+    engine: &mut sdft_model::Engine<sdft_model::backend::DefaultBackend>,
     opts: &EvalOptions,
     bars: &mut Bars,
 ) -> sdft_eval::Result<BenchResult> {
@@ -331,7 +332,7 @@ fn drift(
         benchmark: "drift".into(),
         source: sdft_core::Error::backend("loading the seed model", e),
     })?;
-    let mut seed = Engine::new(seed, a.batch_size);
+    let mut seed = sdft_model::Engine::new(seed, a.batch_size);
     sdft_eval::drift::run_drift(&mut seed, Some(engine), opts, bars)
 }
 
@@ -363,9 +364,10 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     let _lock = sdft_core::provenance::OutputLock::acquire(&a.output)?;
     let model_path = assets::resolve_model(&a.load.model)?;
     let model_sha = Some(content_hash(&model_path)?);
-    let model = a.load.load()?;
-    let bos = model.tokenizer.add_bos();
-    let mut engine = Engine::new(model, a.batch_size);
+    let served = a.generator.spec(&a.load)?;
+    let tokenizer = super::prompt_format::tokenizer(&a.load.model)?;
+    let bos = tokenizer.add_bos();
+    let mut backend = Backend::open(&a.load, served.clone(), a.batch_size)?;
     let mut opts = EvalOptions::new(&a.output, data_dir);
     opts.humaneval_path = humaneval;
     opts.limit = a.limit;
@@ -383,21 +385,23 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
         adapter: a.load.adapter.as_ref().map(|d| d.display().to_string()),
         adapter_sha256: a.load.adapter.as_deref().map(content_hash).transpose()?,
         dtype: Some(a.load.dtype.to_ascii_lowercase()),
+        generator: served.as_ref().map(|s| format!("openai:{}", s.base_url)),
+        served_model: served.as_ref().map(|s| s.model.clone()),
     };
     opts.bos = bos;
-    opts.prompt_format = sdft_data::PromptFormat::resolve(
-        a.prompt_format,
-        engine.model.tokenizer.chat_template().is_some(),
-    );
+    opts.prompt_format =
+        sdft_data::PromptFormat::resolve(a.prompt_format, tokenizer.chat_template().is_some());
     if opts.prompt_format == sdft_data::PromptFormat::Chat {
-        opts.chat_format = super::prompt_format::chat_format(&engine.model.tokenizer)?;
+        opts.chat_format = super::prompt_format::chat_format(&tokenizer)?;
     }
     opts.alpaca_reference = a.alpacaeval_reference.clone();
     opts.overwrite = a.overwrite;
     let mut bars = Bars { bar: None };
     let limits = per_benchmark_limits(a.limits.as_deref(), &benches)?;
     for b in &benches {
-        let scored = engine.score_counts();
+        let scored = |b: &Backend| b.engine().map_or(0, |e| e.score_counts().tokens());
+        let before = scored(&backend);
+        let what = format!("benchmark {}", b.name());
         let mut opts = opts.clone();
         if let Some(n) = limits.get(&b.name()) {
             opts.limit = Some(*n);
@@ -407,15 +411,19 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
             opts.prompt_format = sdft_data::PromptFormat::Paper;
         }
         let r = if *b == Benchmark::Drift {
-            drift(&a, &mut engine, &opts, &mut bars)
+            let Backend::Local(engine) = &mut backend else {
+                bail!("{what}: drift compares whole next-token distributions, which a server does not return; run it in-process (without --generator)");
+            };
+            drift(&a, engine, &opts, &mut bars).with_context(|| what.clone())?
         } else if b.generates() {
-            harness::run_generation(&mut engine, b, &opts, &mut bars)
+            harness::run_generation(backend.generator(), b, &opts, &mut bars)
+                .with_context(|| what.clone())?
         } else {
-            harness::run_multiple_choice(&mut engine, b, &opts, &mut bars)
-        }
-        .with_context(|| format!("benchmark {}", b.name()))?;
+            harness::run_multiple_choice(backend.scorer(), b, &opts, &mut bars)
+                .with_context(|| backend.scoring_context(&what))?
+        };
         eprintln!("{}", summary_line(&r));
-        let tokens = engine.score_counts().tokens() - scored.tokens();
+        let tokens = scored(&backend) - before;
         if tokens > 0 {
             eprintln!(
                 "  scored {tokens} tokens (contexts once) in {:.1}s: {:.1} tokens/s",

@@ -15,6 +15,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::model::LoadArgs;
+use super::sampling::{positive, SamplingArgs};
+use super::served::{Backend, GeneratorArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -23,15 +26,13 @@ use sdft_data::generations::{
     generation_format, read_prompt_rows, run_generate, GenerateJob, PromptRow, PromptStyle,
 };
 use sdft_data::Template;
-use sdft_model::Engine;
-
-use super::model::LoadArgs;
-use super::sampling::{positive, SamplingArgs};
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     #[command(flatten)]
     load: LoadArgs,
+    #[command(flatten)]
+    generator: GeneratorArgs,
     /// One prompt (raw text).
     #[arg(long, conflicts_with = "input", required_unless_present = "input")]
     prompt: Option<String>,
@@ -82,39 +83,42 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         rows.truncate(n);
     }
     let template = args.template.as_deref().map(Template::load).transpose()?;
-    let settings = args
+    let served = args.generator.spec(&args.load)?;
+    let mut settings = args
         .load
         .settings()?
         .with("input_sha256", input_sha256)
         .with("limit", args.limit);
-    let model = args.load.load()?;
+    if let Some(s) = &served {
+        settings = s.record(settings);
+    }
+    let tokenizer = super::prompt_format::tokenizer(&args.load.model)?;
     let token = |id: Option<u32>| {
-        id.and_then(|i| model.tokenizer.id_to_token(i))
+        id.and_then(|i| tokenizer.id_to_token(i))
             .unwrap_or_default()
     };
     let style = match (args.chat, template) {
         (true, _) => {
-            let source = model
-                .tokenizer
+            let source = tokenizer
                 .chat_template()
                 .context("--chat: the model has no chat template")?;
             PromptStyle::Chat {
                 template: sdft_data::ChatTemplate::new(source)?,
                 source: source.to_string(),
-                bos: token(model.tokenizer.bos_id()),
-                eos: token(model.tokenizer.eos_id()),
+                bos: token(tokenizer.bos_id()),
+                eos: token(tokenizer.eos_id()),
             }
         }
         (false, Some(t)) => PromptStyle::Template(super::prompt_format::apply(
             t,
             args.prompt_format,
-            &model.tokenizer,
+            &tokenizer,
         )?),
         (false, None) => PromptStyle::Raw {
-            bos: model.tokenizer.add_bos(),
+            bos: tokenizer.add_bos(),
         },
     };
-    let mut engine = Engine::new(model, args.batch_size);
+    let mut backend = Backend::open(&args.load, served, args.batch_size)?;
     let bar = ProgressBar::new(rows.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} rows  [{elapsed_precise}, ETA {eta}]")
@@ -130,7 +134,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         overwrite: args.overwrite,
         chunk: 256.max(args.batch_size),
     };
-    let s = run_generate(&mut engine, job, &mut |done, _| {
+    let s = run_generate(backend.generator(), job, &mut |done, _| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();

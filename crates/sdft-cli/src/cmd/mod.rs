@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod prompt_format;
 pub mod report;
 pub mod sampling;
+pub mod served;
 pub mod template;
 pub mod train;
 pub mod version;

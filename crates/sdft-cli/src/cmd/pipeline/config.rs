@@ -23,6 +23,10 @@
 //! limit = 16
 //! ```
 //!
+//! `[distill]` may set `generator = "openai:http://HOST:PORT/v1"`, `served_model`
+//! and `concurrency` to distill on a serving engine (docs/serving.md); the
+//! evaluations always run in-process.
+//!
 //! A top-level `prompt_format = "paper" | "chat"` is every stage's
 //! `--prompt-format` unless the stage's table sets its own.
 //!
@@ -82,6 +86,16 @@ impl Experiment {
             for t in [&mut e.distill, &mut e.train, &mut e.eval] {
                 t.entry("prompt_format")
                     .or_insert_with(|| toml::Value::String(f.as_str().into()));
+            }
+        }
+        for k in ["generator", "served_model", "concurrency"] {
+            if e.eval.contains_key(k) || e.train.contains_key(k) {
+                bail!(
+                    "{}: `{k}` is a [distill] key only: eval-vanilla and eval-sdft evaluate LoRA \
+                     adapters, which a server cannot apply, and the three evaluations must run \
+                     on the same engine to compare",
+                    path.display()
+                );
             }
         }
         if !e.eval.contains_key("benchmarks") {
