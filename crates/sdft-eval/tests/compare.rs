@@ -62,7 +62,10 @@ fn result(name: &str, family: &str, primary: &str, v: f64) -> BenchResult {
     }
 }
 
-fn run(dir: &Path, name: &str, rows: &[(&str, &str, &[(&str, f64)])]) -> Run {
+/// A benchmark's name, family and per-row (id, score) pairs.
+type BenchRows<'a> = (&'a str, &'a str, &'a [(&'a str, f64)]);
+
+fn run(dir: &Path, name: &str, rows: &[BenchRows<'_>]) -> Run {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).unwrap();
     let mut benchmarks = Vec::new();
