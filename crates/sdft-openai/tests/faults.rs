@@ -190,3 +190,72 @@ fn results_come_back_in_request_order_whatever_the_concurrency() {
     order.sort();
     assert_eq!(order, (0..6).collect::<Vec<_>>());
 }
+
+/// The scorer against a vLLM-shaped echo answer (vLLM's `/v1/completions` with
+/// `echo: true, logprobs: 0`: `choices[0].logprobs` holds `tokens`,
+/// `token_logprobs` (null for the first prompt token) and character
+/// `text_offset`s of the whole echoed text): only the tokens that start inside the
+/// continuation are summed, and the request asks for the echo of prompt +
+/// continuation with one new token.
+#[test]
+fn scorer_sums_the_echoed_continuation_tokens() {
+    // "Q: hi\nA:" is 8 characters; the continuation " yes" starts at offset 8.
+    let answer = r#"{"choices":[{"text":"Q: hi\nA: yes.","index":0,"logprobs":{
+        "tokens":["Q",":"," hi","\n","A",":"," yes","."],
+        "token_logprobs":[null,-1.5,-2.0,-0.5,-0.25,-0.125,-0.75,-3.0],
+        "text_offset":[0,1,2,5,6,7,8,12],
+        "top_logprobs":null}}]}"#;
+    let (url, seen) = fake(vec![http("200 OK", "", answer)]);
+    let retry = RetryPolicy {
+        attempts: 1,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(10),
+        timeout: Duration::from_millis(2000),
+    };
+    let mut s = sdft_openai::OpenAiScorer {
+        client: Client::new(&url, "served", retry),
+        special: SpecialText::default(),
+    };
+    use sdft_core::Scorer;
+    let got = s
+        .score(&[sdft_core::ScoreRequest {
+            prompt: sdft_core::Prompt::raw("Q: hi\nA:"),
+            continuation: sdft_core::Prompt::raw(" yes"),
+        }])
+        .unwrap();
+    // " yes" (offset 8) is inside [8, 12); "." (offset 12, the generated token) is not.
+    assert_eq!(got[0].tokens, 1);
+    assert_eq!(got[0].sum_logprob, -0.75);
+    let body = &seen.lock().unwrap()[0];
+    assert_eq!(body["prompt"], "Q: hi\nA: yes");
+    assert_eq!(
+        (body["echo"].as_bool(), body["max_tokens"].as_u64()),
+        (Some(true), Some(1))
+    );
+    // A server that answers without prompt log-probabilities (llama-server) is an
+    // error naming the row and what is missing.
+    let (url, _) = fake(vec![http(
+        "200 OK",
+        "",
+        r#"{"choices":[{"text":"x","index":0,"finish_reason":"length"}]}"#,
+    )]);
+    s.client = Client::new(
+        &url,
+        "served",
+        RetryPolicy {
+            attempts: 1,
+            ..RetryPolicy::default()
+        },
+    );
+    let err = s
+        .score(&[sdft_core::ScoreRequest {
+            prompt: sdft_core::Prompt::raw("Q"),
+            continuation: sdft_core::Prompt::raw(" a"),
+        }])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("score request 0") && err.contains("echo prompt log-probabilities"),
+        "{err}"
+    );
+}
