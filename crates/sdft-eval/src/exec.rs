@@ -255,7 +255,7 @@ fn launch(
     );
     // CPU seconds: the wall limit rounded up, plus one, as a backstop.
     let cpu = limits.timeout.as_secs() + 2;
-    // SAFETY: the closure only calls async-signal-safe setrlimit and dup2 between
+    // SAFETY: the closure only calls async-signal-safe setrlimit, fcntl and dup2 between
     // fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -265,7 +265,14 @@ fn launch(
             set_limit(libc::RLIMIT_CPU, cpu)?;
             set_limit(libc::RLIMIT_CORE, 0)?;
             if let Some(fd) = status_fd {
-                if libc::dup2(fd, STATUS_FD) < 0 {
+                // dup2 onto itself would keep the close-on-exec flag Rust opens
+                // files with, and bubblewrap would find the descriptor closed.
+                if fd == STATUS_FD {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(fd, STATUS_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
