@@ -24,9 +24,9 @@ use std::time::Instant;
 use sdft_core::{Distributions, GenerationRequest, Generator, SamplingParams, ScoreRequest};
 
 use crate::bench::{self, Benchmark};
-use crate::harness::{bench_settings, generate_resumable, record_result, reuse_bench};
+use crate::harness::{bench_settings, finish, generate_resumable, reuse_bench};
 use crate::harness::{EvalOptions, Progress};
-use crate::results::{write_rows_parquet, BenchConfig, BenchResult, Hashes, RowRecord};
+use crate::results::{BenchResult, RowRecord};
 use crate::{Error, Metric, Result};
 
 /// Instructions the seed answers when no `--limit` is given.
@@ -248,33 +248,12 @@ pub fn run_drift(
         progress.set(i + 1);
     }
     progress.finish();
-    write_rows_parquet(&opts.run_dir.join(format!("{name}.parquet")), &rows)?;
-    let result = BenchResult {
-        benchmark: name,
-        family: bench.family().to_string(),
-        primary: Some(bench.primary().to_string()),
-        n: rows.len(),
-        metrics: metrics(&drifts),
-        config: BenchConfig {
-            template: prepared.template.name.clone(),
-            template_hash: prepared.template.template_hash(),
-            sampling: params.clone(),
-            limit,
-            seed: params.seed,
-            samples: 1,
-            prompt_format: prepared.template.prompt_format(),
-            num_fewshot: None,
-        },
-        hashes: Hashes {
-            data_path: path.display().to_string(),
-            data_sha256,
-            model: opts.model.clone(),
-        },
-        generated,
-        wall_secs: start.elapsed().as_secs_f64(),
-    };
-    record_result(&opts.run_dir, &opts.model, result.clone())?;
-    Ok(result)
+    let mut config = crate::harness::config(&bench, &prepared.template, opts, &params, 1);
+    config.template = prepared.template.name.clone();
+    config.limit = limit;
+    let metrics = metrics(&drifts);
+    let data = (path.as_path(), data_sha256);
+    finish(&bench, opts, rows, metrics, config, data, generated, start)
 }
 
 /// The seed model of a drift run: it generates the responses and gives the

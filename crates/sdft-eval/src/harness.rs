@@ -190,7 +190,8 @@ pub(crate) fn reuse_bench(opts: &EvalOptions, name: &str, settings: &Settings) -
     Ok(())
 }
 
-fn config(
+/// A generation benchmark's configuration as results record it.
+pub(crate) fn config(
     bench: &Benchmark,
     template: &sdft_data::Template,
     opts: &EvalOptions,
@@ -280,6 +281,26 @@ pub fn run_generation(
     if *bench == Benchmark::AlpacaEval {
         alpaca_extras(gen, &prepared, &mut rows, &mut metrics, opts, progress)?;
     }
+    let config = config(bench, &prepared.template, opts, &opts.sampling, samples);
+    let data = (path.as_path(), data_sha256);
+    finish(bench, opts, rows, metrics, config, data, generated, start)
+}
+
+/// The end of every benchmark run: writes `RUN_DIR/<name>.parquet`, assembles the
+/// result (primary metric where the metrics hold it; `data` = the data file and
+/// its hash) and records it in `RUN_DIR/results.json`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish(
+    bench: &Benchmark,
+    opts: &EvalOptions,
+    rows: Vec<RowRecord>,
+    metrics: std::collections::BTreeMap<String, Metric>,
+    config: BenchConfig,
+    data: (&Path, String),
+    generated: usize,
+    start: Instant,
+) -> Result<BenchResult> {
+    let name = bench.name();
     write_rows_parquet(&opts.run_dir.join(format!("{name}.parquet")), &rows)?;
     let result = BenchResult {
         benchmark: name,
@@ -289,10 +310,10 @@ pub fn run_generation(
             .then(|| bench.primary().to_string()),
         n: rows.len(),
         metrics,
-        config: config(bench, &prepared.template, opts, &opts.sampling, samples),
+        config,
         hashes: Hashes {
-            data_path: path.display().to_string(),
-            data_sha256,
+            data_path: data.0.display().to_string(),
+            data_sha256: data.1,
             model: opts.model.clone(),
         },
         generated,

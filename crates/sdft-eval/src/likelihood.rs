@@ -19,8 +19,8 @@ use sdft_core::{ScoreRequest, Scorer};
 
 use crate::bench::{self, Benchmark};
 use crate::drift::ratio_metric;
-use crate::harness::{bench_settings, record_result, reuse_bench, EvalOptions, Progress};
-use crate::results::{write_rows_parquet, BenchConfig, BenchResult, Hashes, RowRecord};
+use crate::harness::{bench_settings, finish, reuse_bench, EvalOptions, Progress};
+use crate::results::{BenchResult, RowRecord};
 use crate::{Error, Metric, Result};
 
 /// Rows per `score` call.
@@ -109,7 +109,6 @@ pub fn run_likelihood(
             }
         })
         .collect();
-    write_rows_parquet(&opts.run_dir.join(format!("{name}.parquet")), &rows)?;
     let per_row: Vec<f64> = rows.iter().map(|r| r.score).collect();
     let metrics = BTreeMap::from([
         ("logprob".to_string(), ratio_metric(&sums)),
@@ -118,30 +117,8 @@ pub fn run_likelihood(
             Metric::from_scores(&per_row),
         ),
     ]);
-    let result = BenchResult {
-        benchmark: name,
-        family: bench.family().to_string(),
-        primary: Some(bench.primary().to_string()),
-        n: rows.len(),
-        metrics,
-        config: BenchConfig {
-            template: prepared.template.name.clone(),
-            template_hash: prepared.template.template_hash(),
-            sampling: opts.sampling.clone(),
-            limit: opts.limit,
-            seed: opts.sampling.seed,
-            samples: 1,
-            prompt_format: prepared.template.prompt_format(),
-            num_fewshot: None,
-        },
-        hashes: Hashes {
-            data_path: path.display().to_string(),
-            data_sha256,
-            model: opts.model.clone(),
-        },
-        generated: 0,
-        wall_secs: start.elapsed().as_secs_f64(),
-    };
-    record_result(&opts.run_dir, &opts.model, result.clone())?;
-    Ok(result)
+    let mut config = crate::harness::config(&bench, &prepared.template, opts, &opts.sampling, 1);
+    config.template = prepared.template.name.clone();
+    let data = (path.as_path(), data_sha256);
+    finish(&bench, opts, rows, metrics, config, data, 0, start)
 }
