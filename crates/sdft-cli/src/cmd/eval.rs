@@ -273,6 +273,14 @@ fn data_dir(given: Option<PathBuf>) -> Result<PathBuf> {
 
 fn summary_line(r: &BenchResult) -> String {
     let head = match r.primary_metric() {
+        Some(m) if !sdft_eval::report::is_rate(&r.family, r.primary.as_deref().unwrap_or("")) => {
+            // Divergences and log-probabilities are nats per token, not percent.
+            let name = r.primary.as_deref().unwrap_or("");
+            format!(
+                "{name}: {} nats/token",
+                sdft_eval::report::fmt_metric(&r.family, name, m)
+            )
+        }
         Some(m) => fmt_metric(r.primary.as_deref().unwrap_or(""), m),
         None => format!("{} rows (no metric)", r.n),
     };
@@ -436,4 +444,59 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     println!("{}", sdft_eval::report::markdown_table(&runs));
     eprintln!("results: {}", a.output.join("results.json").display());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sdft_eval::results::{BenchConfig, Hashes};
+
+    fn result(benchmark: &str, family: &str, primary: &str, value: f64) -> BenchResult {
+        BenchResult {
+            benchmark: benchmark.into(),
+            family: family.into(),
+            primary: Some(primary.into()),
+            n: 64,
+            metrics: [(
+                primary.to_string(),
+                Metric {
+                    value,
+                    stderr: 0.0328,
+                    n: 64,
+                },
+            )]
+            .into(),
+            config: BenchConfig {
+                template: "t".into(),
+                prompt_format: sdft_data::PromptFormat::Chat,
+                template_hash: String::new(),
+                sampling: Default::default(),
+                limit: None,
+                seed: 42,
+                samples: 1,
+                num_fewshot: None,
+            },
+            hashes: Hashes {
+                data_path: "d".into(),
+                data_sha256: "h".into(),
+                model: Default::default(),
+            },
+            generated: 0,
+            wall_secs: 1.0,
+        }
+    }
+
+    #[test]
+    fn summary_lines_show_rates_in_percent_and_log_probabilities_in_nats() {
+        let ll = summary_line(&result("gsm8k_ll", "task fit", "logprob", -1.3399));
+        assert!(
+            ll.starts_with("gsm8k_ll: logprob: -1.3399 ± 0.0328 (n=64) nats/token"),
+            "{ll}"
+        );
+        let acc = summary_line(&result("arc_easy", "knowledge", "acc", 0.4525));
+        assert!(
+            acc.starts_with("arc_easy: acc: 45.25% ± 3.28 (n=64;"),
+            "{acc}"
+        );
+    }
 }
