@@ -186,22 +186,36 @@ pub fn run_drift(
             prepared.template.prompt_format().to_string(),
         )
         .with("template_hash", prepared.template.template_hash());
+    let ids: Vec<&str> = prepared.items.iter().map(|i| i.id.as_str()).collect();
+    let shared = match &opts.drift_seed_run {
+        Some(dir) => Some(seed_responses(dir, &settings, &ids)?),
+        None => None,
+    };
+    let settings = match &shared {
+        Some((_, sha)) => settings.with("seed_responses_sha256", sha),
+        None => settings,
+    };
     reuse_bench(opts, &name, &settings)?;
-    let requests: Vec<GenerationRequest> = prepared
-        .items
-        .iter()
-        .map(|i| GenerationRequest::new(i.id.clone(), i.prompt.clone()))
-        .collect();
-    let resume = opts.run_dir.join(format!("{name}.generations.jsonl"));
-    let (outputs, generated) = generate_resumable(
-        seed.as_generator(),
-        &name,
-        &requests,
-        &params,
-        &resume,
-        opts.chunk,
-        progress,
-    )?;
+    let (outputs, generated) = match shared {
+        Some((outputs, _)) => (outputs, 0),
+        None => {
+            let requests: Vec<GenerationRequest> = prepared
+                .items
+                .iter()
+                .map(|i| GenerationRequest::new(i.id.clone(), i.prompt.clone()))
+                .collect();
+            let resume = opts.run_dir.join(format!("{name}.generations.jsonl"));
+            generate_resumable(
+                seed.as_generator(),
+                &name,
+                &requests,
+                &params,
+                &resume,
+                opts.chunk,
+                progress,
+            )?
+        }
+    };
     progress.start(&name, "compare", outputs.len(), 0);
     let mut drifts = Vec::with_capacity(outputs.len());
     let mut rows = Vec::with_capacity(outputs.len());
@@ -254,6 +268,74 @@ pub fn run_drift(
     let metrics = metrics(&drifts);
     let data = (path.as_path(), data_sha256);
     finish(&bench, opts, rows, metrics, config, data, generated, start)
+}
+
+/// The seed's responses from an earlier run of the seed itself (`dir`, its
+/// `drift.generations.jsonl`), so that evaluating several adapters of one seed
+/// generates them once. The seed run must have recorded the settings this run
+/// would give the seed (`settings` with no adapter) and hold a response for every
+/// id; returns the responses in `ids` order and the file's SHA-256 (recorded in
+/// this run's settings, so other responses are refused on a rerun).
+pub fn seed_responses(
+    dir: &std::path::Path,
+    settings: &sdft_core::provenance::Settings,
+    ids: &[&str],
+) -> Result<(Vec<String>, String)> {
+    let name = Benchmark::Drift.name();
+    let settings_path = dir.join(format!("{name}.settings.json"));
+    let log = dir.join(format!("{name}.generations.jsonl"));
+    let recorded = sdft_core::provenance::Settings::read(&settings_path)?.ok_or_else(|| {
+        Error::file(
+            &settings_path,
+            "no drift settings here: --drift-seed-run expects the run directory of an `eval run` of the seed model with the drift benchmark",
+        )
+    })?;
+    let want = settings.clone().with("adapter_sha256", None::<String>);
+    let diffs = recorded.diff(&want);
+    if !diffs.is_empty() {
+        let list: Vec<String> = diffs.iter().map(ToString::to_string).collect();
+        return Err(Error::file(
+            &settings_path,
+            format!(
+                "the seed run's drift responses were made with other settings than this run's seed: {}",
+                list.join("; ")
+            ),
+        ));
+    }
+    let text = std::fs::read_to_string(&log).map_err(|e| Error::io(&log, e))?;
+    let mut by_id = std::collections::HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| Error::row(&log, i + 1, "a JSON object", e.to_string()))?;
+        match (v["id"].as_str(), v["output"].as_str()) {
+            (Some(id), Some(out)) => {
+                by_id.insert(id.to_string(), out.to_string());
+            }
+            _ => {
+                let found: String = line.chars().take(80).collect();
+                return Err(Error::row(&log, i + 1, "string `id` and `output`", found));
+            }
+        }
+    }
+    let present = ids.iter().filter(|id| by_id.contains_key(**id)).count();
+    let mut outputs = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(o) = by_id.remove(*id) else {
+            return Err(Error::file(
+                &log,
+                format!(
+                    "the seed run has no response for `{id}` (it holds {present} of {}): finish that run first",
+                    ids.len()
+                ),
+            ));
+        };
+        outputs.push(o);
+    }
+    let sha = sdft_core::provenance::sha256_file(&log).map_err(|e| Error::file(&log, e.to_string()))?;
+    Ok((outputs, sha))
 }
 
 /// The seed model of a drift run: it generates the responses and gives the

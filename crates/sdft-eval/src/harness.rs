@@ -59,6 +59,10 @@ pub struct EvalOptions {
     /// benchmark's preset through `chat_format` (the model's chat template).
     pub prompt_format: sdft_data::PromptFormat,
     pub chat_format: Option<sdft_data::ChatFormat>,
+    /// The drift benchmark takes the seed's responses from this earlier run of the
+    /// seed (its `drift.generations.jsonl`) instead of generating them again; see
+    /// [`crate::drift::seed_responses`].
+    pub drift_seed_run: Option<PathBuf>,
 }
 
 impl EvalOptions {
@@ -78,6 +82,7 @@ impl EvalOptions {
             bos: false,
             alpaca_reference: None,
             num_fewshot: 0,
+            drift_seed_run: None,
             overwrite: false,
             prompt_format: sdft_data::PromptFormat::Paper,
             chat_format: None,

@@ -124,3 +124,78 @@ fn ratio_standard_error_by_hand() {
     let want = (0.875f64 / 6.0).sqrt() / (4.0 / 3.0);
     assert!((m.stderr - want).abs() < 1e-12, "{} vs {want}", m.stderr);
 }
+
+#[test]
+fn an_adapter_run_takes_the_seed_runs_responses_and_refuses_other_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    data(dir.path());
+    let mut seed_opts = EvalOptions::new(dir.path().join("eval-seed"), dir.path());
+    seed_opts.limit = Some(6);
+    seed_opts.model.sha256 = Some("seed".into());
+    let mut seed = Fake {
+        p: 0.5,
+        words: 3,
+        generated: 0,
+    };
+    run_drift(&mut seed, None, &seed_opts, &mut NoProgress).unwrap();
+    assert_eq!(seed.generated, 6);
+
+    // An adapter of that seed: its drift reuses eval-seed's responses.
+    let mut opts = seed_opts.clone();
+    opts.run_dir = dir.path().join("eval-vanilla");
+    opts.model.adapter_sha256 = Some("adapter".into());
+    opts.drift_seed_run = Some(seed_opts.run_dir.clone());
+    let mut tuned = Fake {
+        p: 0.8,
+        words: 3,
+        generated: 0,
+    };
+    let mut fresh_seed = Fake {
+        p: 0.5,
+        words: 3,
+        generated: 0,
+    };
+    let r = run_drift(&mut fresh_seed, Some(&mut tuned), &opts, &mut NoProgress).unwrap();
+    assert_eq!((fresh_seed.generated, r.generated), (0, 0), "nothing generated");
+    let per = 0.5 * (0.5f64 / 0.8).ln() + 0.5 * (0.5f64 / 0.2).ln();
+    assert!((r.metrics["kl"].value - per).abs() < 1e-6);
+    assert_eq!(r.metrics["kl"].n, 6);
+    let recorded = std::fs::read_to_string(opts.run_dir.join("drift.settings.json")).unwrap();
+    assert!(recorded.contains("seed_responses_sha256"), "{recorded}");
+
+    // Another seed model, or another limit, is refused, naming the setting.
+    let mut other = opts.clone();
+    other.run_dir = dir.path().join("eval-other");
+    other.model.sha256 = Some("another seed".into());
+    let e = run_drift(&mut fresh_seed, Some(&mut tuned), &other, &mut NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model_sha256") && e.contains("drift.settings.json"), "{e}");
+    let mut fewer = opts.clone();
+    fewer.run_dir = dir.path().join("eval-fewer");
+    fewer.limit = Some(4);
+    let e = run_drift(&mut fresh_seed, Some(&mut tuned), &fewer, &mut NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("limit"), "{e}");
+
+    // A seed run that stopped before its last response names what is missing.
+    let log = seed_opts.run_dir.join("drift.generations.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let first_five: String = text.lines().take(5).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&log, first_five).unwrap();
+    let mut cut = opts.clone();
+    cut.run_dir = dir.path().join("eval-cut");
+    let e = run_drift(&mut fresh_seed, Some(&mut tuned), &cut, &mut NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds 5 of 6"), "{e}");
+    // A run directory without drift settings.
+    let mut none = opts.clone();
+    none.run_dir = dir.path().join("eval-none");
+    none.drift_seed_run = Some(dir.path().join("nowhere"));
+    let e = run_drift(&mut fresh_seed, Some(&mut tuned), &none, &mut NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no drift settings"), "{e}");
+}

@@ -149,6 +149,11 @@ pub struct RunArgs {
     /// same model, giving a win rate.
     #[arg(long)]
     alpacaeval_reference: Option<PathBuf>,
+    /// drift: take the seed's greedy responses from this earlier `eval run` of the
+    /// seed model (its RUN_DIR with drift.generations.jsonl), checked against the
+    /// settings this run gives the seed, instead of generating them again.
+    #[arg(long, value_name = "SEED_RUN_DIR")]
+    drift_seed_run: Option<PathBuf>,
     #[command(flatten)]
     exec: ExecArgs,
     /// The run directory (created; rerun with the same one to resume).
@@ -403,6 +408,7 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
         opts.chat_format = super::prompt_format::chat_format(&tokenizer)?;
     }
     opts.alpaca_reference = a.alpacaeval_reference.clone();
+    opts.drift_seed_run = a.drift_seed_run.clone();
     opts.overwrite = a.overwrite;
     let mut bars = Bars { bar: None };
     let limits = per_benchmark_limits(a.limits.as_deref(), &benches)?;

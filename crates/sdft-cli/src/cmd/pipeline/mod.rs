@@ -202,6 +202,11 @@ fn plan(
         .flat_map(|m| [os("--map"), os(m)])
         .collect();
     let eval_flags = table_flags(&exp.eval)?;
+    let measures_drift = exp
+        .eval
+        .get("benchmarks")
+        .and_then(|b| b.as_array())
+        .is_some_and(|b| b.iter().any(|x| x.as_str() == Some("drift")));
     let eval = |name: &str, adapter: Option<PathBuf>| -> Stage {
         let out = run.join(format!("eval-{name}"));
         let mut args = vec![os("eval"), os("run"), os("--model"), model_arg.clone()];
@@ -209,6 +214,13 @@ fn plan(
         if let Some(a) = adapter {
             args.extend([os("--adapter"), os(&a)]);
             inputs.push(a);
+            if measures_drift {
+                // Both adapters' drift is measured on the seed's responses of
+                // eval-seed: generated once, not once per evaluation.
+                let seed_run = run.join("eval-seed");
+                args.extend([os("--drift-seed-run"), os(&seed_run)]);
+                inputs.push(seed_run.join("drift.generations.jsonl"));
+            }
         }
         if let Some(d) = data_dir {
             args.extend([os("--data-dir"), os(d)]);
