@@ -1,8 +1,9 @@
 //! The engine's whole next-token distributions (`Distributions`, used by the
-//! drift benchmark) against its own scorer: each row is a normalised
-//! log-distribution, and the entries of the continuation's tokens sum to the
-//! log-likelihood the shared-prefix scorer gives (an independent path: the CPU
-//! kernels), on SmolLM2-135M-Instruct. Skipped (with a note) without the model.
+//! drift benchmark), on SmolLM2-135M-Instruct: each row is a normalised
+//! log-distribution, the CPU kernels' rows equal the generic burn forward's (an
+//! independent path), and the entries of the continuation's tokens sum to the
+//! log-likelihood the shared-prefix scorer gives. Skipped (with a note) without
+//! the model.
 
 #![cfg(feature = "flex")]
 
@@ -36,6 +37,23 @@ fn distributions_are_normalised_and_agree_with_the_scorer() {
         assert!(lse.abs() < 1e-4, "row not normalised: log-sum-exp {lse}");
         sum += row[id as usize] as f64;
     }
+    // The generic burn forward gives the same distributions.
+    let generic = engine.next_token_logprobs_generic(&req).unwrap();
+    assert_eq!(generic.len(), rows.len());
+    let mut worst = 0f32;
+    for (a, b) in rows.iter().zip(&generic) {
+        for (x, y) in a.iter().zip(b) {
+            // Tokens the model gives at least e^-20 (below that both are noise
+            // in the f32 logits' last bits and weigh nothing in a KL).
+            if *y > -20.0 {
+                worst = worst.max((x - y).abs());
+            }
+        }
+    }
+    assert!(
+        worst < 2e-3,
+        "kernels vs generic log-probabilities differ by {worst}"
+    );
     let score = engine.score_requests(std::slice::from_ref(&req)).unwrap()[0];
     assert_eq!(score.tokens, ids.len());
     let rel = (sum - score.sum_logprob).abs() / score.sum_logprob.abs();

@@ -12,9 +12,38 @@ use crate::{Error, Result};
 impl<B: Backend> Engine<B> {
     /// Log-probabilities over the vocabulary at each continuation position of
     /// `request` (row `t` predicts the continuation's token `t`), from one
-    /// forward pass of the model (adapters included, merged or not) over prompt
-    /// and continuation.
+    /// forward pass of the model (adapters included) over prompt and
+    /// continuation: on the CPU kernels where the engine has them, otherwise
+    /// [`Engine::next_token_logprobs_generic`].
     pub fn next_token_logprobs(&self, request: &ScoreRequest) -> Result<Vec<Vec<f32>>> {
+        let Some((seq, from, n)) = self.distribution_positions(request)? else {
+            return Ok(Vec::new());
+        };
+        #[cfg(feature = "flex")]
+        if let Some(host) = self.host_model() {
+            let layers = self.model.config.num_hidden_layers;
+            return Ok(super::score::next_token_logprobs(
+                &host, layers, &seq, from, n,
+            ));
+        }
+        self.logprobs_generic(&seq, from, n)
+    }
+
+    /// [`Engine::next_token_logprobs`] through the model's burn forward on any
+    /// backend (the path GPUs and unmerged adapters take).
+    pub fn next_token_logprobs_generic(&self, request: &ScoreRequest) -> Result<Vec<Vec<f32>>> {
+        match self.distribution_positions(request)? {
+            Some((seq, from, n)) => self.logprobs_generic(&seq, from, n),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Prompt + continuation tokens, the first predicting position and the
+    /// continuation's length; `None` for an empty continuation.
+    fn distribution_positions(
+        &self,
+        request: &ScoreRequest,
+    ) -> Result<Option<(Vec<u32>, usize, usize)>> {
         let model = &self.model;
         let p = model.encode_pieces(&request.prompt)?;
         let c = model.encode_pieces(&request.continuation)?;
@@ -24,14 +53,26 @@ impl<B: Backend> Engine<B> {
             ));
         }
         if c.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let seq: Vec<u32> = p.iter().chain(&c).copied().collect();
         model.check_ids(&seq)?;
-        let batch = PaddedBatch::right_padded(&[seq]);
+        let max = model.llama.rope.max_positions();
+        if seq.len() > max {
+            return Err(Error::Other(format!(
+                "{} prompt + {} continuation tokens exceed the model's {max} positions",
+                p.len(),
+                c.len()
+            )));
+        }
+        Ok(Some((seq, p.len() - 1, c.len())))
+    }
+
+    fn logprobs_generic(&self, seq: &[u32], from: usize, n: usize) -> Result<Vec<Vec<f32>>> {
+        let model = &self.model;
+        let batch = PaddedBatch::right_padded(&[seq.to_vec()]);
         let logits = model.llama.forward_batch(&batch, &model.device);
         let [_, _, v] = logits.dims();
-        let (from, n) = (p.len() - 1, c.len());
         let lp = log_softmax(logits.slice([0..1, from..from + n, 0..v]), 2).reshape([n, v]);
         let flat: Vec<f32> = lp
             .into_data()

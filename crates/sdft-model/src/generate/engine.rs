@@ -103,7 +103,7 @@ impl<B: Backend> Engine<B> {
     /// (a merged adapter, another model), which is checked by storage identity
     /// on every call.
     #[cfg(feature = "flex")]
-    fn host_model(&self) -> Option<std::sync::Arc<crate::kernels::decode::HostModel>> {
+    pub(super) fn host_model(&self) -> Option<std::sync::Arc<crate::kernels::decode::HostModel>> {
         let sources = crate::kernels::weight_sources(&self.model.llama)?;
         let mut cached = self.host_model.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = cached.as_ref().filter(|m| m.packs(&sources)) {
