@@ -21,11 +21,11 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use sdft_core::{Distributions, GenerationRequest, Generator, SamplingParams, ScoreRequest};
+use sdft_core::{Distributions, Generator, SamplingParams, ScoreRequest};
 
 use crate::bench::{self, Benchmark};
 use crate::results::{BenchResult, RowRecord};
-use crate::run::{bench_settings, finish, generate_resumable, reuse_bench};
+use crate::run::{bench_settings, finish, generate_items, reuse_bench};
 use crate::run::{EvalOptions, Progress};
 use crate::{Error, Metric, Result};
 
@@ -198,23 +198,14 @@ pub fn run_drift(
     reuse_bench(opts, &name, &settings)?;
     let (outputs, generated) = match shared {
         Some((outputs, _)) => (outputs, 0),
-        None => {
-            let requests: Vec<GenerationRequest> = prepared
-                .items
-                .iter()
-                .map(|i| GenerationRequest::new(i.id.clone(), i.prompt.clone()))
-                .collect();
-            let resume = opts.run_dir.join(format!("{name}.generations.jsonl"));
-            generate_resumable(
-                seed.as_generator(),
-                &name,
-                &requests,
-                &params,
-                &resume,
-                opts.chunk,
-                progress,
-            )?
-        }
+        None => generate_items(
+            seed.as_generator(),
+            &name,
+            &prepared.items,
+            &params,
+            opts,
+            progress,
+        )?,
     };
     progress.start(&name, "compare", outputs.len(), 0);
     let mut drifts = Vec::with_capacity(outputs.len());

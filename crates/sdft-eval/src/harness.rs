@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use sdft_core::{GenerationRequest, Generator, SamplingParams, Scorer};
+use sdft_core::{Generator, SamplingParams, Scorer};
 
 use crate::alpaca::{self, AlpacaOutput, Pair};
 use crate::bench::{self, Benchmark};
@@ -21,7 +21,7 @@ use crate::results::{BenchConfig, BenchResult, RowRecord};
 pub use crate::run::{
     bench_settings, generate_resumable, record_result, EvalOptions, NoProgress, Progress,
 };
-use crate::run::{config, finish, reuse_bench, sha256};
+use crate::run::{config, finish, generate_items, reuse_bench, sha256};
 use crate::{mc, Error, Metric, Result};
 
 /// Runs one generation benchmark (everything but multiple choice) and records it
@@ -68,15 +68,8 @@ pub fn run_generation(
             )
             .with("template_hash", prepared.template.template_hash()),
     )?;
-    let requests: Vec<GenerationRequest> = prepared
-        .items
-        .iter()
-        .map(|i| GenerationRequest::new(i.id.clone(), i.prompt.clone()))
-        .collect();
-    let resume = opts.run_dir.join(format!("{name}.generations.jsonl"));
-    let (outputs, generated) = generate_resumable(
-        gen, &name, &requests, &params, &resume, opts.chunk, progress,
-    )?;
+    let (outputs, generated) =
+        generate_items(gen, &name, &prepared.items, &params, opts, progress)?;
     let stage = if *bench == Benchmark::HumanEval {
         "execute"
     } else {

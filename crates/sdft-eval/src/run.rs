@@ -141,6 +141,24 @@ pub fn generate_resumable(
     Ok((outputs, out.generated))
 }
 
+/// [`generate_resumable`] over a prepared benchmark's items, resuming from
+/// `RUN_DIR/<name>.generations.jsonl`.
+pub(crate) fn generate_items(
+    gen: &mut dyn Generator,
+    name: &str,
+    items: &[crate::bench::Item],
+    params: &SamplingParams,
+    opts: &EvalOptions,
+    progress: &mut dyn Progress,
+) -> Result<(Vec<String>, usize)> {
+    let requests: Vec<GenerationRequest> = items
+        .iter()
+        .map(|i| GenerationRequest::new(i.id.clone(), i.prompt.clone()))
+        .collect();
+    let resume = opts.run_dir.join(format!("{name}.generations.jsonl"));
+    generate_resumable(gen, name, &requests, params, &resume, opts.chunk, progress)
+}
+
 /// The settings a benchmark's outputs are made with (`RUN_DIR/<bench>.settings.json`):
 /// model and adapter hashes, data hash, template, sampling (with the template's
 /// stops), samples, limit and crate version; with a served model also the
