@@ -556,8 +556,7 @@ impl TrainModel {
             let (q, k, v) = gather_heads(qkv, m, off, len, g);
             let mut o = vec![0f32; rep * len * hd];
             let mut l = vec![0f32; rep * len];
-            let mut scores = vec![0f32; len];
-            attn_forward(&q, &k, &v, len, hd, scale, &mut o, &mut l, &mut scores);
+            attn_forward(&q, &k, &v, len, hd, scale, &mut o, &mut l);
             for r in 0..rep {
                 let head = g * rep + r;
                 for i in 0..len {
@@ -1057,81 +1056,115 @@ multiversion! {
     }
 }
 
+/// Row-major `[rows, cols]` to `[cols, rows]`.
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    debug_assert_eq!(x.len(), rows * cols);
+    transpose_stacked(&[x], cols)
+}
+
+/// Causal attention of `rep` query heads (`q` `[rep, len, hd]`) over one key
+/// and value head (`[len, hd]`): `o` `[rep, len, hd]` and the log-sum-exp of
+/// each query's scaled scores, `lse` `[rep, len]`. The scores and the weighted
+/// sum are packed products (`[rep * len, len]` scores, the upper triangle
+/// zeroed after the softmax).
+fn attn_forward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    len: usize,
+    hd: usize,
+    scale: f32,
+    o: &mut [f32],
+    lse: &mut [f32],
+) {
+    let rows = q.len() / hd;
+    let mut s = vec![0f32; rows * len];
+    matmul_packed_into(q, rows, &PackedMatrix::pack(k, len, hd), &mut s);
+    causal_softmax(&mut s, len, scale, lse);
+    let vt = PackedMatrix::pack(&transpose(v, len, hd), hd, len);
+    matmul_packed_into(&s, rows, &vt, o);
+}
+
 multiversion! {
-    /// Causal attention of `rep` query heads (`q` `[rep, len, hd]`) over one key
-    /// and value head (`[len, hd]`): `o` `[rep, len, hd]` and the log-sum-exp of
-    /// each query's scores, `lse` `[rep, len]`.
-    fn attn_forward(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        len: usize,
-        hd: usize,
-        scale: f32,
-        o: &mut [f32],
-        lse: &mut [f32],
-        scores: &mut [f32],
-    ) -> () {
-        let rep = q.len() / (len * hd).max(1);
-        for r in 0..rep {
-            for i in 0..len {
-                let qi = &q[(r * len + i) * hd..(r * len + i + 1) * hd];
-                let s = &mut scores[..=i];
-                for j in 0..=i {
-                    s[j] = dot(qi, &k[j * hd..(j + 1) * hd]) * scale;
-                }
-                let m = max_of(s);
-                let mut sum = 0f32;
-                for j in 0..=i {
-                    s[j] = exp(s[j] - m);
-                    sum += s[j];
-                }
-                let out = &mut o[(r * len + i) * hd..(r * len + i + 1) * hd];
-                let inv = 1.0 / sum;
-                for j in 0..=i {
-                    axpy(out, s[j] * inv, &v[j * hd..(j + 1) * hd]);
-                }
-                lse[r * len + i] = m + sum.ln();
+    /// Row `r` of `s` (`[rows, len]`, query `i = r mod len`): the softmax of
+    /// `scale ·` its first `i + 1` scores, zeros after; `lse[r]` the log-sum-exp.
+    fn causal_softmax(s: &mut [f32], len: usize, scale: f32, lse: &mut [f32]) -> () {
+        for (r, row) in s.chunks_exact_mut(len).enumerate() {
+            let i = r % len;
+            let (live, dead) = row.split_at_mut(i + 1);
+            for x in live.iter_mut() {
+                *x *= scale;
             }
+            let m = max_of(live);
+            let mut sum = 0f32;
+            for x in live.iter_mut() {
+                *x = exp(*x - m);
+                sum += *x;
+            }
+            let inv = 1.0 / sum;
+            for x in live.iter_mut() {
+                *x *= inv;
+            }
+            dead.iter_mut().for_each(|x| *x = 0.0);
+            lse[r] = m + sum.ln();
         }
     }
 }
 
 multiversion! {
-    /// The backward of [`attn_forward`] for the output gradient `d_o`: `dq`
-    /// `[rep, len, hd]`, `dk` and `dv` `[len, hd]` (accumulated over the `rep`
-    /// query heads).
-    fn attn_backward(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
+    /// `ds = p ⊙ (dp − rowdot(d_o, o)) · scale` in place of `dp`, with `p`
+    /// recomputed from the scores `s` and `lse` (in place of `s`); rows as in
+    /// [`causal_softmax`].
+    fn softmax_backward(
+        s: &mut [f32],
+        dp: &mut [f32],
         o: &[f32],
         d_o: &[f32],
         lse: &[f32],
         len: usize,
         hd: usize,
         scale: f32,
-        dq: &mut [f32],
-        dk: &mut [f32],
-        dv: &mut [f32],
     ) -> () {
-        let rep = q.len() / (len * hd).max(1);
-        for r in 0..rep {
-            for i in 0..len {
-                let at = (r * len + i) * hd;
-                let (qi, doi) = (&q[at..at + hd], &d_o[at..at + hd]);
-                let delta = dot(doi, &o[at..at + hd]);
-                let l = lse[r * len + i];
-                let dqi = &mut dq[at..at + hd];
-                for j in 0..=i {
-                    let (kj, vj) = (&k[j * hd..(j + 1) * hd], &v[j * hd..(j + 1) * hd]);
-                    let pj = exp(dot(qi, kj) * scale - l);
-                    let ds = pj * (dot(doi, vj) - delta) * scale;
-                    axpy(dqi, ds, kj);
-                    axpy(&mut dk[j * hd..(j + 1) * hd], ds, qi);
-                    axpy(&mut dv[j * hd..(j + 1) * hd], pj, doi);
-                }
+        for (r, (row, drow)) in s.chunks_exact_mut(len).zip(dp.chunks_exact_mut(len)).enumerate() {
+            let i = r % len;
+            let delta = dot(&d_o[r * hd..(r + 1) * hd], &o[r * hd..(r + 1) * hd]);
+            let l = lse[r];
+            for j in 0..len {
+                let p = if j <= i { exp(row[j] * scale - l) } else { 0.0 };
+                row[j] = p;
+                drow[j] = p * (drow[j] - delta) * scale;
             }
         }
     }
+}
+
+/// The backward of [`attn_forward`] for the output gradient `d_o`: `dq`
+/// `[rep, len, hd]`, `dk` and `dv` `[len, hd]` (summed over the `rep` query
+/// heads), all as packed products.
+fn attn_backward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    o: &[f32],
+    d_o: &[f32],
+    lse: &[f32],
+    len: usize,
+    hd: usize,
+    scale: f32,
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    let rows = q.len() / hd;
+    let mut p = vec![0f32; rows * len];
+    matmul_packed_into(q, rows, &PackedMatrix::pack(k, len, hd), &mut p);
+    let mut ds = vec![0f32; rows * len];
+    matmul_packed_into(d_o, rows, &PackedMatrix::pack(v, len, hd), &mut ds);
+    softmax_backward(&mut p, &mut ds, o, d_o, lse, len, hd, scale);
+    let kt = PackedMatrix::pack(&transpose(k, len, hd), hd, len);
+    matmul_packed_into(&ds, rows, &kt, dq);
+    let qt = PackedMatrix::pack(&transpose(q, rows, hd), hd, rows);
+    matmul_packed_into(&transpose(&ds, rows, len), len, &qt, dk);
+    let dot_t = PackedMatrix::pack(&transpose(d_o, rows, hd), hd, rows);
+    matmul_packed_into(&transpose(&p, rows, len), len, &dot_t, dv);
 }
