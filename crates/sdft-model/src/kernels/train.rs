@@ -306,6 +306,20 @@ impl TrainModel {
         x
     }
 
+    /// Applies `f` (RoPE or its backward) to the query and key columns of every
+    /// row of `qkv` `[t, q + k + v]` at the row's position.
+    fn rotate(&self, qkv: &mut [f32], ctx: &Ctx, f: fn(&mut [f32], &[f32], &[f32])) {
+        let m = &self.host;
+        let hd = m.head_dim;
+        let qk = (m.n_heads + m.n_kv_heads) * hd;
+        let w = qk + m.n_kv_heads * hd;
+        let (cos, sin) = (m.cos.get(), m.sin.get());
+        for (row, &pos) in qkv.chunks_exact_mut(w).zip(&ctx.positions) {
+            let span = pos * hd..(pos + 1) * hd;
+            f(&mut row[..qk], &cos[span.clone()], &sin[span]);
+        }
+    }
+
     /// The index of the adapter of `target` in layer `l`.
     fn adapter(&self, l: usize, target: Target) -> Option<usize> {
         let j = Target::ALL.iter().position(|t| *t == target)?;
@@ -336,14 +350,7 @@ impl TrainModel {
                 lora_u[j] = self.lora_forward(ctx, i, &xn, &mut qkv, w, col);
             }
         }
-        let (cos, sin) = (m.cos.get(), m.sin.get());
-        for (row, &pos) in qkv.chunks_exact_mut(w).zip(&ctx.positions) {
-            let (c, s) = (
-                &cos[pos * hd..(pos + 1) * hd],
-                &sin[pos * hd..(pos + 1) * hd],
-            );
-            rope(&mut row[..qw + kw], c, s);
-        }
+        self.rotate(&mut qkv, ctx, rope);
         let mut attn = vec![0f32; t * qw];
         let mut lse = vec![0f32; t * m.n_heads];
         ctx.timings.time(&ctx.timings.attention, || {
@@ -454,14 +461,7 @@ impl TrainModel {
             self.attention_backward(&s.qkv, &s.attn, &s.lse, &d_attn, ctx, &mut dqkv)
         });
         drop(d_attn);
-        let (cos, sin) = (m.cos.get(), m.sin.get());
-        for (row, &pos) in dqkv.chunks_exact_mut(w).zip(&ctx.positions) {
-            let (c, sn) = (
-                &cos[pos * hd..(pos + 1) * hd],
-                &sin[pos * hd..(pos + 1) * hd],
-            );
-            rope_backward(&mut row[..qw + kw], c, sn);
-        }
+        self.rotate(&mut dqkv, ctx, rope_backward);
         let mut dxn = vec![0f32; t * d];
         ctx.mm(&dqkv, t, &bw.qkv, &mut dxn);
         for (j, (target, col)) in [(Target::Q, 0), (Target::K, qw), (Target::V, qw + kw)]
