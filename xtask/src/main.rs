@@ -17,7 +17,8 @@
 //!   by default, so `test` stays small: its tests say once that they did not run).
 //! - `bench generate [ARGS]`: the generation benchmark (release build).
 //! - `bench score [ARGS]`: knowledge-benchmark scoring speed against prefill (release build).
-//! - `bench train`: training tokens/s of `sdft train` (release build).
+//! - `bench train [--compare-peft PYTHON]`: training tokens/s and peak memory of
+//!   `sdft train` (release build), optionally beside transformers + PEFT.
 //! - `llama-server [--source DIR] [--jobs N] [--targets a,b]`: build llama.cpp's
 //!   `llama-server` from the `llama-cpp-python==0.3.36` source archive into
 //!   `$SDFT_HOME` (see `llama_server`).
@@ -46,7 +47,9 @@ commands:
                             (--qwen2: also qwen2.5-coder-0.5b-instruct, 478 MB)
   bench generate [ARGS...]  generation speed on SmolLM2-135M (--compare-llama-cpp DIR)
   bench score [ARGS...]     multiple-choice scored tokens/s against prefill tokens/s (--benchmarks, --limit)
-  bench train               LoRA training tokens/s on SmolLM2-135M (f32, CPU, seq 256)
+  bench train [--compare-peft PYTHON]
+                            LoRA training tokens/s and peak memory on SmolLM2-135M (f32, CPU,
+                            cutoff 256 and 1024); with transformers + PEFT run by PYTHON beside it
   llama-server [ARGS...]    build llama.cpp's llama-server (llama-cpp-python 0.3.36 sdist, cmake from pip) into $SDFT_HOME/bin";
 
 fn workspace_root() -> PathBuf {
@@ -169,9 +172,9 @@ fn bench(args: &[String]) -> Result<()> {
             let mut cmd = cargo();
             cmd.current_dir(workspace_root())
                 .args(["build", "--release", "--locked", "-p", "sdft-cli"]);
-            bench_train::run(&workspace_root(), cmd)
+            bench_train::run(&workspace_root(), cmd, &args[1..])
         }
-        _ => bail!("usage: cargo xtask bench train | bench score [--benchmarks a,b] [--limit N] [--reps N] | bench generate [--compare-llama-cpp DIR [--llama-cpp-model F32.gguf]]"),
+        _ => bail!("usage: cargo xtask bench train [--compare-peft PYTHON] | bench score [--benchmarks a,b] [--limit N] [--reps N] | bench generate [--compare-llama-cpp DIR [--llama-cpp-model F32.gguf]]"),
     }
 }
 

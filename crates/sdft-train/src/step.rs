@@ -6,6 +6,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
 use sdft_model::model::lora::{adapters, adapters_mut};
 use sdft_model::model::{Llama, PaddedBatch};
+use sdft_model::LlamaConfig;
 
 use crate::data::Sequence;
 
@@ -100,4 +101,63 @@ pub fn lora_grads<B: AutodiffBackend>(llama: &Llama<B>, grads: &B::Gradients) ->
         out.push(host(&l.b.val()));
     }
     out
+}
+
+/// The CPU training path's prepared base (flex builds:
+/// `sdft_model::kernels::train::TrainModel`, the generation kernels' packed
+/// weights and their transposes).
+#[cfg(feature = "flex")]
+pub type HostTrainModel = sdft_model::kernels::train::TrainModel;
+
+/// Without the flex backend there is no CPU training path: no value of this
+/// type exists, so an `Option` of it is always `None`.
+#[cfg(not(feature = "flex"))]
+pub enum HostTrainModel {}
+
+/// The CPU training path for `llama` (adapters attached), when the build has
+/// flex and `llama`'s weights are flex `f32` in the kernels' layouts; `None`
+/// otherwise (the generic autodiff path then runs).
+pub fn host_train_model<B: AutodiffBackend>(
+    llama: &Llama<B>,
+    config: &LlamaConfig,
+) -> Option<HostTrainModel> {
+    #[cfg(feature = "flex")]
+    {
+        use burn::module::AutodiffModule;
+        HostTrainModel::from_llama(&llama.valid(), config)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (llama, config);
+        None
+    }
+}
+
+/// [`summed_nll`] of `seqs` and the gradients of it divided by `n_targets` with
+/// respect to the LoRA parameters `params` ([`lora_params`] order), on the CPU
+/// training path; `dropout_key` as passed to `lora::set_dropout_key`.
+pub fn host_nll_and_grads(
+    model: &HostTrainModel,
+    params: &[Vec<f32>],
+    seqs: &[&Sequence],
+    dropout_key: u64,
+    n_targets: usize,
+) -> (f64, Vec<Vec<f32>>) {
+    #[cfg(feature = "flex")]
+    {
+        use sdft_model::kernels::train::Example;
+        let batch: Vec<Example<'_>> = seqs
+            .iter()
+            .map(|s| Example {
+                ids: &s.ids,
+                target: &s.target,
+            })
+            .collect();
+        model.loss_and_grads(params, &batch, dropout_key, 1.0 / n_targets as f32)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (params, seqs, dropout_key, n_targets);
+        match *model {}
+    }
 }

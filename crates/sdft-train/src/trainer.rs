@@ -22,7 +22,10 @@ use crate::data::{self, ResponseColumn, Sequence};
 use crate::metrics::{self, StepMetrics};
 use crate::optim::{clip_global_norm, AdamState, AdamW};
 use crate::schedule::LrSchedule;
-use crate::step::{lora_grads, lora_params, set_lora_params, summed_nll};
+use crate::step::{
+    host_nll_and_grads, host_train_model, lora_grads, lora_params, set_lora_params, summed_nll,
+    HostTrainModel,
+};
 use crate::{Error, Result};
 
 /// The backend training runs on: autodiff over the build's default backend.
@@ -71,6 +74,8 @@ pub struct Trainer<B: AutodiffBackend = TrainBackend> {
     state: TrainerState,
     orders: Option<(usize, Vec<Vec<usize>>)>,
     model_sha256: String,
+    /// The CPU training path (one replica on flex, see [`Trainer::host_path`]).
+    host: Option<HostTrainModel>,
     /// The run directory's lock, held while the trainer exists.
     _lock: OutputLock,
 }
@@ -113,9 +118,16 @@ fn replica_work<B: AutodiffBackend>(
         .map(|(k, key, mb)| {
             lora::set_dropout_key(llama, *key);
             let batch: Vec<&Sequence> = mb.iter().map(|i| &seqs[*i]).collect();
+            let t0 = Instant::now();
             let sum = summed_nll(llama, &batch, device);
             let nll = sum.clone().into_scalar().elem::<f64>();
+            let forward = t0.elapsed().as_secs_f64();
             let grads = (sum / n_targets as f64).backward();
+            tracing::debug!(
+                forward,
+                backward = t0.elapsed().as_secs_f64() - forward,
+                "generic training micro-batch (seconds)"
+            );
             MicroResult {
                 micro: *k,
                 nll,
@@ -298,6 +310,14 @@ impl<B: AutodiffBackend> Trainer<B> {
             }
             tracing::info!(replicas = devices.len(), ?devices, "data-parallel training");
         }
+        let host = if devices.len() == 1 {
+            host_train_model(&model.llama, &model.config)
+        } else {
+            None
+        };
+        if host.is_some() {
+            tracing::info!("training on the CPU kernels (host path)");
+        }
         Ok(Trainer {
             job,
             model,
@@ -312,6 +332,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             state,
             orders: None,
             model_sha256,
+            host,
             _lock: lock,
         })
     }
@@ -332,6 +353,19 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// Number of model replicas (devices) the steps are spread over.
     pub fn n_replicas(&self) -> usize {
         1 + self.replicas.len()
+    }
+
+    /// True when steps run on the CPU training path (`sdft_model::kernels::train`:
+    /// one flex replica with `f32` weights) rather than burn's autodiff; both give
+    /// the same losses and gradients up to float rounding.
+    pub fn host_path(&self) -> bool {
+        self.host.is_some()
+    }
+
+    /// Runs the steps on burn's autodiff (the path GPUs take) even where the CPU
+    /// training path is available.
+    pub fn use_generic_path(&mut self) {
+        self.host = None;
     }
 
     /// The devices of the replicas, replica 0 first.
@@ -429,7 +463,21 @@ impl<B: AutodiffBackend> Trainer<B> {
                 work[k % n].push((k, key, mb));
             }
             let seqs = &self.seqs;
-            let mut results = if n == 1 {
+            let mut results = if let Some(host) = &self.host {
+                work[0]
+                    .iter()
+                    .map(|(k, key, mb)| {
+                        let batch: Vec<&Sequence> = mb.iter().map(|i| &seqs[*i]).collect();
+                        let (nll, grads) =
+                            host_nll_and_grads(host, &self.params, &batch, *key, n_targets);
+                        MicroResult {
+                            micro: *k,
+                            nll,
+                            grads,
+                        }
+                    })
+                    .collect()
+            } else if n == 1 {
                 replica_work(&mut self.model.llama, &device, seqs, &work[0], n_targets)
             } else {
                 let (main, rest) = (&mut self.model.llama, &mut self.replicas);

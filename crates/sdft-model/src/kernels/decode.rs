@@ -23,38 +23,6 @@ use burn_flex::FlexTensor;
 use super::packed::{matmul_packed, matmul_packed_into, PackedMatrix};
 use super::SendPtr;
 
-/// Defines `fn` so that its body is compiled three times (AVX-512, AVX2 + FMA,
-/// baseline) and the widest one the CPU supports runs; plain loops in the body
-/// then vectorize at that width.
-macro_rules! multiversion {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
-        $(#[$m])*
-        $vis fn $name($($arg: $ty),*) -> $ret {
-            #[inline(always)]
-            fn imp($($arg: $ty),*) -> $ret $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                unsafe fn avx512($($arg: $ty),*) -> $ret {
-                    imp($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) -> $ret {
-                    imp($($arg),*)
-                }
-                match super::Isa::detect() {
-                    // SAFETY: the feature was detected at run time.
-                    super::Isa::Avx512 => return unsafe { avx512($($arg),*) },
-                    // SAFETY: the features were detected at run time.
-                    super::Isa::Avx2 => return unsafe { avx2($($arg),*) },
-                    super::Isa::Portable => {}
-                }
-            }
-            imp($($arg),*)
-        }
-    };
-}
-
 /// A weight or vector borrowed from a flex tensor: the tensor (kept alive) and the
 /// range of its storage that holds the values, row-major.
 #[derive(Clone)]
@@ -258,7 +226,7 @@ multiversion! {
 
 /// Rotate-half RoPE of every head of one token, in place: `x` holds `heads`
 /// vectors of `cos.len()` values.
-fn rope(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+pub(crate) fn rope(x: &mut [f32], cos: &[f32], sin: &[f32]) {
     let d = cos.len();
     let half = d / 2;
     for head in x.chunks_exact_mut(d) {
@@ -422,7 +390,7 @@ multiversion! {
 
 /// [`swiglu`] over the kernels' thread team in blocks of rows, when there are
 /// enough rows (a prefill) to pay for a parallel section.
-fn swiglu_rows(gate_up: &[f32], hidden: usize, out: &mut [f32]) {
+pub(crate) fn swiglu_rows(gate_up: &[f32], hidden: usize, out: &mut [f32]) {
     const ROWS: usize = 16;
     let rows = out.len() / hidden;
     if rows < 2 * ROWS {
@@ -441,7 +409,7 @@ fn swiglu_rows(gate_up: &[f32], hidden: usize, out: &mut [f32]) {
 
 multiversion! {
     /// `silu(gate) * up` for rows of `[gate | up]` (`2 * hidden` values each).
-    fn swiglu(gate_up: &[f32], hidden: usize, out: &mut [f32]) -> () {
+    pub(crate) fn swiglu(gate_up: &[f32], hidden: usize, out: &mut [f32]) -> () {
         for (o, gu) in out.chunks_exact_mut(hidden).zip(gate_up.chunks_exact(2 * hidden)) {
             let (gate, up) = gu.split_at(hidden);
             for i in 0..hidden {
@@ -642,7 +610,7 @@ fn score_block<const G: usize, const W: usize>(
 
 /// The largest of `v` (NEG_INFINITY when empty), in lanes.
 #[inline(always)]
-fn max_of(v: &[f32]) -> f32 {
+pub(crate) fn max_of(v: &[f32]) -> f32 {
     let full = v.len() / LANES * LANES;
     let mut lanes = [f32::NEG_INFINITY; LANES];
     for c in v[..full].chunks_exact(LANES) {
@@ -660,7 +628,7 @@ fn max_of(v: &[f32]) -> f32 {
 /// `e^x` to about 2 ulp, in plain arithmetic so that loops over it vectorize
 /// (range reduction by `ln 2`, a degree-6 polynomial, the exponent set by bits).
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
@@ -677,7 +645,7 @@ fn exp(x: f32) -> f32 {
 /// `o += w * v`, in fixed 16-lane chunks (vectorizes without a runtime trip-count
 /// or alias check on the short head vectors).
 #[inline(always)]
-fn axpy(o: &mut [f32], w: f32, v: &[f32]) {
+pub(crate) fn axpy(o: &mut [f32], w: f32, v: &[f32]) {
     let n = o.len().min(v.len());
     let full = n / 16 * 16;
     let mut i = 0;
@@ -696,7 +664,7 @@ fn axpy(o: &mut [f32], w: f32, v: &[f32]) {
 /// The sum of `v`, accumulated in 16 lanes (vectorizes; a single running sum
 /// would not, float addition not being associative).
 #[inline(always)]
-fn sum(v: &[f32]) -> f32 {
+pub(crate) fn sum(v: &[f32]) -> f32 {
     let full = v.len() / 16 * 16;
     let mut lanes = [0f32; 16];
     let mut i = 0;
@@ -718,7 +686,7 @@ fn sum(v: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let full = n / 16 * 16;
     let mut lanes = [0f32; 16];

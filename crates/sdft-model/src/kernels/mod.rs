@@ -20,11 +20,45 @@
 //! of spinning threads (as many as rayon's global pool: `RAYON_NUM_THREADS`, or
 //! one per core), which hands each thread a contiguous range of the weights.
 
+/// Defines `fn` so that its body is compiled three times (AVX-512, AVX2 + FMA,
+/// baseline) and the widest one the CPU supports runs; plain loops in the body
+/// then vectorize at that width.
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) -> $ret {
+            #[inline(always)]
+            fn imp($($arg: $ty),*) -> $ret $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) -> $ret {
+                    imp($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) -> $ret {
+                    imp($($arg),*)
+                }
+                match super::Isa::detect() {
+                    // SAFETY: the feature was detected at run time.
+                    super::Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: the features were detected at run time.
+                    super::Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    super::Isa::Portable => {}
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+
 #[cfg(feature = "flex")]
 pub mod decode;
 pub mod matmul;
 pub mod packed;
 mod team;
+#[cfg(feature = "flex")]
+pub mod train;
 
 use burn::prelude::*;
 
@@ -161,11 +195,21 @@ pub fn linear<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
 /// model is still current.
 #[cfg(feature = "flex")]
 pub fn weight_sources<B: Backend>(llama: &crate::model::Llama<B>) -> Option<Vec<decode::View>> {
-    use decode::{Expect, View};
     // Unmerged adapters add a low-rank term these kernels do not compute.
     if !crate::model::lora::adapters(llama).is_empty() {
         return None;
     }
+    base_matrices(llama)
+}
+
+/// The base weights of [`weight_sources`] (in its order), whatever adapters the
+/// model carries: what [`train::TrainModel`] packs, the adapters being trained on
+/// the host beside them.
+#[cfg(feature = "flex")]
+pub(crate) fn base_matrices<B: Backend>(
+    llama: &crate::model::Llama<B>,
+) -> Option<Vec<decode::View>> {
+    use decode::{Expect, View};
     let mat =
         |w: &crate::model::Weight<B>| View::new(flex::to_flex(&w.val())?, Expect::TransposedMatrix);
     let mut out = Vec::with_capacity(llama.layers.len() * 7 + 1);
@@ -197,9 +241,19 @@ pub fn host_model<B: Backend>(
     llama: &crate::model::Llama<B>,
     config: &crate::LlamaConfig,
 ) -> Option<decode::HostModel> {
+    host_model_from(llama, config, weight_sources(llama)?)
+}
+
+/// [`host_model`] on given `sources` (the model's matrices in
+/// [`weight_sources`]' order; [`train::TrainModel`] passes [`base_matrices`]).
+#[cfg(feature = "flex")]
+pub(crate) fn host_model_from<B: Backend>(
+    llama: &crate::model::Llama<B>,
+    config: &crate::LlamaConfig,
+    sources: Vec<decode::View>,
+) -> Option<decode::HostModel> {
     use decode::{Expect, LayerWeights, View};
     use packed::PackedMatrix;
-    let sources = weight_sources(llama)?;
     let view = |t: &Tensor<B, 2>, e: Expect| View::new(flex::to_flex(t)?, e);
     let vec = |t: &Tensor<B, 1>| View::new(flex::to_flex(t)?, Expect::Contiguous);
     let (d, hidden) = (config.hidden_size, config.intermediate_size);

@@ -208,17 +208,7 @@ impl<B: Backend> Lora<B> {
     pub fn delta(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = if self.dropout > 0.0 && self.dropout_key != 0 {
             let [b, s, d] = x.dims();
-            let mut rng = SplitMix64::new(self.dropout_key);
-            let keep = 1.0 / (1.0 - self.dropout);
-            let mask: Vec<f32> = (0..b * s * d)
-                .map(|_| {
-                    if rng.next_f64() < self.dropout {
-                        0.0
-                    } else {
-                        keep as f32
-                    }
-                })
-                .collect();
+            let mask = dropout_mask(self.dropout_key, self.dropout, b * s * d);
             let mask = Tensor::<B, 3>::from_data(TensorData::new(mask, [b, s, d]), &x.device());
             x * mask.cast(self.a.val().dtype())
         } else {
@@ -359,12 +349,28 @@ pub fn merge<B: Backend>(llama: &mut Llama<B>) {
 /// getting its own stream derived from `key`; 0 turns dropout off.
 pub fn set_dropout_key<B: Backend>(llama: &mut Llama<B>, key: u64) {
     for (i, (_, l)) in adapters_mut(llama).into_iter().enumerate() {
-        l.dropout_key = if key == 0 {
-            0
-        } else {
-            SplitMix64::new(key ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64() | 1
-        };
+        l.dropout_key = adapter_dropout_key(key, i);
     }
+}
+
+/// The dropout seed of adapter `i` (in [`adapters`] order) for the step key
+/// `key`, as [`set_dropout_key`] sets it; 0 stays 0 (no dropout).
+pub fn adapter_dropout_key(key: u64, i: usize) -> u64 {
+    if key == 0 {
+        0
+    } else {
+        SplitMix64::new(key ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64() | 1
+    }
+}
+
+/// The dropout multipliers of `len` inputs (an adapter's `[batch, seq, d_in]`
+/// input, row-major) for seed `key`: 0 with probability `p`, else `1 / (1 - p)`.
+pub fn dropout_mask(key: u64, p: f64, len: usize) -> Vec<f32> {
+    let mut rng = SplitMix64::new(key);
+    let keep = (1.0 / (1.0 - p)) as f32;
+    (0..len)
+        .map(|_| if rng.next_f64() < p { 0.0 } else { keep })
+        .collect()
 }
 
 /// Row-major `[rows, cols]` to `[cols, rows]`.
