@@ -254,7 +254,10 @@ fn devices_flag_runs_replicas_and_names_itself_in_errors() {
     // One device takes the CPU training path, two replicas burn's autodiff: the
     // same numbers up to f32 rounding (1e-6 relative).
     for (a, b) in one.iter().zip(&two) {
-        assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{one:?} vs {two:?}");
+        assert!(
+            (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+            "{one:?} vs {two:?}"
+        );
     }
     let run_json = std::fs::read_to_string(dir.path().join("two/run.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&run_json).unwrap();
