@@ -979,15 +979,7 @@ multiversion! {
         let mut xd = vec![0f32; d_in];
         for i in 0..t {
             let row = &x[i * d_in..(i + 1) * d_in];
-            let xr: &[f32] = if mask.is_empty() {
-                row
-            } else {
-                let mr = &mask[i * d_in..(i + 1) * d_in];
-                for p in 0..d_in {
-                    xd[p] = row[p] * mr[p];
-                }
-                &xd
-            };
+            let xr = dropped(row, mask, i, &mut xd);
             let o = &mut out[i * stride + col..i * stride + col + d_out];
             for c in 0..r {
                 let uc = dot(xr, &at[c * d_in..(c + 1) * d_in]);
@@ -996,6 +988,20 @@ multiversion! {
             }
         }
     }
+}
+
+/// Row `i` of a LoRA input after its dropout mask (`mask` empty: no dropout),
+/// written into `buf` when masked.
+#[inline]
+fn dropped<'a>(row: &'a [f32], mask: &[f32], i: usize, buf: &'a mut [f32]) -> &'a [f32] {
+    if mask.is_empty() {
+        return row;
+    }
+    let d = row.len();
+    for ((b, x), m) in buf.iter_mut().zip(row).zip(&mask[i * d..(i + 1) * d]) {
+        *b = x * m;
+    }
+    buf
 }
 
 multiversion! {
@@ -1027,15 +1033,7 @@ multiversion! {
                 axpy(&mut gb[c * d_out..(c + 1) * d_out], scale * u[i * r + c], g);
             }
             let row = &x[i * d_in..(i + 1) * d_in];
-            let xr: &[f32] = if mask.is_empty() {
-                row
-            } else {
-                let mr = &mask[i * d_in..(i + 1) * d_in];
-                for p in 0..d_in {
-                    xd[p] = row[p] * mr[p];
-                }
-                &xd
-            };
+            let xr = dropped(row, mask, i, &mut xd);
             dxd.iter_mut().for_each(|v| *v = 0.0);
             for c in 0..r {
                 axpy(&mut ga_t[c * d_in..(c + 1) * d_in], du[c], xr);
