@@ -21,6 +21,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The increment of [`SplitMix64`]'s state per draw (the golden ratio's
+/// fractional bits).
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
 /// SplitMix64: a small, fast, seedable generator whose whole state is one `u64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SplitMix64 {
@@ -31,6 +35,7 @@ pub struct SplitMix64 {
 impl SplitMix64 {
     /// The stream that starts from `seed` (its first output is Vigna's first output
     /// for that seed).
+    #[inline]
     pub const fn new(seed: u64) -> Self {
         SplitMix64 { state: seed }
     }
@@ -46,15 +51,26 @@ impl SplitMix64 {
     }
 
     /// The next 64 random bits.
+    #[inline]
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.state = self.state.wrapping_add(GAMMA);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
 
+    /// Skips `n` draws in one step (each draw only adds the gamma to the state):
+    /// what follows is what would follow `n` calls of
+    /// [`next_u64`](Self::next_u64). Lets the parts of one long stream (a
+    /// dropout mask, say) be drawn in parallel.
+    #[inline]
+    pub fn advance(&mut self, n: u64) {
+        self.state = self.state.wrapping_add(n.wrapping_mul(GAMMA));
+    }
+
     /// Uniform in `[0, 1)` (the top 53 bits of [`next_u64`](Self::next_u64)).
+    #[inline]
     pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }

@@ -82,3 +82,16 @@ fn floats_and_ranges_stay_in_bounds() {
     assert_eq!(sorted, (0..50).collect::<Vec<_>>());
     assert_ne!(v, sorted);
 }
+
+#[test]
+fn advance_skips_exactly_that_many_draws() {
+    for (seed, n) in [(0u64, 0u64), (42, 1), (7, 1000), (u64::MAX, 123_457)] {
+        let mut walked = SplitMix64::new(seed);
+        for _ in 0..n {
+            walked.next_u64();
+        }
+        let mut jumped = SplitMix64::new(seed);
+        jumped.advance(n);
+        assert_eq!(first(jumped, 4), first(walked, 4), "seed {seed}, n {n}");
+    }
+}

@@ -74,20 +74,29 @@ impl PackedMatrix {
         for (w, _) in parts {
             rows.extend(w.chunks_exact(k));
         }
-        use rayon::prelude::*;
-        data.par_chunks_mut(k * LINES_PER_P)
-            .enumerate()
-            .for_each(|(panel, lines)| {
-                let dst = lines_as_floats_mut(lines);
-                for c in 0..PANEL {
-                    let Some(row) = rows.get(panel * PANEL + c) else {
-                        break;
-                    };
-                    for (p, v) in row.iter().enumerate() {
-                        dst[p * PANEL + c] = *v;
-                    }
+        let fill = |(panel, lines): (usize, &mut [Line])| {
+            let dst = lines_as_floats_mut(lines);
+            for c in 0..PANEL {
+                let Some(row) = rows.get(panel * PANEL + c) else {
+                    break;
+                };
+                for (p, v) in row.iter().enumerate() {
+                    dst[p * PANEL + c] = *v;
                 }
-            });
+            }
+        };
+        // A model's weights are packed on rayon's pool; the small matrices that
+        // training packs inside the kernels' own parallel sections (attention's
+        // keys and values) are packed in place, where a trip to another pool
+        // would cost more than the copy.
+        if n * k >= 1 << 18 {
+            use rayon::prelude::*;
+            data.par_chunks_mut(k * LINES_PER_P)
+                .enumerate()
+                .for_each(fill);
+        } else {
+            data.chunks_mut(k * LINES_PER_P).enumerate().for_each(fill);
+        }
         PackedMatrix { data, n, k }
     }
 
@@ -217,13 +226,19 @@ fn run_panels(isa: Isa, xp: &[f32], m: usize, w: &PackedMatrix, out: &mut [f32])
     }
 }
 
+/// Steps of a panel per slice when it is walked in slices (32 columns × 128
+/// steps: 16 KiB, half of a 32 KiB L1).
+const K_SLICE: usize = 128;
+/// Row blocks from which a panel is walked in slices.
+const SLICE_MIN_BLOCKS: usize = 8;
+
 /// Rows per register block for `isa`.
 fn block_rows(isa: Isa) -> usize {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => 12,
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => 2,
+        Isa::Avx2 => 3,
         Isa::Portable => 4,
     }
 }
@@ -248,50 +263,69 @@ unsafe fn panel_product(
     let col0 = j * PANEL;
     let cols = (n - col0).min(PANEL);
     let blocks = row_blocks(isa, m).count();
-    for (b, (r0, rows)) in row_blocks(isa, m).enumerate() {
-        let xb = &x[r0 * k..(r0 + rows) * k];
-        let o = out.0.add(r0 * n + col0);
-        // The blocks fetch the next panel into L2 as they go, each its share
-        // (block b of B: the b-th B-th of the panel, one step every B steps),
-        // so that memory streams at an even pace for the whole panel, also
-        // while the later blocks compute from cache.
-        let pf = next.map_or(std::ptr::null(), |nx| {
-            nx.as_ptr().wrapping_add(b * k / blocks * PANEL)
-        });
-        match isa {
-            // SAFETY: the features were detected at run time; `xb` holds `rows`
-            // rows of `k`, the panel `k` steps of PANEL, and `o` `rows` rows of
-            // stride `n` with `cols` writable columns.
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86::block_avx512(
-                xb.as_ptr(),
-                rows,
-                k,
-                panel.as_ptr(),
-                (pf, blocks),
-                o,
-                n,
-                cols,
-            ),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86::block_avx2(
-                xb.as_ptr(),
-                rows,
-                k,
-                panel.as_ptr(),
-                (pf, blocks),
-                o,
-                n,
-                cols,
-            ),
-            Isa::Portable => block_portable(xb, rows, k, panel, o, n, cols),
+    // With many row blocks the panel is walked once per block: in slices of
+    // K_SLICE steps it stays in L1 across them (the accumulators go through
+    // `out` between slices, which leaves every output's chain of multiply-adds
+    // and so its value unchanged). With few rows one pass streams the panel.
+    let slice = if blocks >= SLICE_MIN_BLOCKS {
+        K_SLICE
+    } else {
+        k
+    };
+    for k0 in (0..k).step_by(slice.max(1)) {
+        let kl = slice.min(k - k0);
+        for (b, (r0, rows)) in row_blocks(isa, m).enumerate() {
+            let xb = &x[r0 * k + k0 * rows..r0 * k + (k0 + kl) * rows];
+            let wk = &panel[k0 * PANEL..(k0 + kl) * PANEL];
+            let o = out.0.add(r0 * n + col0);
+            // In one pass, the blocks fetch the next panel into L2 as they go,
+            // each its share (block b of B: the b-th B-th of the panel, one step
+            // every B steps), so that memory streams at an even pace for the
+            // whole panel, also while the later blocks compute from cache.
+            let pf = match next {
+                Some(nx) if slice >= k => nx.as_ptr().wrapping_add(b * k / blocks * PANEL),
+                _ => std::ptr::null(),
+            };
+            let acc_in = k0 > 0;
+            match isa {
+                // SAFETY: the features were detected at run time; `xb` holds `kl`
+                // steps of `rows` values, `wk` `kl` steps of PANEL, and `o` `rows`
+                // rows of stride `n` with `cols` writable columns (holding the sums
+                // of the earlier slices when `acc_in`).
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => x86::block_avx512(
+                    xb.as_ptr(),
+                    rows,
+                    kl,
+                    wk.as_ptr(),
+                    (pf, blocks),
+                    o,
+                    n,
+                    cols,
+                    acc_in,
+                ),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => x86::block_avx2(
+                    xb.as_ptr(),
+                    rows,
+                    kl,
+                    wk.as_ptr(),
+                    (pf, blocks),
+                    o,
+                    n,
+                    cols,
+                    acc_in,
+                ),
+                Isa::Portable => block_portable(xb, rows, kl, wk, o, n, cols, acc_in),
+            }
         }
     }
 }
 
 /// # Safety
 /// As for the vector blocks: `out` holds `rows` rows of stride `ldo` with `cols`
-/// writable columns.
+/// writable columns (and, with `acc_in`, the sums so far to continue from).
+#[allow(clippy::too_many_arguments)]
 unsafe fn block_portable(
     x: &[f32],
     rows: usize,
@@ -300,9 +334,13 @@ unsafe fn block_portable(
     out: *mut f32,
     ldo: usize,
     cols: usize,
+    acc_in: bool,
 ) {
     for r in 0..rows {
         let mut acc = [0f32; PANEL];
+        if acc_in {
+            std::ptr::copy_nonoverlapping(out.add(r * ldo), acc.as_mut_ptr(), cols);
+        }
         for p in 0..k {
             let xv = x[p * rows + r];
             let wp = &panel[p * PANEL..(p + 1) * PANEL];
@@ -327,7 +365,8 @@ mod x86 {
     /// of `$lanes` lanes.
     macro_rules! block_fn {
         ($(#[$doc:meta])* $name:ident, $feature:literal, $lanes:literal, $v:literal,
-         $zero:ident, $load:ident, $set1:ident, $fma:ident, $store:ident, [$($rows:literal)*]) => {
+         $zero:ident, $load:ident, $loadu:ident, $set1:ident, $fma:ident, $store:ident,
+         [$($rows:literal)*]) => {
             $(#[$doc])*
             #[target_feature(enable = $feature)]
             #[allow(clippy::too_many_arguments)]
@@ -340,6 +379,7 @@ mod x86 {
                 out: *mut f32,
                 ldo: usize,
                 cols: usize,
+                acc_in: bool,
             ) {
                 #[target_feature(enable = $feature)]
                 #[inline]
@@ -351,9 +391,19 @@ mod x86 {
                     out: *mut f32,
                     ldo: usize,
                     cols: usize,
+                    acc_in: bool,
                 ) {
                     let (mut pf_at, mut countdown) = (pf.0, 0usize);
                     let mut acc = [[$zero(); $v]; M];
+                    if acc_in {
+                        for r in 0..M {
+                            let mut row = [0f32; PANEL];
+                            std::ptr::copy_nonoverlapping(out.add(r * ldo), row.as_mut_ptr(), cols);
+                            for i in 0..$v {
+                                acc[r][i] = $loadu(row.as_ptr().add($lanes * i));
+                            }
+                        }
+                    }
                     for p in 0..k {
                         if !pf_at.is_null() {
                             if countdown == 0 {
@@ -364,6 +414,22 @@ mod x86 {
                             }
                             countdown -= 1;
                         }
+                        // More accumulators than AVX2's 16 registers leave room
+                        // for all the weight vectors: hold the broadcasts and read
+                        // one weight vector at a time. (Either order keeps every
+                        // output's chain of multiply-adds, so the same values.)
+                        if M * $v > 8 && $v > 2 {
+                            let mut xb = [$zero(); M];
+                            for (r, b) in xb.iter_mut().enumerate() {
+                                *b = $set1(*x.add(p * M + r));
+                            }
+                            for i in 0..$v {
+                                let wv = $load(w.add(p * PANEL + $lanes * i));
+                                for r in 0..M {
+                                    acc[r][i] = $fma(xb[r], wv, acc[r][i]);
+                                }
+                            }
+                        } else {
                         let mut wv = [$zero(); $v];
                         for (i, v) in wv.iter_mut().enumerate() {
                             *v = $load(w.add(p * PANEL + $lanes * i));
@@ -373,6 +439,7 @@ mod x86 {
                             for i in 0..$v {
                                 acc[r][i] = $fma(xb, wv[i], acc[r][i]);
                             }
+                        }
                         }
                     }
                     for r in 0..M {
@@ -384,7 +451,7 @@ mod x86 {
                     }
                 }
                 match rows {
-                    $($rows => rows_of::<$rows>(x, k, w, pf, out, ldo, cols),)*
+                    $($rows => rows_of::<$rows>(x, k, w, pf, out, ldo, cols, acc_in),)*
                     r => unreachable!("no register block of {r} rows"),
                 }
             }
@@ -397,22 +464,24 @@ mod x86 {
         /// # Safety
         /// AVX-512F must be available; `x` holds `k` steps of `rows` values, `w`
         /// a panel of `k` steps, `out` `rows` rows of stride `ldo` with `cols`
-        /// writable columns. `pf.0`, unless null, is where to prefetch from, one
+        /// writable columns, which with `acc_in` hold the sums to continue
+        /// from. `pf.0`, unless null, is where to prefetch from, one
         /// panel step every `pf.1` steps (a prefetch never faults, whatever the
         /// address).
         block_avx512, "avx512f", 16, 2,
-        _mm512_setzero_ps, _mm512_load_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps,
+        _mm512_setzero_ps, _mm512_load_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps,
         [1 2 3 4 5 6 7 8 9 10 11 12]
     );
 
     block_fn!(
-        /// Up to 2 rows × one panel with AVX2 + FMA: 8 accumulators.
+        /// Up to 3 rows × one panel with AVX2 + FMA: 12 accumulators, the three
+        /// rows' broadcasts and one weight vector at a time (16 registers).
         ///
         /// # Safety
         /// AVX2 and FMA must be available; otherwise as [`block_avx512`].
         block_avx2, "avx2,fma", 8, 4,
-        _mm256_setzero_ps, _mm256_load_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps,
-        [1 2]
+        _mm256_setzero_ps, _mm256_load_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps,
+        [1 2 3]
     );
 }
 
@@ -439,6 +508,34 @@ mod tests {
                 let mut got = vec![0f32; m * n];
                 product(isa, &x, m, &packed, &mut got);
                 assert_close(&got, &want, &format!("{isa:?} m={m} k={k} n={n}"));
+            }
+        }
+    }
+
+    #[test]
+    fn panels_walked_in_slices_give_the_one_pass_results_bit_for_bit() {
+        // Enough rows for SLICE_MIN_BLOCKS register blocks at every block height,
+        // and k over several slices with a ragged last one; n ends in a partial
+        // panel.
+        let (m, k, n) = (12 * SLICE_MIN_BLOCKS + 5, 2 * K_SLICE + 37, 45);
+        let x = values(m * k, 11);
+        let w = values(n * k, 12);
+        let want = reference(&x, &w, m, k, n);
+        let packed = PackedMatrix::pack(&w, n, k);
+        let mut isas = vec![Isa::detect(), Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            isas.push(Isa::Avx2);
+        }
+        for isa in isas {
+            let mut batch = vec![0f32; m * n];
+            product(isa, &x, m, &packed, &mut batch);
+            assert_close(&batch, &want, &format!("{isa:?} sliced"));
+            for i in [0, 1, m / 2, m - 1] {
+                let mut one = vec![0f32; n];
+                product(isa, &x[i * k..(i + 1) * k], 1, &packed, &mut one);
+                assert_eq!(one, batch[i * n..(i + 1) * n], "{isa:?} row {i}");
             }
         }
     }

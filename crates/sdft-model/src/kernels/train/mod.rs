@@ -32,13 +32,23 @@
 // The kernels take their buffers and shapes as plain arguments.
 #![allow(clippy::too_many_arguments)]
 
-use super::decode::{axpy, dot, exp, max_of, rope, swiglu_rows, HostModel};
+mod attention;
+mod rows;
+
+use super::decode::{rope, swiglu_rows, HostModel};
 use super::packed::{matmul_packed_into, PackedMatrix};
 use super::team::Team;
+// The multiversioned bodies of the submodules name the dispatch as `super::Isa`.
+use super::Isa;
 use super::SendPtr;
-use crate::model::lora::{adapter_dropout_key, dropout_mask, Lora, Target};
+use crate::model::lora::{adapter_dropout_key, Lora, Target};
 use crate::model::Llama;
+use attention::{attn_backward, attn_forward, gather_heads};
 use burn::prelude::Backend;
+use rows::{
+    lora_backward, lora_forward, rms_backward, rms_forward, rope_backward, rotate_rows,
+    softmax_nll_rows, swiglu_backward, Dropout, Thin,
+};
 
 /// One training example: token ids and, per position, whether the token is a
 /// target (position `t` predicts token `t + 1`; only targets count).
@@ -314,10 +324,7 @@ impl TrainModel {
         let qk = (m.n_heads + m.n_kv_heads) * hd;
         let w = qk + m.n_kv_heads * hd;
         let (cos, sin) = (m.cos.get(), m.sin.get());
-        for (row, &pos) in qkv.chunks_exact_mut(w).zip(&ctx.positions) {
-            let span = pos * hd..(pos + 1) * hd;
-            f(&mut row[..qk], &cos[span.clone()], &sin[span]);
-        }
+        rotate_rows(qkv, w, qk, &ctx.positions, cos, sin, hd, f);
     }
 
     /// The index of the adapter of `target` in layer `l`.
@@ -476,6 +483,28 @@ impl TrainModel {
         dx2
     }
 
+    /// Adapter `i`'s thin-product view for this step.
+    fn thin<'a>(&self, ctx: &'a Ctx, i: usize) -> Thin<'a> {
+        let a = &ctx.adapters[i];
+        Thin {
+            at: &a.at,
+            b: &a.b,
+            r: self.rank,
+            d_in: a.d_in,
+            d_out: a.d_out,
+            scale: self.scale,
+        }
+    }
+
+    /// Adapter `i`'s dropout for this step.
+    fn dropout<'a>(&self, ctx: &'a Ctx, i: usize) -> Dropout<'a> {
+        Dropout {
+            key: ctx.adapters[i].key,
+            p: self.dropout,
+            padded: &ctx.padded,
+        }
+    }
+
     /// `out[:, col..col + d_out] += scale · (x ⊙ mask)·A·B` for `out` rows of
     /// `stride`; returns `u = (x ⊙ mask)·A` `[t, r]`.
     fn lora_forward(
@@ -488,15 +517,7 @@ impl TrainModel {
         col: usize,
     ) -> Vec<f32> {
         ctx.timings.time(&ctx.timings.lora, || {
-            let a = &ctx.adapters[i];
-            let mask = ctx.mask(self, i);
-            let (r, d_in, d_out) = (self.rank, a.d_in, a.d_out);
-            let mut u = vec![0f32; x.len() / d_in * r];
-            let mask = mask.as_deref().unwrap_or(&[]);
-            lora_forward_rows(
-                x, mask, &a.at, &a.b, r, d_in, d_out, self.scale, &mut u, out, stride, col,
-            );
-            u
+            lora_forward(self.thin(ctx, i), self.dropout(ctx, i), x, out, stride, col)
         })
     }
 
@@ -516,29 +537,21 @@ impl TrainModel {
         grads: &mut [Vec<f32>],
         dx: &mut [f32],
     ) {
-        let t0 = std::time::Instant::now();
-        let a = &ctx.adapters[i];
-        let mask = ctx.mask(self, i);
         let (ga, gb) = grads[2 * i..2 * i + 2].split_at_mut(1);
-        lora_backward_rows(
-            x,
-            mask.as_deref().unwrap_or(&[]),
-            u,
-            dy,
-            &a.at,
-            &a.b,
-            self.rank,
-            a.d_in,
-            a.d_out,
-            self.scale,
-            stride,
-            col,
-            &mut ga[0],
-            &mut gb[0],
-            dx,
-        );
-        let lora = &ctx.timings.lora;
-        lora.set(lora.get() + t0.elapsed().as_secs_f64());
+        ctx.timings.time(&ctx.timings.lora, || {
+            lora_backward(
+                self.thin(ctx, i),
+                self.dropout(ctx, i),
+                x,
+                u,
+                dy,
+                stride,
+                col,
+                &mut ga[0],
+                &mut gb[0],
+                dx,
+            )
+        })
     }
 
     /// Causal grouped-query attention within each sequence: `attn` `[t, heads *
@@ -661,13 +674,8 @@ impl TrainModel {
             }
             let z = &mut logits[..n * vocab];
             matmul_packed_into(&rows[..n * d], n, &m.head, z);
-            for (j, &(_, target)) in block.iter().enumerate() {
-                let zr = &mut z[j * vocab..(j + 1) * vocab];
-                let picked = zr[target as usize];
-                let lse = softmax_scaled(zr, loss_scale);
-                nll += (lse - picked) as f64;
-                zr[target as usize] -= loss_scale;
-            }
+            let targets: Vec<u32> = block.iter().map(|&(_, target)| target).collect();
+            nll += softmax_nll_rows(z, vocab, &targets, loss_scale);
             matmul_packed_into(z, n, &self.head_t, &mut back[..n * d]);
             for (j, &(row, _)) in block.iter().enumerate() {
                 dh[row * d..(row + 1) * d].copy_from_slice(&back[j * d..(j + 1) * d]);
@@ -725,8 +733,9 @@ struct Ctx {
     targets: Vec<(usize, u32)>,
     /// Total rows.
     t: usize,
-    /// The padded length the generic path uses (the dropout masks' layout).
-    max_len: usize,
+    /// Each row's index in the padded `[batch, max_len]` layout the generic path
+    /// uses (the dropout masks' layout).
+    padded: Vec<usize>,
     adapters: Vec<Adapter>,
     timings: Timings,
 }
@@ -744,8 +753,10 @@ impl Ctx {
         let mut positions = Vec::new();
         let mut seqs = Vec::new();
         let mut targets = Vec::new();
-        for e in batch {
+        let mut padded = Vec::new();
+        for (b, e) in batch.iter().enumerate() {
             let off = ids.len();
+            padded.extend((0..e.ids.len()).map(|p| b * max_len + p));
             seqs.push((off, e.ids.len()));
             ids.extend_from_slice(e.ids);
             positions.extend(0..e.ids.len());
@@ -783,27 +794,10 @@ impl Ctx {
             positions,
             seqs,
             targets,
-            max_len,
+            padded,
             adapters,
             timings: Timings::default(),
         }
-    }
-
-    /// Adapter `i`'s dropout multipliers for this batch's rows, `[t, d_in]`
-    /// (drawn over the padded layout as the generic path draws them), or `None`
-    /// without dropout.
-    fn mask(&self, model: &TrainModel, i: usize) -> Option<Vec<f32>> {
-        let a = &self.adapters[i];
-        if a.key == 0 {
-            return None;
-        }
-        let d = a.d_in;
-        let padded = dropout_mask(a.key, model.dropout, self.seqs.len() * self.max_len * d);
-        let mut out = Vec::with_capacity(self.t * d);
-        for (b, &(_, len)) in self.seqs.iter().enumerate() {
-            out.extend_from_slice(&padded[b * self.max_len * d..(b * self.max_len + len) * d]);
-        }
-        Some(out)
     }
 }
 
@@ -833,336 +827,4 @@ impl Saved {
     fn output(&self) -> Vec<f32> {
         self.out.clone()
     }
-}
-
-/// Columns `off..off + len` rows of query heads of group `g` (`[rep, len, hd]`),
-/// and its key and value head (`[len, hd]` each), contiguous.
-fn gather_heads(
-    qkv: &[f32],
-    m: &HostModel,
-    off: usize,
-    len: usize,
-    g: usize,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (h, kvh, hd) = (m.n_heads, m.n_kv_heads, m.head_dim);
-    let (qw, kw) = (h * hd, kvh * hd);
-    let w = qw + 2 * kw;
-    let rep = h / kvh;
-    let mut q = vec![0f32; rep * len * hd];
-    let mut k = vec![0f32; len * hd];
-    let mut v = vec![0f32; len * hd];
-    for i in 0..len {
-        let row = &qkv[(off + i) * w..(off + i + 1) * w];
-        for r in 0..rep {
-            let head = g * rep + r;
-            q[(r * len + i) * hd..][..hd].copy_from_slice(&row[head * hd..(head + 1) * hd]);
-        }
-        k[i * hd..(i + 1) * hd].copy_from_slice(&row[qw + g * hd..qw + (g + 1) * hd]);
-        v[i * hd..(i + 1) * hd].copy_from_slice(&row[qw + kw + g * hd..qw + kw + (g + 1) * hd]);
-    }
-    (q, k, v)
-}
-
-/// Inverse RMS of each row of `x` and `out = x · r · w`.
-fn rms_forward(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) -> Vec<f32> {
-    let d = w.len();
-    let mut r = Vec::with_capacity(x.len() / d);
-    rms_forward_rows(x, w, eps, out, &mut r);
-    r
-}
-
-multiversion! {
-    fn rms_forward_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32], r: &mut Vec<f32>) -> () {
-        let d = w.len();
-        for (o, row) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-            let scale = 1.0 / (dot(row, row) / d as f32 + eps).sqrt();
-            for i in 0..d {
-                o[i] = row[i] * scale * w[i];
-            }
-            r.push(scale);
-        }
-    }
-}
-
-multiversion! {
-    /// `dx += r·(g ⊙ w) − x·r³·mean(g ⊙ w ⊙ x)` per row: the gradient through
-    /// `y = x · r · w` (`r` the inverse RMS) for the output gradient `g`.
-    fn rms_backward(x: &[f32], r: &[f32], w: &[f32], g: &[f32], dx: &mut [f32]) -> () {
-        let d = w.len();
-        let mut gw = vec![0f32; d];
-        for (((row, gr), out), &s) in x
-            .chunks_exact(d)
-            .zip(g.chunks_exact(d))
-            .zip(dx.chunks_exact_mut(d))
-            .zip(r)
-        {
-            for i in 0..d {
-                gw[i] = gr[i] * w[i];
-            }
-            let mean = dot(&gw, row) / d as f32;
-            let c = s * s * s * mean;
-            for i in 0..d {
-                out[i] += s * gw[i] - row[i] * c;
-            }
-        }
-    }
-}
-
-/// The backward of rotate-half RoPE, in place on every head of one row: the
-/// rotation by the opposite angle.
-fn rope_backward(g: &mut [f32], cos: &[f32], sin: &[f32]) {
-    let d = cos.len();
-    let half = d / 2;
-    for head in g.chunks_exact_mut(d) {
-        for i in 0..half {
-            let (a, b) = (head[i], head[i + half]);
-            head[i] = a * cos[i] + b * sin[i + half];
-            head[i + half] = b * cos[i + half] - a * sin[i];
-        }
-    }
-}
-
-multiversion! {
-    /// The gradients of `[gate | up]` rows for `act = silu(gate) · up` and its
-    /// gradient `d_act`.
-    fn swiglu_backward(gu: &[f32], d_act: &[f32], h: usize, dgu: &mut [f32]) -> () {
-        for ((row, da), out) in gu
-            .chunks_exact(2 * h)
-            .zip(d_act.chunks_exact(h))
-            .zip(dgu.chunks_exact_mut(2 * h))
-        {
-            let (g, u) = row.split_at(h);
-            let (dg, du) = out.split_at_mut(h);
-            for i in 0..h {
-                let sg = 1.0 / (1.0 + exp(-g[i]));
-                let silu = g[i] * sg;
-                du[i] = da[i] * silu;
-                dg[i] = da[i] * u[i] * sg * (1.0 + g[i] * (1.0 - sg));
-            }
-        }
-    }
-}
-
-multiversion! {
-    /// `z ← softmax(z) · scale` in place; returns `logsumexp(z)`.
-    fn softmax_scaled(z: &mut [f32], scale: f32) -> f32 {
-        let m = max_of(z);
-        let mut s = 0f32;
-        for v in z.iter_mut() {
-            *v = exp(*v - m);
-            s += *v;
-        }
-        let c = scale / s;
-        for v in z.iter_mut() {
-            *v *= c;
-        }
-        m + s.ln()
-    }
-}
-
-multiversion! {
-    fn lora_forward_rows(
-        x: &[f32],
-        mask: &[f32],
-        at: &[f32],
-        b: &[f32],
-        r: usize,
-        d_in: usize,
-        d_out: usize,
-        scale: f32,
-        u: &mut [f32],
-        out: &mut [f32],
-        stride: usize,
-        col: usize,
-    ) -> () {
-        let t = x.len() / d_in;
-        let mut xd = vec![0f32; d_in];
-        for i in 0..t {
-            let row = &x[i * d_in..(i + 1) * d_in];
-            let xr = dropped(row, mask, i, &mut xd);
-            let o = &mut out[i * stride + col..i * stride + col + d_out];
-            for c in 0..r {
-                let uc = dot(xr, &at[c * d_in..(c + 1) * d_in]);
-                u[i * r + c] = uc;
-                axpy(o, scale * uc, &b[c * d_out..(c + 1) * d_out]);
-            }
-        }
-    }
-}
-
-/// Row `i` of a LoRA input after its dropout mask (`mask` empty: no dropout),
-/// written into `buf` when masked.
-#[inline]
-fn dropped<'a>(row: &'a [f32], mask: &[f32], i: usize, buf: &'a mut [f32]) -> &'a [f32] {
-    if mask.is_empty() {
-        return row;
-    }
-    let d = row.len();
-    for ((b, x), m) in buf.iter_mut().zip(row).zip(&mask[i * d..(i + 1) * d]) {
-        *b = x * m;
-    }
-    buf
-}
-
-multiversion! {
-    fn lora_backward_rows(
-        x: &[f32],
-        mask: &[f32],
-        u: &[f32],
-        dy: &[f32],
-        at: &[f32],
-        b: &[f32],
-        r: usize,
-        d_in: usize,
-        d_out: usize,
-        scale: f32,
-        stride: usize,
-        col: usize,
-        ga_t: &mut [f32],
-        gb: &mut [f32],
-        dx: &mut [f32],
-    ) -> () {
-        let t = x.len() / d_in;
-        let mut xd = vec![0f32; d_in];
-        let mut dxd = vec![0f32; d_in];
-        let mut du = vec![0f32; r];
-        for i in 0..t {
-            let g = &dy[i * stride + col..i * stride + col + d_out];
-            for c in 0..r {
-                du[c] = scale * dot(g, &b[c * d_out..(c + 1) * d_out]);
-                axpy(&mut gb[c * d_out..(c + 1) * d_out], scale * u[i * r + c], g);
-            }
-            let row = &x[i * d_in..(i + 1) * d_in];
-            let xr = dropped(row, mask, i, &mut xd);
-            dxd.iter_mut().for_each(|v| *v = 0.0);
-            for c in 0..r {
-                axpy(&mut ga_t[c * d_in..(c + 1) * d_in], du[c], xr);
-                axpy(&mut dxd, du[c], &at[c * d_in..(c + 1) * d_in]);
-            }
-            let o = &mut dx[i * d_in..(i + 1) * d_in];
-            if mask.is_empty() {
-                for p in 0..d_in {
-                    o[p] += dxd[p];
-                }
-            } else {
-                let mr = &mask[i * d_in..(i + 1) * d_in];
-                for p in 0..d_in {
-                    o[p] += dxd[p] * mr[p];
-                }
-            }
-        }
-    }
-}
-
-/// Row-major `[rows, cols]` to `[cols, rows]`.
-fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    debug_assert_eq!(x.len(), rows * cols);
-    transpose_stacked(&[x], cols)
-}
-
-/// Causal attention of `rep` query heads (`q` `[rep, len, hd]`) over one key
-/// and value head (`[len, hd]`): `o` `[rep, len, hd]` and the log-sum-exp of
-/// each query's scaled scores, `lse` `[rep, len]`. The scores and the weighted
-/// sum are packed products (`[rep * len, len]` scores, the upper triangle
-/// zeroed after the softmax).
-fn attn_forward(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    len: usize,
-    hd: usize,
-    scale: f32,
-    o: &mut [f32],
-    lse: &mut [f32],
-) {
-    let rows = q.len() / hd;
-    let mut s = vec![0f32; rows * len];
-    matmul_packed_into(q, rows, &PackedMatrix::pack(k, len, hd), &mut s);
-    causal_softmax(&mut s, len, scale, lse);
-    let vt = PackedMatrix::pack(&transpose(v, len, hd), hd, len);
-    matmul_packed_into(&s, rows, &vt, o);
-}
-
-multiversion! {
-    /// Row `r` of `s` (`[rows, len]`, query `i = r mod len`): the softmax of
-    /// `scale ·` its first `i + 1` scores, zeros after; `lse[r]` the log-sum-exp.
-    fn causal_softmax(s: &mut [f32], len: usize, scale: f32, lse: &mut [f32]) -> () {
-        for (r, row) in s.chunks_exact_mut(len).enumerate() {
-            let i = r % len;
-            let (live, dead) = row.split_at_mut(i + 1);
-            for x in live.iter_mut() {
-                *x *= scale;
-            }
-            let m = max_of(live);
-            let mut sum = 0f32;
-            for x in live.iter_mut() {
-                *x = exp(*x - m);
-                sum += *x;
-            }
-            let inv = 1.0 / sum;
-            for x in live.iter_mut() {
-                *x *= inv;
-            }
-            dead.iter_mut().for_each(|x| *x = 0.0);
-            lse[r] = m + sum.ln();
-        }
-    }
-}
-
-multiversion! {
-    /// `ds = p ⊙ (dp − rowdot(d_o, o)) · scale` in place of `dp`, with `p`
-    /// recomputed from the scores `s` and `lse` (in place of `s`); rows as in
-    /// [`causal_softmax`].
-    fn softmax_backward(
-        s: &mut [f32],
-        dp: &mut [f32],
-        o: &[f32],
-        d_o: &[f32],
-        lse: &[f32],
-        len: usize,
-        hd: usize,
-        scale: f32,
-    ) -> () {
-        for (r, (row, drow)) in s.chunks_exact_mut(len).zip(dp.chunks_exact_mut(len)).enumerate() {
-            let i = r % len;
-            let delta = dot(&d_o[r * hd..(r + 1) * hd], &o[r * hd..(r + 1) * hd]);
-            let l = lse[r];
-            for j in 0..len {
-                let p = if j <= i { exp(row[j] * scale - l) } else { 0.0 };
-                row[j] = p;
-                drow[j] = p * (drow[j] - delta) * scale;
-            }
-        }
-    }
-}
-
-/// The backward of [`attn_forward`] for the output gradient `d_o`: `dq`
-/// `[rep, len, hd]`, `dk` and `dv` `[len, hd]` (summed over the `rep` query
-/// heads), all as packed products.
-fn attn_backward(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    o: &[f32],
-    d_o: &[f32],
-    lse: &[f32],
-    len: usize,
-    hd: usize,
-    scale: f32,
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-) {
-    let rows = q.len() / hd;
-    let mut p = vec![0f32; rows * len];
-    matmul_packed_into(q, rows, &PackedMatrix::pack(k, len, hd), &mut p);
-    let mut ds = vec![0f32; rows * len];
-    matmul_packed_into(d_o, rows, &PackedMatrix::pack(v, len, hd), &mut ds);
-    softmax_backward(&mut p, &mut ds, o, d_o, lse, len, hd, scale);
-    let kt = PackedMatrix::pack(&transpose(k, len, hd), hd, len);
-    matmul_packed_into(&ds, rows, &kt, dq);
-    let qt = PackedMatrix::pack(&transpose(q, rows, hd), hd, rows);
-    matmul_packed_into(&transpose(&ds, rows, len), len, &qt, dk);
-    let dot_t = PackedMatrix::pack(&transpose(d_o, rows, hd), hd, rows);
-    matmul_packed_into(&transpose(&p, rows, len), len, &dot_t, dv);
 }
