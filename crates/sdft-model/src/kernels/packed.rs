@@ -293,29 +293,23 @@ unsafe fn panel_product(
                 // rows of stride `n` with `cols` writable columns (holding the sums
                 // of the earlier slices when `acc_in`).
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => x86::block_avx512(
-                    xb.as_ptr(),
-                    rows,
-                    kl,
-                    wk.as_ptr(),
-                    (pf, blocks),
-                    o,
-                    n,
-                    cols,
-                    acc_in,
-                ),
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => x86::block_avx2(
-                    xb.as_ptr(),
-                    rows,
-                    kl,
-                    wk.as_ptr(),
-                    (pf, blocks),
-                    o,
-                    n,
-                    cols,
-                    acc_in,
-                ),
+                Isa::Avx512 | Isa::Avx2 => {
+                    let block: x86::Block = match isa {
+                        Isa::Avx512 => x86::block_avx512,
+                        _ => x86::block_avx2,
+                    };
+                    block(
+                        xb.as_ptr(),
+                        rows,
+                        kl,
+                        wk.as_ptr(),
+                        (pf, blocks),
+                        o,
+                        n,
+                        cols,
+                        acc_in,
+                    )
+                }
                 Isa::Portable => block_portable(xb, rows, kl, wk, o, n, cols, acc_in),
             }
         }
@@ -358,6 +352,19 @@ unsafe fn block_portable(
 mod x86 {
     use super::PANEL;
     use std::arch::x86_64::*;
+
+    /// The signature every instruction set's block function shares.
+    pub type Block = unsafe fn(
+        *const f32,
+        usize,
+        usize,
+        *const f32,
+        (*const f32, usize),
+        *mut f32,
+        usize,
+        usize,
+        bool,
+    );
 
     /// Defines the block function of one instruction set from the one body
     /// below: `M` rows (a literal count from `$rows`, so that the accumulators
