@@ -10,7 +10,6 @@
 use std::collections::VecDeque;
 
 use burn::prelude::*;
-use burn::tensor::module::embedding;
 use sdft_core::rng::SplitMix64;
 use sdft_core::{
     Completion, FinishReason, GenerationRequest, Generator, SamplingParams, Score, ScoreRequest,
@@ -18,8 +17,8 @@ use sdft_core::{
 };
 
 use super::sampler::sample;
+use super::steps::{StepLogits, Steps};
 use super::stop::find_stop;
-use crate::model::{DecodeStep, PaddedBatch, SlotKv};
 use crate::{Error, Model, Result};
 
 /// One sequence in flight.
@@ -35,14 +34,6 @@ struct Active {
     pending: bool,
 }
 
-/// One step's logits, a row per sequence: in host memory (the CPU kernels), or
-/// still on the device (the generic path), where [`Engine::choose`] picks greedy
-/// tokens without reading the logits back.
-enum StepLogits<B: Backend> {
-    Host(Vec<Vec<f32>>),
-    Device(Tensor<B, 2>),
-}
-
 /// Generation and scoring over a loaded [`Model`].
 pub struct Engine<B: Backend> {
     pub model: Model<B>,
@@ -55,24 +46,6 @@ pub struct Engine<B: Backend> {
     host_model: std::sync::Mutex<Option<std::sync::Arc<crate::kernels::decode::HostModel>>>,
     /// Tokens scored so far (see [`Engine::score_counts`]).
     score_counts: std::sync::Mutex<super::score::ScoreCounts>,
-}
-
-/// The batched KV cache of every layer, with its capacity per slot: on the
-/// device for the generic decode step, or in host memory for the CPU kernel
-/// ([`crate::kernels::decode`]).
-struct SlotCache<B: Backend> {
-    layers: Vec<SlotKv<B>>,
-    #[cfg(feature = "flex")]
-    host: Option<HostCache>,
-    capacity: usize,
-}
-
-/// The CPU decode kernel's weights and per-layer caches.
-#[cfg(feature = "flex")]
-struct HostCache {
-    views: std::sync::Arc<crate::kernels::decode::HostModel>,
-    layers: Vec<crate::kernels::decode::HostKv>,
-    scratch: crate::kernels::decode::Scratch,
 }
 
 impl<B: Backend> Engine<B> {
@@ -194,8 +167,7 @@ impl<B: Backend> Engine<B> {
         let mut queue: VecDeque<usize> = (0..requests.len()).collect();
         let slots = self.batch_size.min(requests.len().max(1));
         let mut active: Vec<Option<Active>> = (0..slots).map(|_| None).collect();
-        let mut cache = self.new_cache(slots, 64);
-        let device = &self.model.device;
+        let mut steps = Steps::open(self, slots, 64);
         loop {
             // Fill free slots from the queue with one batched prefill.
             let free: Vec<usize> = (0..slots).filter(|s| active[*s].is_none()).collect();
@@ -209,9 +181,9 @@ impl<B: Backend> Engine<B> {
             if !fill.is_empty() {
                 let seqs: Vec<Vec<u32>> = fill.iter().map(|(_, i)| prompts[*i].clone()).collect();
                 let need = seqs.iter().map(Vec::len).max().unwrap_or(0) + params.max_new_tokens;
-                let capacity = need.max(cache.capacity).min(max_pos);
-                self.grow(&mut cache, capacity);
-                let logits = self.prefill(&seqs, &fill, &mut cache)?;
+                let capacity = need.max(steps.capacity()).min(max_pos);
+                steps.grow(capacity);
+                let logits = steps.prefill(&self.model, &seqs, &fill);
                 let mut new: Vec<Active> = fill
                     .iter()
                     .map(|(_, i)| Active {
@@ -254,7 +226,7 @@ impl<B: Backend> Engine<B> {
                 continue;
             }
             // One decode step for every active slot.
-            let logits = self.decode_step(&mut active, &mut cache, device)?;
+            let logits = self.decode_step(&active, &mut steps);
             self.choose(
                 logits,
                 active.iter_mut().map(Option::as_mut).collect(),
@@ -339,119 +311,9 @@ impl<B: Backend> Engine<B> {
         Ok(None)
     }
 
-    fn new_cache(&self, slots: usize, capacity: usize) -> SlotCache<B> {
-        let c = &self.model.config;
-        #[cfg(feature = "flex")]
-        if let Some(views) = self.host_model() {
-            use crate::kernels::decode::HostKv;
-            let layers = (0..c.num_hidden_layers)
-                .map(|_| HostKv::zeros(slots, c.num_key_value_heads, capacity, c.head_dim))
-                .collect();
-            return SlotCache {
-                layers: Vec::new(),
-                host: Some(HostCache {
-                    views,
-                    layers,
-                    scratch: Default::default(),
-                }),
-                capacity,
-            };
-        }
-        let shape = [slots, c.num_key_value_heads, capacity, c.head_dim];
-        SlotCache {
-            layers: (0..c.num_hidden_layers)
-                .map(|_| SlotKv::zeros(shape, &self.model.device))
-                .collect(),
-            #[cfg(feature = "flex")]
-            host: None,
-            capacity,
-        }
-    }
-
-    /// Grows every layer's cache to hold `capacity` positions.
-    fn grow(&self, cache: &mut SlotCache<B>, capacity: usize) {
-        if capacity <= cache.capacity {
-            return;
-        }
-        let extra = capacity - cache.capacity;
-        for layer in cache.layers.iter_mut() {
-            layer.grow(extra);
-        }
-        #[cfg(feature = "flex")]
-        if let Some(host) = cache.host.as_mut() {
-            for layer in host.layers.iter_mut() {
-                layer.grow(capacity);
-            }
-        }
-        cache.capacity = capacity;
-    }
-
-    /// Runs the new prompts as one padded batch, stores their keys/values in their
-    /// slots, and returns each prompt's last-position logits.
-    fn prefill(
-        &self,
-        seqs: &[Vec<u32>],
-        fill: &[(usize, usize)],
-        cache: &mut SlotCache<B>,
-    ) -> Result<StepLogits<B>> {
-        #[cfg(feature = "flex")]
-        if let Some(host) = cache.host.as_mut() {
-            use crate::kernels::decode::{forward, Row};
-            let mut rows = Vec::new();
-            let mut last = Vec::with_capacity(seqs.len());
-            for ((slot, _), seq) in fill.iter().zip(seqs) {
-                rows.extend(seq.iter().enumerate().map(|(pos, &token)| Row {
-                    slot: *slot,
-                    token,
-                    pos,
-                }));
-                last.push(rows.len() - 1);
-            }
-            return Ok(StepLogits::Host(forward(
-                &host.views,
-                &rows,
-                &mut host.layers,
-                &mut host.scratch,
-                &last,
-            )));
-        }
-        let llama = &self.model.llama;
-        let device = &self.model.device;
-        let batch = PaddedBatch::right_padded(seqs);
-        let (tokens, positions, mask) = batch.tensors::<B>(device);
-        let mut kv = llama.new_cache();
-        let hidden = llama.forward(tokens, positions, mask, Some(&mut kv));
-        let [b, s, d] = hidden.dims();
-        let last: Vec<i64> = seqs
-            .iter()
-            .enumerate()
-            .map(|(i, q)| (i * s + q.len() - 1) as i64)
-            .collect();
-        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [b]), device);
-        let picked = hidden.reshape([b * s, d]).select(0, idx);
-        let logits = llama.logits(picked);
-        for (layer, lc) in kv.layers.iter().enumerate() {
-            let (k, v) = lc.tensors().expect("prefill filled the cache");
-            for (row, (slot, _)) in fill.iter().enumerate() {
-                let [_, h, len, hd] = k.dims();
-                let kr = k.clone().slice([row..row + 1, 0..h, 0..len, 0..hd]);
-                let vr = v.clone().slice([row..row + 1, 0..h, 0..len, 0..hd]);
-                cache.layers[layer].write(*slot, 0, kr, vr);
-            }
-        }
-        Ok(StepLogits::Device(logits))
-    }
-
     /// Feeds each active slot's `next` token; returns each slot's logits (an idle
     /// slot's row is there and meaningless).
-    fn decode_step(
-        &self,
-        active: &mut [Option<Active>],
-        cache: &mut SlotCache<B>,
-        device: &B::Device,
-    ) -> Result<StepLogits<B>> {
-        let llama = &self.model.llama;
-        let slots = active.len();
+    fn decode_step(&self, active: &[Option<Active>], steps: &mut Steps<B>) -> StepLogits<B> {
         // Inactive slots run a dummy token at position 0 with everything masked but
         // itself; their results are ignored.
         let lens: Vec<usize> = active
@@ -459,64 +321,11 @@ impl<B: Backend> Engine<B> {
             .map(|a| a.as_ref().map(|a| a.seen.len() - 1).unwrap_or(0))
             .collect();
         let needed = lens.iter().max().copied().unwrap_or(0) + 1;
-        if needed > cache.capacity {
-            self.grow(cache, (cache.capacity * 2).max(needed));
+        if needed > steps.capacity() {
+            steps.grow((steps.capacity() * 2).max(needed));
         }
-        #[cfg(feature = "flex")]
-        if let Some(host) = cache.host.as_mut() {
-            let tokens: Vec<Option<u32>> =
-                active.iter().map(|a| a.as_ref().map(|a| a.next)).collect();
-            let rows = crate::kernels::decode::decode_step(
-                &host.views,
-                &tokens,
-                &lens,
-                &mut host.layers,
-                &mut host.scratch,
-            );
-            return Ok(StepLogits::Host(
-                rows.into_iter().map(Option::unwrap_or_default).collect(),
-            ));
-        }
-        let total = cache.capacity;
-        let tokens: Vec<i64> = active
-            .iter()
-            .map(|a| a.as_ref().map(|a| a.next as i64).unwrap_or(0))
-            .collect();
-        let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [slots, 1]), device);
-        let pos: Vec<i64> = lens.iter().map(|l| *l as i64).collect();
-        let positions = Tensor::<B, 2, Int>::from_data(TensorData::new(pos, [slots, 1]), device);
-        let mut mask = Vec::with_capacity(slots * total);
-        for l in &lens {
-            for k in 0..total {
-                mask.push(k > *l);
-            }
-        }
-        let mask =
-            Tensor::<B, 4, Bool>::from_data(TensorData::new(mask, [slots, 1, 1, total]), device);
-        let kvh = self.model.config.num_key_value_heads;
-        let mut at = Vec::with_capacity(slots * kvh * 3);
-        for (s, l) in lens.iter().enumerate() {
-            for h in 0..kvh {
-                at.extend([s as i64, h as i64, *l as i64]);
-            }
-        }
-        let write_at =
-            Tensor::<B, 2, Int>::from_data(TensorData::new(at, [slots * kvh, 3]), device);
-        let (cos, sin) = llama.rope.tables(positions);
-        let step = DecodeStep {
-            lens,
-            write_at,
-            cos,
-            sin,
-            mask,
-        };
-        let mut x = embedding(llama.embed_tokens.val(), tokens);
-        for (block, kv) in llama.layers.iter().zip(cache.layers.iter_mut()) {
-            x = block.forward_decode(x, &step, kv);
-        }
-        let hidden = llama.norm.forward(x);
-        let [b, _, d] = hidden.dims();
-        Ok(StepLogits::Device(llama.logits(hidden.reshape([b, d]))))
+        let tokens: Vec<Option<u32>> = active.iter().map(|a| a.as_ref().map(|a| a.next)).collect();
+        steps.decode(&self.model, &tokens, &lens)
     }
 
     /// Sum log-likelihood of each continuation given its prompt. On the CPU

@@ -5,6 +5,7 @@ mod distributions;
 mod engine;
 pub mod sampler;
 mod score;
+mod steps;
 pub mod stop;
 
 pub use engine::Engine;

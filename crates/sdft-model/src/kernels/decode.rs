@@ -8,9 +8,10 @@
 //! cache capacity under a mask. Here a layer is: RMSNorm, the q/k/v products,
 //! RoPE in place, one write of each slot's new key and value, attention over each
 //! slot's own length only, the output product, RMSNorm, the SwiGLU products, and
-//! the residual adds; the products run on [`super::packed::matmul_packed_into`],
-//! the q/k/v products as one and the gate/up products as one, into buffers
-//! reused from step to step ([`Scratch`]).
+//! the residual adds (the order is [`crate::model::block`]'s, which this module
+//! runs through its `BlockOps`); the products run on
+//! [`super::packed::matmul_packed_into`], the q/k/v products as one and the
+//! gate/up products as one, into buffers reused from step to step ([`Scratch`]).
 //!
 //! [`super::host_model`] gives the weights; the result equals the generic
 //! step's up to float rounding (tested in `tests/decode_kernel.rs`).
@@ -22,6 +23,7 @@ use burn_flex::FlexTensor;
 
 use super::packed::{matmul_packed, matmul_packed_into, PackedMatrix};
 use super::SendPtr;
+use crate::model::block::{self, BlockOps, Norm, Proj, Residual};
 
 /// A weight or vector borrowed from a flex tensor: the tensor (kept alive) and the
 /// range of its storage that holds the values, row-major.
@@ -251,7 +253,7 @@ pub struct Row {
 /// keys/values at each row's `(slot, pos)` in `cache`; each row attends to its
 /// slot's positions `0..=pos`, so rows of one prompt are causal among
 /// themselves. Returns the logits of the rows listed in `logits_of`, in that
-/// order.
+/// order. The order of operations is [`crate::model::block`]'s.
 pub fn forward(
     m: &HostModel,
     rows: &[Row],
@@ -259,45 +261,95 @@ pub fn forward(
     scratch: &mut Scratch,
     logits_of: &[usize],
 ) -> Vec<Vec<f32>> {
-    let b = rows.len();
-    let (d, hd, h, kvh) = (m.dim, m.head_dim, m.n_heads, m.n_kv_heads);
-    let (qw, kw) = (h * hd, kvh * hd);
-    let q_scale = 1.0 / (hd as f32).sqrt();
-    let Scratch {
-        x,
-        xn,
-        qkv,
-        q,
-        attn,
-        out,
-        gate_up,
-        act,
-    } = scratch;
+    let d = m.dim;
     let embed = m.embed.get();
-    x.clear();
+    let mut x = scratch.take(0);
     for r in rows {
         let t = r.token as usize;
         x.extend_from_slice(&embed[t * d..(t + 1) * d]);
     }
-    let (cos, sin) = (m.cos.get(), m.sin.get());
-    for buf in [&mut *xn, &mut *out] {
-        buf.resize(b * d, 0.0);
+    let mut ops = HostStep {
+        m,
+        rows,
+        cache,
+        scratch,
+    };
+    let hidden = block::layers(&mut ops, m.layers.len(), x);
+    let mut last = Vec::with_capacity(logits_of.len() * d);
+    for i in logits_of {
+        last.extend_from_slice(&hidden[i * d..(i + 1) * d]);
     }
-    for buf in [&mut *q, &mut *attn] {
-        buf.resize(b * qw, 0.0);
+    scratch.pool.push(hidden);
+    let logits = matmul_packed(&last, logits_of.len(), &m.head);
+    logits.chunks_exact(m.vocab).map(<[f32]>::to_vec).collect()
+}
+
+/// Buffers [`forward`] reuses from call to call (a decode step's activations
+/// would otherwise be fresh allocations, and the larger ones fresh pages).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    pool: Vec<Vec<f32>>,
+}
+
+impl Scratch {
+    /// A buffer of `n` zeros, reusing a returned one where there is one.
+    fn take(&mut self, n: usize) -> Vec<f32> {
+        let mut v = self.pool.pop().unwrap_or_default();
+        v.clear();
+        v.resize(n, 0.0);
+        v
     }
-    qkv.resize(b * (qw + 2 * kw), 0.0);
-    gate_up.resize(b * 2 * m.hidden, 0.0);
-    act.resize(b * m.hidden, 0.0);
-    for (layer, kv) in m.layers.iter().zip(cache.iter_mut()) {
-        rms_norm(x, layer.input_norm.get(), m.eps, xn);
-        matmul_packed_into(xn, b, &layer.qkv, qkv);
-        if let Some(bias) = &layer.qkv_bias {
-            for row in qkv.chunks_exact_mut(qw + 2 * kw) {
+}
+
+/// [`BlockOps`] on host buffers for one [`forward`] call.
+struct HostStep<'a> {
+    m: &'a HostModel,
+    rows: &'a [Row],
+    cache: &'a mut [HostKv],
+    scratch: &'a mut Scratch,
+}
+
+impl BlockOps for HostStep<'_> {
+    /// `[rows, width]` row-major.
+    type X = Vec<f32>;
+    /// `[rows, (heads + 2 * kv_heads) * head_dim]`: each row's q, k and v.
+    type Qkv = Vec<f32>;
+
+    fn norm(&mut self, at: Norm, x: &Vec<f32>) -> Vec<f32> {
+        let w = match at {
+            Norm::Input(l) => self.m.layers[l].input_norm.get(),
+            Norm::Post(l) => self.m.layers[l].post_norm.get(),
+            Norm::Final => self.m.norm.get(),
+        };
+        let mut out = self.scratch.take(x.len());
+        rms_norm(x, w, self.m.eps, &mut out);
+        out
+    }
+
+    fn qkv(&mut self, layer: usize, xn: Vec<f32>) -> Vec<f32> {
+        let (m, b) = (self.m, self.rows.len());
+        let lw = &m.layers[layer];
+        let w = (m.n_heads + 2 * m.n_kv_heads) * m.head_dim;
+        let mut qkv = self.scratch.take(b * w);
+        matmul_packed_into(&xn, b, &lw.qkv, &mut qkv);
+        if let Some(bias) = &lw.qkv_bias {
+            for row in qkv.chunks_exact_mut(w) {
                 add_into(row, bias);
             }
         }
-        for (i, r) in rows.iter().enumerate() {
+        self.scratch.pool.push(xn);
+        qkv
+    }
+
+    fn attend(&mut self, layer: usize, mut qkv: Vec<f32>) -> Vec<f32> {
+        let (m, b) = (self.m, self.rows.len());
+        let (hd, h, kvh) = (m.head_dim, m.n_heads, m.n_kv_heads);
+        let (qw, kw) = (h * hd, kvh * hd);
+        let q_scale = 1.0 / (hd as f32).sqrt();
+        let (cos, sin) = (m.cos.get(), m.sin.get());
+        let kv = &mut self.cache[layer];
+        let mut q = self.scratch.take(b * qw);
+        for (i, r) in self.rows.iter().enumerate() {
             let p = r.pos;
             let (c, sn) = (&cos[p * hd..(p + 1) * hd], &sin[p * hd..(p + 1) * hd]);
             let row = &mut qkv[i * (qw + 2 * kw)..(i + 1) * (qw + 2 * kw)];
@@ -319,37 +371,42 @@ pub fn forward(
                 );
             }
         }
-        attend(q, kv, rows, h, attn);
-        matmul_packed_into(attn, b, &layer.o, out);
-        add_into(x, out);
-        rms_norm(x, layer.post_norm.get(), m.eps, xn);
-        matmul_packed_into(xn, b, &layer.gate_up, gate_up);
-        swiglu_rows(gate_up, m.hidden, act);
-        matmul_packed_into(act, b, &layer.down, out);
-        add_into(x, out);
+        let mut out = self.scratch.take(b * qw);
+        attend(&q, kv, self.rows, h, &mut out);
+        self.scratch.pool.push(q);
+        self.scratch.pool.push(qkv);
+        out
     }
-    let mut last = Vec::with_capacity(logits_of.len() * d);
-    for i in logits_of {
-        last.extend_from_slice(&x[i * d..(i + 1) * d]);
-    }
-    let mut normed = vec![0f32; last.len()];
-    rms_norm(&last, m.norm.get(), m.eps, &mut normed);
-    let logits = matmul_packed(&normed, logits_of.len(), &m.head);
-    logits.chunks_exact(m.vocab).map(<[f32]>::to_vec).collect()
-}
 
-/// Buffers [`forward`] reuses from call to call (a decode step's activations
-/// would otherwise be fresh allocations, and the larger ones fresh pages).
-#[derive(Debug, Default)]
-pub struct Scratch {
-    x: Vec<f32>,
-    xn: Vec<f32>,
-    qkv: Vec<f32>,
-    q: Vec<f32>,
-    attn: Vec<f32>,
-    out: Vec<f32>,
-    gate_up: Vec<f32>,
-    act: Vec<f32>,
+    fn project(&mut self, layer: usize, p: Proj, x: Vec<f32>) -> Vec<f32> {
+        let lw = &self.m.layers[layer];
+        let w = match p {
+            Proj::O => &lw.o,
+            Proj::Down => &lw.down,
+        };
+        let b = self.rows.len();
+        let mut out = self.scratch.take(b * self.m.dim);
+        matmul_packed_into(&x, b, w, &mut out);
+        self.scratch.pool.push(x);
+        out
+    }
+
+    fn gated(&mut self, layer: usize, xn: Vec<f32>) -> Vec<f32> {
+        let (m, b) = (self.m, self.rows.len());
+        let mut gate_up = self.scratch.take(b * 2 * m.hidden);
+        matmul_packed_into(&xn, b, &m.layers[layer].gate_up, &mut gate_up);
+        let mut act = self.scratch.take(b * m.hidden);
+        swiglu_rows(&gate_up, m.hidden, &mut act);
+        self.scratch.pool.push(gate_up);
+        self.scratch.pool.push(xn);
+        act
+    }
+
+    fn residual(&mut self, _: Residual, mut x: Vec<f32>, y: Vec<f32>) -> Vec<f32> {
+        add_into(&mut x, &y);
+        self.scratch.pool.push(y);
+        x
+    }
 }
 
 /// Runs one decode step: `tokens[s]` at position `lens[s]` for every slot `s`

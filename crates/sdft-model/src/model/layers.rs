@@ -1,4 +1,6 @@
-//! The pieces of a Llama block: RMSNorm, grouped-query attention, SwiGLU MLP.
+//! The weights of a Llama block (RMSNorm, grouped-query attention, SwiGLU MLP)
+//! and their operations on burn tensors. The order they run in is
+//! [`super::block`]'s; `super::ops` runs it on these.
 
 use burn::module::Param;
 use burn::prelude::*;
@@ -6,9 +8,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use super::cache::{DecodeStep, LayerCache, SlotKv};
 use super::lora::{project_lora, Lora};
-use super::rope;
 
 /// A weight matrix stored as `[d_in, d_out]` (the transpose of PyTorch's layout).
 pub type Weight<B> = Param<Tensor<B, 2>>;
@@ -59,14 +59,9 @@ pub struct Attention<B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
-    /// Queries, keys and values of `x` `[b, s, dim]` as `[b, heads, s, head_dim]`,
-    /// queries and keys rotated.
-    fn qkv(
-        &self,
-        x: Tensor<B, 3>,
-        cos: &Tensor<B, 4>,
-        sin: &Tensor<B, 4>,
-    ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
+    /// Queries, keys and values of `x` `[b, s, dim]` as `[b, heads, s, head_dim]`
+    /// (before RoPE), adapters and biases included.
+    pub(crate) fn qkv(&self, x: Tensor<B, 3>) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
         let [b, s, _] = x.dims();
         let (h, kvh, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let heads = |t: Tensor<B, 3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
@@ -85,49 +80,7 @@ impl<B: Backend> Attention<B> {
             &self.k_bias,
         );
         let v = biased(project_lora(x, &self.v_proj, &self.v_lora), &self.v_bias);
-        let (q, k, v) = (heads(q, h), heads(k, kvh), heads(v, kvh));
-        (rope::apply(q, cos, sin), rope::apply(k, cos, sin), v)
-    }
-
-    /// `x` `[batch, seq, dim]`; `mask` `[batch, 1, seq, seq_total]`, true = masked.
-    pub fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        cos: &Tensor<B, 4>,
-        sin: &Tensor<B, 4>,
-        mask: &Tensor<B, 4, Bool>,
-        cache: Option<&mut LayerCache<B>>,
-    ) -> Tensor<B, 3> {
-        let [b, s, _] = x.dims();
-        let (q, k, v) = self.qkv(x, cos, sin);
-        let (k, v) = match cache {
-            Some(c) => c.append(k, v),
-            None => (k, v),
-        };
-        let total = k.dims()[2];
-        let out = self.attend(q, k, v, mask, b, s, total);
-        project_lora(out, &self.o_proj, &self.o_lora)
-    }
-}
-
-impl<B: Backend> Attention<B> {
-    /// One decode step for a batch of slots: `x` `[slots, 1, dim]`. Each slot's
-    /// new key/value is written into `kv` at its position, and attention runs over
-    /// the whole (contiguous) cache with `step.mask` hiding what lies past each
-    /// slot's length, so no strided copy of the cache is made.
-    pub fn forward_decode(
-        &self,
-        x: Tensor<B, 3>,
-        step: &DecodeStep<B>,
-        kv: &mut SlotKv<B>,
-    ) -> Tensor<B, 3> {
-        let [b, _, _] = x.dims();
-        let (q, k, v) = self.qkv(x, &step.cos, &step.sin);
-        kv.write_step(&step.write_at, k, v);
-        let (k, v) = kv.tensors();
-        let total = k.dims()[2];
-        let out = self.attend(q, k, v, &step.mask, b, 1, total);
-        project_lora(out, &self.o_proj, &self.o_lora)
+        (heads(q, h), heads(k, kvh), heads(v, kvh))
     }
 
     /// Grouped-query attention of `q` `[b, h, s, hd]` over `k`/`v`
@@ -136,7 +89,7 @@ impl<B: Backend> Attention<B> {
     /// into one query block (`[b, kv_heads, rep * s, hd]`), so keys and values are
     /// never copied per query head.
     #[allow(clippy::too_many_arguments)]
-    fn attend(
+    pub(crate) fn attend(
         &self,
         q: Tensor<B, 4>,
         k: Tensor<B, 4>,
@@ -174,10 +127,10 @@ pub struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// The gated half, `silu(gate(x)) * up(x)`; the down projection follows.
+    pub(crate) fn gated(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let gate = silu(project_lora(x.clone(), &self.gate_proj, &self.gate_lora));
-        let up = project_lora(x, &self.up_proj, &self.up_lora);
-        project_lora(gate * up, &self.down_proj, &self.down_lora)
+        gate * project_lora(x, &self.up_proj, &self.up_lora)
     }
 }
 
@@ -188,39 +141,4 @@ pub struct Block<B: Backend> {
     pub attn: Attention<B>,
     pub post_norm: RmsNorm<B>,
     pub mlp: Mlp<B>,
-}
-
-impl<B: Backend> Block<B> {
-    pub fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        cos: &Tensor<B, 4>,
-        sin: &Tensor<B, 4>,
-        mask: &Tensor<B, 4, Bool>,
-        cache: Option<&mut LayerCache<B>>,
-    ) -> Tensor<B, 3> {
-        let a = self
-            .attn
-            .forward(self.input_norm.forward(x.clone()), cos, sin, mask, cache);
-        self.residual(x, a)
-    }
-
-    /// One decode step over a batched slot cache (see [`Attention::forward_decode`]).
-    pub fn forward_decode(
-        &self,
-        x: Tensor<B, 3>,
-        step: &DecodeStep<B>,
-        kv: &mut SlotKv<B>,
-    ) -> Tensor<B, 3> {
-        let a = self
-            .attn
-            .forward_decode(self.input_norm.forward(x.clone()), step, kv);
-        self.residual(x, a)
-    }
-
-    /// `x + attention`, then the MLP with its own residual.
-    fn residual(&self, x: Tensor<B, 3>, attention: Tensor<B, 3>) -> Tensor<B, 3> {
-        let h = x + attention;
-        h.clone() + self.mlp.forward(self.post_norm.forward(h))
-    }
 }

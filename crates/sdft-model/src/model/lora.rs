@@ -236,6 +236,20 @@ pub fn project_lora<B: Backend>(
 }
 
 /// The base weight and adapter slot of `target` in a block.
+pub(crate) fn slot<B: Backend>(block: &Block<B>, target: Target) -> (&Weight<B>, &Option<Lora<B>>) {
+    let (a, m) = (&block.attn, &block.mlp);
+    match target {
+        Target::Q => (&a.q_proj, &a.q_lora),
+        Target::K => (&a.k_proj, &a.k_lora),
+        Target::V => (&a.v_proj, &a.v_lora),
+        Target::O => (&a.o_proj, &a.o_lora),
+        Target::Gate => (&m.gate_proj, &m.gate_lora),
+        Target::Up => (&m.up_proj, &m.up_lora),
+        Target::Down => (&m.down_proj, &m.down_lora),
+    }
+}
+
+/// The base weight and adapter slot of `target` in a block, to change.
 pub(crate) fn slot_mut<B: Backend>(
     block: &mut Block<B>,
     target: Target,

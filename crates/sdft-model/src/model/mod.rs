@@ -1,9 +1,11 @@
 //! The Llama network on burn: embedding, blocks, final norm, output head.
 
 mod batch;
+pub mod block;
 mod cache;
 mod layers;
 pub mod lora;
+mod ops;
 pub mod rope;
 
 use burn::module::Param;
@@ -11,6 +13,7 @@ use burn::prelude::*;
 use burn::tensor::module::embedding;
 
 pub use batch::PaddedBatch;
+pub use block::{BlockOps, Norm, Proj, Residual};
 pub use cache::{DecodeStep, KvCache, LayerCache, SlotKv};
 pub use layers::{project, Attention, Block, Mlp, RmsNorm, Weight};
 pub use lora::{Lora, LoraConfig};
@@ -53,15 +56,42 @@ impl<B: Backend> Llama<B> {
         tokens: Tensor<B, 2, Int>,
         positions: Tensor<B, 2, Int>,
         mask: Tensor<B, 4, Bool>,
-        mut cache: Option<&mut KvCache<B>>,
+        cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         let (cos, sin) = self.rope.tables(positions);
-        let mut x = embedding(self.embed_tokens.val(), tokens);
-        for (i, block) in self.layers.iter().enumerate() {
-            let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = block.forward(x, &cos, &sin, &mask, layer_cache);
-        }
-        self.norm.forward(x)
+        let x = embedding(self.embed_tokens.val(), tokens);
+        let cache = match cache {
+            Some(c) => ops::Cache::Append(c),
+            None => ops::Cache::None,
+        };
+        let mut ops = ops::Tensors {
+            llama: self,
+            cos: &cos,
+            sin: &sin,
+            mask: &mask,
+            cache,
+        };
+        block::layers(&mut ops, self.layers.len(), x)
+    }
+
+    /// Hidden states after the final norm, `[slots, 1, dim]`, of one batched
+    /// decode step: `tokens` `[slots, 1]` at the positions of `step`, each slot's
+    /// key and value written into its layer caches `kv` (one per layer).
+    pub fn forward_decode(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        step: &DecodeStep<B>,
+        kv: &mut [SlotKv<B>],
+    ) -> Tensor<B, 3> {
+        let x = embedding(self.embed_tokens.val(), tokens);
+        let mut ops = ops::Tensors {
+            llama: self,
+            cos: &step.cos,
+            sin: &step.sin,
+            mask: &step.mask,
+            cache: ops::Cache::Slots(&step.write_at, kv),
+        };
+        block::layers(&mut ops, self.layers.len(), x)
     }
 
     /// Logits `[.., vocab]` for hidden states `[.., dim]`.

@@ -41,6 +41,7 @@ use super::team::Team;
 // The multiversioned bodies of the submodules name the dispatch as `super::Isa`.
 use super::Isa;
 use super::SendPtr;
+use crate::model::block::{self, BlockOps, Norm, Proj, Residual};
 use crate::model::lora::{adapter_dropout_key, Lora, Target};
 use crate::model::Llama;
 use attention::{attn_backward, attn_forward, gather_heads};
@@ -107,16 +108,7 @@ impl std::fmt::Debug for TrainModel {
 }
 
 fn slot_of<B: Backend>(block: &crate::model::Block<B>, target: Target) -> &Option<Lora<B>> {
-    let (a, m) = (&block.attn, &block.mlp);
-    match target {
-        Target::Q => &a.q_lora,
-        Target::K => &a.k_lora,
-        Target::V => &a.v_lora,
-        Target::O => &a.o_lora,
-        Target::Gate => &m.gate_lora,
-        Target::Up => &m.up_lora,
-        Target::Down => &m.down_lora,
-    }
+    crate::model::lora::slot(block, target).1
 }
 
 /// `[k, n_1 + n_2 + ..]` row-major from row-major parts `[n_i, k]` stacked along
@@ -333,75 +325,16 @@ impl TrainModel {
         self.by_layer[l][j]
     }
 
+    /// Block `l`'s forward (the order of [`crate::model::block`]), keeping what
+    /// its backward needs.
     fn layer_forward(&self, l: usize, x: Vec<f32>, ctx: &Ctx) -> Saved {
-        let m = &self.host;
-        let lw = &m.layers[l];
-        let (t, d, hd) = (ctx.t, m.dim, m.head_dim);
-        let (qw, kw) = (m.n_heads * hd, m.n_kv_heads * hd);
-        let w = qw + 2 * kw;
-        let mut xn = vec![0f32; t * d];
-        let r1 = rms_forward(&x, lw.input_norm.get(), m.eps, &mut xn);
-        let mut qkv = vec![0f32; t * w];
-        ctx.mm(&xn, t, &lw.qkv, &mut qkv);
-        if let Some(bias) = &lw.qkv_bias {
-            for row in qkv.chunks_exact_mut(w) {
-                row.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
-            }
-        }
-        let mut lora_u: [Vec<f32>; 7] = Default::default();
-        for (j, (target, col)) in [(Target::Q, 0), (Target::K, qw), (Target::V, qw + kw)]
-            .into_iter()
-            .enumerate()
-        {
-            if let Some(i) = self.adapter(l, target) {
-                lora_u[j] = self.lora_forward(ctx, i, &xn, &mut qkv, w, col);
-            }
-        }
-        self.rotate(&mut qkv, ctx, rope);
-        let mut attn = vec![0f32; t * qw];
-        let mut lse = vec![0f32; t * m.n_heads];
-        ctx.timings.time(&ctx.timings.attention, || {
-            self.attention_forward(&qkv, ctx, &mut attn, &mut lse)
-        });
-        let mut x2 = vec![0f32; t * d];
-        ctx.mm(&attn, t, &lw.o, &mut x2);
-        if let Some(i) = self.adapter(l, Target::O) {
-            lora_u[3] = self.lora_forward(ctx, i, &attn, &mut x2, d, 0);
-        }
-        x2.iter_mut().zip(&x).for_each(|(o, x)| *o += x);
-        let mut hn = vec![0f32; t * d];
-        let r2 = rms_forward(&x2, lw.post_norm.get(), m.eps, &mut hn);
-        let h = m.hidden;
-        let mut gu = vec![0f32; t * 2 * h];
-        ctx.mm(&hn, t, &lw.gate_up, &mut gu);
-        for (j, target, col) in [(4, Target::Gate, 0), (5, Target::Up, h)] {
-            if let Some(i) = self.adapter(l, target) {
-                lora_u[j] = self.lora_forward(ctx, i, &hn, &mut gu, 2 * h, col);
-            }
-        }
-        let mut act = vec![0f32; t * h];
-        swiglu_rows(&gu, h, &mut act);
-        let mut down = vec![0f32; t * d];
-        ctx.mm(&act, t, &lw.down, &mut down);
-        if let Some(i) = self.adapter(l, Target::Down) {
-            lora_u[6] = self.lora_forward(ctx, i, &act, &mut down, d, 0);
-        }
-        down.iter_mut().zip(&x2).for_each(|(o, x)| *o += x);
-        Saved {
-            x,
-            r1,
-            xn,
-            qkv,
-            lse,
-            attn,
-            x2,
-            r2,
-            hn,
-            gu,
-            act,
-            lora_u,
-            out: down,
-        }
+        let mut rec = Record {
+            model: self,
+            ctx,
+            saved: Saved::default(),
+        };
+        let out = block::block(&mut rec, l, x);
+        Saved { out, ..rec.saved }
     }
 
     fn layer_backward(
@@ -802,6 +735,7 @@ impl Ctx {
 }
 
 /// What a layer's forward keeps for its backward.
+#[derive(Default)]
 struct Saved {
     /// The layer's input `[t, dim]`.
     x: Vec<f32>,
@@ -826,5 +760,119 @@ impl Saved {
     /// The layer's output (a copy: the next layer takes it as its input).
     fn output(&self) -> Vec<f32> {
         self.out.clone()
+    }
+}
+
+/// [`BlockOps`] for one layer's training forward: each operation's result, and
+/// what its backward needs moves into `saved`.
+struct Record<'a> {
+    model: &'a TrainModel,
+    ctx: &'a Ctx,
+    saved: Saved,
+}
+
+impl BlockOps for Record<'_> {
+    /// `[t, width]` row-major.
+    type X = Vec<f32>;
+    /// `[t, q + k + v]`.
+    type Qkv = Vec<f32>;
+
+    fn norm(&mut self, at: Norm, x: &Vec<f32>) -> Vec<f32> {
+        let m = &self.model.host;
+        let (w, r) = match at {
+            Norm::Input(l) => (m.layers[l].input_norm.get(), &mut self.saved.r1),
+            Norm::Post(l) => (m.layers[l].post_norm.get(), &mut self.saved.r2),
+            // The head's loss applies the final norm itself (`head_loss`).
+            Norm::Final => (m.norm.get(), &mut Vec::new()),
+        };
+        let mut out = vec![0f32; x.len()];
+        *r = rms_forward(x, w, m.eps, &mut out);
+        out
+    }
+
+    fn qkv(&mut self, l: usize, xn: Vec<f32>) -> Vec<f32> {
+        let (model, ctx) = (self.model, self.ctx);
+        let m = &model.host;
+        let lw = &m.layers[l];
+        let (qw, kw) = (m.n_heads * m.head_dim, m.n_kv_heads * m.head_dim);
+        let w = qw + 2 * kw;
+        let mut qkv = vec![0f32; ctx.t * w];
+        ctx.mm(&xn, ctx.t, &lw.qkv, &mut qkv);
+        if let Some(bias) = &lw.qkv_bias {
+            for row in qkv.chunks_exact_mut(w) {
+                row.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
+            }
+        }
+        for (j, (target, col)) in [(Target::Q, 0), (Target::K, qw), (Target::V, qw + kw)]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(i) = model.adapter(l, target) {
+                self.saved.lora_u[j] = model.lora_forward(ctx, i, &xn, &mut qkv, w, col);
+            }
+        }
+        self.saved.xn = xn;
+        qkv
+    }
+
+    fn attend(&mut self, _: usize, mut qkv: Vec<f32>) -> Vec<f32> {
+        let (model, ctx) = (self.model, self.ctx);
+        let m = &model.host;
+        model.rotate(&mut qkv, ctx, rope);
+        let mut attn = vec![0f32; ctx.t * m.n_heads * m.head_dim];
+        let mut lse = vec![0f32; ctx.t * m.n_heads];
+        ctx.timings.time(&ctx.timings.attention, || {
+            model.attention_forward(&qkv, ctx, &mut attn, &mut lse)
+        });
+        self.saved.qkv = qkv;
+        self.saved.lse = lse;
+        attn
+    }
+
+    fn project(&mut self, l: usize, p: Proj, x: Vec<f32>) -> Vec<f32> {
+        let (model, ctx) = (self.model, self.ctx);
+        let m = &model.host;
+        let lw = &m.layers[l];
+        let (w, j) = match p {
+            Proj::O => (&lw.o, 3),
+            Proj::Down => (&lw.down, 6),
+        };
+        let mut out = vec![0f32; ctx.t * m.dim];
+        ctx.mm(&x, ctx.t, w, &mut out);
+        if let Some(i) = model.adapter(l, p.target()) {
+            self.saved.lora_u[j] = model.lora_forward(ctx, i, &x, &mut out, m.dim, 0);
+        }
+        match p {
+            Proj::O => self.saved.attn = x,
+            Proj::Down => self.saved.act = x,
+        }
+        out
+    }
+
+    fn gated(&mut self, l: usize, hn: Vec<f32>) -> Vec<f32> {
+        let (model, ctx) = (self.model, self.ctx);
+        let m = &model.host;
+        let h = m.hidden;
+        let mut gu = vec![0f32; ctx.t * 2 * h];
+        ctx.mm(&hn, ctx.t, &m.layers[l].gate_up, &mut gu);
+        for (j, target, col) in [(4, Target::Gate, 0), (5, Target::Up, h)] {
+            if let Some(i) = model.adapter(l, target) {
+                self.saved.lora_u[j] = model.lora_forward(ctx, i, &hn, &mut gu, 2 * h, col);
+            }
+        }
+        let mut act = vec![0f32; ctx.t * h];
+        swiglu_rows(&gu, h, &mut act);
+        self.saved.hn = hn;
+        self.saved.gu = gu;
+        act
+    }
+
+    fn residual(&mut self, at: Residual, x: Vec<f32>, mut y: Vec<f32>) -> Vec<f32> {
+        y.iter_mut().zip(&x).for_each(|(o, x)| *o += x);
+        match at {
+            Residual::Attention(_) => self.saved.x = x,
+            Residual::Mlp(_) => self.saved.x2 = x,
+        }
+        y
     }
 }
