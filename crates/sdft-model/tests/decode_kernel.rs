@@ -9,7 +9,7 @@
 
 use sdft_model::backend::{default_device, DefaultBackend};
 use sdft_model::kernels::decode::{forward, HostKv, Row, Scratch};
-use sdft_model::kernels::host_model;
+use sdft_model::kernels::pack::host_model;
 use sdft_model::model::PaddedBatch;
 use sdft_model::{LoadOptions, Model};
 

@@ -173,11 +173,11 @@ fn merged_and_unmerged_logits_agree_and_peft_round_trips() {
     // Merging keeps the weights' layout, so generation with a merged adapter runs
     // the CPU decode kernel (and an unmerged one the generic path).
     if sdft_model::backend::backend_name() == "flex" {
-        assert!(sdft_model::kernels::cpu_decode_available(
+        assert!(sdft_model::kernels::pack::cpu_decode_available(
             &merged.llama,
             &merged.config
         ));
-        assert!(!sdft_model::kernels::cpu_decode_available(
+        assert!(!sdft_model::kernels::pack::cpu_decode_available(
             &back.llama,
             &back.config
         ));

@@ -79,13 +79,13 @@ impl<B: Backend> Engine<B> {
     }
 
     /// The model's weights packed for the CPU kernels, or `None` when generation
-    /// takes the generic path (see [`crate::kernels::host_model`]). Packed on
+    /// takes the generic path (see [`crate::kernels::pack::host_model`]). Packed on
     /// first use and again only when the model's weight tensors were replaced
     /// (a merged adapter, another model), which is checked by storage identity
     /// on every call.
     #[cfg(feature = "flex")]
     pub(super) fn host_model(&self) -> Option<std::sync::Arc<crate::kernels::decode::HostModel>> {
-        let sources = crate::kernels::weight_sources(&self.model.llama)?;
+        let sources = crate::kernels::pack::weight_sources(&self.model.llama)?;
         let mut cached = self.host_model.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = cached.as_ref().filter(|m| m.packs(&sources)) {
             return Some(m.clone());
@@ -93,7 +93,7 @@ impl<B: Backend> Engine<B> {
         // The old packing goes first: two at once would hold three copies.
         *cached = None;
         let t = std::time::Instant::now();
-        let packed = std::sync::Arc::new(crate::kernels::host_model(
+        let packed = std::sync::Arc::new(crate::kernels::pack::host_model(
             &self.model.llama,
             &self.model.config,
         )?);

@@ -13,7 +13,7 @@
 //! [`super::packed::matmul_packed_into`], the q/k/v products as one and the
 //! gate/up products as one, into buffers reused from step to step ([`Scratch`]).
 //!
-//! [`super::host_model`] gives the weights; the result equals the generic
+//! [`super::pack::host_model`] gives the weights; the result equals the generic
 //! step's up to float rounding (tested in `tests/decode_kernel.rs`).
 
 // Loops index explicitly so that they vectorize inside the multiversioned bodies.
@@ -28,7 +28,7 @@ use crate::model::block::{self, BlockOps, Norm, Proj, Residual};
 /// A weight or vector borrowed from a flex tensor: the tensor (kept alive) and the
 /// range of its storage that holds the values, row-major.
 #[derive(Clone)]
-pub struct View {
+pub(crate) struct View {
     tensor: FlexTensor,
     start: usize,
     len: usize,
@@ -37,7 +37,7 @@ pub struct View {
 impl View {
     /// The values of `tensor` in the layout `expect` asks for; `None` when the
     /// tensor is laid out otherwise.
-    pub fn new(tensor: FlexTensor, expect: Expect) -> Option<View> {
+    pub(crate) fn new(tensor: FlexTensor, expect: Expect) -> Option<View> {
         let layout = tensor.layout();
         let dims = layout.shape().to_vec();
         let strides = layout.strides().to_vec();
@@ -51,60 +51,60 @@ impl View {
         (ok && tensor.storage::<f32>().len() >= start + len).then_some(View { tensor, start, len })
     }
 
-    pub fn get(&self) -> &[f32] {
+    pub(crate) fn get(&self) -> &[f32] {
         &self.tensor.storage::<f32>()[self.start..self.start + self.len]
     }
 
     /// True when both views read the same values of the same storage.
-    pub fn same_values(&self, other: &View) -> bool {
+    pub(crate) fn same_values(&self, other: &View) -> bool {
         std::ptr::eq(self.get().as_ptr(), other.get().as_ptr()) && self.len == other.len
     }
 }
 
 /// What layout a [`View`] must have.
 #[derive(Clone, Copy)]
-pub enum Expect {
+pub(crate) enum Expect {
     Contiguous,
     TransposedMatrix,
 }
 
 /// One block's weights: the norms read in place, the products packed
 /// ([`PackedMatrix`]).
-pub struct LayerWeights {
-    pub input_norm: View,
+pub(crate) struct LayerWeights {
+    pub(crate) input_norm: View,
     /// The q, k and v projections stacked: `[(heads + 2 * kv_heads) * head_dim,
     /// dim]`, one product for all three.
-    pub qkv: PackedMatrix,
+    pub(crate) qkv: PackedMatrix,
     /// The q, k and v biases stacked as the rows of `qkv` (Qwen2); `None` for
     /// Llama.
-    pub qkv_bias: Option<Vec<f32>>,
-    pub o: PackedMatrix,
-    pub post_norm: View,
+    pub(crate) qkv_bias: Option<Vec<f32>>,
+    pub(crate) o: PackedMatrix,
+    pub(crate) post_norm: View,
     /// The gate and up projections stacked: `[2 * hidden, dim]`.
-    pub gate_up: PackedMatrix,
-    pub down: PackedMatrix,
+    pub(crate) gate_up: PackedMatrix,
+    pub(crate) down: PackedMatrix,
 }
 
 /// The whole network's weights and shapes for [`forward`]: built once per model
-/// by [`super::host_model`] (packing costs about one pass over the weights and
+/// by [`super::pack::host_model`] (packing costs about one pass over the weights and
 /// holds a second copy of the matrices).
 pub struct HostModel {
     /// `[vocab, dim]`.
-    pub embed: View,
-    pub layers: Vec<LayerWeights>,
-    pub norm: View,
+    pub(crate) embed: View,
+    pub(crate) layers: Vec<LayerWeights>,
+    pub(crate) norm: View,
     /// `[vocab, dim]` (a copy of the embedding when tied), packed.
-    pub head: PackedMatrix,
+    pub(crate) head: PackedMatrix,
     /// RoPE tables `[max_positions, head_dim]`.
-    pub cos: View,
-    pub sin: View,
-    pub dim: usize,
-    pub hidden: usize,
-    pub vocab: usize,
-    pub n_heads: usize,
-    pub n_kv_heads: usize,
-    pub head_dim: usize,
-    pub eps: f32,
+    pub(crate) cos: View,
+    pub(crate) sin: View,
+    pub(crate) dim: usize,
+    pub(crate) hidden: usize,
+    pub(crate) vocab: usize,
+    pub(crate) n_heads: usize,
+    pub(crate) n_kv_heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) eps: f32,
     /// The flex tensors the packed matrices were made from, in a fixed order:
     /// kept alive so that [`HostModel::packs`] can tell by storage identity
     /// whether a model still holds these same weights.
@@ -112,10 +112,10 @@ pub struct HostModel {
 }
 
 impl HostModel {
-    /// True when `sources` (a model's weights, in [`super::host_model`]'s order)
+    /// True when `sources` (a model's weights, in [`super::pack::host_model`]'s order)
     /// are exactly the tensors this was packed from. The old tensors are kept
     /// alive here, so their storage cannot have been reused by new ones.
-    pub fn packs(&self, sources: &[View]) -> bool {
+    pub(crate) fn packs(&self, sources: &[View]) -> bool {
         self.sources.len() == sources.len()
             && self
                 .sources

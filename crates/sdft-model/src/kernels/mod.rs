@@ -13,7 +13,7 @@
 //! - [`packed`]: the product against weights packed once into column panels,
 //!   which generation's decode and prefill run on.
 //! - `decode` (flex builds): a whole forward step with the key/value cache in
-//!   host memory, used by [`crate::Engine`] when [`host_model`] can read the
+//!   host memory, used by [`crate::Engine`] when [`pack::host_model`] can read the
 //!   model's weights (flex `f32`, no unmerged LoRA adapter).
 //!
 //! The packed product and attention run their parallel sections on a small team
@@ -55,6 +55,7 @@ macro_rules! multiversion {
 #[cfg(feature = "flex")]
 pub mod decode;
 pub mod matmul;
+pub mod pack;
 pub mod packed;
 mod team;
 #[cfg(feature = "flex")]
@@ -185,145 +186,6 @@ pub fn linear<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
         return out;
     }
     burn::tensor::module::linear(x, w, None)
-}
-
-/// The model's matrices (every layer's q, k, v, o, gate, up and down, then the
-/// output head) as flex views in a fixed order, or `None` when the backend is not
-/// flex, a weight is not `f32` in the expected layout, or the model carries
-/// unmerged LoRA adapters (the generic path handles those). Cheap: no data is
-/// copied. [`decode::HostModel::packs`] compares these to tell whether a packed
-/// model is still current.
-#[cfg(feature = "flex")]
-pub fn weight_sources<B: Backend>(llama: &crate::model::Llama<B>) -> Option<Vec<decode::View>> {
-    // Unmerged adapters add a low-rank term these kernels do not compute.
-    if !crate::model::lora::adapters(llama).is_empty() {
-        return None;
-    }
-    base_matrices(llama)
-}
-
-/// The base weights of [`weight_sources`] (in its order), whatever adapters the
-/// model carries: what [`train::TrainModel`] packs, the adapters being trained on
-/// the host beside them.
-#[cfg(feature = "flex")]
-pub(crate) fn base_matrices<B: Backend>(
-    llama: &crate::model::Llama<B>,
-) -> Option<Vec<decode::View>> {
-    use decode::{Expect, View};
-    let mat =
-        |w: &crate::model::Weight<B>| View::new(flex::to_flex(&w.val())?, Expect::TransposedMatrix);
-    let mut out = Vec::with_capacity(llama.layers.len() * 7 + 1);
-    for b in &llama.layers {
-        let (a, m) = (&b.attn, &b.mlp);
-        for w in [
-            &a.q_proj,
-            &a.k_proj,
-            &a.v_proj,
-            &a.o_proj,
-            &m.gate_proj,
-            &m.up_proj,
-            &m.down_proj,
-        ] {
-            out.push(mat(w)?);
-        }
-    }
-    out.push(mat(&llama.lm_head)?);
-    Some(out)
-}
-
-/// The model's weights for [`decode::forward`]: the matrices packed for
-/// [`packed::matmul_packed`] (q/k/v stacked, gate/up stacked), the norms,
-/// embedding and RoPE tables read in place. `None` as for [`weight_sources`].
-/// Packing takes about one pass over the weights; the engine keeps the result
-/// for as long as the model holds the same weights.
-#[cfg(feature = "flex")]
-pub fn host_model<B: Backend>(
-    llama: &crate::model::Llama<B>,
-    config: &crate::LlamaConfig,
-) -> Option<decode::HostModel> {
-    host_model_from(llama, config, weight_sources(llama)?)
-}
-
-/// [`host_model`] on given `sources` (the model's matrices in
-/// [`weight_sources`]' order; [`train::TrainModel`] passes [`base_matrices`]).
-#[cfg(feature = "flex")]
-pub(crate) fn host_model_from<B: Backend>(
-    llama: &crate::model::Llama<B>,
-    config: &crate::LlamaConfig,
-    sources: Vec<decode::View>,
-) -> Option<decode::HostModel> {
-    use decode::{Expect, LayerWeights, View};
-    use packed::PackedMatrix;
-    let view = |t: &Tensor<B, 2>, e: Expect| View::new(flex::to_flex(t)?, e);
-    let vec = |t: &Tensor<B, 1>| View::new(flex::to_flex(t)?, Expect::Contiguous);
-    let (d, hidden) = (config.hidden_size, config.intermediate_size);
-    let mut layers = Vec::with_capacity(llama.layers.len());
-    for (b, w) in llama.layers.iter().zip(sources.chunks_exact(7)) {
-        let [q, k, v, o, gate, up, down] = [0, 1, 2, 3, 4, 5, 6].map(|i| w[i].get());
-        let rows = |s: &[f32], cols: usize| s.len() / cols;
-        let a = &b.attn;
-        let qkv_bias = match (&a.q_bias, &a.k_bias, &a.v_bias) {
-            (None, None, None) => None,
-            (Some(q), Some(k), Some(v)) => {
-                let mut all = Vec::new();
-                for t in [q, k, v] {
-                    all.extend_from_slice(vec(&t.val())?.get());
-                }
-                Some(all)
-            }
-            // Some biases but not all: the generic path handles it.
-            _ => return None,
-        };
-        layers.push(LayerWeights {
-            input_norm: vec(&b.input_norm.weight.val())?,
-            qkv: PackedMatrix::pack_stacked(
-                &[(q, rows(q, d)), (k, rows(k, d)), (v, rows(v, d))],
-                d,
-            ),
-            qkv_bias,
-            o: PackedMatrix::pack(o, d, o.len() / d),
-            post_norm: vec(&b.post_norm.weight.val())?,
-            gate_up: PackedMatrix::pack_stacked(&[(gate, hidden), (up, hidden)], d),
-            down: PackedMatrix::pack(down, d, hidden),
-        });
-    }
-    let (cos, sin) = llama.rope.raw();
-    let [vocab, dim] = llama.embed_tokens.val().dims();
-    let head = sources.last()?.get();
-    Some(decode::HostModel {
-        embed: view(&llama.embed_tokens.val(), Expect::Contiguous)?,
-        layers,
-        norm: vec(&llama.norm.weight.val())?,
-        head: PackedMatrix::pack(head, vocab, dim),
-        cos: view(cos, Expect::Contiguous)?,
-        sin: view(sin, Expect::Contiguous)?,
-        dim,
-        hidden,
-        vocab,
-        n_heads: config.num_attention_heads,
-        n_kv_heads: config.num_key_value_heads,
-        head_dim: config.head_dim,
-        eps: config.rms_norm_eps as f32,
-        sources,
-    })
-}
-
-/// True when generation on this model runs the CPU decode kernel (a flex build,
-/// `f32` weights in the layout the kernels read, no unmerged LoRA adapter).
-pub fn cpu_decode_available<B: Backend>(
-    llama: &crate::model::Llama<B>,
-    config: &crate::LlamaConfig,
-) -> bool {
-    #[cfg(feature = "flex")]
-    {
-        let _ = config;
-        weight_sources(llama).is_some()
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (llama, config);
-        false
-    }
 }
 
 /// Row counts up to which [`matmul::matmul_nt`] beats burn-flex's packed gemm

@@ -19,7 +19,7 @@
 //! in the one operation it touches, and the paths agree by construction as well
 //! as by test (`tests/decode_kernel.rs`, `sdft-train`'s `tests/host_path.rs`).
 
-use super::lora::Target;
+use super::target::Target;
 
 /// Which RMSNorm of the network an operation applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

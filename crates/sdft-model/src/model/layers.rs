@@ -8,19 +8,9 @@ use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use super::lora::{project_lora, Lora};
-
-/// A weight matrix stored as `[d_in, d_out]` (the transpose of PyTorch's layout).
-pub type Weight<B> = Param<Tensor<B, 2>>;
-
-/// `x · w` for `x` `[b, s, d_in]`, computed as one `[b*s, d_in] x [d_in, d_out]`
-/// matrix product (a batched product would stream the weights once per row).
-pub fn project<B: Backend>(x: Tensor<B, 3>, w: &Weight<B>) -> Tensor<B, 3> {
-    let [b, s, d] = x.dims();
-    let out = crate::kernels::linear(x.reshape([b * s, d]), w.val());
-    let n = out.dims()[1];
-    out.reshape([b, s, n])
-}
+use super::adapter::Lora;
+use super::linear::{project, Weight};
+use super::target::Target;
 
 /// `x * w / sqrt(mean(x^2) + eps)`.
 #[derive(Module, Debug)]
@@ -141,4 +131,47 @@ pub struct Block<B: Backend> {
     pub attn: Attention<B>,
     pub post_norm: RmsNorm<B>,
     pub mlp: Mlp<B>,
+}
+
+/// `x · w`, plus the adapter's contribution when there is one.
+pub fn project_lora<B: Backend>(
+    x: Tensor<B, 3>,
+    w: &Weight<B>,
+    lora: &Option<Lora<B>>,
+) -> Tensor<B, 3> {
+    match lora {
+        None => project(x, w),
+        Some(l) => project(x.clone(), w) + l.delta(x),
+    }
+}
+
+/// The base weight and adapter slot of `target` in a block.
+pub(crate) fn slot<B: Backend>(block: &Block<B>, target: Target) -> (&Weight<B>, &Option<Lora<B>>) {
+    let (a, m) = (&block.attn, &block.mlp);
+    match target {
+        Target::Q => (&a.q_proj, &a.q_lora),
+        Target::K => (&a.k_proj, &a.k_lora),
+        Target::V => (&a.v_proj, &a.v_lora),
+        Target::O => (&a.o_proj, &a.o_lora),
+        Target::Gate => (&m.gate_proj, &m.gate_lora),
+        Target::Up => (&m.up_proj, &m.up_lora),
+        Target::Down => (&m.down_proj, &m.down_lora),
+    }
+}
+
+/// The base weight and adapter slot of `target` in a block, to change.
+pub(crate) fn slot_mut<B: Backend>(
+    block: &mut Block<B>,
+    target: Target,
+) -> (&mut Weight<B>, &mut Option<Lora<B>>) {
+    let (a, m) = (&mut block.attn, &mut block.mlp);
+    match target {
+        Target::Q => (&mut a.q_proj, &mut a.q_lora),
+        Target::K => (&mut a.k_proj, &mut a.k_lora),
+        Target::V => (&mut a.v_proj, &mut a.v_lora),
+        Target::O => (&mut a.o_proj, &mut a.o_lora),
+        Target::Gate => (&mut m.gate_proj, &mut m.gate_lora),
+        Target::Up => (&mut m.up_proj, &mut m.up_lora),
+        Target::Down => (&mut m.down_proj, &mut m.down_lora),
+    }
 }

@@ -6,8 +6,8 @@ use burn::prelude::*;
 
 use super::block::{BlockOps, Norm, Proj, Residual};
 use super::cache::{KvCache, SlotKv};
-use super::lora::{project_lora, slot};
-use super::{rope, Llama};
+use super::layers::{project_lora, slot, Block, RmsNorm};
+use super::rope;
 
 /// Where a call's keys and values go.
 pub(crate) enum Cache<'a, B: Backend> {
@@ -21,10 +21,11 @@ pub(crate) enum Cache<'a, B: Backend> {
     Slots(&'a Tensor<B, 2, Int>, &'a mut [SlotKv<B>]),
 }
 
-/// The model's layers with one call's RoPE tables `[b, 1, s, head_dim]`, mask
+/// The model's blocks and final norm with one call's RoPE tables `[b, 1, s, head_dim]`, mask
 /// `[b, 1, s, total]` (true = masked) and cache.
 pub(crate) struct Tensors<'a, B: Backend> {
-    pub llama: &'a Llama<B>,
+    pub layers: &'a [Block<B>],
+    pub final_norm: &'a RmsNorm<B>,
     pub cos: &'a Tensor<B, 4>,
     pub sin: &'a Tensor<B, 4>,
     pub mask: &'a Tensor<B, 4, Bool>,
@@ -37,19 +38,19 @@ impl<B: Backend> BlockOps for Tensors<'_, B> {
 
     fn norm(&mut self, at: Norm, x: &Tensor<B, 3>) -> Tensor<B, 3> {
         let norm = match at {
-            Norm::Input(l) => &self.llama.layers[l].input_norm,
-            Norm::Post(l) => &self.llama.layers[l].post_norm,
-            Norm::Final => &self.llama.norm,
+            Norm::Input(l) => &self.layers[l].input_norm,
+            Norm::Post(l) => &self.layers[l].post_norm,
+            Norm::Final => self.final_norm,
         };
         norm.forward(x.clone())
     }
 
     fn qkv(&mut self, layer: usize, xn: Tensor<B, 3>) -> Self::Qkv {
-        self.llama.layers[layer].attn.qkv(xn)
+        self.layers[layer].attn.qkv(xn)
     }
 
     fn attend(&mut self, layer: usize, (q, k, v): Self::Qkv) -> Tensor<B, 3> {
-        let attn = &self.llama.layers[layer].attn;
+        let attn = &self.layers[layer].attn;
         let [b, _, s, _] = q.dims();
         let q = rope::apply(q, self.cos, self.sin);
         let k = rope::apply(k, self.cos, self.sin);
@@ -66,12 +67,12 @@ impl<B: Backend> BlockOps for Tensors<'_, B> {
     }
 
     fn project(&mut self, layer: usize, p: Proj, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let (w, lora) = slot(&self.llama.layers[layer], p.target());
+        let (w, lora) = slot(&self.layers[layer], p.target());
         project_lora(x, w, lora)
     }
 
     fn gated(&mut self, layer: usize, xn: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.llama.layers[layer].mlp.gated(xn)
+        self.layers[layer].mlp.gated(xn)
     }
 
     fn residual(&mut self, _: Residual, x: Tensor<B, 3>, y: Tensor<B, 3>) -> Tensor<B, 3> {

@@ -142,7 +142,7 @@ impl TrainModel {
     /// those). Packing costs about two passes over the weights and holds two
     /// more copies of the matrices.
     pub fn from_llama<B: Backend>(llama: &Llama<B>, config: &crate::LlamaConfig) -> Option<Self> {
-        let sources = super::base_matrices(llama)?;
+        let sources = super::pack::base_matrices(llama)?;
         let mut slots = Vec::new();
         let mut by_layer = Vec::with_capacity(llama.layers.len());
         let mut shape: Option<(usize, f64, f64)> = None;
@@ -179,7 +179,7 @@ impl TrainModel {
             })
             .collect();
         let head_t = pack_transposed(&[sources.last()?.get()], d);
-        let host = super::host_model_from(llama, config, sources)?;
+        let host = super::pack::host_model_from(llama, config, sources)?;
         Some(TrainModel {
             host,
             back,

@@ -13,7 +13,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use super::{adapters, slot_mut, transpose, Lora, LoraConfig, Target};
-use crate::model::Llama;
+use crate::model::llama::Llama;
 use crate::weights::{to_f32, F32Tensor, WeightSource};
 use crate::{Error, LlamaConfig, ModelFiles, Result};
 
