@@ -23,6 +23,14 @@ pub enum EmptyPolicy {
 }
 
 impl EmptyPolicy {
+    /// The policy's name as configs and manifests spell it (`keep`, `skip`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EmptyPolicy::Keep => "keep",
+            EmptyPolicy::Skip => "skip",
+        }
+    }
+
     pub fn parse(s: &str) -> Result<EmptyPolicy> {
         match s {
             "keep" => Ok(EmptyPolicy::Keep),

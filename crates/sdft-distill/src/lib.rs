@@ -72,7 +72,7 @@ pub use distiller::{Distiller, RunStats, Sink, SkippedRow, TOO_LONG};
 pub use error::{Error, Result};
 pub use export::{export, row_in_source_layout};
 pub use gap::{measure_gap, GapReport, Likelihood};
-pub use merge::merge_shards;
+pub use merge::{merge_outputs, merge_shards};
 pub use row::{read_rows, write_rows, DistilledRow};
 pub use run::{choose_template, merge_settings, run_settings, settings_path, DistillRun, Outcome};
 pub use shard::Shard;

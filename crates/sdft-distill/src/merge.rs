@@ -1,10 +1,59 @@
 //! Joining shard outputs (`sdft distill merge`).
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::row::{read_rows, DistilledRow};
-use crate::{Error, Result};
+use sdft_core::Example;
+
+use crate::row::{read_rows, write_rows, DistilledRow};
+use crate::{merge_settings, settings_path, Distiller, EmptyPolicy, Error, Result, Summary};
+
+/// `sdft distill merge` as a whole: checks that every shard was made with the
+/// same settings ([`merge_settings`]), locks `output`, joins the shards' rows in
+/// the order of `examples` (every source id exactly once, see [`merge_shards`];
+/// rows that `on_empty = skip` leaves out may be absent), writes the output and
+/// its settings, and saves and returns the [`Summary`]: counts from the rows;
+/// manifest, skipped rows, tokens and times from the shards' summaries.
+pub fn merge_outputs(
+    shards: &[PathBuf],
+    output: &Path,
+    examples: &[Example],
+    on_empty: EmptyPolicy,
+) -> Result<Summary> {
+    let order: Vec<String> = examples.iter().map(|e| e.id.clone()).collect();
+    let skipped: HashSet<String> = match on_empty {
+        EmptyPolicy::Skip => examples
+            .iter()
+            .filter(|e| Distiller::empty_reason(e).is_some())
+            .map(|e| e.id.clone())
+            .collect(),
+        EmptyPolicy::Keep => HashSet::new(),
+    };
+    let agreed = merge_settings(shards)?;
+    let _lock = sdft_core::provenance::OutputLock::acquire(output)?;
+    let rows = merge_shards(shards, &order, &skipped)?;
+    write_rows(output, &rows)?;
+    agreed.write(&settings_path(output))?;
+    let summaries: Vec<Summary> = shards
+        .iter()
+        .filter_map(|p| Summary::load(&Summary::path_for(p)).ok())
+        .collect();
+    let mut manifest = summaries
+        .first()
+        .map(|s| s.manifest.clone())
+        .unwrap_or_default();
+    manifest.shard = None;
+    let mut summary = Summary::from_rows(output, &rows, manifest);
+    summary.skipped = summaries.iter().flat_map(|s| s.skipped.clone()).collect();
+    summary.tokens_this_run = summaries.iter().map(|s| s.tokens_this_run).sum();
+    summary.generation_seconds = summaries.iter().map(|s| s.generation_seconds).sum();
+    summary.wall_seconds = summaries.iter().map(|s| s.wall_seconds).sum();
+    if summary.generation_seconds > 0.0 {
+        summary.tokens_per_second = summary.tokens_this_run as f64 / summary.generation_seconds;
+    }
+    summary.save(&Summary::path_for(output))?;
+    Ok(summary)
+}
 
 /// Reads shard outputs and returns their rows in `source_ids` order, after checking
 /// that every source id appears exactly once: duplicates across shards, ids missing

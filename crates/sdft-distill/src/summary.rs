@@ -37,6 +37,43 @@ pub struct Manifest {
     pub on_empty: String,
 }
 
+impl Manifest {
+    /// The manifest of a run of `config` over the task `data` with the model at
+    /// `model` (a file or directory, hashed by [`sdft_core::provenance::content_hash`]);
+    /// `shard`, `limit` and `on_empty` are left for the caller to set.
+    pub fn new(config: &crate::DistillConfig, data: &Path, model: &Path) -> Result<Manifest> {
+        use sdft_core::provenance::{content_hash, sha256_hex};
+        let template_toml =
+            serde_json::to_string(&config.template).map_err(|e| crate::Error::Config {
+                key: "template".into(),
+                message: format!("does not serialize: {e}"),
+            })?;
+        let sampling =
+            serde_json::to_value(&config.sampling).map_err(|e| crate::Error::Config {
+                key: "sampling".into(),
+                message: format!("does not serialize: {e}"),
+            })?;
+        Ok(Manifest {
+            crate_version: env!("CARGO_PKG_VERSION").into(),
+            task: config.task.name().into(),
+            template: config.template.name.clone(),
+            template_sha256: sha256_hex(template_toml.as_bytes()),
+            prompt_format: config.template.prompt_format(),
+            template_hash: config.template.template_hash(),
+            checks: config.check_names().iter().map(|s| s.to_string()).collect(),
+            sampling,
+            seed: config.sampling.seed,
+            data: data.to_path_buf(),
+            data_sha256: content_hash(data)?,
+            model: model.display().to_string(),
+            model_sha256: content_hash(model)?,
+            shard: None,
+            limit: None,
+            on_empty: config.on_empty.name().into(),
+        })
+    }
+}
+
 /// Counts, throughput and (with `--measure-gap`) the distribution gap of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {

@@ -9,9 +9,10 @@ use sdft_data::{Dataset, ReadOptions, Template};
 
 use crate::exec::ExecLimits;
 use crate::humaneval::{self, Problem};
+use crate::metrics::pass_at_k_metrics;
 use crate::results::RowRecord;
 use crate::scoring::{self, LM_EVAL_INVALID};
-use crate::{pass_at_k, Error, Metric, Result};
+use crate::{Error, Metric, Result};
 
 /// A benchmark of `sdft eval run`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,17 +404,9 @@ pub fn score_outputs(
                 e.0 += 1;
                 e.1 += usize::from(r.score > 0.0);
             }
-            let mut metrics = BTreeMap::new();
-            for k in [1usize, 10, 100]
+            let metrics = pass_at_k_metrics(per_problem.values(), prepared.samples)
                 .into_iter()
-                .filter(|k| *k <= prepared.samples)
-            {
-                let v: Vec<f64> = per_problem
-                    .values()
-                    .filter_map(|(n, c)| pass_at_k(*n, *c, k))
-                    .collect();
-                metrics.insert(format!("pass@{k}"), Metric::from_scores(&v));
-            }
+                .collect();
             Ok((rows, metrics))
         }
         Benchmark::AlpacaEval => {

@@ -75,7 +75,7 @@ pub mod sandbox;
 pub mod scoring;
 
 pub use error::{Error, Result};
-pub use metrics::{pass_at_k, Metric};
+pub use metrics::{pass_at_k, pass_at_k_metrics, Metric};
 
 /// A running score: the sum of per-item credits (1, 0, or partial) over items.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]

@@ -77,6 +77,26 @@ pub fn pass_at_k(n: usize, c: usize, k: usize) -> Option<f64> {
     Some(1.0 - prod)
 }
 
+/// `pass@1`, `pass@10` and `pass@100` (those with `k <= samples`) over
+/// problems given as `(samples n, correct c)`: each the mean of [`pass_at_k`]
+/// over the problems, with its standard error.
+pub fn pass_at_k_metrics<'a>(
+    per_problem: impl Iterator<Item = &'a (usize, usize)> + Clone,
+    samples: usize,
+) -> Vec<(String, Metric)> {
+    [1usize, 10, 100]
+        .into_iter()
+        .filter(|k| *k <= samples)
+        .map(|k| {
+            let v: Vec<f64> = per_problem
+                .clone()
+                .filter_map(|(n, c)| pass_at_k(*n, *c, k))
+                .collect();
+            (format!("pass@{k}"), Metric::from_scores(&v))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,8 @@ use serde_json::Value;
 use crate::bench::{score_text, Benchmark};
 use crate::exec::ExecLimits;
 use crate::humaneval::{self, Problem};
-use crate::{pass_at_k, Error, Metric, Result};
+use crate::metrics::pass_at_k_metrics;
+use crate::{Error, Metric, Result};
 
 /// A task of `sdft eval score`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,13 +201,7 @@ pub fn score_file(
         .collect();
     if task == ScoreTask::HumanEval {
         let max_n = per_problem.values().map(|x| x.0).min().unwrap_or(1);
-        for k in [1usize, 10, 100].into_iter().filter(|k| *k <= max_n) {
-            let v: Vec<f64> = per_problem
-                .values()
-                .filter_map(|(n, c)| pass_at_k(*n, *c, k))
-                .collect();
-            metrics.insert(format!("pass@{k}"), Metric::from_scores(&v));
-        }
+        metrics.extend(pass_at_k_metrics(per_problem.values(), max_n));
     }
     Ok((rows, metrics))
 }

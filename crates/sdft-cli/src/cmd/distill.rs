@@ -1,7 +1,6 @@
 //! `sdft distill`: the self-distillation stage (resumable, shardable), and
 //! `sdft distill merge` to join shard outputs.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -13,13 +12,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sdft_assets as assets;
-use sdft_core::provenance::content_hash;
 use sdft_core::Example;
 use sdft_data::{ColumnMap, Dataset, ReadOptions, Template};
 use sdft_distill::{
-    choose_template, measure_gap, merge_settings, merge_shards, run_settings, settings_path,
-    DistillConfig, DistillRun, DistilledRow, Distiller, EmptyPolicy, Manifest, Shard, Summary,
-    Task, TaskFile,
+    choose_template, measure_gap, merge_outputs, run_settings, DistillConfig, DistillRun,
+    DistilledRow, EmptyPolicy, Manifest, Shard, Summary, Task, TaskFile,
 };
 
 // The run's flags are split into groups without nested flattening, so that clap
@@ -216,24 +213,9 @@ fn distill(
         eprintln!("shard {s}: {} rows", examples.len());
     }
     let model_path = assets::resolve_model(&load.model)?;
-    let manifest = Manifest {
-        crate_version: env!("CARGO_PKG_VERSION").into(),
-        task: task.name().into(),
-        template: config.template.name.clone(),
-        template_sha256: sha256_json(&config.template),
-        prompt_format: config.template.prompt_format(),
-        template_hash: config.template.template_hash(),
-        checks: config.check_names().iter().map(|s| s.to_string()).collect(),
-        sampling: serde_json::to_value(&config.sampling)?,
-        seed: config.sampling.seed,
-        data: data.data.clone(),
-        data_sha256: content_hash(&data.data)?,
-        model: model_path.display().to_string(),
-        model_sha256: content_hash(&model_path)?,
-        shard: shard.map(|s| s.to_string()),
-        limit: data.limit,
-        on_empty: data.on_empty.clone(),
-    };
+    let mut manifest = Manifest::new(&config, &data.data, &model_path)?;
+    manifest.shard = shard.map(|s| s.to_string());
+    manifest.limit = data.limit;
     let mut settings = run_settings(&load.settings()?, &manifest);
     if let Some(s) = &served {
         settings = s.record(settings);
@@ -309,52 +291,14 @@ fn distill(
     Ok(ExitCode::SUCCESS)
 }
 
-fn sha256_json<T: serde::Serialize>(v: &T) -> String {
-    let text = serde_json::to_string(v).expect("serializes");
-    sdft_core::provenance::sha256_hex(text.as_bytes())
-}
-
 fn merge(a: MergeArgs) -> Result<ExitCode> {
     let on_empty = EmptyPolicy::parse(&a.data.on_empty)?;
     let (examples, _) = read_data(&a.data)?;
-    let order: Vec<String> = examples.iter().map(|e| e.id.clone()).collect();
-    let skipped: HashSet<String> = match on_empty {
-        EmptyPolicy::Skip => examples
-            .iter()
-            .filter(|e| Distiller::empty_reason(e).is_some())
-            .map(|e| e.id.clone())
-            .collect(),
-        EmptyPolicy::Keep => HashSet::new(),
-    };
-    let agreed = merge_settings(&a.shards)?;
-    let _lock = sdft_core::provenance::OutputLock::acquire(&a.output)?;
-    let rows = merge_shards(&a.shards, &order, &skipped)?;
-    sdft_distill::write_rows(&a.output, &rows)?;
-    agreed.write(&settings_path(&a.output))?;
-    // Counts from the rows; manifest, tokens and times from the shards' summaries.
-    let summaries: Vec<Summary> = a
-        .shards
-        .iter()
-        .filter_map(|p| Summary::load(&Summary::path_for(p)).ok())
-        .collect();
-    let mut manifest = summaries
-        .first()
-        .map(|s| s.manifest.clone())
-        .unwrap_or_default();
-    manifest.shard = None;
-    let mut summary = Summary::from_rows(&a.output, &rows, manifest);
-    summary.skipped = summaries.iter().flat_map(|s| s.skipped.clone()).collect();
-    summary.tokens_this_run = summaries.iter().map(|s| s.tokens_this_run).sum();
-    summary.generation_seconds = summaries.iter().map(|s| s.generation_seconds).sum();
-    summary.wall_seconds = summaries.iter().map(|s| s.wall_seconds).sum();
-    if summary.generation_seconds > 0.0 {
-        summary.tokens_per_second = summary.tokens_this_run as f64 / summary.generation_seconds;
-    }
-    summary.save(&Summary::path_for(&a.output))?;
+    let summary = merge_outputs(&a.shards, &a.output, &examples, on_empty)?;
     eprintln!(
         "merged {} shards ({} rows, every source id once)",
         a.shards.len(),
-        rows.len()
+        summary.rows
     );
     print!("{}", summary.render());
     Ok(ExitCode::SUCCESS)
