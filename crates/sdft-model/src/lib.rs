@@ -12,6 +12,9 @@
 //!   compute dtype. [`LlamaConfig`] is the architecture read from either format.
 //! - [`model`]: the network on burn ([`model::Llama`], its blocks and layers), with
 //!   PEFT-compatible LoRA adapters ([`model::lora`]: init, merge, PEFT import/export).
+//!   [`model::block`] is the network's one order of operations, which every way
+//!   of running it (burn tensors, the CPU decode kernels, the CPU training path)
+//!   implements as [`model::BlockOps`].
 //! - [`Engine`]: batched, KV-cached generation with continuous batching and
 //!   log-likelihood scoring; it implements sdft-core's `Generator` and `Scorer`, and
 //!   each row samples from its own stream (`sdft_core::rng::SplitMix64::for_row`).
@@ -19,7 +22,8 @@
 //!   served under HF tensor names, and the builder of the network);
 //!   [`convert`]: writing an HF directory back out.
 //! - [`backend`]: the backend chosen by feature; on `flex` the engine also runs the
-//!   CPU kernels of [`kernels`] for decoding.
+//!   CPU kernels of [`kernels`] for generation and scoring, and `sdft-train` for
+//!   LoRA training ([`kernels::train`]).
 //! - [`assets`]: the local model and test asset cache (the sdft-assets crate, re-exported).
 //!
 //! ```
