@@ -12,6 +12,14 @@
 //! `RUN/manifest.json` records the config, seed, templates, data, model and code
 //! hashes and each stage's key and timing; a re-run skips finished stages whose
 //! inputs did not change and resumes an interrupted one (see [`stage`]).
+//!
+//! Why child processes with flags made from the TOML ([`config`]) rather than
+//! calls into the stage libraries: each stage then holds its model alone (the
+//! memory of one model at a time, freed when the stage ends), a crash or kill
+//! ends one stage without taking the run folder's other outputs with it, and a
+//! stage's key is its exact command line, which anyone can rerun by hand. The
+//! stages' logic is the libraries' (`sdft_distill::DistillRun`,
+//! `sdft_train::Trainer`, `sdft_eval::run`); the flags are the mapping.
 
 pub mod config;
 mod report;
