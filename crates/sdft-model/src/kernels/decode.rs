@@ -214,7 +214,7 @@ impl HostKv {
 
 multiversion! {
     /// `x * w / sqrt(mean(x^2) + eps)` for each row of `x` `[rows, d]`.
-    pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) -> () {
+    pub(crate) fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) -> () {
         let d = w.len();
         for (o, r) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
             let ss = dot(r, r);
