@@ -133,10 +133,7 @@ pub fn save(
     let json = serde_json::to_string_pretty(state).expect("state serializes");
     let state_path = tmp.join(STATE_FILE);
     std::fs::write(&state_path, json).map_err(|e| Error::io(&state_path, e))?;
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
-    }
-    std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    sdft_core::provenance::publish_dir(&tmp, &final_dir)?;
     Ok(final_dir)
 }
 

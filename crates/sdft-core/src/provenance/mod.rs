@@ -173,6 +173,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Publishes the directory `tmp` (filled by the caller, beside `target`) as
+/// `target`: every file under it fsynced, then `tmp` itself, an old `target`
+/// removed, `tmp` renamed to `target` and the parent fsynced, so a reader or a
+/// crash sees the old directory or the whole new one (a checkpoint, an adapter),
+/// never a half-written file inside it.
+pub fn publish_dir(tmp: &Path, target: &Path) -> Result<()> {
+    fn sync_tree(dir: &Path) -> Result<()> {
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let path = entry.map_err(|e| Error::io(dir, e))?.path();
+            if path.is_dir() {
+                sync_tree(&path)?;
+            } else {
+                File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dir, e))
+    }
+    sync_tree(tmp)?;
+    if std::fs::symlink_metadata(target).is_ok() {
+        remove_path(target).map_err(|e| Error::io(target, e))?;
+    }
+    std::fs::rename(tmp, target).map_err(|e| Error::io(target, e))?;
+    if let Ok(d) = File::open(parent_of(target)) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 /// The paper's data directory from the environment: `$SDFT_SHARED/data/sdft`.
 pub fn shared_data_dir() -> Option<PathBuf> {
     std::env::var_os("SDFT_SHARED").map(|s| PathBuf::from(s).join("data/sdft"))
@@ -233,6 +265,26 @@ mod tests {
         assert_eq!(content_hash(&root.join("b.json")).unwrap(), abc);
         std::fs::rename(root.join("b.json"), root.join("c.json")).unwrap();
         assert_ne!(content_hash(&root).unwrap(), sha256_hex(text.as_bytes()));
+    }
+
+    #[test]
+    fn a_published_directory_replaces_the_old_one_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let (tmp, target) = (d.path().join(".tmp-1"), d.path().join("checkpoint-1"));
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(target.join("old.json"), b"old").unwrap();
+        std::fs::create_dir_all(tmp.join("sub")).unwrap();
+        std::fs::write(tmp.join("state.json"), b"new").unwrap();
+        std::fs::write(tmp.join("sub/a.bin"), b"a").unwrap();
+        publish_dir(&tmp, &target).unwrap();
+        assert!(!tmp.exists());
+        assert!(!target.join("old.json").exists());
+        assert_eq!(std::fs::read(target.join("state.json")).unwrap(), b"new");
+        assert_eq!(std::fs::read(target.join("sub/a.bin")).unwrap(), b"a");
+        // A missing source is an error naming it, and the target stays.
+        let e = publish_dir(&d.path().join(".tmp-2"), &target).unwrap_err();
+        assert!(e.to_string().contains(".tmp-2"), "{e}");
+        assert!(target.join("state.json").exists());
     }
 
     #[test]
