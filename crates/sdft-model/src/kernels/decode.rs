@@ -292,10 +292,11 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// A buffer of `n` zeros, reusing a returned one where there is one.
+    /// A buffer of `n` values, reusing a returned one where there is one. Its
+    /// contents are left as they were (only growth is zeroed): every operation
+    /// that takes one writes each of its values.
     fn take(&mut self, n: usize) -> Vec<f32> {
         let mut v = self.pool.pop().unwrap_or_default();
-        v.clear();
         v.resize(n, 0.0);
         v
     }

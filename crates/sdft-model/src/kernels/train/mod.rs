@@ -42,7 +42,7 @@ use super::team::Team;
 use super::Isa;
 use super::SendPtr;
 use crate::model::block::{self, BlockOps, Norm, Proj, Residual};
-use crate::model::lora::{adapter_dropout_key, Lora, Target};
+use crate::model::lora::{adapter_dropout_key, Target};
 use crate::model::Llama;
 use attention::{attn_backward, attn_forward, gather_heads};
 use burn::prelude::Backend;
@@ -107,10 +107,6 @@ impl std::fmt::Debug for TrainModel {
     }
 }
 
-fn slot_of<B: Backend>(block: &crate::model::Block<B>, target: Target) -> &Option<Lora<B>> {
-    crate::model::lora::slot(block, target).1
-}
-
 /// `[k, n_1 + n_2 + ..]` row-major from row-major parts `[n_i, k]` stacked along
 /// the output dimension: the transpose of their stack.
 fn transpose_stacked(parts: &[&[f32]], k: usize) -> Vec<f32> {
@@ -149,7 +145,7 @@ impl TrainModel {
         for block in &llama.layers {
             let mut row = [None; 7];
             for (j, target) in Target::ALL.into_iter().enumerate() {
-                if let Some(l) = slot_of(block, target) {
+                if let (_, Some(l)) = crate::model::lora::slot(block, target) {
                     let [d_in, r] = l.a.val().dims();
                     let [r2, d_out] = l.b.val().dims();
                     let this = (r, l.scale, l.dropout);
@@ -779,14 +775,20 @@ impl BlockOps for Record<'_> {
 
     fn norm(&mut self, at: Norm, x: &Vec<f32>) -> Vec<f32> {
         let m = &self.model.host;
-        let (w, r) = match at {
-            Norm::Input(l) => (m.layers[l].input_norm.get(), &mut self.saved.r1),
-            Norm::Post(l) => (m.layers[l].post_norm.get(), &mut self.saved.r2),
-            // The head's loss applies the final norm itself (`head_loss`).
-            Norm::Final => (m.norm.get(), &mut Vec::new()),
+        let w = match at {
+            Norm::Input(l) => m.layers[l].input_norm.get(),
+            Norm::Post(l) => m.layers[l].post_norm.get(),
+            Norm::Final => m.norm.get(),
         };
         let mut out = vec![0f32; x.len()];
-        *r = rms_forward(x, w, m.eps, &mut out);
+        let r = rms_forward(x, w, m.eps, &mut out);
+        match at {
+            Norm::Input(_) => self.saved.r1 = r,
+            Norm::Post(_) => self.saved.r2 = r,
+            // The training step runs blocks only; the head's loss applies the
+            // final norm with its backward (`head_loss`).
+            Norm::Final => {}
+        }
         out
     }
 
