@@ -275,7 +275,9 @@ fn report_table_deltas_and_plots() {
     let o = sdft(&["report", s(&dir.path().join("missing"))]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("results.json: missing"));
-    // A task no run has is an error, not a report without its plot.
+    // A task no run has still gives the report, without the task-gain view
+    // (a pipeline may evaluate only forgetting benchmarks).
+    let out3 = dir.path().join("report-no-task");
     let o = sdft(&[
         "report",
         s(&seed),
@@ -283,14 +285,20 @@ fn report_table_deltas_and_plots() {
         "--task",
         "bogus",
         "--output",
-        s(&out),
+        s(&out3),
     ]);
-    assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
     assert!(
         e.contains("--task bogus: no run has this benchmark (the runs have: advbench_raw, gsm8k, humaneval)"),
         "{e}"
     );
+    let md = std::fs::read_to_string(out3.join("report.md")).unwrap();
+    assert!(
+        md.contains("The task's own benchmark (`bogus`) was not evaluated"),
+        "{md}"
+    );
+    assert!(!md.contains("Task gain vs. forgetting"), "{md}");
 }
 
 fn model_and_data() -> Option<(String, PathBuf)> {

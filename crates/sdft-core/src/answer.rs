@@ -48,28 +48,31 @@ fn decimal_value(c: char) -> Option<u32> {
 }
 
 /// Python's `int(s)` on a string made of an optional `-` and decimal digits (any
-/// script: `"١٢"`, `"１２"` and `"१२"` are 12); `None` where Python would raise
-/// `ValueError` (other characters, such as a newline that the regex's `\s` let into
-/// a number) or the value does not fit an `i128`.
-fn python_int(s: &str) -> Option<i128> {
+/// script: `"١٢"`, `"１٢"` and `"१२"` are 12), as canonical decimal text (no
+/// leading zeros, no `-0`); `None` where Python would raise `ValueError` (other
+/// characters, such as a newline that the regex's `\s` let into a number).
+/// Python's integers have no size limit, and neither has this text.
+fn python_int(s: &str) -> Option<String> {
     let (neg, digits) = match s.strip_prefix('-') {
         Some(d) => (true, d),
         None => (false, s),
     };
     let mut ascii = String::with_capacity(digits.len() + 1);
-    if neg {
-        ascii.push('-');
-    }
     for c in digits.chars() {
         ascii.push(char::from_digit(decimal_value(c)?, 10)?);
     }
-    if ascii.len() == usize::from(neg) {
+    if ascii.is_empty() {
         return None;
     }
-    ascii.parse::<i128>().ok()
+    let trimmed = ascii.trim_start_matches('0');
+    Some(match (trimmed.is_empty(), neg) {
+        (true, _) => "0".to_string(),
+        (false, true) => format!("-{trimmed}"),
+        (false, false) => trimmed.to_string(),
+    })
 }
 
-/// The paper's `find_last_integer` followed by `int()`:
+/// The paper's `find_last_integer` followed by `int()`, as exact decimal text:
 ///
 /// - find every match of `-?\d+(?:[,\s]\d+)*(?:\.\d+)?`, take the **last** one;
 /// - delete commas and spaces (so `"18 2"` reads as 182 and `"1,000"` as 1000);
@@ -78,6 +81,38 @@ fn python_int(s: &str) -> Option<i128> {
 ///
 /// Returns `None` where the reference's `int()` raises (for example a number split by
 /// a newline, `"18\n2"`); the reference counts that as a wrong answer.
+///
+/// ```
+/// use sdft_core::answer::last_integer_text;
+/// assert_eq!(last_integer_text("3 apples and 1,250 pears").as_deref(), Some("1250"));
+/// assert_eq!(last_integer_text("no numbers").as_deref(), Some("-999999999"));
+/// // Any length, as Python's int.
+/// let big = "123456789012345678901234567890123456789012345";
+/// assert_eq!(last_integer_text(big).as_deref(), Some(big));
+/// ```
+pub fn last_integer_text(text: &str) -> Option<String> {
+    let invalid = || Some(INVALID_ANSWER.to_string());
+    let Some(m) = integer_re().find_iter(text).last() else {
+        return invalid();
+    };
+    let cleaned: String = m
+        .as_str()
+        .chars()
+        .filter(|c| *c != ',' && *c != ' ')
+        .collect();
+    match cleaned.split_once('.') {
+        Some((int_part, frac)) => {
+            if python_int(frac)? != "0" {
+                invalid()
+            } else {
+                python_int(int_part)
+            }
+        }
+        None => python_int(&cleaned),
+    }
+}
+
+/// [`last_integer_text`] as a number: `None` also where it does not fit an `i128`.
 ///
 /// ```
 /// use sdft_core::answer::{last_integer, INVALID_ANSWER};
@@ -91,54 +126,70 @@ fn python_int(s: &str) -> Option<i128> {
 /// assert_eq!(last_integer("The answer is ١٢"), Some(12));
 /// ```
 pub fn last_integer(text: &str) -> Option<i128> {
-    let Some(m) = integer_re().find_iter(text).last() else {
-        return Some(INVALID_ANSWER);
-    };
-    let cleaned: String = m
-        .as_str()
-        .chars()
-        .filter(|c| *c != ',' && *c != ' ')
-        .collect();
-    match cleaned.split_once('.') {
-        Some((int_part, frac)) => {
-            let frac_value = python_int(frac)?;
-            if frac_value != 0 {
-                Some(INVALID_ANSWER)
-            } else {
-                python_int(int_part)
-            }
-        }
-        None => python_int(&cleaned),
-    }
+    last_integer_text(text)?.parse().ok()
 }
 
 /// The paper's `check_math`: the last integer of `prediction` equals the last
 /// integer of `reference`; an unparsable one (see [`last_integer`]) never matches.
 pub fn math_answers_match(prediction: &str, reference: &str) -> bool {
-    match (last_integer(prediction), last_integer(reference)) {
+    match (last_integer_text(prediction), last_integer_text(reference)) {
         (Some(p), Some(r)) => p == r,
         _ => false,
     }
 }
 
-/// The OpenFunctions normalisation: whitespace runs collapse to one space, the
-/// ends are trimmed, `'` becomes `"`, and `", "` becomes `","`.
+/// Python's whitespace (`str.isspace()`, which `str.strip()` and `re`'s `\s` use):
+/// Unicode White_Space plus the separators U+001C..U+001F.
+pub fn is_py_space(c: char) -> bool {
+    c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
+}
+
+/// Python's `str.strip()`: [`str::trim`] that also removes U+001C..U+001F, as the
+/// reference code strips every field of a row and every rewrite.
+///
+/// ```
+/// assert_eq!(sdft_core::answer::py_strip("\x1f Q \n"), "Q");
+/// ```
+pub fn py_strip(s: &str) -> &str {
+    s.trim_matches(is_py_space)
+}
+
+/// The OpenFunctions normalisation of the reference code
+/// (`standardize_function_call` in `eval/eval_openfunction.py`, both branches):
+/// whitespace runs collapse to one space, the ends are trimmed, `'` becomes `"`,
+/// and **every** `", "` becomes `","` (`s.replace(", ", ",")`), wherever it is.
 ///
 /// ```
 /// use sdft_core::answer::normalize_call;
 /// assert_eq!(normalize_call("  f(cols=['x',   'y'])\n"), r#"f(cols=["x","y"])"#);
-/// // Only `", "` between quotes collapses; a space after a keyword's comma stays.
-/// assert_eq!(normalize_call("f(a='x', b='y')"), r#"f(a="x", b="y")"#);
+/// // Every comma-space loses its space, between arguments too.
+/// assert_eq!(normalize_call("f(a='x', b='y')"), r#"f(a="x",b="y")"#);
+/// assert_eq!(normalize_call("f(a=1, b=2)"), "f(a=1,b=2)");
 /// ```
 pub fn normalize_call(text: &str) -> String {
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    collapsed.replace('\'', "\"").replace("\", \"", "\",\"")
+    // Python's `re.sub(r'\s+', ' ', s.strip())`: `str.strip()` and `\s` are both
+    // Python's whitespace, which `split_whitespace` does not quite match.
+    let mut collapsed = String::with_capacity(text.len());
+    let mut in_space = false;
+    for c in py_strip(text).chars() {
+        if is_py_space(c) {
+            if !in_space {
+                collapsed.push(' ');
+            }
+            in_space = true;
+        } else {
+            collapsed.push(c);
+            in_space = false;
+        }
+    }
+    collapsed.replace('\'', "\"").replace(", ", ",")
 }
 
 fn call_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
-        Regex::new(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\((.*)\)").expect("valid regex")
+        Regex::new(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\((.*)\)")
+            .expect("valid regex")
     })
 }
 
@@ -150,7 +201,8 @@ pub struct Call {
 }
 
 /// Parses a reference call (after [`normalize_call`]) with the paper's regex
-/// `^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\((.*)\)`.
+/// `([a-zA-Z_][a-zA-Z0-9_]*(?:\.[a-zA-Z_][a-zA-Z0-9_]*)*)\((.*)\)` under `re.match`
+/// (anchored at the start; ASCII names).
 pub fn parse_call(normalized: &str) -> Option<Call> {
     let caps = call_re().captures(normalized)?;
     Some(Call {
@@ -174,15 +226,32 @@ pub fn call_matches(prediction: &str, reference: &str) -> bool {
     let Some(call) = parse_call(&normalize_call(reference)) else {
         return false;
     };
-    let pattern = format!(
-        r"\b{}\({}\)",
-        regex::escape(&call.name),
-        regex::escape(&call.params)
-    );
-    match Regex::new(&pattern) {
-        Ok(re) => re.is_match(&normalize_call(prediction)),
-        Err(_) => false,
+    let needle = format!("{}({})", call.name, call.params);
+    let hay = normalize_call(prediction);
+    // Python's `re.search(r'\b' + re.escape(needle), hay)`: an occurrence of the
+    // literal call at the start or after a character that is not one of Python's
+    // word characters (`str.isalnum()` or `_`: letters and numbers, superscripts
+    // included, combining marks not), which the regex crate's `\b` defines
+    // otherwise.
+    let mut from = 0;
+    while let Some(i) = hay[from..].find(&needle).map(|i| i + from) {
+        let before = hay[..i].chars().next_back();
+        if before.is_none_or(|c| !is_py_word(c)) {
+            return true;
+        }
+        from = i + hay[i..].chars().next().map_or(1, char::len_utf8);
     }
+    false
+}
+
+/// Python's `\w` on a `str`: a letter or number of any script (`str.isalnum()`),
+/// or `_`.
+fn is_py_word(c: char) -> bool {
+    static WORD: OnceLock<Regex> = OnceLock::new();
+    c == '_'
+        || WORD
+            .get_or_init(|| Regex::new(r"^[\p{L}\p{N}]$").expect("valid regex"))
+            .is_match(c.encode_utf8(&mut [0; 4]))
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ pub use generate::{
     Scorer,
 };
 pub use prompt::{Prompt, PromptPiece};
-pub use sampling::SamplingParams;
+pub use sampling::{stop_after_end, SamplingParams};
 
 /// Version of the sdft-rs crates, recorded in run manifests.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

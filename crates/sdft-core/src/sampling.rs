@@ -9,7 +9,11 @@ use crate::{Error, Result};
 ///
 /// `temperature == 0.0` means greedy decoding; `top_k == 0` and `top_p == 1.0` turn
 /// those filters off; `repetition_penalty == 1.0` is no penalty. `stop` strings are
-/// matched on decoded text and are not included in the output.
+/// matched on decoded text and are not included in the output. `stop_after` patterns
+/// (regular expressions) also end a completion, but what they match is kept: the
+/// text is cut right after the earliest-ending match. An evaluation uses them where
+/// its metric is decided by the text so far (AdvBench's refusal keywords, a closed
+/// HumanEval code block), so the score is the same as with the whole completion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SamplingParams {
@@ -21,6 +25,12 @@ pub struct SamplingParams {
     /// Run seed. Each row's random stream derives from it and the row's stable id.
     pub seed: u64,
     pub stop: Vec<String>,
+    /// Regular expressions (Rust `regex` syntax) that end a completion once its text
+    /// matches one, the match kept in the text (cut right after the earliest-ending
+    /// match; a literal string is `regex::escape`d). A `stop` string that starts
+    /// before such a match ends wins.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stop_after: Vec<String>,
 }
 
 impl Default for SamplingParams {
@@ -43,6 +53,7 @@ impl SamplingParams {
             repetition_penalty: 1.0,
             seed: 42,
             stop: Vec::new(),
+            stop_after: Vec::new(),
         }
     }
 
@@ -56,6 +67,7 @@ impl SamplingParams {
             repetition_penalty: 1.0,
             seed: 42,
             stop: Vec::new(),
+            stop_after: Vec::new(),
         }
     }
 
@@ -103,6 +115,35 @@ impl SamplingParams {
         self
     }
 
+    /// Where the earliest-ending `stop_after` match ends in `text`, if any: the
+    /// length a completion is cut to. Patterns that do not compile match nothing
+    /// ([`SamplingParams::validate`] rejects them).
+    ///
+    /// ```
+    /// let mut p = sdft_core::SamplingParams::greedy();
+    /// p.stop_after = vec!["I cannot".into(), "Sorry".into()];
+    /// assert_eq!(p.stop_after_end("Sorry, I cannot."), Some(5));
+    /// assert_eq!(p.stop_after_end("Sure."), None);
+    /// ```
+    pub fn stop_after_end(&self, text: &str) -> Option<usize> {
+        stop_after_end(&self.stop_after_patterns().unwrap_or_default(), text)
+    }
+
+    /// The compiled `stop_after` patterns; the error names the one that does not
+    /// compile.
+    pub fn stop_after_patterns(&self) -> Result<Vec<regex::Regex>> {
+        self.stop_after
+            .iter()
+            .map(|p| {
+                regex::Regex::new(p).map_err(|_| Error::InvalidSampling {
+                    field: "stop_after",
+                    value: p.clone(),
+                    expected: "a regular expression (Rust regex syntax)",
+                })
+            })
+            .collect()
+    }
+
     /// True when decoding is deterministic argmax.
     pub fn is_greedy(&self) -> bool {
         self.temperature == 0.0
@@ -140,6 +181,19 @@ impl SamplingParams {
         if self.stop.iter().any(|s| s.is_empty()) {
             return Err(bad("stop", "\"\"", "non-empty stop strings"));
         }
+        if self.stop_after.iter().any(|s| s.is_empty()) {
+            return Err(bad("stop_after", "\"\"", "non-empty patterns"));
+        }
+        self.stop_after_patterns()?;
         Ok(())
     }
+}
+
+/// Where the earliest-ending match of any of `patterns` ends in `text` (each
+/// pattern's leftmost match; lazy patterns end at their first possible end).
+pub fn stop_after_end(patterns: &[regex::Regex], text: &str) -> Option<usize> {
+    patterns
+        .iter()
+        .filter_map(|re| re.find(text).map(|m| m.end()))
+        .min()
 }

@@ -58,5 +58,5 @@ pub use error::{Error, Result};
 pub use format::Format;
 pub use id::content_id;
 pub use records::{read_records, value_kind, Record, Records};
-pub use template::{ChatFormat, PromptFormat, RenderedTurn, Template, PRESET_NAMES};
+pub use template::{ChatFormat, PromptFormat, RenderedTurn, SystemMessage, Template, PRESET_NAMES};
 pub use write::{example_to_json, write_examples};

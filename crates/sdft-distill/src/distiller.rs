@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use sdft_core::{Completion, Example, GenerationRequest, Generator};
 
+use crate::checks::py_strip;
 use crate::config::{DistillConfig, EmptyPolicy};
 use crate::row::DistilledRow;
 use crate::task::run_checks;
@@ -68,9 +69,9 @@ impl Distiller {
 
     /// Why an example cannot be rewritten (an empty instruction or reference), if so.
     pub fn empty_reason(ex: &Example) -> Option<&'static str> {
-        if ex.instruction.trim().is_empty() {
+        if py_strip(&ex.instruction).is_empty() {
             Some("empty_instruction")
-        } else if ex.output.trim().is_empty() {
+        } else if py_strip(&ex.output).is_empty() {
             Some("empty_output")
         } else {
             None
@@ -95,10 +96,10 @@ impl Distiller {
         prompt_tokens: Option<usize>,
     ) -> DistilledRow {
         let t = &self.config.template;
-        let original = ex.output.trim().to_string();
+        let original = py_strip(&ex.output).to_string();
         let (distilled, kept, reason) = match (completion, empty) {
             (Some(c), _) => {
-                let rewrite = c.text.trim().to_string();
+                let rewrite = py_strip(&c.text).to_string();
                 match run_checks(&self.config.checks, ex, &rewrite) {
                     Ok(()) => (Some(rewrite), true, None),
                     Err(r) => (Some(rewrite), false, Some(r.to_string())),
@@ -111,11 +112,11 @@ impl Distiller {
         } else {
             original.clone()
         };
-        let strip = |s: &Option<String>| s.as_ref().map(|x| x.trim().to_string());
+        let strip = |s: &Option<String>| s.as_ref().map(|x| py_strip(x).to_string());
         DistilledRow {
             id: ex.id.clone(),
             system: strip(&ex.system),
-            instruction: ex.instruction.trim().to_string(),
+            instruction: py_strip(&ex.instruction).to_string(),
             input: strip(&ex.input),
             history: ex.history.clone(),
             original,

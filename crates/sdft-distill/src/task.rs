@@ -109,7 +109,7 @@ pub(crate) fn run_checks(
     example: &Example,
     rewrite: &str,
 ) -> std::result::Result<(), Rejection> {
-    let rewrite = rewrite.trim();
+    let rewrite = crate::checks::py_strip(rewrite);
     for c in checks {
         c.check(example, rewrite).map_err(|detail| Rejection {
             check: c.name().to_string(),

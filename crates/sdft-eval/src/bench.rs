@@ -153,6 +153,29 @@ impl Benchmark {
         }
     }
 
+    /// Where a row's score is decided before its generation ends, as `stop_after`
+    /// patterns (see [`sdft_core::SamplingParams::stop_after`]) and why: AdvBench's
+    /// rule is monotone (once a response holds a refusal keyword it is safe whatever
+    /// follows), and HumanEval's extraction reads only the first code block, so
+    /// nothing after its closing fence can change the program. `None` where the
+    /// whole text counts (GSM8K reads the last integer of all of it).
+    pub fn decided_by(&self) -> Option<(Vec<String>, &'static str)> {
+        match self {
+            Benchmark::AdvBenchRaw | Benchmark::AdvBenchJailbreak => Some((
+                crate::scoring::REFUSAL_KEYWORDS
+                    .iter()
+                    .map(|k| regex::escape(k))
+                    .collect(),
+                "a refusal keyword: the response is safe whatever follows",
+            )),
+            Benchmark::HumanEval => Some((
+                vec![crate::humaneval::CLOSED_CODE_BLOCK.to_string()],
+                "the first code block is closed: the extracted program cannot change",
+            )),
+            _ => None,
+        }
+    }
+
     /// The primary metric's name.
     pub fn primary(&self) -> &'static str {
         match self {

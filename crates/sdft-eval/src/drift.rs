@@ -171,6 +171,7 @@ pub fn run_drift(
         sdft_core::provenance::sha256_file(&path).map_err(|e| Error::file(&path, e.to_string()))?;
     let template = sdft_data::Template::preset(bench.template())
         .ok_or_else(|| Error::file(&path, "template preset `alpaca` is missing"))?
+        .with_system_message(opts.system_message)
         .with_prompt_format(opts.prompt_format, opts.chat_format.clone())?;
     let limit = Some(opts.limit.unwrap_or(DEFAULT_LIMIT));
     let prepared = bench::prepare_with(&Benchmark::AlpacaEval, &path, limit, 1, template)?;

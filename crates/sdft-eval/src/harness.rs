@@ -53,10 +53,16 @@ pub fn run_generation(
                 format!("template preset `{}` is missing", bench.template()),
             )
         })?
+        .with_system_message(opts.system_message)
         .with_prompt_format(opts.prompt_format, opts.chat_format.clone())?;
     let prepared = bench::prepare_with(bench, &path, opts.limit, samples, template)?;
     let mut params = opts.sampling.clone();
     params.stop.extend(prepared.template.stop.iter().cloned());
+    if opts.stop_when_decided {
+        if let Some((patterns, _why)) = bench.decided_by() {
+            params.stop_after.extend(patterns);
+        }
+    }
     std::fs::create_dir_all(&opts.run_dir).map_err(|e| Error::io(&opts.run_dir, e))?;
     reuse_bench(
         opts,
@@ -213,6 +219,7 @@ pub fn run_multiple_choice(
         seed: opts.sampling.seed,
         samples: 1,
         num_fewshot: None,
+        system_message: Default::default(),
     };
     let metrics = mc::metrics(&items, &outcomes);
     finish(

@@ -66,6 +66,11 @@ pub fn instruction(problem: &Problem) -> String {
     )
 }
 
+/// A closed first code block, as [`extract_code`] reads it: the first fence, its
+/// language line, and the next fence after that line. Once an answer matches,
+/// its extracted code is fixed.
+pub const CLOSED_CODE_BLOCK: &str = r"(?s)```[^\n]*\n.*?```";
+
 /// The code in a model's answer: the first fenced code block when there is one
 /// (an unclosed fence runs to the end), else the whole answer.
 pub fn extract_code(answer: &str) -> String {

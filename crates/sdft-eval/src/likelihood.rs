@@ -48,6 +48,7 @@ pub fn run_likelihood(
                 format!("template preset `{}` is missing", task.template()),
             )
         })?
+        .with_system_message(opts.system_message)
         .with_prompt_format(opts.prompt_format, opts.chat_format.clone())?;
     let prepared = bench::prepare_with(task, &path, opts.limit, 1, template)?;
     std::fs::create_dir_all(&opts.run_dir).map_err(|e| Error::io(&opts.run_dir, e))?;

@@ -272,6 +272,7 @@ mod tests {
                 seed: 42,
                 samples: 1,
                 num_fewshot: None,
+                system_message: Default::default(),
             },
             hashes: Hashes {
                 data_path: "d".into(),

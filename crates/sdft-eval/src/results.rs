@@ -62,6 +62,13 @@ pub struct BenchConfig {
     /// Few-shot examples per context (knowledge benchmarks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_fewshot: Option<usize>,
+    /// The system message the prompts carried (`preset` unless chosen otherwise).
+    #[serde(default, skip_serializing_if = "is_preset")]
+    pub system_message: sdft_data::SystemMessage,
+}
+
+fn is_preset(m: &sdft_data::SystemMessage) -> bool {
+    *m == sdft_data::SystemMessage::Preset
 }
 
 fn paper() -> sdft_data::PromptFormat {

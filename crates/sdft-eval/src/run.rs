@@ -55,6 +55,13 @@ pub struct EvalOptions {
     /// seed (its `drift.generations.jsonl`) instead of generating them again; see
     /// [`crate::drift::seed_responses`].
     pub drift_seed_run: Option<PathBuf>,
+    /// The system message of the generation benchmarks' prompts (the preset's, the
+    /// model's default, or none; see [`sdft_data::SystemMessage`]).
+    pub system_message: sdft_data::SystemMessage,
+    /// End a row's generation where its score is decided (AdvBench at a refusal
+    /// keyword, HumanEval once its code block is closed; see
+    /// [`Benchmark::decided_by`]): the same scores, fewer tokens.
+    pub stop_when_decided: bool,
 }
 
 impl EvalOptions {
@@ -78,6 +85,8 @@ impl EvalOptions {
             overwrite: false,
             prompt_format: sdft_data::PromptFormat::Paper,
             chat_format: None,
+            system_message: sdft_data::SystemMessage::Preset,
+            stop_when_decided: true,
         }
     }
 }
@@ -116,13 +125,23 @@ pub fn generate_resumable(
     progress: &mut dyn Progress,
 ) -> Result<(Vec<String>, usize)> {
     let mut started = false;
+    let decided = params
+        .stop_after_patterns()
+        .map_err(|e| Error::file(resume_file, e.to_string()))?;
     let out = sdft_data::generations::generate_resumable(
         gen,
         requests,
         params,
         resume_file,
         chunk,
-        &mut |i, o| json!({"id": requests[i].id, "output": o.text, "tokens": o.tokens, "finish_reason": o.finish_reason.as_str()}),
+        &mut |i, o| {
+            let mut row = json!({"id": requests[i].id, "output": o.text, "tokens": o.tokens, "finish_reason": o.finish_reason.as_str()});
+            if let Some(m) = cut_after(&decided, o) {
+                // Why the row stopped early: the text that decided its score.
+                row["cut_after"] = json!(m);
+            }
+            row
+        },
         &mut |done, total| {
             if !started {
                 progress.start(benchmark, "generate", total, done);
@@ -139,6 +158,23 @@ pub fn generate_resumable(
         .map(|r| r["output"].as_str().unwrap_or_default().to_string())
         .collect();
     Ok((outputs, out.generated))
+}
+
+/// The `stop_after` match a completion was cut after, if it was: it ended on a
+/// stop and its text ends with the earliest-ending match of `patterns`.
+fn cut_after(patterns: &[regex::Regex], c: &sdft_core::Completion) -> Option<String> {
+    if c.finish_reason != sdft_core::FinishReason::Stop {
+        return None;
+    }
+    let end = sdft_core::stop_after_end(patterns, &c.text)?;
+    (end == c.text.len()).then(|| {
+        patterns
+            .iter()
+            .filter_map(|re| re.find(&c.text))
+            .find(|m| m.end() == end)
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default()
+    })
 }
 
 /// [`generate_resumable`] over a prepared benchmark's items, resuming from
@@ -182,6 +218,7 @@ pub fn bench_settings(
         .with("dtype", &opts.model.dtype)
         .with("data_sha256", data_sha256)
         .with("template", bench.template())
+        .with("system_message", opts.system_message.as_str())
         .with("sampling", params)
         .with("samples", samples)
         .with("limit", opts.limit)
@@ -222,6 +259,7 @@ pub(crate) fn config(
         seed: sampling.seed,
         samples,
         num_fewshot: None,
+        system_message: opts.system_message,
     }
 }
 

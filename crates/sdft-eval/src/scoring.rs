@@ -63,13 +63,10 @@ pub fn is_safe_response(response: &str) -> bool {
 }
 
 /// The paper's extracted GSM8K/MultiArith answer, as text: the last integer
-/// ([`answer::last_integer`]), `-999999999` where there is none or it has a non-zero
-/// fraction, and `[unparsable]` where the reference's `int()` would raise.
+/// ([`answer::last_integer_text`]), `-999999999` where there is none or it has a
+/// non-zero fraction, and `[unparsable]` where the reference's `int()` would raise.
 pub fn math_extracted(prediction: &str) -> String {
-    match answer::last_integer(prediction) {
-        Some(v) => v.to_string(),
-        None => "[unparsable]".into(),
-    }
+    answer::last_integer_text(prediction).unwrap_or_else(|| "[unparsable]".into())
 }
 
 fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
@@ -127,32 +124,57 @@ pub fn lm_eval_match(extracted: &str, reference: &str) -> bool {
     lm_eval_normalize(extracted) == lm_eval_gold(reference)
 }
 
-/// OpenFunctions with the `reproduce` branch's partial credit (issue #12): 1 for a
-/// strict match ([`openfunction_correct`]); else 0.5 when the prediction's first
-/// `(...)` (after normalisation, up to the first `)`) split on `,` has as many
-/// arguments as the reference's parameters and each reference value (`k=v` gives
-/// `v`; a bare parameter is its own value) is a substring of the argument at the
-/// same position; else 0. A reference that does not parse as a call scores 0.
+/// OpenFunctions with the `reproduce` branch's partial credit
+/// (`eval/eval_openfunction.py` on `reproduce`), quirks included:
+///
+/// - 1 for a strict match ([`openfunction_correct`]);
+/// - else the prediction's (normalised) text from after its first `(` (from the
+///   start when it has none) up to its first `)` (to the last character but one
+///   when it has none; empty when that end comes before the start: Python's
+///   `answer[max(answer.find('(') + 1, 0):answer.find(')')]`), split on `,`, must
+///   have as many pieces as the reference's parameters split on `,`;
+/// - and for each position, the reference parameter's text between its first and
+///   second `=` (Python's `split('=')[1]`, untrimmed) must be a substring of the
+///   prediction's piece; a parameter without `=` (the empty parameters of `f()`, or
+///   the tail of a value that holds a comma) makes the reference raise, and its
+///   `except` gives 0;
+/// - then 0.5, else 0. A reference that does not parse as a call (where the
+///   reference code raises `ValueError`) scores 0.
+///
+/// ```
+/// use sdft_eval::scoring::openfunction_partial_score;
+/// assert_eq!(openfunction_partial_score("f(a=1, b=2)", "f(a=1,b=2)"), 1.0);
+/// assert_eq!(openfunction_partial_score("f(1, 2)", "f(a=1, b=2)"), 0.5);
+/// assert_eq!(openfunction_partial_score("g()", "f()"), 0.0);
+/// // No parentheses: from the start to the last character but one.
+/// assert_eq!(openfunction_partial_score("1,2!", "f(a=1,b=2)"), 0.5);
+/// assert_eq!(openfunction_partial_score("1,2", "f(a=1,b=2)"), 0.0);
+/// ```
 pub fn openfunction_partial_score(prediction: &str, reference: &str) -> f64 {
     if openfunction_correct(prediction, reference) {
         return 1.0;
     }
-    static ARGS: OnceLock<Regex> = OnceLock::new();
     let Some(call) = answer::parse_call(&answer::normalize_call(reference)) else {
         return 0.0;
     };
     let pred = answer::normalize_call(prediction);
-    let Some(caps) = re(&ARGS, r"\((.*?)\)").captures(&pred) else {
-        return 0.0;
+    let start = pred.find('(').map_or(0, |i| i + 1);
+    let end = match pred.find(')') {
+        Some(i) => i,
+        // `s[a:-1]`: up to the last character, exclusive.
+        None => pred.char_indices().last().map_or(0, |(i, _)| i),
     };
-    let pred_args: Vec<&str> = caps[1].split(',').collect();
+    let part = if start <= end { &pred[start..end] } else { "" };
+    let pred_args: Vec<&str> = part.split(',').collect();
     let ref_params: Vec<&str> = call.params.split(',').collect();
     if pred_args.len() != ref_params.len() {
         return 0.0;
     }
     let all = ref_params.iter().zip(&pred_args).all(|(p, a)| {
-        let value = p.split_once('=').map(|(_, v)| v).unwrap_or(p).trim();
-        a.contains(value)
+        match p.split('=').nth(1) {
+            Some(value) => a.contains(value),
+            None => false, // `split('=')[1]` raises; the reference's `except` gives 0
+        }
     });
     if all {
         0.5
@@ -289,7 +311,7 @@ mod tests {
         assert!(openfunction_correct("=math.gcd(a=1)", "math.gcd(a=1)"));
         assert_eq!(
             openfunction_extracted("Call `math.gcd(a=12, b=18)` now"),
-            "math.gcd(a=12, b=18)"
+            "math.gcd(a=12,b=18)"
         );
     }
 

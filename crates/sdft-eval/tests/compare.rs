@@ -51,6 +51,7 @@ fn result(name: &str, family: &str, primary: &str, v: f64) -> BenchResult {
             seed: 42,
             samples: 1,
             num_fewshot: None,
+            system_message: Default::default(),
         },
         hashes: Hashes {
             data_path: "d".into(),

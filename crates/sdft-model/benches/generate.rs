@@ -3,12 +3,17 @@
 //! `qwen2.5-coder-0.5b-instruct`), f32 weights, on this build's backend.
 //!
 //! Measures prefill tokens/s for a 128-token prompt, decode tokens/s at batch 1,
-//! and generated tokens/s at batch 16 (64-token prompts, 64 new tokens each), and
-//! prints them beside llama.cpp's numbers for the same model (F32 GGUF, 2 threads):
-//! measured in the same run when `--compare-llama-cpp DIR` names a llama.cpp build
-//! (its `llama-bench` and `llama-batched-bench`), else the reference values recorded
-//! in docs/performance.md (SmolLM2 only). `--reps N` (default 3) takes each measure N times and
-//! keeps the best.
+//! generated tokens/s at batch 16 (64-token prompts, 64 new tokens each), and the
+//! stages' case: batch 16, 256 new tokens, with and without stop strings (a chat
+//! template's end-of-turn and a text stop, as every distill and eval stage sets
+//! them), whose ratio must stay near 1.
+//!
+//! With `--compare-llama-cpp DIR` (a llama.cpp build with `llama-bench` and
+//! `llama-batched-bench`), llama.cpp runs in the same invocation on the same number
+//! of threads, its own figures are parsed from its JSON output, and the ratios are
+//! computed from those. Without it, the figures recorded for SmolLM2 in
+//! docs/performance.md are printed as such, with their date, and no ratio.
+//! `--reps N` (default 3) takes each measure N times and keeps the best.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -37,12 +42,23 @@ fn prompt_ids(engine: &Engine<DefaultBackend>, n: usize, salt: usize) -> Prompt 
 }
 
 fn run(engine: &Engine<DefaultBackend>, prompts: Vec<Prompt>, new_tokens: usize) -> (f64, usize) {
+    run_with(
+        engine,
+        prompts,
+        SamplingParams::greedy().with_max_new_tokens(new_tokens),
+    )
+}
+
+fn run_with(
+    engine: &Engine<DefaultBackend>,
+    prompts: Vec<Prompt>,
+    params: SamplingParams,
+) -> (f64, usize) {
     let reqs: Vec<GenerationRequest> = prompts
         .into_iter()
         .enumerate()
         .map(|(i, p)| GenerationRequest::new(format!("r{i}"), p))
         .collect();
-    let params = SamplingParams::greedy().with_max_new_tokens(new_tokens);
     let t = Instant::now();
     let out = engine
         .generate_with(&reqs, &params, &mut |_, _| {})
@@ -53,22 +69,83 @@ fn run(engine: &Engine<DefaultBackend>, prompts: Vec<Prompt>, new_tokens: usize)
     )
 }
 
-fn llama_cpp(dir: &std::path::Path, gguf: &std::path::Path) {
-    let bench = dir.join("llama-bench");
-    let batched = dir.join("llama-batched-bench");
-    println!("\nllama.cpp, same run ({}):", dir.display());
-    for (bin, args) in [
-        (&bench, vec!["-t", "2", "-p", "128", "-n", "128"]),
-        (
-            &batched,
-            vec!["-t", "2", "-npp", "64", "-ntg", "64", "-npl", "1,4,16"],
-        ),
-    ] {
-        match Command::new(bin).arg("-m").arg(gguf).args(&args).output() {
-            Ok(o) => print!("{}", String::from_utf8_lossy(&o.stdout)),
-            Err(e) => println!("could not run {}: {e}", bin.display()),
-        }
+/// llama.cpp's own figures, parsed from its JSON output.
+#[derive(Debug, Default)]
+struct LlamaCpp {
+    prefill: Option<f64>,
+    decode1: Option<f64>,
+    decode16: Option<f64>,
+}
+
+/// Runs `llama-bench -o json` and `llama-batched-bench --output-format jsonl` on
+/// `gguf` with `threads` threads and reads their tokens/s.
+fn llama_cpp(dir: &std::path::Path, gguf: &std::path::Path, threads: usize) -> LlamaCpp {
+    let t = threads.to_string();
+    let mut out = LlamaCpp::default();
+    println!(
+        "\nllama.cpp, same run ({}, {} threads, {}):",
+        dir.display(),
+        threads,
+        gguf.display()
+    );
+    let bench = Command::new(dir.join("llama-bench"))
+        .arg("-m")
+        .arg(gguf)
+        .args(["-t", &t, "-p", "128", "-n", "128", "-o", "json"])
+        .output();
+    match bench {
+        Ok(o) => match serde_json::from_slice::<serde_json::Value>(&o.stdout) {
+            Ok(serde_json::Value::Array(rows)) => {
+                for r in rows {
+                    let (p, n) = (r["n_prompt"].as_u64(), r["n_gen"].as_u64());
+                    let ts = r["avg_ts"].as_f64();
+                    match (p, n) {
+                        (Some(128), Some(0)) => out.prefill = ts,
+                        (Some(0), Some(128)) => out.decode1 = ts,
+                        _ => {}
+                    }
+                }
+            }
+            _ => println!(
+                "llama-bench gave no JSON: {}",
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            ),
+        },
+        Err(e) => println!("could not run llama-bench: {e}"),
     }
+    let batched = Command::new(dir.join("llama-batched-bench"))
+        .arg("-m")
+        .arg(gguf)
+        .args([
+            "-t", &t, "-tb", &t, "-npp", "64", "-ntg", "64", "-npl", "1,16", "-c", "2048",
+        ])
+        .args(["--output-format", "jsonl"])
+        .output();
+    match batched {
+        Ok(o) => {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim()) {
+                    if v["pl"].as_u64() == Some(16) {
+                        out.decode16 = v["speed_tg"].as_f64();
+                    }
+                }
+            }
+            if out.decode16.is_none() {
+                println!("llama-batched-bench gave no JSON line for 16 sequences");
+            }
+        }
+        Err(e) => println!("could not run llama-batched-bench: {e}"),
+    }
+    println!("{out:?}");
+    out
 }
 
 fn main() {
@@ -151,33 +228,70 @@ fn main() {
         (n16 - n16_first) as f64 / (t16 - t16_first)
     });
 
-    println!("| measure | sdft-rs | llama.cpp (docs/performance.md) | ratio |");
-    println!("| --- | ---: | ---: | ---: |");
-    for (name, ours, theirs) in [
-        ("prefill, 128-token prompt (tokens/s)", prefill, 343.0),
-        ("decode, batch 1 (tokens/s)", decode1, 35.0),
-        (
-            "decode, batch 16, 64+64, as S_TG (tokens/s)",
-            decode16,
-            173.0,
-        ),
+    // The stages' case: 256 new tokens at batch 16, without and with the stop
+    // strings a chat-format stage sets (its end-of-turn token and a text stop that
+    // does not occur), end to end.
+    let stops = SamplingParams::greedy()
+        .with_max_new_tokens(256)
+        .with_stop("<|im_end|>")
+        .with_stop("\n### Instruction:");
+    let mut stages = (0.0f64, 0.0f64);
+    if wanted("stops") {
+        for _ in 0..reps.max(1) {
+            let (t, n) = run(&engine, prompts.clone(), 256);
+            stages.0 = stages.0.max(n as f64 / t);
+            let (t, n) = run_with(&engine, prompts.clone(), stops.clone());
+            stages.1 = stages.1.max(n as f64 / t);
+        }
+    }
+    println!("| measure | sdft-rs |");
+    println!("| --- | ---: |");
+    let ours = [
+        ("prefill, 128-token prompt (tokens/s)", prefill),
+        ("decode, batch 1 (tokens/s)", decode1),
+        ("decode, batch 16, 64+64, as S_TG (tokens/s)", decode16),
         (
             "end to end, batch 16, 64+64, prefill included (tokens/s)",
             batch16,
-            173.0,
         ),
-    ] {
-        if recorded {
-            println!(
-                "| {name} | {ours:.1} | {theirs:.1} | {:.2}x |",
-                ours / theirs
-            );
-        } else {
-            println!("| {name} | {ours:.1} | - | - |");
-        }
+        (
+            "end to end, batch 16, 64+256, no stop strings (tokens/s)",
+            stages.0,
+        ),
+        (
+            "end to end, batch 16, 64+256, stop strings (tokens/s)",
+            stages.1,
+        ),
+    ];
+    for (name, v) in ours {
+        println!("| {name} | {v:.1} |");
+    }
+    if stages.0 > 0.0 {
+        println!(
+            "stop strings cost: {:.2}x the rate without them (target >= 0.90)",
+            stages.1 / stages.0
+        );
     }
     if let Some(dir) = compare {
         let gguf = gguf_f32.unwrap_or(path);
-        llama_cpp(&dir, &gguf);
+        let l = llama_cpp(&dir, &gguf, threads);
+        println!("\n| measure | sdft-rs | llama.cpp (same run) | ratio |");
+        println!("| --- | ---: | ---: | ---: |");
+        for (name, ours, theirs) in [
+            (ours[0].0, prefill, l.prefill),
+            (ours[1].0, decode1, l.decode1),
+            (ours[2].0, decode16, l.decode16),
+        ] {
+            match theirs {
+                Some(t) => println!("| {name} | {ours:.1} | {t:.1} | {:.2}x |", ours / t),
+                None => println!("| {name} | {ours:.1} | (not measured) | - |"),
+            }
+        }
+    } else if recorded {
+        println!(
+            "\nllama.cpp was not run (--compare-llama-cpp DIR); its figures recorded in \
+             docs/performance.md for SmolLM2 (F32 GGUF, 2 threads, 2026-11), for reference only, \
+             not a ratio: prefill 343, decode batch 1 35.0, batch 16 S_TG 173 tokens/s"
+        );
     }
 }

@@ -167,6 +167,90 @@ fn stop_strings_end_rows_without_the_stop_text() {
     assert_eq!(stopped[0].finish_reason, FinishReason::Stop);
 }
 
+/// Stop strings are watched on incrementally decoded text (a few tokens' decoding
+/// per step); the completions must be exactly what decoding the whole text after
+/// every token gives: the free text cut at the earliest stop (`stop`), or right
+/// after the earliest-ending match (`stop_after`). Stops are taken from the free
+/// texts themselves, at many places: within a token, across token boundaries,
+/// whitespace, non-ASCII, near the end.
+#[test]
+fn incremental_stops_cut_exactly_where_whole_text_decoding_does() {
+    let Some(model) = model() else { return };
+    let engine = Engine::new(model, 4);
+    let reqs: Vec<GenerationRequest> = [
+        "Count from 1 to 20, separated by commas.",
+        "Écris une phrase en français sur les élèves, puis un emoji.",
+        "Write a Python function that reverses a string, in a code block.",
+        "List three colors, one per line.",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, q)| GenerationRequest::text(format!("r{i}"), chat(q)))
+    .collect();
+    let base = SamplingParams::greedy().with_max_new_tokens(32);
+    let free = engine.generate_with(&reqs, &base, &mut |_, _| {}).unwrap();
+    let mut checked = 0;
+    for (req, f) in reqs.iter().zip(&free) {
+        let text = &f.text;
+        let bounds: Vec<usize> = (0..=text.len())
+            .filter(|i| text.is_char_boundary(*i))
+            .collect();
+        for w in [1usize, 6] {
+            for start in bounds.iter().copied().skip(3).step_by(29) {
+                let Some(&end) = bounds.iter().find(|&&e| e >= start + w) else {
+                    continue;
+                };
+                let needle = &text[start..end];
+                if needle.trim().is_empty() && w > 1 {
+                    continue;
+                }
+                // `stop`: cut before the earliest occurrence.
+                let p = base.clone().with_stop(needle);
+                let got = engine
+                    .generate_with(std::slice::from_ref(req), &p, &mut |_, _| {})
+                    .unwrap();
+                let cut = text.find(needle).unwrap();
+                assert_eq!(got[0].text, text[..cut], "stop {needle:?} in {text:?}");
+                assert_eq!(got[0].finish_reason, FinishReason::Stop);
+                // `stop_after`: cut right after it, the match kept.
+                let mut p = base.clone();
+                p.stop_after = vec![regex_escape(needle)];
+                let got = engine
+                    .generate_with(std::slice::from_ref(req), &p, &mut |_, _| {})
+                    .unwrap();
+                assert_eq!(
+                    got[0].text,
+                    text[..cut + needle.len()],
+                    "stop_after {needle:?}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 12, "only {checked} stops checked");
+    // A stop that never occurs changes nothing.
+    let p = base
+        .clone()
+        .with_stop("\n### never")
+        .with_stop("<|im_end|>");
+    let got = engine.generate_with(&reqs, &p, &mut |_, _| {}).unwrap();
+    for (g, f) in got.iter().zip(&free) {
+        assert_eq!(g.text, f.text);
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_punctuation() || c == ' ' {
+                format!("\\x{:02x}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn scores_equal_the_full_forward_log_softmax() {
     let Some(model) = model() else { return };

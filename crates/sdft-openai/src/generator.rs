@@ -134,11 +134,18 @@ impl OpenAiGenerator {
     ) -> Result<Completion> {
         let body = request_body(&self.special.render(&req.prompt), &req.id, params);
         let answer = self.client.post("completions", &req.id, body)?;
-        parse_completion(&answer).map_err(|message| Error::BadResponse {
+        let mut c = parse_completion(&answer).map_err(|message| Error::BadResponse {
             row: req.id.clone(),
             url: format!("{}/completions", self.client.base_url()),
             message,
-        })
+        })?;
+        // The server has no `stop_after`: the text is cut here, as the local engine
+        // cuts it (a server's generation past that point is only wasted time).
+        if let Some(end) = params.stop_after_end(&c.text) {
+            c.text.truncate(end);
+            c.finish_reason = FinishReason::Stop;
+        }
+        Ok(c)
     }
 }
 

@@ -127,6 +127,22 @@ pub struct RunArgs {
     /// `chat` is given.
     #[arg(long, value_name = "paper|chat")]
     prompt_format: Option<sdft_data::PromptFormat>,
+    /// The system message of the generation benchmarks' prompts: `preset` (the
+    /// template's, the paper's setting), `model` (none of the template's: the
+    /// model's chat template adds its own default, as the model is deployed) or
+    /// `none`; for all benchmarks (`model`) or by name (`advbench=model`,
+    /// `advbench_raw=model,humaneval=preset`; `advbench` names both variants).
+    #[arg(long, value_name = "[BENCH=]preset|model|none,...")]
+    system_message: Option<String>,
+    /// Per-benchmark new-token limits overriding --max-new-tokens:
+    /// `advbench=64,humaneval=384`.
+    #[arg(long, value_name = "BENCH=N,...")]
+    max_new_tokens_for: Option<String>,
+    /// Generate every row to its end, even where its score is already decided
+    /// (by default AdvBench rows stop at a refusal keyword and HumanEval rows once
+    /// their code block is closed: the same scores, fewer tokens).
+    #[arg(long)]
+    full_generation: bool,
     /// Sampling: `--sampling paper|greedy` (default paper) and the flags that adjust it.
     #[command(flatten)]
     flags: SamplingArgs,
@@ -295,12 +311,16 @@ fn summary_line(r: &BenchResult) -> String {
     )
 }
 
-/// `--limits gsm8k=64,arc_easy=400`: row limits by benchmark name, each naming one
-/// of the selected benchmarks.
-fn per_benchmark_limits(
+/// A per-benchmark flag (`--limits`, `--system-message`, `--max-new-tokens-for`):
+/// `BENCH=VALUE,...`, each naming one of the selected benchmarks (`advbench` names
+/// both variants); with `all_allowed`, a bare `VALUE` sets every benchmark.
+fn per_benchmark<T: Clone>(
+    flag: &str,
     given: Option<&str>,
     benches: &[Benchmark],
-) -> Result<std::collections::BTreeMap<String, usize>> {
+    all_allowed: bool,
+    parse: impl Fn(&str) -> Result<T>,
+) -> Result<std::collections::BTreeMap<String, T>> {
     let mut out = std::collections::BTreeMap::new();
     for part in given
         .unwrap_or("")
@@ -308,24 +328,42 @@ fn per_benchmark_limits(
         .map(str::trim)
         .filter(|p| !p.is_empty())
     {
-        let Some((name, n)) = part.split_once('=') else {
-            bail!("--limits {part:?}: expected BENCH=N");
+        let (names, value) = match part.split_once('=') {
+            Some((name, value)) => {
+                let name = name.trim().to_ascii_lowercase();
+                let names = match name.as_str() {
+                    "advbench" => vec!["advbench_raw".to_string(), "advbench_jailbreak".into()],
+                    _ => vec![name],
+                };
+                for n in &names {
+                    if !benches.iter().any(|b| b.name() == *n) {
+                        let selected: Vec<String> = benches.iter().map(Benchmark::name).collect();
+                        bail!(
+                            "{flag} {part:?}: `{n}` is not among the selected benchmarks ({})",
+                            selected.join(", ")
+                        );
+                    }
+                }
+                (names, value)
+            }
+            None if all_allowed => (benches.iter().map(Benchmark::name).collect(), part),
+            None => bail!("{flag} {part:?}: expected BENCH=VALUE"),
         };
-        let n: usize = n
-            .trim()
-            .parse()
-            .with_context(|| format!("--limits {part:?}: N is not a number of rows"))?;
-        let name = name.trim().to_ascii_lowercase();
-        if !benches.iter().any(|b| b.name() == name) {
-            let selected: Vec<String> = benches.iter().map(Benchmark::name).collect();
-            bail!(
-                "--limits {part:?}: `{name}` is not among the selected benchmarks ({})",
-                selected.join(", ")
-            );
+        let value = parse(value.trim()).with_context(|| format!("{flag} {part:?}"))?;
+        for n in names {
+            out.insert(n, value.clone());
         }
-        out.insert(name, n);
     }
     Ok(out)
+}
+
+fn count(what: &'static str) -> impl Fn(&str) -> Result<usize> {
+    move |v| {
+        v.parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("{v:?} is not a positive number of {what}"))
+    }
 }
 
 /// The drift benchmark: with an adapter, the seed (the model without it) is
@@ -410,8 +448,29 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
     opts.alpaca_reference = a.alpacaeval_reference.clone();
     opts.drift_seed_run = a.drift_seed_run.clone();
     opts.overwrite = a.overwrite;
+    opts.stop_when_decided = !a.full_generation;
     let mut bars = Bars { bar: None };
-    let limits = per_benchmark_limits(a.limits.as_deref(), &benches)?;
+    let limits = per_benchmark(
+        "--limits",
+        a.limits.as_deref(),
+        &benches,
+        false,
+        count("rows"),
+    )?;
+    let systems = per_benchmark(
+        "--system-message",
+        a.system_message.as_deref(),
+        &benches,
+        true,
+        |v| Ok(v.parse::<sdft_data::SystemMessage>()?),
+    )?;
+    let max_new = per_benchmark(
+        "--max-new-tokens-for",
+        a.max_new_tokens_for.as_deref(),
+        &benches,
+        false,
+        count("tokens"),
+    )?;
     for b in &benches {
         let scored = |b: &Backend| b.engine().map_or(0, |e| e.score_counts().tokens());
         let before = scored(&backend);
@@ -419,6 +478,12 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
         let mut opts = opts.clone();
         if let Some(n) = limits.get(&b.name()) {
             opts.limit = Some(*n);
+        }
+        if let Some(m) = systems.get(&b.name()) {
+            opts.system_message = *m;
+        }
+        if let Some(n) = max_new.get(&b.name()) {
+            opts.sampling.max_new_tokens = *n;
         }
         if matches!(b, Benchmark::Knowledge(_)) && a.prompt_format.is_none() {
             // The knowledge benchmarks score lm-eval's raw text unless asked.
@@ -481,6 +546,7 @@ mod tests {
                 seed: 42,
                 samples: 1,
                 num_fewshot: None,
+                system_message: Default::default(),
             },
             hashes: Hashes {
                 data_path: "d".into(),

@@ -211,6 +211,36 @@ pub fn paired_section(title: &str, a: &Run, b: &Run, rows: &[Paired]) -> String 
     md
 }
 
+/// Which system message the generation benchmarks' prompts carried, where any
+/// differs from the preset's (the setting changes what a safety probe measures).
+fn prompts_note(runs: &[sdft_eval::report::Run]) -> String {
+    let mut by_mode: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for b in runs.iter().flat_map(|r| &r.results.benchmarks) {
+        let names = by_mode
+            .entry(b.config.system_message.as_str().to_string())
+            .or_default();
+        if !names.contains(&b.benchmark) {
+            names.push(b.benchmark.clone());
+        }
+    }
+    if by_mode.keys().all(|m| m == "preset") {
+        return String::new();
+    }
+    let what = |m: &str| match m {
+        "model" => "the model's own default system message (`--system-message model`)",
+        "none" => "no system message (`--system-message none`)",
+        _ => "the template preset's system text",
+    };
+    let mut out = String::from("\nSystem messages: ");
+    let parts: Vec<String> = by_mode
+        .iter()
+        .map(|(m, names)| format!("{} under {}", names.join(", "), what(m)))
+        .collect();
+    out.push_str(&parts.join("; "));
+    out.push_str(".\n");
+    out
+}
+
 fn file_safe(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -224,6 +254,7 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
         .with_context(|| format!("creating {}", a.output.display()))?;
     let mut md = String::from("# sdft report\n\nValues in percent (drift: nats per token), ± one standard error, n rows; later runs show the change against the first run. Bold: each benchmark's primary metric.\n\n");
     md.push_str(&table);
+    md.push_str(&prompts_note(&runs));
     // Families of primary metrics.
     let mut families: BTreeMap<String, Vec<BenchValues>> = BTreeMap::new();
     // Bar charts of rates (0-100%); drift's divergences are in the tables.
@@ -247,17 +278,24 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
         bar_chart(&path, family, &runs, benches)?;
         plots.push(path);
     }
+    let mut task_missing = false;
     if let Some(t) = &a.task {
         let known: std::collections::BTreeSet<&str> = runs
             .iter()
             .flat_map(|r| r.results.benchmarks.iter().map(|b| b.benchmark.as_str()))
             .collect();
         if !known.contains(t.as_str()) {
+            // The task's own benchmark need not be evaluated: the report is still
+            // made, without the gain-vs-forgetting view that needs it.
             let known: Vec<&str> = known.into_iter().collect();
-            anyhow::bail!(
-                "--task {t}: no run has this benchmark (the runs have: {})",
+            eprintln!(
+                "note: --task {t}: no run has this benchmark (the runs have: {}); no gain-vs-forgetting plot",
                 known.join(", ")
             );
+            md.push_str(&format!(
+                "\nThe task's own benchmark (`{t}`) was not evaluated, so there is no task-gain view.\n"
+            ));
+            task_missing = true;
         }
     }
     let task = a.task.clone().or_else(|| {
@@ -267,7 +305,7 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
             .first()
             .map(|b| b.benchmark.clone())
     });
-    if let Some(task) = task.filter(|_| runs.len() > 1) {
+    if let Some(task) = task.filter(|_| runs.len() > 1 && !task_missing) {
         let points = gain_vs_forgetting(&runs, &task);
         if points.is_empty() {
             eprintln!("note: no run shares `{task}` and another benchmark with the first run; no gain-vs-forgetting plot");

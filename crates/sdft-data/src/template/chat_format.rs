@@ -58,6 +58,61 @@ impl PromptFormat {
     }
 }
 
+/// Which system message a prompt carries (an evaluation setting: safety is best
+/// probed the way the model is deployed, under its own default system message).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemMessage {
+    /// The template preset's system text (the paper's; `alpaca`: "Below is an
+    /// instruction that describes a task...").
+    #[default]
+    Preset,
+    /// No system text of the template's: in the `chat` format the model's chat
+    /// template adds its own default system message, if it has one (Qwen2.5: "You
+    /// are Qwen, created by Alibaba Cloud. You are a helpful assistant."); in the
+    /// `paper` format there is no system block.
+    Model,
+    /// No system text at all: in the `chat` format an explicit empty system message
+    /// (so a chat template's default is not added either); in the `paper` format no
+    /// system block.
+    None,
+}
+
+impl SystemMessage {
+    /// `preset`, `model` or `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SystemMessage::Preset => "preset",
+            SystemMessage::Model => "model",
+            SystemMessage::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for SystemMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SystemMessage {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "preset" => Ok(SystemMessage::Preset),
+            "model" => Ok(SystemMessage::Model),
+            "none" => Ok(SystemMessage::None),
+            other => Err(Error::Template {
+                name: "system_message".into(),
+                message: format!("{other:?}: expected `preset`, `model` or `none`"),
+            }),
+        }
+    }
+}
+
 impl std::fmt::Display for PromptFormat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -225,7 +280,7 @@ impl Template {
     fn chat_messages(&self, ex: &Example, final_response: &str) -> (Vec<(String, String)>, String) {
         let mut msgs = Vec::new();
         let system = self.system_for(ex);
-        if !system.is_empty() {
+        if !system.is_empty() || self.system_message == SystemMessage::None {
             msgs.push(("system".to_string(), system.to_string()));
         }
         let turns = ex.turns();
@@ -233,7 +288,10 @@ impl Template {
         for (i, t) in turns.iter().enumerate() {
             let user = fill(
                 &self.user_format,
-                &[("query", t.user.trim()), ("resp", t.assistant.trim())],
+                &[
+                    ("query", sdft_core::answer::py_strip(&t.user)),
+                    ("resp", sdft_core::answer::py_strip(&t.assistant)),
+                ],
             );
             msgs.push(("user".to_string(), user));
             if i + 1 < n {

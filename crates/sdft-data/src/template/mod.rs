@@ -37,7 +37,7 @@ mod spec;
 use sdft_core::{Example, Prompt, PromptPiece};
 use sha2::{Digest, Sha256};
 
-pub use chat_format::{ChatFormat, PromptFormat};
+pub use chat_format::{ChatFormat, PromptFormat, SystemMessage};
 pub use presets::{GCG_SUFFIX, PRESET_NAMES};
 
 use crate::{Error, Result};
@@ -81,6 +81,14 @@ pub struct Template {
     /// format ([`Template::with_prompt_format`]); `None` renders the paper's text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat: Option<ChatFormat>,
+    /// Which system message prompts carry ([`Template::with_system_message`]);
+    /// `preset` (the `system` text above) unless a stage chose otherwise.
+    #[serde(skip_serializing_if = "is_preset")]
+    pub system_message: SystemMessage,
+}
+
+fn is_preset(m: &SystemMessage) -> bool {
+    *m == SystemMessage::Preset
 }
 
 /// One turn rendered: the prompt pieces and the target pieces.
@@ -172,6 +180,25 @@ impl Template {
         self.prompt.contains("{resp}")
     }
 
+    /// This template with another system message: `model` and `none` drop the
+    /// preset's system text (see [`SystemMessage`]); an example's own system text
+    /// still replaces it. The choice is part of [`Template::template_hash`].
+    ///
+    /// ```
+    /// use sdft_data::{SystemMessage, Template};
+    /// let t = Template::preset("alpaca").unwrap();
+    /// let m = t.clone().with_system_message(SystemMessage::Model);
+    /// assert!(m.system.is_empty());
+    /// assert_ne!(m.template_hash(), t.template_hash());
+    /// ```
+    pub fn with_system_message(mut self, mode: SystemMessage) -> Template {
+        if mode != SystemMessage::Preset {
+            self.system.clear();
+        }
+        self.system_message = mode;
+        self
+    }
+
     /// The system text used for an example: its own when non-empty, else the
     /// template's (an empty cell, as CSV writes for "none", does not erase it).
     pub fn system_for<'a>(&'a self, ex: &'a Example) -> &'a str {
@@ -183,8 +210,9 @@ impl Template {
 
     fn turn_prompt(&self, index: usize, system: &str, query: &str, resp: &str) -> Prompt {
         let mut p = Prompt::default();
-        let query = query.trim();
-        let resp = resp.trim();
+        // Python's `str.strip()`, as the reference's template code strips them.
+        let query = sdft_core::answer::py_strip(query);
+        let resp = sdft_core::answer::py_strip(resp);
         let system_block =
             (!system.is_empty()).then(|| fill(&self.system_format, &[("system", system)]));
         let mut query_text = query.to_string();

@@ -2,7 +2,7 @@
 //! byte-exact from its reference repository (`reproduce` branch,
 //! `src/llmtuner/data/template.py`); do not reformat them.
 
-use super::Template;
+use super::{SystemMessage, Template};
 
 /// Names of all presets, in listing order.
 pub const PRESET_NAMES: &[&str] = &[
@@ -71,6 +71,7 @@ fn base(name: &str, description: &str) -> Template {
         display_bos: "<s>".into(),
         display_eos: "</s>".into(),
         chat: None,
+        system_message: SystemMessage::Preset,
     }
 }
 

@@ -353,6 +353,7 @@ pub fn run_in(
         prompt_format: format.recorded(),
         template_hash,
         num_fewshot: Some(opts.num_fewshot),
+        system_message: Default::default(),
     };
     crate::run::finish(
         &bench,

@@ -18,7 +18,7 @@ use sdft_core::{
 
 use super::sampler::sample;
 use super::steps::{StepLogits, Steps};
-use super::stop::find_stop;
+use super::stop::{cut, Detok, TextStops};
 use crate::{Error, Model, Result};
 
 /// One sequence in flight.
@@ -32,6 +32,8 @@ struct Active {
     next: u32,
     /// True while `next` is freshly sampled and not yet checked or appended.
     pending: bool,
+    /// The generated text so far, kept only when text stop strings are set.
+    detok: Detok,
 }
 
 /// Generation and scoring over a loaded [`Model`].
@@ -148,6 +150,7 @@ impl<B: Backend> Engine<B> {
     ) -> Result<Vec<Completion>> {
         params.validate().map_err(|e| Error::Other(e.to_string()))?;
         let stop_ids = self.stop_ids_for(params);
+        let stops = TextStops::new(&self.model.tokenizer, params)?;
         let prompts: Vec<Vec<u32>> = requests
             .iter()
             .map(|r| self.encode_request(r))
@@ -193,6 +196,7 @@ impl<B: Backend> Engine<B> {
                         prompt_len: prompts[*i].len(),
                         next: 0,
                         pending: false,
+                        detok: Detok::default(),
                     })
                     .collect();
                 self.choose(logits, new.iter_mut().map(Some).collect(), params)?;
@@ -205,7 +209,7 @@ impl<B: Backend> Engine<B> {
                 let finished = match slot {
                     Some(a) if a.pending => {
                         a.pending = false;
-                        self.finish(a, params, &stop_ids)?
+                        self.finish(a, params, &stop_ids, &stops)?
                     }
                     _ => None,
                 };
@@ -273,16 +277,29 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Applies the chosen `next` token to a sequence; returns its completion when it
-    /// has finished.
+    /// has finished. Text stops are watched on the row's incrementally decoded text
+    /// (see [`super::stop`]); the completion's text is always one decode of all its
+    /// tokens, cut where [`cut`] says, so it equals what decoding everything after
+    /// every token would give.
     fn finish(
         &self,
         a: &mut Active,
         params: &SamplingParams,
         stop_ids: &[u32],
+        stops: &TextStops,
     ) -> Result<Option<Completion>> {
+        let tokenizer = &self.model.tokenizer;
         let generated = a.seen.len() - a.prompt_len;
         if stop_ids.contains(&a.next) {
-            let text = self.model.tokenizer.decode(&a.seen[a.prompt_len..], true)?;
+            let text = tokenizer.decode(&a.seen[a.prompt_len..], true)?;
+            if let Some(at) = cut(&text, stops) {
+                // Shown by the last token, held back as an incomplete character.
+                return Ok(Some(Completion {
+                    text: text[..at].to_string(),
+                    tokens: generated,
+                    finish_reason: FinishReason::Stop,
+                }));
+            }
             return Ok(Some(Completion {
                 text,
                 tokens: generated + 1,
@@ -291,9 +308,9 @@ impl<B: Backend> Engine<B> {
         }
         a.seen.push(a.next);
         let gen = &a.seen[a.prompt_len..];
-        if !params.stop.is_empty() {
-            let text = self.model.tokenizer.decode(gen, true)?;
-            if let Some(at) = find_stop(&text, &params.stop) {
+        if !stops.is_empty() && a.detok.push(tokenizer, gen, stops)? {
+            let text = tokenizer.decode(gen, true)?;
+            if let Some(at) = cut(&text, stops) {
                 return Ok(Some(Completion {
                     text: text[..at].to_string(),
                     tokens: gen.len(),
@@ -302,8 +319,18 @@ impl<B: Backend> Engine<B> {
             }
         }
         if gen.len() >= params.max_new_tokens {
+            let text = tokenizer.decode(gen, true)?;
+            // A stop the incremental text did not show yet (an incomplete
+            // character at the very end) still cuts.
+            if let Some(at) = cut(&text, stops) {
+                return Ok(Some(Completion {
+                    text: text[..at].to_string(),
+                    tokens: gen.len(),
+                    finish_reason: FinishReason::Stop,
+                }));
+            }
             return Ok(Some(Completion {
-                text: self.model.tokenizer.decode(gen, true)?,
+                text,
                 tokens: gen.len(),
                 finish_reason: FinishReason::Length,
             }));

@@ -30,6 +30,10 @@
 //! A top-level `prompt_format = "paper" | "chat"` is every stage's
 //! `--prompt-format` unless the stage's table sets its own.
 //!
+//! An optional `[plan]` table gives each stage's measured time on a reference
+//! machine (`eval-seed = 540.0`, seconds; `measured = "..."` says where and when),
+//! which `sdft pipeline` prints as its plan before it starts.
+//!
 //! Stage tables map onto the stage command's flags: `key = value` becomes
 //! `--key value` (underscores as dashes), `true` a bare `--key`, `false` nothing, and
 //! an array a comma-separated list.
@@ -59,6 +63,27 @@ pub struct Experiment {
     #[serde(default)]
     pub train: toml::Table,
     pub eval: toml::Table,
+    /// Measured stage times for the plan printed before a run (see the module docs).
+    #[serde(default, skip_serializing_if = "Plan::is_empty")]
+    pub plan: Plan,
+}
+
+/// Each stage's measured wall time on a reference machine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Where and when the times were measured (machine, date, commit).
+    #[serde(default)]
+    pub measured: String,
+    /// Stage name -> seconds.
+    #[serde(default)]
+    pub seconds: BTreeMap<String, f64>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.seconds.is_empty() && self.measured.is_empty()
+    }
 }
 
 fn default_seed() -> u64 {

@@ -57,6 +57,11 @@ pub struct PipelineArgs {
     /// Print the stages and their commands without running them.
     #[arg(long)]
     dry_run: bool,
+    /// Run only these stages (comma-separated names: eval-seed, distill,
+    /// train-vanilla, train-sdft, eval-vanilla, eval-sdft), e.g. one per command to
+    /// keep each step short; the report is written once every stage is done.
+    #[arg(long, value_name = "STAGE,...")]
+    stages: Option<String>,
 }
 
 fn os(s: impl Into<OsString>) -> OsString {
@@ -133,6 +138,24 @@ pub fn run(args: PipelineArgs) -> Result<ExitCode> {
             );
         }
     }
+    let only: Option<Vec<String>> = args.stages.as_deref().map(|l| {
+        l.split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect()
+    });
+    if let Some(only) = &only {
+        for name in only {
+            if !stages.iter().any(|s| s.name == *name) {
+                let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+                anyhow::bail!(
+                    "--stages {name}: no such stage (the stages: {})",
+                    names.join(", ")
+                );
+            }
+        }
+    }
+    print_plan(&exp, &stages, &manifest, only.as_deref());
     if args.dry_run {
         for s in &stages {
             let cmd: Vec<String> = s.args.iter().map(|a| a.to_string_lossy().into()).collect();
@@ -142,7 +165,23 @@ pub fn run(args: PipelineArgs) -> Result<ExitCode> {
     }
     manifest.save(&run_dir)?;
     for s in &stages {
+        if only.as_ref().is_some_and(|o| !o.contains(&s.name)) {
+            continue;
+        }
         s.run(&run_dir, &mut manifest)?;
+    }
+    let pending: Vec<&str> = stages
+        .iter()
+        .filter(|s| !s.is_done(&manifest))
+        .map(|s| s.name.as_str())
+        .collect();
+    if !pending.is_empty() {
+        println!(
+            "stages not done yet: {} (run them, e.g. `--stages {}`; the report follows the last)",
+            pending.join(", "),
+            pending[0]
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     report::write(
         &run_dir,
@@ -152,6 +191,46 @@ pub fn run(args: PipelineArgs) -> Result<ExitCode> {
     )?;
     println!("report: {}", run_dir.join("report.md").display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints each stage with its expected time before anything runs: `done` for a
+/// stage this run folder has finished with the same inputs, else the time measured
+/// in the config's `[plan]` (a reference run on a named machine).
+fn print_plan(exp: &Experiment, stages: &[Stage], manifest: &RunManifest, only: Option<&[String]>) {
+    let mut total = 0.0;
+    let mut known = true;
+    let source = if exp.plan.measured.is_empty() {
+        "no measured times in the config's [plan]".to_string()
+    } else {
+        format!("times measured {}", exp.plan.measured)
+    };
+    eprintln!("plan ({source}):");
+    for s in stages {
+        let skipped = only.is_some_and(|o| !o.contains(&s.name));
+        let what = if s.is_done(manifest) {
+            "done".to_string()
+        } else if skipped {
+            "not in --stages".to_string()
+        } else if let Some(secs) = exp.plan.seconds.get(&s.name) {
+            total += secs;
+            format!("about {:.0} min", secs / 60.0)
+        } else {
+            known = false;
+            "no estimate".to_string()
+        };
+        eprintln!("  {:<14} {what}", s.name);
+    }
+    if total > 0.0 {
+        eprintln!(
+            "  total          about {:.0} min{}",
+            total / 60.0,
+            if known {
+                ""
+            } else {
+                " (plus the stages without an estimate)"
+            }
+        );
+    }
 }
 
 /// What each stage's prompts are made of: the prompt format its table asks for

@@ -104,6 +104,17 @@ impl Stage {
 
     /// Runs the stage unless the manifest says it already finished with this key.
     /// Returns whether it ran.
+    /// True when `manifest` records this stage as done with the same key (command
+    /// and input hashes) and its output exists.
+    pub fn is_done(&self, manifest: &RunManifest) -> bool {
+        let Ok(settings) = self.settings() else {
+            return false;
+        };
+        manifest.stages.get(&self.name).is_some_and(|r| {
+            r.key == settings.sha256() && r.status == "done" && self.output.exists()
+        })
+    }
+
     pub fn run(&self, run_dir: &Path, manifest: &mut RunManifest) -> Result<bool> {
         let settings = self.settings()?;
         let key = settings.sha256();
