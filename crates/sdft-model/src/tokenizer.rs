@@ -38,6 +38,10 @@ pub struct TokenizerInfo {
     literal: OnceLock<Tokenizer>,
     /// The longest token string in the vocabulary, in UTF-8 bytes.
     max_token_bytes: OnceLock<usize>,
+    /// The vocabulary size with added tokens (`Tokenizer::get_vocab_size(true)`
+    /// builds the whole vocabulary map on every call: tens of milliseconds for
+    /// Qwen2's 151k ids, too slow for a check before every decode).
+    vocab_size: OnceLock<usize>,
     bos_id: Option<u32>,
     eos_id: Option<u32>,
     add_bos: bool,
@@ -58,6 +62,7 @@ impl TokenizerInfo {
         TokenizerInfo {
             tokenizer,
             literal: OnceLock::new(),
+            vocab_size: OnceLock::new(),
             max_token_bytes: OnceLock::new(),
             bos_id,
             eos_id,
@@ -114,7 +119,9 @@ impl TokenizerInfo {
 
     /// Number of ids, added tokens included.
     pub fn vocab_size(&self) -> usize {
-        self.tokenizer.get_vocab_size(true)
+        *self
+            .vocab_size
+            .get_or_init(|| self.tokenizer.get_vocab_size(true))
     }
 
     /// The id of token string `token` (in the model's spelling: `"▁the"`, `"Ġthe"`).
