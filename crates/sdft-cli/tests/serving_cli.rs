@@ -20,20 +20,20 @@ fn llama_server() -> Option<PathBuf> {
     if p.is_file() {
         Some(p)
     } else {
-        eprintln!(
-            "note: no llama-server at {} (cargo xtask llama-server, or set SDFT_LLAMA_SERVER); the serving tests did not run",
-            p.display()
+        sdft_assets::skip(
+            "llama-server",
+            &format!(
+                "no llama-server at {} (cargo xtask llama-server, or set SDFT_LLAMA_SERVER); the serving tests did not run",
+                p.display()
+            ),
         );
         None
     }
 }
 
+/// The cached SmolLM2 GGUF (`cached_model` records the skip when it is absent).
 fn model() -> Option<PathBuf> {
-    let m = sdft_model::assets::cached_model(&sdft_model::assets::SMOLLM2_135M_INSTRUCT);
-    if m.is_none() {
-        eprintln!("note: SmolLM2-135M-Instruct is not cached (cargo xtask assets); skipped");
-    }
-    m
+    sdft_model::assets::cached_model(&sdft_model::assets::SMOLLM2_135M_INSTRUCT)
 }
 
 /// A running llama-server, killed when dropped.
@@ -248,7 +248,10 @@ fn generate_distill_and_eval_through_llama_server() {
     );
     // ...and a generation benchmark runs through it (with the paper's data).
     let Some(shared) = std::env::var_os("SDFT_SHARED").map(PathBuf::from) else {
-        eprintln!("note: SDFT_SHARED is unset; the eval run through llama-server did not run");
+        sdft_assets::skip(
+            "shared-data",
+            "SDFT_SHARED is unset; the eval run through llama-server did not run",
+        );
         return;
     };
     let data_dir = shared.join("data/sdft");

@@ -365,7 +365,10 @@ mod tests {
             .map(|s| s.success())
             .unwrap_or(false);
         if !ok {
-            eprintln!("note: python3 is not available; the code-execution tests did not run");
+            sdft_assets::skip(
+                "python3",
+                "python3 is not available (install it); the code-execution tests did not run",
+            );
         }
         ok
     }

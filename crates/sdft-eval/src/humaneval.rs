@@ -180,7 +180,10 @@ mod tests {
             .output()
             .is_err()
         {
-            eprintln!("note: python3 is not available; the HumanEval check test did not run");
+            sdft_assets::skip(
+                "python3",
+                "python3 is not available (install it); the HumanEval check test did not run",
+            );
             return;
         }
         let p = problem();
@@ -201,7 +204,10 @@ mod tests {
             .output()
             .is_err()
         {
-            eprintln!("note: python3 is not available; the HumanEval early-exit test did not run");
+            sdft_assets::skip(
+                "python3",
+                "python3 is not available (install it); the HumanEval early-exit test did not run",
+            );
             return;
         }
         let p = problem();

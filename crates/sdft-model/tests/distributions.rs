@@ -2,8 +2,8 @@
 //! drift benchmark), on SmolLM2-135M-Instruct: each row is a normalised
 //! log-distribution, the CPU kernels' rows equal the generic burn forward's (an
 //! independent path), and the entries of the continuation's tokens sum to the
-//! log-likelihood the shared-prefix scorer gives. Skipped (with a note) without
-//! the model.
+//! log-likelihood the shared-prefix scorer gives. Skipped (`sdft_assets::skip`)
+//! without the model.
 
 #![cfg(feature = "flex")]
 
@@ -13,9 +13,9 @@ use sdft_model::{Engine, LoadOptions, Model};
 
 #[test]
 fn distributions_are_normalised_and_agree_with_the_scorer() {
+    // `cached_model` records the skip ("smollm2") when the model is absent.
     let Some(path) = sdft_model::assets::cached_model(&sdft_model::assets::SMOLLM2_135M_INSTRUCT)
     else {
-        eprintln!("note: SmolLM2-135M-Instruct is not cached (cargo xtask assets); skipped");
         return;
     };
     let model =

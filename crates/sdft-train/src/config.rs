@@ -7,6 +7,7 @@ use std::path::Path;
 use sdft_model::model::LoraConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::loss::LossNormalization;
 use crate::schedule::{Decay, LrSchedule};
 use crate::{Error, Result};
 
@@ -54,6 +55,15 @@ pub struct TrainConfig {
     /// build's default device. Not part of the run's identity: a run may resume
     /// on other devices.
     pub devices: Vec<String>,
+    /// How a step's loss is normalised over its micro-batches: `token` (the
+    /// default, today's transformers and TRL) or `micro-batch` (transformers
+    /// 4.34.1, the paper's stack); see [`crate::loss`].
+    #[serde(skip_serializing_if = "is_token")]
+    pub loss_normalization: LossNormalization,
+}
+
+fn is_token(n: &LossNormalization) -> bool {
+    *n == LossNormalization::Token
 }
 
 impl Default for TrainConfig {
@@ -85,6 +95,7 @@ impl Default for TrainConfig {
             group_by_length: false,
             limit: None,
             devices: Vec::new(),
+            loss_normalization: LossNormalization::Token,
         }
     }
 }

@@ -38,6 +38,7 @@ pub mod data;
 pub mod devices;
 mod error;
 pub mod fixture;
+pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod schedule;

@@ -141,7 +141,7 @@ pub fn host_nll_and_grads(
     params: &[Vec<f32>],
     seqs: &[&Sequence],
     dropout_key: u64,
-    n_targets: usize,
+    scale: f64,
 ) -> (f64, Vec<Vec<f32>>) {
     #[cfg(feature = "flex")]
     {
@@ -153,11 +153,11 @@ pub fn host_nll_and_grads(
                 target: &s.target,
             })
             .collect();
-        model.loss_and_grads(params, &batch, dropout_key, 1.0 / n_targets as f32)
+        model.loss_and_grads(params, &batch, dropout_key, scale as f32)
     }
     #[cfg(not(feature = "flex"))]
     {
-        let _ = (params, seqs, dropout_key, n_targets);
+        let _ = (params, seqs, dropout_key, scale);
         match *model {}
     }
 }

@@ -105,14 +105,14 @@ struct MicroResult {
 }
 
 /// Runs `work` (micro-batch index, dropout key, example indices) on one replica,
-/// one micro-batch after the other. Each loss is divided by the step's
-/// `n_targets` before `backward`, as in a one-device step.
+/// one micro-batch after the other. Micro-batch `k`'s loss is multiplied by
+/// `scales[k]` (see [`crate::loss`]) before `backward`, as in a one-device step.
 fn replica_work<B: AutodiffBackend>(
     llama: &mut Llama<B>,
     device: &B::Device,
     seqs: &[Sequence],
     work: &[(usize, u64, Vec<usize>)],
-    n_targets: usize,
+    scales: &[f64],
 ) -> Vec<MicroResult> {
     work.iter()
         .map(|(k, key, mb)| {
@@ -122,7 +122,7 @@ fn replica_work<B: AutodiffBackend>(
             let sum = summed_nll(llama, &batch, device);
             let nll = sum.clone().into_scalar().elem::<f64>();
             let forward = t0.elapsed().as_secs_f64();
-            let grads = (sum / n_targets as f64).backward();
+            let grads = (sum * scales[*k]).backward();
             tracing::debug!(
                 forward,
                 backward = t0.elapsed().as_secs_f64() - forward,
@@ -440,11 +440,12 @@ impl<B: AutodiffBackend> Trainer<B> {
         let use_dropout = c.lora_dropout > 0.0;
         for step in self.state.step..self.total_steps {
             let micro = self.micro_batches(step);
-            let n_targets: usize = micro
+            let targets: Vec<usize> = micro
                 .iter()
-                .flatten()
-                .map(|i| self.seqs[*i].n_targets())
-                .sum();
+                .map(|mb| mb.iter().map(|i| self.seqs[*i].n_targets()).sum())
+                .collect();
+            let scales = c.loss_normalization.scales(&targets, c.grad_accum);
+            let scales = &scales;
             let tokens: usize = micro
                 .iter()
                 .flatten()
@@ -469,7 +470,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                     .map(|(k, key, mb)| {
                         let batch: Vec<&Sequence> = mb.iter().map(|i| &seqs[*i]).collect();
                         let (nll, grads) =
-                            host_nll_and_grads(host, &self.params, &batch, *key, n_targets);
+                            host_nll_and_grads(host, &self.params, &batch, *key, scales[*k]);
                         MicroResult {
                             micro: *k,
                             nll,
@@ -478,7 +479,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                     })
                     .collect()
             } else if n == 1 {
-                replica_work(&mut self.model.llama, &device, seqs, &work[0], n_targets)
+                replica_work(&mut self.model.llama, &device, seqs, &work[0], scales)
             } else {
                 let (main, rest) = (&mut self.model.llama, &mut self.replicas);
                 std::thread::scope(|scope| {
@@ -487,10 +488,10 @@ impl<B: AutodiffBackend> Trainer<B> {
                         .zip(&work[1..])
                         .filter(|(_, w)| !w.is_empty())
                         .map(|((llama, d), w)| {
-                            scope.spawn(move || replica_work(llama, d, seqs, w, n_targets))
+                            scope.spawn(move || replica_work(llama, d, seqs, w, scales))
                         })
                         .collect();
-                    let mut all = replica_work(main, &device, seqs, &work[0], n_targets);
+                    let mut all = replica_work(main, &device, seqs, &work[0], scales);
                     for h in handles {
                         match h.join() {
                             Ok(r) => all.extend(r),
@@ -503,9 +504,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             // The all-reduce: sum in micro-batch order, as a one-device step does.
             results.sort_by_key(|r| r.micro);
             let mut acc: Vec<Vec<f32>> = self.params.iter().map(|p| vec![0.0; p.len()]).collect();
-            let mut nll = 0.0f64;
+            let mut loss = 0.0f64;
             for r in results {
-                nll += r.nll;
+                loss += r.nll * scales[r.micro];
                 for (a, g) in acc.iter_mut().zip(r.grads) {
                     a.iter_mut().zip(g).for_each(|(x, y)| *x += y);
                 }
@@ -528,7 +529,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             let m = StepMetrics {
                 step: step + 1,
                 epoch: self.state.epoch,
-                loss: nll / n_targets as f64,
+                loss,
                 lr,
                 tokens,
                 grad_norm,

@@ -1,6 +1,6 @@
 //! A real LoRA run on SmolLM2-135M-Instruct (the cached GGUF) over GSM8K training
 //! rows with a short cutoff: the loss falls, the adapter loads back, and merged and
-//! unmerged logits match. Skips with a note when the model or data is absent.
+//! unmerged logits match. Skipped (`sdft_assets::skip`) when the model or data is absent.
 
 use std::path::PathBuf;
 
@@ -17,13 +17,23 @@ fn gsm8k() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
     let p = shared.join("data/sdft/gsm8k_train.json");
-    p.is_file().then_some(p)
+    if !p.is_file() {
+        sdft_model::assets::skip(
+            "shared-data",
+            &format!(
+                "{} is absent (set SDFT_SHARED=../shared); the real LoRA run did not run",
+                p.display()
+            ),
+        );
+        return None;
+    }
+    Some(p)
 }
 
 #[test]
 fn smollm2_lora_run_loss_falls_and_adapter_round_trips() {
+    // Each lookup records its own skip when its file is absent.
     let (Some(model), Some(data)) = (cached_model(&SMOLLM2_135M_INSTRUCT), gsm8k()) else {
-        eprintln!("note: SmolLM2-135M-Instruct or $SDFT_SHARED/data/sdft/gsm8k_train.json is absent; the real LoRA run did not run");
         return;
     };
     let dir = tempfile::tempdir().unwrap();

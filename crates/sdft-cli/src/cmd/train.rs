@@ -107,6 +107,12 @@ pub struct TrainArgs {
     /// [default: one replica on the build's default device].
     #[arg(long, value_delimiter = ',')]
     devices: Option<Vec<String>>,
+    /// How a step's loss is normalised: `token` (over all target tokens of the
+    /// step: today's transformers and TRL) or `micro-batch` (each micro-batch's
+    /// mean, averaged over --grad-accum: transformers 4.34.1, the paper's stack)
+    /// [default: token].
+    #[arg(long, value_name = "token|micro-batch")]
+    loss_normalization: Option<sdft_train::loss::LossNormalization>,
 }
 
 impl TrainArgs {
@@ -142,6 +148,9 @@ impl TrainArgs {
         }
         if let Some(v) = self.limit {
             c.limit = Some(v);
+        }
+        if let Some(v) = self.loss_normalization {
+            c.loss_normalization = v;
         }
         if self.use_rslora {
             c.use_rslora = true;

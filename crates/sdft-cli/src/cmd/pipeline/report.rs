@@ -60,11 +60,18 @@ pub fn write(run: &Path, manifest: &RunManifest, task: &str, wall: f64) -> Resul
         }
     }
     let _ = writeln!(s, "\n## Stages\n\n| stage | seconds |\n| --- | ---: |");
+    let mut total = 0.0;
     for name in ORDER {
         if let Some(r) = manifest.stages.get(name) {
             let _ = writeln!(s, "| {name} | {:.1} |", r.seconds);
+            total += r.seconds;
         }
     }
+    let _ = writeln!(
+        s,
+        "| **all stages** | **{total:.1}** ({:.1} minutes) |",
+        total / 60.0
+    );
     let _ = writeln!(s, "\nThis invocation's wall time: {wall:.1}s.");
     let _ = writeln!(
         s,
