@@ -289,51 +289,45 @@ impl<B: Backend> Engine<B> {
         stops: &TextStops,
     ) -> Result<Option<Completion>> {
         let tokenizer = &self.model.tokenizer;
+        // The completion of `tokens` tokens whose text is `text`: cut as a stop
+        // where a stop shows in it, else ended for `reason`.
+        let ended = |text: String, tokens: usize, reason: FinishReason| match cut(&text, stops) {
+            Some(at) => Completion {
+                text: text[..at].to_string(),
+                tokens,
+                finish_reason: FinishReason::Stop,
+            },
+            None => Completion {
+                text,
+                tokens,
+                finish_reason: reason,
+            },
+        };
         let generated = a.seen.len() - a.prompt_len;
         if stop_ids.contains(&a.next) {
+            // A stop the incremental text held back (an incomplete character at the
+            // very end) still cuts; the EOS token is then not counted.
             let text = tokenizer.decode(&a.seen[a.prompt_len..], true)?;
-            if let Some(at) = cut(&text, stops) {
-                // Shown by the last token, held back as an incomplete character.
-                return Ok(Some(Completion {
-                    text: text[..at].to_string(),
-                    tokens: generated,
-                    finish_reason: FinishReason::Stop,
-                }));
-            }
-            return Ok(Some(Completion {
-                text,
-                tokens: generated + 1,
-                finish_reason: FinishReason::Eos,
-            }));
+            let c = ended(text, generated + 1, FinishReason::Eos);
+            let tokens = if c.finish_reason == FinishReason::Stop {
+                generated
+            } else {
+                generated + 1
+            };
+            return Ok(Some(Completion { tokens, ..c }));
         }
         a.seen.push(a.next);
         let gen = &a.seen[a.prompt_len..];
-        if !stops.is_empty() && a.detok.push(tokenizer, gen, stops)? {
-            let text = tokenizer.decode(gen, true)?;
-            if let Some(at) = cut(&text, stops) {
-                return Ok(Some(Completion {
-                    text: text[..at].to_string(),
-                    tokens: gen.len(),
-                    finish_reason: FinishReason::Stop,
-                }));
+        let shown = !stops.is_empty() && a.detok.push(tokenizer, gen, stops)?;
+        if shown || gen.len() >= params.max_new_tokens {
+            let c = ended(
+                tokenizer.decode(gen, true)?,
+                gen.len(),
+                FinishReason::Length,
+            );
+            if c.finish_reason == FinishReason::Stop || gen.len() >= params.max_new_tokens {
+                return Ok(Some(c));
             }
-        }
-        if gen.len() >= params.max_new_tokens {
-            let text = tokenizer.decode(gen, true)?;
-            // A stop the incremental text did not show yet (an incomplete
-            // character at the very end) still cuts.
-            if let Some(at) = cut(&text, stops) {
-                return Ok(Some(Completion {
-                    text: text[..at].to_string(),
-                    tokens: gen.len(),
-                    finish_reason: FinishReason::Stop,
-                }));
-            }
-            return Ok(Some(Completion {
-                text,
-                tokens: gen.len(),
-                finish_reason: FinishReason::Length,
-            }));
         }
         Ok(None)
     }
