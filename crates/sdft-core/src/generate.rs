@@ -144,6 +144,23 @@ pub trait Scorer {
     fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Score>>;
 }
 
+/// A model that both generates and scores (the in-process engine; a server that
+/// echoes prompt log-probabilities), handed to a stage that does both in turn
+/// (distillation with its gap measure, an evaluation suite).
+pub trait GenerateScore: Generator + Scorer {
+    fn as_generator(&mut self) -> &mut dyn Generator;
+    fn as_scorer(&mut self) -> &mut dyn Scorer;
+    /// Whole next-token distributions, where the model gives them (the in-process
+    /// engine does, a server does not): what the drift measure compares.
+    fn as_distributions(&mut self) -> Option<&mut dyn Distributions> {
+        None
+    }
+    /// Tokens scored so far, for throughput reports (0 where not counted).
+    fn scored_tokens(&self) -> u64 {
+        0
+    }
+}
+
 /// Next-token distributions over the whole vocabulary, to compare two models
 /// position by position (sdft-eval's drift measure).
 pub trait Distributions {

@@ -64,11 +64,11 @@ mod sampling;
 pub use error::{Error, Result};
 pub use example::{Example, Turn};
 pub use generate::{
-    Completion, Distributions, FinishReason, GenerationRequest, Generator, Score, ScoreRequest,
-    Scorer,
+    Completion, Distributions, FinishReason, GenerateScore, GenerationRequest, Generator, Score,
+    ScoreRequest, Scorer,
 };
 pub use prompt::{Prompt, PromptPiece};
-pub use sampling::{stop_after_end, SamplingParams};
+pub use sampling::{stop_after_end, SamplingBuilder, SamplingParams};
 
 /// Version of the sdft-rs crates, recorded in run manifests.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -197,3 +197,62 @@ pub fn stop_after_end(patterns: &[regex::Regex], text: &str) -> Option<usize> {
         .filter_map(|re| re.find(text).map(|m| m.end()))
         .min()
 }
+
+/// A named preset adjusted field by field and validated once, when built: how a
+/// stage's sampling flags (or config keys) become one [`SamplingParams`].
+/// Temperature, top-p and top-k are ignored under greedy decoding (a `greedy`
+/// preset or [`SamplingBuilder::greedy`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SamplingBuilder {
+    pub preset: Option<String>,
+    pub greedy: bool,
+    pub max_new_tokens: Option<usize>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<usize>,
+    pub repetition_penalty: Option<f32>,
+    /// Added to the preset's stop strings.
+    pub stop: Vec<String>,
+    pub seed: Option<u64>,
+}
+
+impl SamplingBuilder {
+    /// Starting from a preset: `paper` (the default) or `greedy`.
+    pub fn preset(name: impl Into<String>) -> Self {
+        SamplingBuilder {
+            preset: Some(name.into()),
+            ..Default::default()
+        }
+    }
+
+    /// The parameters, validated ([`SamplingParams::validate`]).
+    pub fn build(&self) -> Result<SamplingParams> {
+        let name = self.preset.as_deref().unwrap_or("paper");
+        let mut p = SamplingParams::preset(name).ok_or_else(|| Error::InvalidSampling {
+            field: "sampling",
+            value: format!("{name:?}"),
+            expected: "a preset: `paper` or `greedy`",
+        })?;
+        let greedy = self.greedy || p.temperature == 0.0;
+        if self.greedy {
+            p = SamplingParams {
+                max_new_tokens: p.max_new_tokens,
+                seed: p.seed,
+                ..SamplingParams::greedy()
+            };
+        }
+        if let Some(v) = self.max_new_tokens {
+            p.max_new_tokens = v;
+        }
+        if !greedy {
+            p.temperature = self.temperature.unwrap_or(p.temperature);
+            p.top_p = self.top_p.unwrap_or(p.top_p);
+            p.top_k = self.top_k.unwrap_or(p.top_k);
+        }
+        p.repetition_penalty = self.repetition_penalty.unwrap_or(p.repetition_penalty);
+        p.seed = self.seed.unwrap_or(p.seed);
+        p.stop.extend(self.stop.iter().cloned());
+        p.validate()?;
+        Ok(p)
+    }
+}

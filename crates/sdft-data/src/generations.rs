@@ -8,7 +8,7 @@
 //!   appending each row as it finishes, and returns every row in request order.
 //! - [`GenerateJob`] / [`run_generate`]: the whole `sdft generate` stage: prompt
 //!   rows ([`read_prompt_rows`]) rendered raw, through a [`Template`] or through the
-//!   model's [`ChatTemplate`] ([`PromptStyle`]), generated under the reuse rule of
+//!   model's [`ChatFormat`] ([`PromptStyle`]), generated under the reuse rule of
 //!   [`sdft_core::provenance`] (the settings in `OUT.settings.json`, the output
 //!   locked while it is written), written as JSONL or Parquet.
 
@@ -23,7 +23,7 @@ use sdft_core::{SamplingParams, VERSION};
 use serde_json::{json, Value};
 
 use crate::parquet_io::{write_table, Column};
-use crate::{read_records, ChatTemplate, Error, Format, Result, Template};
+use crate::{read_records, ChatFormat, Error, Format, Result, Template};
 
 /// A JSONL log of finished generations, one flushed line per row.
 #[derive(Debug)]
@@ -235,13 +235,7 @@ pub enum PromptStyle {
     Template(Template),
     /// `messages` (or a `prompt` as one user message) through the model's chat
     /// template, with its BOS and EOS token texts.
-    Chat {
-        template: ChatTemplate,
-        /// The chat template's source, for the settings hash.
-        source: String,
-        bos: String,
-        eos: String,
-    },
+    Chat(ChatFormat),
 }
 
 impl PromptStyle {
@@ -254,14 +248,12 @@ impl PromptStyle {
             })
         };
         Ok(match self {
-            PromptStyle::Chat {
-                template, bos, eos, ..
-            } => {
+            PromptStyle::Chat(chat) => {
                 let messages = match (&row.messages, &row.prompt) {
                     (Some(m), _) => m.clone(),
                     (_, p) => vec![("user".to_string(), p.clone().unwrap_or_default())],
                 };
-                Prompt::raw(template.render(&messages, true, bos, eos)?)
+                Prompt::raw(chat.render(&messages, true)?)
             }
             PromptStyle::Template(t) => t.render_prompt(&Example::new(text()?, ""))?,
             PromptStyle::Raw { bos: true } => {
@@ -282,9 +274,12 @@ impl PromptStyle {
                 s.set("prompt_format", t.prompt_format().to_string());
                 s.set("template_hash", t.template_hash());
             }
-            PromptStyle::Chat { source, .. } => {
+            PromptStyle::Chat(chat) => {
                 s.set("prompt_style", "chat");
-                s.set("template_sha256", provenance::sha256_hex(source.as_bytes()));
+                s.set(
+                    "template_sha256",
+                    provenance::sha256_hex(chat.source().as_bytes()),
+                );
             }
         }
     }
@@ -346,10 +341,10 @@ pub fn run_generate(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<GenerateSummary> {
     let format = generation_format(&job.output)?;
-    let mut params = job.params.clone();
-    if let PromptStyle::Template(t) = &job.style {
-        params.stop.extend(t.stop.iter().cloned());
-    }
+    let params = match &job.style {
+        PromptStyle::Template(t) => t.sampling(&job.params),
+        _ => job.params.clone(),
+    };
     let mut requests = Vec::with_capacity(job.rows.len());
     for row in &job.rows {
         requests.push(GenerationRequest::new(

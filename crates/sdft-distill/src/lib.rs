@@ -11,6 +11,8 @@
 //!   [`RegexCheck`] / [`LengthCheck`] from a [`TaskFile`]).
 //! - [`DistillConfig`] (built with [`DistillConfig::builder`]) and [`Distiller`],
 //!   which runs over any [`sdft_core::Generator`] and hands rows to a [`Sink`].
+//! - [`DistillJob`]: the whole stage (`sdft distill`) as a library call: data,
+//!   shard, resume, distillation, gap, summary and export, on any generator.
 //! - [`ChunkStore`]: atomic chunk files that make a run resumable; [`merge_shards`]
 //!   joins `--shard i/N` outputs; [`measure_gap`] the seed model's likelihood of the
 //!   original versus the chosen responses; [`Summary`] what a run produced.
@@ -55,6 +57,7 @@ mod distiller;
 mod error;
 mod export;
 mod gap;
+mod job;
 mod merge;
 mod row;
 mod run;
@@ -72,6 +75,7 @@ pub use distiller::{Distiller, RunStats, Sink, SkippedRow, TOO_LONG};
 pub use error::{Error, Result};
 pub use export::{export, row_in_source_layout};
 pub use gap::{measure_gap, GapReport, Likelihood};
+pub use job::{DataSource, DistillJob, DistillProgress, DistillReport, OpenDistill, SourceRows};
 pub use merge::{merge_outputs, merge_shards};
 pub use row::{read_rows, write_rows, DistilledRow};
 pub use run::{choose_template, merge_settings, run_settings, settings_path, DistillRun, Outcome};

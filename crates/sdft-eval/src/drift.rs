@@ -178,7 +178,7 @@ pub fn run_drift(
     let mut params = SamplingParams::greedy();
     params.max_new_tokens = opts.sampling.max_new_tokens;
     params.stop = opts.sampling.stop.clone();
-    params.stop.extend(prepared.template.stop.iter().cloned());
+    let params = prepared.template.sampling(&params);
     std::fs::create_dir_all(&opts.run_dir).map_err(|e| Error::io(&opts.run_dir, e))?;
     let settings = bench_settings(&bench, opts, &params, &data_sha256, 1)
         .with("limit", limit)

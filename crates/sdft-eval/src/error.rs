@@ -57,6 +57,14 @@ pub enum Error {
     /// The sandbox could not start or watch the program.
     #[error("code execution: {message}")]
     Exec { message: String },
+    /// A per-benchmark option (`limits`, `system_message`, `max_new_tokens_for`)
+    /// or another suite setting that cannot be used as given.
+    #[error("{option} {value:?}: {message}")]
+    Option {
+        option: String,
+        value: String,
+        message: String,
+    },
     #[error("invalid argument `{name}` = {value}: expected {expected}")]
     InvalidArgument {
         name: &'static str,

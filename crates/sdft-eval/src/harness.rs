@@ -56,8 +56,7 @@ pub fn run_generation(
         .with_system_message(opts.system_message)
         .with_prompt_format(opts.prompt_format, opts.chat_format.clone())?;
     let prepared = bench::prepare_with(bench, &path, opts.limit, samples, template)?;
-    let mut params = opts.sampling.clone();
-    params.stop.extend(prepared.template.stop.iter().cloned());
+    let mut params = prepared.template.sampling(&opts.sampling);
     if opts.stop_when_decided {
         if let Some((patterns, _why)) = bench.decided_by() {
             params.stop_after.extend(patterns);

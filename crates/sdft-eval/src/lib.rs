@@ -63,6 +63,7 @@ mod error;
 pub mod exec;
 pub mod harness;
 pub mod humaneval;
+pub mod job;
 pub mod knowledge;
 pub mod likelihood;
 pub mod mc;

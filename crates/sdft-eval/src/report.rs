@@ -125,6 +125,36 @@ pub fn fmt_metric(family: &str, metric: &str, m: &Metric) -> String {
 
 /// The Markdown table: values in percent with their standard error and n; later
 /// runs also show the difference to the first run in percentage points.
+/// A rate with its credit sum as the paper's scripts print it, e.g.
+/// `acc: 45.25% ± 3.28 (n=64; 28.96 / 64)`.
+pub fn credit_line(name: &str, m: &Metric) -> String {
+    format!(
+        "{name}: {:.2}% ± {:.2} (n={}; {} / {})",
+        m.percent(),
+        100.0 * m.stderr,
+        m.n,
+        (m.value * m.n as f64 * 100.0).round() / 100.0,
+        m.n
+    )
+}
+
+/// One line per finished benchmark: its primary metric (rates in percent,
+/// divergences and log-probabilities in nats per token), rows generated, time.
+pub fn summary_line(r: &crate::results::BenchResult) -> String {
+    let name = r.primary.as_deref().unwrap_or("");
+    let head = match r.primary_metric() {
+        Some(m) if !is_rate(&r.family, name) => {
+            format!("{name}: {} nats/token", fmt_metric(&r.family, name, m))
+        }
+        Some(m) => credit_line(name, m),
+        None => format!("{} rows (no metric)", r.n),
+    };
+    format!(
+        "{}: {head}  [{} generated, {:.1}s]",
+        r.benchmark, r.generated, r.wall_secs
+    )
+}
+
 pub fn markdown_table(runs: &[Run]) -> String {
     let mut s = String::from("| benchmark | metric |");
     for r in runs {

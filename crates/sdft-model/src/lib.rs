@@ -24,6 +24,9 @@
 //! - [`backend`]: the backend chosen by feature; on `flex` the engine also runs the
 //!   CPU kernels of [`kernels`] for generation and scoring, and `sdft-train` for
 //!   LoRA training ([`kernels::train`]).
+//! - [`ModelSpec`]: a model to load (path or known name, dtype, adapter) and the
+//!   settings every stage records for it; [`TokenizerInfo::apply_prompt_format`]
+//!   and [`TokenizerInfo::special_texts`]: a stage's prompt format, built in one place.
 //! - [`assets`]: the local model and test asset cache (the sdft-assets crate, re-exported).
 //!
 //! ```
@@ -49,6 +52,8 @@ pub mod gguf;
 pub mod kernels;
 mod load;
 pub mod model;
+mod prompting;
+mod spec;
 pub mod tokenizer;
 pub mod weights;
 
@@ -57,5 +62,7 @@ pub use error::{Error, Result};
 pub use generate::{Engine, ScoreCounts};
 pub use gguf::{GgmlType, GgufFile, TensorInfo};
 pub use load::{Model, ModelFiles, ModelFormat};
+pub use prompting::SpecialTexts;
+pub use spec::{ModelSpec, DTYPES};
 pub use tokenizer::TokenizerInfo;
 pub use weights::LoadOptions;

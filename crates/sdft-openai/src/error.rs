@@ -7,6 +7,15 @@ pub enum Error {
     /// A `--generator` value that is not `openai:http(s)://HOST[:PORT]/PATH`.
     #[error("generator `{spec}`: expected `openai:http://HOST:PORT/v1` (or https)")]
     Spec { spec: String },
+    /// A served model was asked for without its name.
+    #[error("generator `{spec}`: give the served model's name (--served-model NAME: the name the server serves the model under)")]
+    NoServedModel { spec: String },
+    /// An adapter cannot be applied to a model served elsewhere.
+    #[error("adapter {adapter}: cannot be applied to a served model: merge it (`sdft model merge`) and serve the merged model, or generate in-process")]
+    AdapterOnServer { adapter: String },
+    /// Loading the local model (or its tokenizer) failed.
+    #[error(transparent)]
+    Model(#[from] sdft_model::Error),
     /// The server refused the request (a 4xx other than 408/429): not retried.
     #[error("row {row}: server answered {status} for POST {url}: {body}")]
     Rejected {

@@ -14,6 +14,9 @@
 //! - [`Client::post`] retries connection errors, time-outs, 408, 429 (with
 //!   `Retry-After`), 5xx and cut-short bodies with exponential backoff, and fails at
 //!   once, naming the row, on other 4xx answers and on answers that are not JSON.
+//! - [`GeneratorSpec`]: where a stage generates, the in-process engine (sdft-model)
+//!   or a server, opened as one [`StageGenerator`] that is a `Generator` and a
+//!   `Scorer` either way, and the settings every output records for it.
 //! - The API key comes from `SDFT_OPENAI_API_KEY` or `OPENAI_API_KEY` and is never
 //!   logged.
 
@@ -21,8 +24,10 @@ mod client;
 mod error;
 mod generator;
 mod scorer;
+mod spec;
 
 pub use client::{Client, RetryPolicy, API_KEY_VARS};
 pub use error::{Error, Result};
 pub use generator::{parse_completion, request_body, row_seed, OpenAiGenerator, SpecialText};
 pub use scorer::{sum_echoed, OpenAiScorer};
+pub use spec::{GeneratorSpec, Served, ServerSpec, StageGenerator};

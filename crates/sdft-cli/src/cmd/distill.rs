@@ -1,5 +1,5 @@
-//! `sdft distill`: the self-distillation stage (resumable, shardable), and
-//! `sdft distill merge` to join shard outputs.
+//! `sdft distill`: flags mapped onto [`DistillJob`] (the stage, resumable and
+//! shardable, in sdft-distill), and `sdft distill merge` to join shard outputs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,17 +7,17 @@ use std::time::Instant;
 
 use super::model::LoadArgs;
 use super::sampling::{positive, SamplingArgs};
-use super::served::{Backend, GeneratorArgs};
-use anyhow::{bail, Context, Result};
+use super::served::GeneratorArgs;
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use sdft_assets as assets;
-use sdft_core::Example;
-use sdft_data::{ColumnMap, Dataset, ReadOptions, Template};
+use sdft_core::GenerateScore;
+use sdft_data::{ColumnMap, Template};
 use sdft_distill::{
-    choose_template, measure_gap, merge_outputs, run_settings, DistillConfig, DistillRun,
-    DistilledRow, EmptyPolicy, Manifest, Shard, Summary, Task, TaskFile,
+    choose_template, merge_outputs, DataSource, DistillConfig, DistillJob, DistillProgress,
+    DistilledRow, EmptyPolicy, Shard, SourceRows, Task, TaskFile,
 };
+use sdft_model::TokenizerInfo;
 
 // The run's flags are split into groups without nested flattening, so that clap
 // can tell whether each was given (`Option<Args>` needs flat groups).
@@ -133,26 +133,27 @@ pub fn run(args: DistillArgs) -> Result<ExitCode> {
     }
 }
 
-/// The examples of `--data` after `--limit`, and the read's column mapping.
-fn read_data(a: &DataArgs) -> Result<(Vec<Example>, Dataset)> {
-    let columns = ColumnMap::parse_specs(&a.map)?;
-    let ds = Dataset::read(&a.data, &ReadOptions::new().columns(columns))?;
-    if !ds.report.dropped.is_empty() {
-        eprintln!(
-            "{}: {} of {} rows fail the schema check and are not distilled:",
-            a.data.display(),
-            ds.report.dropped.len(),
-            ds.report.rows_total
-        );
-        for d in ds.report.dropped.iter().take(20) {
-            eprintln!("  {d}");
-        }
+impl DataArgs {
+    fn source(&self) -> Result<DataSource> {
+        Ok(DataSource::new(&self.data)
+            .columns(ColumnMap::parse_specs(&self.map)?)
+            .limit(self.limit))
     }
-    let mut examples = ds.examples.clone();
-    if let Some(n) = a.limit {
-        examples.truncate(n);
+}
+
+fn report_dropped(path: &std::path::Path, rows: &SourceRows) {
+    if rows.dropped.is_empty() {
+        return;
     }
-    Ok((examples, ds))
+    eprintln!(
+        "{}: {} of {} rows fail the schema check and are not distilled:",
+        path.display(),
+        rows.dropped.len(),
+        rows.rows_total
+    );
+    for d in rows.dropped.iter().take(20) {
+        eprintln!("  {d}");
+    }
 }
 
 fn bar(len: usize, what: &str) -> ProgressBar {
@@ -166,17 +167,13 @@ fn bar(len: usize, what: &str) -> ProgressBar {
     b
 }
 
-fn distill(
-    load: LoadArgs,
-    data: DataArgs,
-    a: RunArgs,
+/// The run's task, rewriting template (in the prompt format) and checks.
+fn config(
+    a: &RunArgs,
     sampling: SamplingArgs,
-    generator: &GeneratorArgs,
-) -> Result<ExitCode> {
-    let wall = Instant::now();
-    let served = generator.spec(&load)?;
-    let sampling = sampling.params()?;
-    let on_empty = EmptyPolicy::parse(&data.on_empty)?;
+    on_empty: EmptyPolicy,
+    tok: &TokenizerInfo,
+) -> Result<DistillConfig> {
     let file = a.config.as_deref().map(TaskFile::load).transpose()?;
     let task_name = file
         .as_ref()
@@ -184,117 +181,127 @@ fn distill(
         .filter(|_| a.task == "custom")
         .unwrap_or_else(|| a.task.clone());
     let task = Task::parse(&task_name)?;
-    let template = match choose_template(
+    let template = choose_template(
         a.template.as_deref(),
         a.template_file.as_deref(),
         file.as_ref(),
-    )? {
-        Some(t) => t,
-        None => Template::load(task.distill_template())?,
-    };
-    let tokenizer = super::prompt_format::tokenizer(&load.model)?;
-    let template = super::prompt_format::apply(template, a.prompt_format, &tokenizer)?;
+    )?
+    .map_or_else(|| Template::load(task.distill_template()), Ok)?;
     let checks = match &file {
         Some(f) => f.build_checks(task)?,
         None => task.checks(),
     };
-    let builder = DistillConfig::builder(task)
+    Ok(DistillConfig::builder(task)
         .checks(checks)
-        .sampling(sampling)
+        .sampling(sampling.params()?)
         .on_empty(on_empty)
         .flush_rows(a.flush_rows)
-        .template(template);
-    let config = builder.build()?;
-    let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
+        .template(tok.apply_prompt_format(template, a.prompt_format)?)
+        .build()?)
+}
 
-    let (mut examples, ds) = read_data(&data)?;
-    if let Some(s) = shard {
-        examples.retain(|e| s.contains(&e.id));
-        eprintln!("shard {s}: {} rows", examples.len());
+/// Rows distilled so far, for the bar: kept of done, tokens/s.
+struct Bars {
+    rows: ProgressBar,
+    gap: Option<ProgressBar>,
+    start: Instant,
+    kept: usize,
+    done: usize,
+    tokens: usize,
+}
+
+impl DistillProgress for Bars {
+    fn row(&mut self, r: &DistilledRow) {
+        self.done += 1;
+        self.kept += r.kept as usize;
+        self.tokens += r.completion_tokens.unwrap_or(0) as usize;
+        let rate = self.tokens as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
+        self.rows.set_message(format!(
+            "kept {}/{}, {rate:.1} tokens/s",
+            self.kept, self.done
+        ));
+        self.rows.inc(1);
     }
-    let model_path = assets::resolve_model(&load.model)?;
-    let mut manifest = Manifest::new(&config, &data.data, &model_path)?;
-    manifest.shard = shard.map(|s| s.to_string());
-    manifest.limit = data.limit;
-    let mut settings = run_settings(&load.settings()?, &manifest);
-    if let Some(s) = &served {
-        settings = s.record(settings);
+
+    fn gap(&mut self, done: usize, total: usize) {
+        self.rows.finish();
+        let b = self.gap.get_or_insert_with(|| bar(total, "gap"));
+        b.set_length(total as u64);
+        b.set_position(done as u64);
     }
-    let mut run = DistillRun::open(
-        config,
-        examples,
-        &a.output,
-        manifest,
-        &settings,
-        a.overwrite,
-    )?;
-    if run.resumed() > 0 {
+}
+
+fn distill(
+    load: LoadArgs,
+    data: DataArgs,
+    a: RunArgs,
+    sampling: SamplingArgs,
+    generator: &GeneratorArgs,
+) -> Result<ExitCode> {
+    let spec = generator.spec(&load, a.batch_size)?;
+    let tok = spec.model.tokenizer()?;
+    let config = config(&a, sampling, EmptyPolicy::parse(&data.on_empty)?, &tok)?;
+    let gap = match a.measure_gap {
+        true => {
+            let name = a
+                .train_template
+                .clone()
+                .unwrap_or_else(|| config.task.train_template().to_string());
+            Some(tok.apply_prompt_format(Template::load(&name)?, a.prompt_format)?)
+        }
+        false => None,
+    };
+    let job = DistillJob::new(config, data.source()?, &a.output)
+        .shard(a.shard.as_deref().map(Shard::parse).transpose()?)
+        .overwrite(a.overwrite)
+        .measure_gap(gap, a.batch_size * 4)
+        .export(a.export.clone());
+    let open = job.open(&spec.settings()?, &spec.model.path()?)?;
+    report_dropped(&data.data, open.source());
+    if let Some(s) = &a.shard {
+        eprintln!("shard {s}: {} rows", open.resumed() + open.todo());
+    }
+    if open.resumed() > 0 {
         eprintln!(
             "resuming: {} of {} rows already distilled",
-            run.resumed(),
-            run.resumed() + run.todo()
+            open.resumed(),
+            open.resumed() + open.todo()
         );
     }
-    let mut backend = if a.measure_gap || run.needs_generator() {
-        Some(Backend::open(&load, served, a.batch_size)?)
+    let mut model = if open.needs_model() {
+        Some(spec.open()?)
     } else {
         None
     };
-    let rows_bar = bar(run.todo(), "distill");
-    let (mut kept, mut rows, mut tokens) = (0usize, 0usize, 0usize);
-    let start = Instant::now();
-    let out = run.run(
-        backend.as_mut().map(Backend::generator),
-        &mut |r: &DistilledRow| {
-            rows += 1;
-            kept += r.kept as usize;
-            tokens += r.completion_tokens.unwrap_or(0) as usize;
-            rows_bar.set_message(format!(
-                "kept {kept}/{rows}, {:.1} tokens/s",
-                tokens as f64 / start.elapsed().as_secs_f64().max(1e-9)
-            ));
-            rows_bar.inc(1);
-        },
+    let mut bars = Bars {
+        rows: bar(open.todo(), "distill"),
+        gap: None,
+        start: Instant::now(),
+        kept: 0,
+        done: 0,
+        tokens: 0,
+    };
+    let report = open.run(
+        model.as_mut().map(|m| m as &mut dyn GenerateScore),
+        &mut bars,
     )?;
-    rows_bar.finish();
-    let (rows, mut summary) = (out.rows, out.summary);
-    if a.measure_gap {
-        let name = a
-            .train_template
-            .clone()
-            .unwrap_or_else(|| task.train_template().to_string());
-        let t = super::prompt_format::apply(Template::load(&name)?, a.prompt_format, &tokenizer)?;
-        let backend = backend.as_mut().expect("loaded for --measure-gap");
-        let bar = bar(0, "gap");
-        let gap = measure_gap(
-            backend.scorer(),
-            &t,
-            &rows,
-            a.batch_size * 4,
-            &mut |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            },
-        )
-        .with_context(|| backend.scoring_context("--measure-gap"))?;
-        bar.finish();
-        summary.gap = Some(gap);
+    bars.rows.finish();
+    if let Some(b) = bars.gap {
+        b.finish();
     }
-    summary.wall_seconds = wall.elapsed().as_secs_f64();
-    run.finish(&summary)?;
     if let Some(p) = &a.export {
-        sdft_distill::export(p, &rows, &ds.report.mapping)?;
         eprintln!("exported the training data to {}", p.display());
     }
-    print!("{}", summary.render());
-    println!("  summary: {}", Summary::path_for(&a.output).display());
+    print!("{}", report.summary.render());
+    println!("  summary: {}", report.summary_path.display());
     Ok(ExitCode::SUCCESS)
 }
 
 fn merge(a: MergeArgs) -> Result<ExitCode> {
     let on_empty = EmptyPolicy::parse(&a.data.on_empty)?;
-    let (examples, _) = read_data(&a.data)?;
-    let summary = merge_outputs(&a.shards, &a.output, &examples, on_empty)?;
+    let rows = a.data.source()?.read()?;
+    report_dropped(&a.data.data, &rows);
+    let summary = merge_outputs(&a.shards, &a.output, &rows.examples, on_empty)?;
     eprintln!(
         "merged {} shards ({} rows, every source id once)",
         a.shards.len(),

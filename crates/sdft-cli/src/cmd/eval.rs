@@ -1,24 +1,27 @@
 //! `sdft eval score` (score other tools' predictions with sdft's rules) and
-//! `sdft eval run` (benchmarks on a model, resumable). See `docs/eval.md`.
+//! `sdft eval run` (benchmarks on a model, resumable): flags mapped onto
+//! [`EvalJob`] (sdft-eval) and a [`GeneratorSpec`] (sdft-openai). See `docs/eval.md`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use super::model::LoadArgs;
 use super::sampling::SamplingArgs;
-use super::served::{Backend, GeneratorArgs};
-use anyhow::{bail, Context, Result};
+use super::served::GeneratorArgs;
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use sdft_assets as assets;
-use sdft_core::provenance::content_hash;
+use sdft_data::{PromptFormat, SystemMessage};
 use sdft_eval::bench::Benchmark;
+use sdft_eval::drift::SeedModel;
 use sdft_eval::exec::ExecLimits;
-use sdft_eval::harness::{self, EvalOptions, Progress};
+use sdft_eval::harness::{EvalOptions, Progress};
+use sdft_eval::job::{self, EvalJob};
 use sdft_eval::predictions::{score_file, ScoreTask};
-use sdft_eval::results::{BenchResult, ModelInfo};
-use sdft_eval::Metric;
+use sdft_eval::report::{credit_line, summary_line};
+use sdft_model::{Engine, TokenizerInfo};
+use sdft_openai::GeneratorSpec;
 
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
@@ -195,30 +198,11 @@ fn task(t: TaskArg) -> ScoreTask {
     }
 }
 
-fn fmt_metric(name: &str, m: &Metric) -> String {
-    // The credit sum as the paper's scripts print it, e.g. "23.5 / 112".
-    format!(
-        "{name}: {:.2}% ± {:.2} (n={}; {} / {})",
-        m.percent(),
-        100.0 * m.stderr,
-        m.n,
-        (m.value * m.n as f64 * 100.0).round() / 100.0,
-        m.n
-    )
-}
-
-fn humaneval_path(given: Option<&Path>) -> Result<PathBuf> {
-    match given {
-        Some(p) => Ok(p.to_path_buf()),
-        None => Ok(assets::fetch_humaneval()?),
-    }
-}
-
 fn score(a: ScoreArgs) -> Result<ExitCode> {
     let t = task(a.task);
     let limits = a.exec.limits()?;
     let problems = if matches!(t, ScoreTask::HumanEval) && a.exec.allow_code_execution {
-        let p = humaneval_path(a.problems.as_deref())?;
+        let p = job::humaneval_path(a.problems.as_deref())?;
         Some(sdft_eval::humaneval::read_problems(&p)?)
     } else {
         None
@@ -242,10 +226,10 @@ fn score(a: ScoreArgs) -> Result<ExitCode> {
     let primary = t.primary();
     println!("{} ({} rows)", a.input.display(), rows.len());
     if let Some(m) = metrics.get(primary) {
-        println!("  {}", fmt_metric(primary, m));
+        println!("  {}", credit_line(primary, m));
     }
     for (k, m) in metrics.iter().filter(|(k, _)| k.as_str() != primary) {
-        println!("  {}", fmt_metric(k, m));
+        println!("  {}", credit_line(k, m));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -282,293 +266,97 @@ impl Progress for Bars {
     }
 }
 
-fn data_dir(given: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(d) = given {
-        return Ok(d);
-    }
-    match sdft_core::provenance::shared_data_dir() {
-        Some(d) => Ok(d),
-        None => bail!("give --data-dir DIR (the paper's data) or set SDFT_SHARED"),
-    }
-}
-
-fn summary_line(r: &BenchResult) -> String {
-    let head = match r.primary_metric() {
-        Some(m) if !sdft_eval::report::is_rate(&r.family, r.primary.as_deref().unwrap_or("")) => {
-            // Divergences and log-probabilities are nats per token, not percent.
-            let name = r.primary.as_deref().unwrap_or("");
-            format!(
-                "{name}: {} nats/token",
-                sdft_eval::report::fmt_metric(&r.family, name, m)
-            )
-        }
-        Some(m) => fmt_metric(r.primary.as_deref().unwrap_or(""), m),
-        None => format!("{} rows (no metric)", r.n),
-    };
-    format!(
-        "{}: {head}  [{} generated, {:.1}s]",
-        r.benchmark, r.generated, r.wall_secs
-    )
-}
-
-/// A per-benchmark flag (`--limits`, `--system-message`, `--max-new-tokens-for`):
-/// `BENCH=VALUE,...`, each naming one of the selected benchmarks (`advbench` names
-/// both variants); with `all_allowed`, a bare `VALUE` sets every benchmark.
-fn per_benchmark<T: Clone>(
-    flag: &str,
-    given: Option<&str>,
-    benches: &[Benchmark],
-    all_allowed: bool,
-    parse: impl Fn(&str) -> Result<T>,
-) -> Result<std::collections::BTreeMap<String, T>> {
-    let mut out = std::collections::BTreeMap::new();
-    for part in given
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
-        let (names, value) = match part.split_once('=') {
-            Some((name, value)) => {
-                let name = name.trim().to_ascii_lowercase();
-                let names = match name.as_str() {
-                    "advbench" => vec!["advbench_raw".to_string(), "advbench_jailbreak".into()],
-                    _ => vec![name],
-                };
-                for n in &names {
-                    if !benches.iter().any(|b| b.name() == *n) {
-                        let selected: Vec<String> = benches.iter().map(Benchmark::name).collect();
-                        bail!(
-                            "{flag} {part:?}: `{n}` is not among the selected benchmarks ({})",
-                            selected.join(", ")
-                        );
-                    }
-                }
-                (names, value)
-            }
-            None if all_allowed => (benches.iter().map(Benchmark::name).collect(), part),
-            None => bail!("{flag} {part:?}: expected BENCH=VALUE"),
-        };
-        let value = parse(value.trim()).with_context(|| format!("{flag} {part:?}"))?;
-        for n in names {
-            out.insert(n, value.clone());
-        }
-    }
-    Ok(out)
-}
-
-fn count(what: &'static str) -> impl Fn(&str) -> Result<usize> {
-    move |v| {
-        v.parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .with_context(|| format!("{v:?} is not a positive number of {what}"))
-    }
-}
-
-/// The drift benchmark: with an adapter, the seed (the model without it) is
-/// loaded beside the evaluated one; without, the model is its own seed.
-fn drift(
-    a: &RunArgs,
-    engine: &mut sdft_model::Engine<sdft_model::backend::DefaultBackend>,
-    opts: &EvalOptions,
-    bars: &mut Bars,
-) -> sdft_eval::Result<BenchResult> {
-    if a.load.adapter.is_none() {
-        return sdft_eval::drift::run_drift(engine, None, opts, bars);
-    }
-    let mut seed_args = a.load.clone();
-    seed_args.adapter = None;
-    let seed = seed_args.load().map_err(|e| sdft_eval::Error::Model {
-        benchmark: "drift".into(),
-        source: sdft_core::Error::backend("loading the seed model", e),
-    })?;
-    let mut seed = sdft_model::Engine::new(seed, a.batch_size);
-    sdft_eval::drift::run_drift(&mut seed, Some(engine), opts, bars)
-}
-
-fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
+/// The flags mapped onto an [`EvalJob`] (checked before any model loads).
+fn eval_job(a: &RunArgs, spec: &GeneratorSpec, tok: &TokenizerInfo) -> Result<EvalJob> {
     let benches = Benchmark::parse_list(&a.benchmarks)?;
-    let sampling = a.flags.params()?;
     let needs_data = benches.iter().any(Benchmark::needs_data_dir);
-    let data_dir = if needs_data {
-        let d = data_dir(a.data_dir.clone())?;
-        if !d.is_dir() {
-            bail!(
-                "{}: not a directory (the paper's data: gsm8k_test.json, ...)",
-                d.display()
-            );
-        }
-        d
-    } else {
-        a.data_dir.clone().unwrap_or_default()
+    let data_dir = match needs_data {
+        true => job::data_dir(a.data_dir.clone())?,
+        false => a.data_dir.clone().unwrap_or_default(),
     };
-    if benches.contains(&Benchmark::HumanEval) && !a.exec.allow_code_execution {
-        bail!("humaneval runs model-written code: pass --allow-code-execution to run it in a sandboxed python3 process (or leave humaneval out)");
-    }
-    let humaneval = if benches.contains(&Benchmark::HumanEval) {
-        humaneval_path(a.humaneval.as_deref())?
-    } else {
-        PathBuf::new()
-    };
-    // One writer per run directory; each benchmark applies the reuse rule.
-    let _lock = sdft_core::provenance::OutputLock::acquire(&a.output)?;
-    let model_path = assets::resolve_model(&a.load.model)?;
-    let model_sha = Some(content_hash(&model_path)?);
-    let served = a.generator.spec(&a.load)?;
-    let tokenizer = super::prompt_format::tokenizer(&a.load.model)?;
-    let bos = tokenizer.add_bos();
-    let mut backend = Backend::open(&a.load, served.clone(), a.batch_size)?;
     let mut opts = EvalOptions::new(&a.output, data_dir);
-    opts.humaneval_path = humaneval;
+    if benches.contains(&Benchmark::HumanEval) && a.exec.allow_code_execution {
+        opts.humaneval_path = job::humaneval_path(a.humaneval.as_deref())?;
+    }
     opts.limit = a.limit;
     opts.num_fewshot = a.num_fewshot;
-    opts.sampling = sampling;
+    opts.sampling = a.flags.params()?;
     // Large calls keep the engine's continuous batching full; rows are still
     // written (and resumable) one by one as they finish.
     opts.chunk = 256.max(a.batch_size);
     opts.samples = a.samples.max(1);
     opts.allow_code_execution = a.exec.allow_code_execution;
     opts.exec_limits = a.exec.limits()?;
-    opts.model = ModelInfo {
-        id: a.load.model.clone(),
-        sha256: model_sha,
-        adapter: a.load.adapter.as_ref().map(|d| d.display().to_string()),
-        adapter_sha256: a.load.adapter.as_deref().map(content_hash).transpose()?,
-        dtype: Some(a.load.dtype.to_ascii_lowercase()),
-        generator: served.as_ref().map(|s| format!("openai:{}", s.base_url)),
-        served_model: served.as_ref().map(|s| s.model.clone()),
-    };
-    opts.bos = bos;
-    opts.prompt_format =
-        sdft_data::PromptFormat::resolve(a.prompt_format, tokenizer.chat_template().is_some());
-    if opts.prompt_format == sdft_data::PromptFormat::Chat {
-        opts.chat_format = super::prompt_format::chat_format(&tokenizer)?;
+    opts.model = job::model_info(&a.load.model, a.load.adapter.as_deref(), &spec.settings()?);
+    opts.bos = tok.add_bos();
+    opts.prompt_format = tok.resolve_prompt_format(a.prompt_format);
+    if opts.prompt_format == PromptFormat::Chat {
+        opts.chat_format = tok.chat_format()?;
     }
     opts.alpaca_reference = a.alpacaeval_reference.clone();
     opts.drift_seed_run = a.drift_seed_run.clone();
     opts.overwrite = a.overwrite;
     opts.stop_when_decided = !a.full_generation;
-    let mut bars = Bars { bar: None };
-    let limits = per_benchmark(
+    let per = |flag, given: &Option<String>, all| {
+        job::per_benchmark(flag, given.as_deref(), &benches, all, |v| {
+            Ok::<_, String>(v.to_string())
+        })
+    };
+    let mut j = EvalJob::new(benches.clone(), opts);
+    j.limits = job::per_benchmark(
         "--limits",
         a.limits.as_deref(),
         &benches,
         false,
-        count("rows"),
+        job::positive("rows"),
     )?;
-    let systems = per_benchmark(
-        "--system-message",
-        a.system_message.as_deref(),
-        &benches,
-        true,
-        |v| Ok(v.parse::<sdft_data::SystemMessage>()?),
-    )?;
-    let max_new = per_benchmark(
+    j.max_new_tokens = job::per_benchmark(
         "--max-new-tokens-for",
         a.max_new_tokens_for.as_deref(),
         &benches,
         false,
-        count("tokens"),
+        job::positive("tokens"),
     )?;
-    for b in &benches {
-        let scored = |b: &Backend| b.engine().map_or(0, |e| e.score_counts().tokens());
-        let before = scored(&backend);
-        let what = format!("benchmark {}", b.name());
-        let mut opts = opts.clone();
-        if let Some(n) = limits.get(&b.name()) {
-            opts.limit = Some(*n);
-        }
-        if let Some(m) = systems.get(&b.name()) {
-            opts.system_message = *m;
-        }
-        if let Some(n) = max_new.get(&b.name()) {
-            opts.sampling.max_new_tokens = *n;
-        }
-        if matches!(b, Benchmark::Knowledge(_)) && a.prompt_format.is_none() {
-            // The knowledge benchmarks score lm-eval's raw text unless asked.
-            opts.prompt_format = sdft_data::PromptFormat::Paper;
-        }
-        let r = if *b == Benchmark::Drift {
-            let Backend::Local(engine) = &mut backend else {
-                bail!("{what}: drift compares whole next-token distributions, which a server does not return; run it in-process (without --generator)");
-            };
-            drift(&a, engine, &opts, &mut bars).with_context(|| what.clone())?
-        } else if b.generates() {
-            harness::run_generation(backend.generator(), b, &opts, &mut bars)
-                .with_context(|| what.clone())?
-        } else {
-            harness::run_multiple_choice(backend.scorer(), b, &opts, &mut bars)
-                .with_context(|| backend.scoring_context(&what))?
-        };
-        eprintln!("{}", summary_line(&r));
-        let tokens = scored(&backend) - before;
-        if tokens > 0 {
-            eprintln!(
-                "  scored {tokens} tokens (contexts once) in {:.1}s: {:.1} tokens/s",
-                r.wall_secs,
-                tokens as f64 / r.wall_secs
-            );
-        }
-    }
+    j.system_messages = per("--system-message", &a.system_message, true)?
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.parse::<SystemMessage>()?)))
+        .collect::<Result<_>>()?;
+    j.prompt_format_given = a.prompt_format.is_some();
+    j.check()?;
+    Ok(j)
+}
+
+fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
+    let spec = a.generator.spec(&a.load, a.batch_size)?;
+    let tok = spec.model.tokenizer()?;
+    let job = eval_job(&a, &spec, &tok)?;
+    let mut model = spec.open()?;
+    // Drift of a tuned model compares it with its seed: the model without the adapter.
+    let mut seed = match job.has_drift() && spec.model.adapter.is_some() && spec.server.is_none() {
+        true => Some(Engine::new(
+            spec.model.without_adapter().load()?,
+            a.batch_size,
+        )),
+        false => None,
+    };
+    let mut bars = Bars { bar: None };
+    job.run(
+        &mut model,
+        seed.as_mut().map(|s| s as &mut dyn SeedModel),
+        &mut bars,
+        &mut |r, tokens| {
+            eprintln!("{}", summary_line(r));
+            if tokens > 0 {
+                eprintln!(
+                    "  scored {tokens} tokens (contexts once) in {:.1}s: {:.1} tokens/s",
+                    r.wall_secs,
+                    tokens as f64 / r.wall_secs
+                );
+            }
+        },
+    )?;
     let runs = sdft_eval::report::load_runs(std::slice::from_ref(&a.output))?;
     println!("{}", sdft_eval::report::markdown_table(&runs));
     eprintln!("results: {}", a.output.join("results.json").display());
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use sdft_eval::results::{BenchConfig, Hashes};
-
-    fn result(benchmark: &str, family: &str, primary: &str, value: f64) -> BenchResult {
-        BenchResult {
-            benchmark: benchmark.into(),
-            family: family.into(),
-            primary: Some(primary.into()),
-            n: 64,
-            metrics: [(
-                primary.to_string(),
-                Metric {
-                    value,
-                    stderr: 0.0328,
-                    n: 64,
-                },
-            )]
-            .into(),
-            config: BenchConfig {
-                template: "t".into(),
-                prompt_format: sdft_data::PromptFormat::Chat,
-                template_hash: String::new(),
-                sampling: Default::default(),
-                limit: None,
-                seed: 42,
-                samples: 1,
-                num_fewshot: None,
-                system_message: Default::default(),
-            },
-            hashes: Hashes {
-                data_path: "d".into(),
-                data_sha256: "h".into(),
-                model: Default::default(),
-            },
-            generated: 0,
-            wall_secs: 1.0,
-        }
-    }
-
-    #[test]
-    fn summary_lines_show_rates_in_percent_and_log_probabilities_in_nats() {
-        let ll = summary_line(&result("gsm8k_ll", "task fit", "logprob", -1.3399));
-        assert!(
-            ll.starts_with("gsm8k_ll: logprob: -1.3399 ± 0.0328 (n=64) nats/token"),
-            "{ll}"
-        );
-        let acc = summary_line(&result("arc_easy", "knowledge", "acc", 0.4525));
-        assert!(
-            acc.starts_with("arc_easy: acc: 45.25% ± 3.28 (n=64;"),
-            "{acc}"
-        );
-    }
 }

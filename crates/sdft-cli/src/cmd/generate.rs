@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use super::model::LoadArgs;
 use super::sampling::{positive, SamplingArgs};
-use super::served::{Backend, GeneratorArgs};
+use super::served::GeneratorArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -83,42 +83,27 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         rows.truncate(n);
     }
     let template = args.template.as_deref().map(Template::load).transpose()?;
-    let served = args.generator.spec(&args.load)?;
-    let mut settings = args
-        .load
+    let spec = args.generator.spec(&args.load, args.batch_size)?;
+    let settings = spec
         .settings()?
         .with("input_sha256", input_sha256)
         .with("limit", args.limit);
-    if let Some(s) = &served {
-        settings = s.record(settings);
-    }
-    let tokenizer = super::prompt_format::tokenizer(&args.load.model)?;
-    let token = |id: Option<u32>| {
-        id.and_then(|i| tokenizer.id_to_token(i))
-            .unwrap_or_default()
-    };
+    let tokenizer = spec.model.tokenizer()?;
     let style = match (args.chat, template) {
         (true, _) => {
-            let source = tokenizer
-                .chat_template()
+            let chat = tokenizer
+                .chat_format()?
                 .context("--chat: the model has no chat template")?;
-            PromptStyle::Chat {
-                template: sdft_data::ChatTemplate::new(source)?,
-                source: source.to_string(),
-                bos: token(tokenizer.bos_id()),
-                eos: token(tokenizer.eos_id()),
-            }
+            PromptStyle::Chat(chat)
         }
-        (false, Some(t)) => PromptStyle::Template(super::prompt_format::apply(
-            t,
-            args.prompt_format,
-            &tokenizer,
-        )?),
+        (false, Some(t)) => {
+            PromptStyle::Template(tokenizer.apply_prompt_format(t, args.prompt_format)?)
+        }
         (false, None) => PromptStyle::Raw {
             bos: tokenizer.add_bos(),
         },
     };
-    let mut backend = Backend::open(&args.load, served, args.batch_size)?;
+    let mut backend = spec.open()?;
     let bar = ProgressBar::new(rows.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} rows  [{elapsed_precise}, ETA {eta}]")
@@ -134,7 +119,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         overwrite: args.overwrite,
         chunk: 256.max(args.batch_size),
     };
-    let s = run_generate(backend.generator(), job, &mut |done, _| {
+    let s = run_generate(&mut backend, job, &mut |done, _| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();

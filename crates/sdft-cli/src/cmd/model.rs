@@ -5,10 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use sdft_model::backend::{default_device, DefaultBackend};
 use sdft_model::convert::{write_hf_dir, SaveDtype};
 use sdft_model::model::lora::peft::merge_files;
-use sdft_model::{assets, LoadOptions, Model, ModelFiles, ModelFormat};
+use sdft_model::{assets, ModelFiles, ModelFormat, ModelSpec};
 use serde_json::json;
 
 #[derive(Debug, Subcommand)]
@@ -89,34 +88,11 @@ pub struct LoadArgs {
 }
 
 impl LoadArgs {
-    pub fn load(&self) -> Result<Model<DefaultBackend>> {
-        let path = assets::resolve_model(&self.model)?;
-        let dtype = match self.dtype.to_ascii_lowercase().as_str() {
-            "f32" => burn::tensor::DType::F32,
-            "bf16" => burn::tensor::DType::BF16,
-            "f16" => burn::tensor::DType::F16,
-            other => bail!("--dtype {other}: expected f32, bf16 or f16"),
-        };
-        let t = std::time::Instant::now();
-        let mut model =
-            Model::<DefaultBackend>::load(&path, &LoadOptions { dtype }, &default_device())?;
-        if let Some(dir) = &self.adapter {
-            model.load_adapter(dir, true)?;
-        }
-        tracing::info!(path = %path.display(), secs = t.elapsed().as_secs_f32(), "model loaded");
-        Ok(model)
-    }
-
-    /// The model's settings for an output's manifest: `model_sha256`,
-    /// `adapter_sha256` (content hashes) and `dtype`.
-    pub fn settings(&self) -> Result<sdft_core::provenance::Settings> {
-        use sdft_core::provenance::{content_hash, Settings};
-        let path = assets::resolve_model(&self.model)?;
-        let adapter = self.adapter.as_deref().map(content_hash).transpose()?;
-        Ok(Settings::new()
-            .with("model_sha256", content_hash(&path)?)
-            .with("adapter_sha256", adapter)
-            .with("dtype", self.dtype.to_ascii_lowercase()))
+    /// The model the flags name ([`ModelSpec`]: load, tokenizer, recorded settings).
+    pub fn spec(&self) -> Result<ModelSpec> {
+        Ok(ModelSpec::new(&self.model)
+            .dtype(&self.dtype)?
+            .adapter(self.adapter.clone()))
     }
 }
 
@@ -264,7 +240,7 @@ fn info(model: &str, as_json: bool) -> Result<ExitCode> {
 }
 
 fn logits(load: &LoadArgs, text: &str, top: usize, all: bool, as_json: bool) -> Result<ExitCode> {
-    let model = load.load()?;
+    let model = load.spec()?.load()?;
     let ids = model.tokenizer.encode_prompt(text)?;
     if ids.is_empty() {
         bail!("--text encodes to no tokens");

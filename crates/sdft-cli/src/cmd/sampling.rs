@@ -1,8 +1,9 @@
-//! The sampling flags shared by the commands that generate.
+//! The sampling flags shared by the commands that generate, mapped onto
+//! [`SamplingBuilder`] (which validates them once).
 
 use anyhow::Result;
 use clap::Args;
-use sdft_core::SamplingParams;
+use sdft_core::{SamplingBuilder, SamplingParams};
 
 /// Sampling flags; defaults are the paper's setting (T 0.95, top_p 0.7, top_k 50,
 /// 512 new tokens, seed 42).
@@ -34,40 +35,18 @@ pub struct SamplingArgs {
 
 impl SamplingArgs {
     pub fn params(&self) -> Result<SamplingParams> {
-        let preset = self.sampling.as_deref().unwrap_or("paper");
-        let mut p = SamplingParams::preset(preset)
-            .ok_or_else(|| anyhow::anyhow!("--sampling {preset}: expected `paper` or `greedy`"))?;
-        let greedy = self.greedy || p.temperature == 0.0;
-        if self.greedy {
-            p = SamplingParams {
-                max_new_tokens: p.max_new_tokens,
-                seed: p.seed,
-                ..SamplingParams::greedy()
-            };
+        Ok(SamplingBuilder {
+            preset: self.sampling.clone(),
+            greedy: self.greedy,
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            repetition_penalty: self.repetition_penalty,
+            stop: self.stop.clone(),
+            seed: self.seed,
         }
-        if let Some(v) = self.max_new_tokens {
-            p.max_new_tokens = v;
-        }
-        if !greedy {
-            if let Some(v) = self.temperature {
-                p.temperature = v;
-            }
-            if let Some(v) = self.top_p {
-                p.top_p = v;
-            }
-            if let Some(v) = self.top_k {
-                p.top_k = v;
-            }
-        }
-        if let Some(v) = self.repetition_penalty {
-            p.repetition_penalty = v;
-        }
-        if let Some(v) = self.seed {
-            p.seed = v;
-        }
-        p.stop.extend(self.stop.iter().cloned());
-        p.validate()?;
-        Ok(p)
+        .build()?)
     }
 }
 

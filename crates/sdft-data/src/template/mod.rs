@@ -34,7 +34,7 @@ mod chat_format;
 mod presets;
 mod spec;
 
-use sdft_core::{Example, Prompt, PromptPiece};
+use sdft_core::{Example, Prompt, PromptPiece, SamplingParams};
 use sha2::{Digest, Sha256};
 
 pub use chat_format::{ChatFormat, PromptFormat, SystemMessage};
@@ -390,6 +390,18 @@ impl Template {
     /// A prompt shown with this template's BOS/EOS display strings.
     pub fn display(&self, prompt: &Prompt) -> String {
         prompt.display_with(&self.display_bos, &self.display_eos)
+    }
+
+    /// `params` with this template's stop strings added (each once): the one
+    /// place a stage's sampling and its template's stops are merged.
+    pub fn sampling(&self, params: &SamplingParams) -> SamplingParams {
+        let mut p = params.clone();
+        for s in &self.stop {
+            if !p.stop.contains(s) {
+                p.stop.push(s.clone());
+            }
+        }
+        p
     }
 
     /// Checks that the formats hold their placeholders.

@@ -467,3 +467,18 @@ impl<B: Backend> Scorer for Engine<B> {
             .map_err(|e| sdft_core::Error::backend("scoring", e))
     }
 }
+
+impl<B: Backend> sdft_core::GenerateScore for Engine<B> {
+    fn as_generator(&mut self) -> &mut dyn Generator {
+        self
+    }
+    fn as_scorer(&mut self) -> &mut dyn Scorer {
+        self
+    }
+    fn as_distributions(&mut self) -> Option<&mut dyn sdft_core::Distributions> {
+        Some(self)
+    }
+    fn scored_tokens(&self) -> u64 {
+        self.score_counts().tokens()
+    }
+}
