@@ -1,6 +1,11 @@
 //! Comparing runs: a Markdown table of every benchmark across run directories with
 //! deltas against the first run, and the numbers behind the report's plots.
 
+mod document;
+pub mod plot;
+
+pub use document::{paired_section, write_report, ReportFiles, ReportNote};
+
 use std::path::{Path, PathBuf};
 
 use crate::results::RunResults;
