@@ -32,6 +32,7 @@
 //! assert_eq!((c.lora_rank, c.batch_size * c.grad_accum, c.epochs), (8, 8, 5));
 //! ```
 
+pub mod adapters;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
@@ -40,6 +41,7 @@ mod error;
 pub mod fixture;
 pub mod loss;
 pub mod metrics;
+pub mod names;
 pub mod optim;
 pub mod schedule;
 pub mod step;

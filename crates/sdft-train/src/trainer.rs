@@ -310,8 +310,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             }
             tracing::info!(replicas = devices.len(), ?devices, "data-parallel training");
         }
+        crate::adapters::check_adapters(&model.llama, &c.lora())?;
         let host = if devices.len() == 1 {
-            host_train_model(&model.llama, &model.config)
+            host_train_model(&model.llama, &model.config, &c.lora())?
         } else {
             None
         };
