@@ -2,7 +2,7 @@
 //! `response_column`), parsed one way wherever they come from. The serde names of
 //! the enums ([`crate::schedule::Decay`], [`crate::loss::LossNormalization`],
 //! [`crate::ResponseColumn`]) are the only spelling: config files read them
-//! through [`deserialize`], command-line flags through the enums'
+//! through `deserialize` (a `#[serde(deserialize_with)]` helper), command-line flags through the enums'
 //! [`std::str::FromStr`], and both go through [`parse`], whose error names the key
 //! and the accepted values.
 //!

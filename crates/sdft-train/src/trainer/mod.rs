@@ -1,13 +1,13 @@
 //! [`Trainer`]: a LoRA run from a model, a dataset and a template to
 //! `RUN_DIR/adapter/`, with metrics, checkpoints and exact resume.
 //!
-//! - [`open`]: opening a run (data, model, LoRA adapters, the step plan and
+//! - `open`: opening a run (data, model, LoRA adapters, the step plan and
 //!   schedule, replicas and the training path);
-//! - [`resume`]: the run directory's rules (`resume`, `overwrite`, the reuse
+//! - `resume`: the run directory's rules (`resume`, `overwrite`, the reuse
 //!   rule) and restoring the latest checkpoint;
-//! - [`step_loop`]: the optimizer steps (micro-batches on the replicas, the
+//! - `step_loop`: the optimizer steps (micro-batches on the replicas, the
 //!   all-reduce, the AdamW update);
-//! - [`write`]: what a run writes (run.json, checkpoints, the adapter, loss.svg).
+//! - `write`: what a run writes (run.json, checkpoints, the adapter, loss.svg).
 
 mod open;
 mod resume;
