@@ -17,3 +17,16 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// [`Error::Fetch`] with `message`.
+pub(crate) fn fetch_error(message: String) -> Error {
+    Error::Fetch { message }
+}
+
+/// [`Error::Asset`] for an I/O error on `path`.
+pub(crate) fn io_error(path: &std::path::Path, e: std::io::Error) -> Error {
+    Error::Asset {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}

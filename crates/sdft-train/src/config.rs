@@ -23,6 +23,8 @@ pub struct TrainConfig {
     pub lora_targets: Vec<String>,
     pub use_rslora: bool,
     pub learning_rate: f64,
+    /// `constant`, `linear` or `cosine` (see [`crate::names`]).
+    #[serde(deserialize_with = "crate::names::deserialize")]
     pub lr_scheduler: Decay,
     pub warmup_steps: usize,
     pub epochs: usize,
@@ -58,7 +60,10 @@ pub struct TrainConfig {
     /// How a step's loss is normalised over its micro-batches: `token` (the
     /// default, today's transformers and TRL) or `micro-batch` (transformers
     /// 4.34.1, the paper's stack); see [`crate::loss`].
-    #[serde(skip_serializing_if = "is_token")]
+    #[serde(
+        skip_serializing_if = "is_token",
+        deserialize_with = "crate::names::deserialize"
+    )]
     pub loss_normalization: LossNormalization,
 }
 
@@ -101,6 +106,12 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The keys of the TOML file at `path` over the defaults; the defaults (the
+    /// paper's recipe) without one.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        path.map_or_else(|| Ok(TrainConfig::default()), Self::from_toml_file)
+    }
+
     /// Reads a TOML file of config keys (missing keys keep their defaults).
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -178,6 +189,14 @@ impl TrainConfig {
             total_steps,
             decay: self.lr_scheduler,
         }
+    }
+
+    /// [`TrainConfig::validate`], and the `devices` key parsed for this build
+    /// ([`crate::devices`]), so that a bad device name fails before a model loads.
+    pub fn validate_for_build(&self) -> Result<()> {
+        self.validate()?;
+        crate::devices::parse_devices(&self.devices)?;
+        Ok(())
     }
 
     /// Checks every key; the error names the key and what was expected.
@@ -262,6 +281,30 @@ mod tests {
         assert_eq!(partial.lora_rank, 8);
         let err = toml::from_str::<TrainConfig>("lora_rnak = 4").unwrap_err();
         assert!(err.to_string().contains("lora_rnak"), "{err}");
+    }
+
+    /// Config files parse named values as flags do ([`crate::names`]): the same
+    /// names, the same error.
+    #[test]
+    fn named_values_parse_as_flags_do() {
+        let err = toml::from_str::<TrainConfig>("lr_scheduler = \"step\"").unwrap_err();
+        let flag = "step".parse::<Decay>().unwrap_err().to_string();
+        assert_eq!(
+            flag,
+            "config key `lr_scheduler`: expected constant, linear or cosine, found \"step\""
+        );
+        assert!(err.to_string().contains(&flag), "{err}");
+        for (text, want) in [
+            ("micro-batch", LossNormalization::MicroBatch),
+            ("micro_batch", LossNormalization::MicroBatch),
+            ("token", LossNormalization::Token),
+        ] {
+            let c: TrainConfig =
+                toml::from_str(&format!("loss_normalization = \"{text}\"")).unwrap();
+            assert_eq!(c.loss_normalization, want);
+        }
+        let err = toml::from_str::<TrainConfig>("loss_normalization = \"mean\"").unwrap_err();
+        assert!(err.to_string().contains("`loss_normalization`"), "{err}");
     }
 
     #[test]

@@ -37,18 +37,13 @@ pub enum ResponseColumn {
 }
 
 impl ResponseColumn {
+    /// `response` or `output` (the serde names; see [`crate::names`]).
     pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "response" => Ok(ResponseColumn::Response),
-            "output" => Ok(ResponseColumn::Output),
-            other => Err(Error::config(
-                "response_column",
-                "response or output",
-                other,
-            )),
-        }
+        crate::names::parse(s)
     }
 }
+
+crate::names::named_value!(ResponseColumn, "response_column");
 
 /// Reads the examples of `path` (any format `sdft-data` reads), the target taken
 /// from `column`; errors when none is left.

@@ -21,6 +21,14 @@ pub enum Error {
     /// A bad entry of the `devices` key (`--devices`).
     #[error("config key `devices` (--devices): device `{device}`: {message}")]
     Device { device: String, message: String },
+    /// A model's LoRA adapter that is not what the LoRA config says (see
+    /// [`crate::adapters`]).
+    #[error("LoRA tensor `{tensor}`: expected {expected}, found {found}")]
+    Adapter {
+        tensor: String,
+        expected: String,
+        found: String,
+    },
     #[error("{}: invalid TOML: {message}", path.display())]
     Toml { path: PathBuf, message: String },
     #[error("{}: invalid JSON: {message}", path.display())]

@@ -18,20 +18,69 @@
 //!   runs each step's micro-batches on them concurrently and sums the LoRA
 //!   gradients on the host; the result is the one-device run's.
 //!
+//! A run is a [`TrainJob`]: what to train on (model, data, template, target
+//! column), where the run goes, and a [`TrainConfig`] built from the paper's
+//! recipe, a TOML file ([`TrainConfig::load`]) or both, key by key. Named values
+//! parse as config files and flags spell them ([`names`]).
+//!
+//! ```
+//! use std::path::PathBuf;
+//!
+//! use sdft_data::Template;
+//! use sdft_train::schedule::Decay;
+//! use sdft_train::{ResponseColumn, TrainConfig, TrainJob, TrainSummary, Trainer};
+//!
+//! // The paper's recipe with LoRA r 16 on every projection, 1 epoch of
+//! // 4 x 2 examples per step, checked for this build before a model loads.
+//! let mut config = TrainConfig::default()
+//!     .with_lora(16, 32.0, &["all-linear"])
+//!     .with_learning_rate(2e-4)
+//!     .with_batch(4, 2)
+//!     .with_steps(1, None)
+//!     .with_seed(7);
+//! config.lr_scheduler = "linear".parse::<Decay>()?;
+//! config.validate_for_build()?;
+//! let schedule = config.schedule(100);
+//! assert_eq!((schedule.lr(0), schedule.lr(50)), (2e-4, 1e-4));
+//! assert!(TrainConfig::default().with_lora(8, 16.0, &["wq"]).validate().is_err());
+//!
+//! let job = TrainJob {
+//!     model: PathBuf::from("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+//!     data: PathBuf::from("data/train.jsonl"),
+//!     template: Template::load("alpaca")?,
+//!     response_column: "response".parse::<ResponseColumn>()?,
+//!     output: PathBuf::from("runs/smollm2-r16"),
+//!     config,
+//!     resume: false,
+//!     overwrite: false,
+//! };
+//!
+//! // Training it: the data read and tokenized, the model loaded with fresh
+//! // adapters (or the latest checkpoint with `resume`), then the steps, writing
+//! // metrics.csv, checkpoints and finally adapter/ under `job.output`.
+//! fn train(job: TrainJob) -> sdft_train::Result<TrainSummary> {
+//!     let mut trainer = Trainer::from_job(job)?;
+//!     println!("{} examples, {} steps", trainer.n_examples(), trainer.total_steps());
+//!     trainer.run(&mut |m, total| println!("step {}/{total}: loss {:.4}", m.step, m.loss))
+//! }
+//! # let _ = (train, job);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The truncation rule and the schedule on their own:
+//!
 //! ```
 //! use sdft_train::schedule::LrSchedule;
 //! use sdft_train::truncate::budget;
-//! use sdft_train::TrainConfig;
 //!
 //! // LLaMA-Factory's infer_max_len: the budget is split in proportion to lengths.
 //! assert_eq!(budget(1500, 500, 1024), (768, 256));
 //! let s = LrSchedule::cosine(1e-4, 0, 100);
 //! assert_eq!(s.lr(0), 1e-4);
 //! assert!(s.lr(100).abs() < 1e-12);
-//! let c = TrainConfig::default();
-//! assert_eq!((c.lora_rank, c.batch_size * c.grad_accum, c.epochs), (8, 8, 5));
 //! ```
 
+pub mod adapters;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
@@ -40,6 +89,7 @@ mod error;
 pub mod fixture;
 pub mod loss;
 pub mod metrics;
+pub mod names;
 pub mod optim;
 pub mod schedule;
 pub mod step;

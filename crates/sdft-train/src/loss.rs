@@ -37,6 +37,7 @@ pub enum LossNormalization {
     #[default]
     Token,
     /// Each micro-batch's mean, averaged over `grad_accum` (transformers 4.34.1).
+    #[serde(alias = "micro_batch")]
     MicroBatch,
 }
 
@@ -74,23 +75,7 @@ impl LossNormalization {
     }
 }
 
-impl std::fmt::Display for LossNormalization {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for LossNormalization {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "token" => Ok(LossNormalization::Token),
-            "micro-batch" | "micro_batch" => Ok(LossNormalization::MicroBatch),
-            other => Err(format!("{other:?}: expected `token` or `micro-batch`")),
-        }
-    }
-}
+crate::names::named_value!(LossNormalization, "loss_normalization");
 
 #[cfg(test)]
 mod tests {
@@ -111,7 +96,10 @@ mod tests {
         // ...while micro-batch averaging divides by grad_accum = 4, not by the 3
         // micro-batches that had targets: 3 * 0.5 / 4.
         assert!((dot(&m) - 0.375).abs() < 1e-12);
-        assert_eq!("micro-batch".parse(), Ok(LossNormalization::MicroBatch));
+        assert_eq!(
+            "micro-batch".parse::<LossNormalization>().unwrap(),
+            LossNormalization::MicroBatch
+        );
         assert!("mean".parse::<LossNormalization>().is_err());
     }
 }

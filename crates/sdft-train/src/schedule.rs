@@ -10,6 +10,8 @@ pub enum Decay {
     Cosine,
 }
 
+crate::names::named_value!(Decay, "lr_scheduler");
+
 /// A learning-rate schedule over optimizer steps `0..total_steps`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LrSchedule {

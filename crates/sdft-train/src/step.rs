@@ -4,11 +4,12 @@
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
-use sdft_model::model::lora::{adapters, adapters_mut};
+use sdft_model::model::lora::{adapters, adapters_mut, LoraConfig};
 use sdft_model::model::{Llama, PaddedBatch};
 use sdft_model::LlamaConfig;
 
 use crate::data::Sequence;
+use crate::Result;
 
 /// The summed negative log-likelihood of the target tokens of `seqs` (one padded
 /// forward). Position `t` predicts token `t + 1`; only positions whose next token
@@ -114,22 +115,26 @@ pub type HostTrainModel = sdft_model::kernels::train::TrainModel;
 #[cfg(not(feature = "flex"))]
 pub enum HostTrainModel {}
 
-/// The CPU training path for `llama` (adapters attached), when the build has
-/// flex and `llama`'s weights are flex `f32` in the kernels' layouts; `None`
-/// otherwise (the generic autodiff path then runs).
+/// The CPU training path for `llama`, whose adapters `lora` made: the adapters
+/// are checked against `lora` first ([`crate::adapters::check_adapters`]; a
+/// mismatch is an error naming the tensor). `None` when the build has no flex or
+/// `llama`'s weights are not flex `f32` in the kernels' layouts (the generic
+/// autodiff path then runs).
 pub fn host_train_model<B: AutodiffBackend>(
     llama: &Llama<B>,
     config: &LlamaConfig,
-) -> Option<HostTrainModel> {
+    lora: &LoraConfig,
+) -> Result<Option<HostTrainModel>> {
+    crate::adapters::check_adapters(llama, lora)?;
     #[cfg(feature = "flex")]
     {
         use burn::module::AutodiffModule;
-        HostTrainModel::from_llama(&llama.valid(), config)
+        Ok(HostTrainModel::from_llama(&llama.valid(), config))
     }
     #[cfg(not(feature = "flex"))]
     {
-        let _ = (llama, config);
-        None
+        let _ = config;
+        Ok(None)
     }
 }
 

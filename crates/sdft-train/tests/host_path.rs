@@ -13,7 +13,7 @@ use sdft_model::model::lora;
 use sdft_model::{LoadOptions, Model};
 use sdft_train::fixture::{tiny_job, write_tiny_dataset, write_tiny_model};
 use sdft_train::step::{host_nll_and_grads, host_train_model, lora_grads, lora_params, summed_nll};
-use sdft_train::{ResponseColumn, Sequence, TrainBackend, TrainConfig, TrainJob, Trainer};
+use sdft_train::{Error, ResponseColumn, Sequence, TrainBackend, TrainConfig, TrainJob, Trainer};
 
 fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-12)
@@ -66,7 +66,8 @@ fn one_micro_batch_gives_the_generic_loss_and_gradients() {
     let want_nll: f64 = sum.clone().into_scalar().elem::<f64>();
     let want = lora_grads(&model.llama, &(sum / n_targets as f64).backward());
 
-    let mut host = host_train_model(&model.llama, &model.config)
+    let mut host = host_train_model(&model.llama, &model.config, &config.lora())
+        .unwrap()
         .expect("the tiny model's weights are flex f32 in the kernels' layouts");
     let (nll, grads) = host_nll_and_grads(&host, &params, &batch, key, 1.0 / n_targets as f64);
     assert!(rel(nll, want_nll) < 1e-5, "nll {nll} vs generic {want_nll}");
@@ -91,6 +92,50 @@ fn one_micro_batch_gives_the_generic_loss_and_gradients() {
 }
 
 /// Losses of a run of `job` on the host path (or on the generic one).
+/// The LoRA config goes down to the training path: adapters that are not the
+/// config's (another rank, other targets) are an error naming the tensor and the
+/// expected shape, not a silent switch to the generic path.
+#[test]
+fn adapters_that_differ_from_the_lora_config_are_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_model(&dir.path().join("model"), 3).unwrap();
+    let device = Default::default();
+    let mut model =
+        Model::<TrainBackend>::load(&dir.path().join("model"), &LoadOptions::default(), &device)
+            .unwrap();
+    let made = TrainConfig::default().with_lora(4, 8.0, &["q_proj", "v_proj"]);
+    lora::attach(&mut model.llama, &made.lora(), 7, &device).unwrap();
+    let d_in = model.config.hidden_size;
+    let adapter_error =
+        |c: &TrainConfig| match host_train_model(&model.llama, &model.config, &c.lora()) {
+            Err(Error::Adapter {
+                tensor,
+                expected,
+                found,
+            }) => (tensor, expected, found),
+            Err(other) => panic!("not an adapter error: {other}"),
+            Ok(h) => panic!("accepted (host path: {})", h.is_some()),
+        };
+    let (tensor, expected, found) =
+        adapter_error(&made.clone().with_lora(8, 8.0, &["q_proj", "v_proj"]));
+    assert_eq!(tensor, "model.layers.0.self_attn.q_proj.lora_A");
+    assert_eq!(expected, format!("shape [{d_in}, 8] (lora_rank 8)"));
+    assert_eq!(found, format!("shape [{d_in}, 4]"));
+    let (tensor, _, found) = adapter_error(&made.clone().with_lora(4, 8.0, &["q_proj"]));
+    assert_eq!(tensor, "model.layers.0.self_attn.v_proj.lora_A");
+    assert_eq!(found, format!("shape [{d_in}, 4]"));
+    let (tensor, _, found) = adapter_error(&made.clone().with_lora(4, 8.0, &["all-linear"]));
+    assert_eq!(
+        (tensor.as_str(), found.as_str()),
+        ("model.layers.0.self_attn.k_proj.lora_A", "no adapter")
+    );
+    let (tensor, expected, _) =
+        adapter_error(&made.clone().with_lora(4, 16.0, &["q_proj", "v_proj"]));
+    assert_eq!(tensor, "model.layers.0.self_attn.q_proj");
+    assert!(expected.contains("lora_alpha 16"), "{expected}");
+    assert!(host_train_model(&model.llama, &model.config, &made.lora()).is_ok());
+}
+
 fn losses(job: TrainJob, host: bool) -> Vec<f64> {
     let mut t = Trainer::<TrainBackend>::new(job, &Default::default()).unwrap();
     if host {

@@ -8,6 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use sdft_data::Template;
 use sdft_model::assets;
+use sdft_train::loss::LossNormalization;
 use sdft_train::schedule::Decay;
 use sdft_train::{ResponseColumn, TrainBackend, TrainConfig, TrainJob, Trainer};
 
@@ -31,7 +32,7 @@ pub struct TrainArgs {
     /// Column holding the training target: `response` (distillation output) or
     /// `output` (the dataset's own reference, detected by name).
     #[arg(long, default_value = "output")]
-    response_column: String,
+    response_column: ResponseColumn,
     /// Run directory: adapter/, checkpoints/, metrics.csv, loss.svg, run.json.
     #[arg(long)]
     output: PathBuf,
@@ -65,7 +66,7 @@ pub struct TrainArgs {
     learning_rate: Option<f64>,
     /// constant, linear or cosine [default: cosine].
     #[arg(long)]
-    lr_scheduler: Option<String>,
+    lr_scheduler: Option<Decay>,
     /// Linear warmup steps [default: 0].
     #[arg(long)]
     warmup_steps: Option<usize>,
@@ -112,15 +113,14 @@ pub struct TrainArgs {
     /// mean, averaged over --grad-accum: transformers 4.34.1, the paper's stack)
     /// [default: token].
     #[arg(long, value_name = "token|micro-batch")]
-    loss_normalization: Option<sdft_train::loss::LossNormalization>,
+    loss_normalization: Option<LossNormalization>,
 }
 
 impl TrainArgs {
+    /// The config: `--config`'s keys (or the defaults) with the flags set over
+    /// them, checked for this build.
     fn config(&self) -> Result<TrainConfig> {
-        let mut c = match &self.config {
-            Some(p) => TrainConfig::from_toml_file(p)?,
-            None => TrainConfig::default(),
-        };
+        let mut c = TrainConfig::load(self.config.as_deref())?;
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
         }
@@ -130,6 +130,7 @@ impl TrainArgs {
             lora_dropout,
             lora_targets,
             learning_rate,
+            lr_scheduler,
             warmup_steps,
             epochs
         );
@@ -141,7 +142,8 @@ impl TrainArgs {
             weight_decay,
             save_steps,
             seed,
-            devices
+            devices,
+            loss_normalization
         );
         if let Some(v) = self.max_steps {
             c.max_steps = Some(v);
@@ -149,28 +151,9 @@ impl TrainArgs {
         if let Some(v) = self.limit {
             c.limit = Some(v);
         }
-        if let Some(v) = self.loss_normalization {
-            c.loss_normalization = v;
-        }
-        if self.use_rslora {
-            c.use_rslora = true;
-        }
-        if self.group_by_length {
-            c.group_by_length = true;
-        }
-        if let Some(s) = &self.lr_scheduler {
-            c.lr_scheduler = match s.as_str() {
-                "constant" => Decay::Constant,
-                "linear" => Decay::Linear,
-                "cosine" => Decay::Cosine,
-                other => anyhow::bail!(
-                    "config key `lr_scheduler`: expected constant, linear or cosine, found {other:?}"
-                ),
-            };
-        }
-        c.validate()?;
-        // Device names are checked here, before the model loads.
-        sdft_train::devices::parse_devices(&c.devices)?;
+        c.use_rslora |= self.use_rslora;
+        c.group_by_length |= self.group_by_length;
+        c.validate_for_build()?;
         Ok(c)
     }
 }
@@ -185,7 +168,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             args.prompt_format,
             &super::prompt_format::tokenizer(&args.model)?,
         )?,
-        response_column: ResponseColumn::parse(&args.response_column)?,
+        response_column: args.response_column,
         output: args.output.clone(),
         config,
         resume: args.resume,
