@@ -228,6 +228,8 @@ pub fn read_prompt_rows(path: &Path) -> Result<Vec<PromptRow>> {
 }
 
 /// How a [`PromptRow`] becomes a prompt.
+// One value per job: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum PromptStyle {
     /// The `prompt` text as is, after a BOS marker when the model adds one.
     Raw { bos: bool },

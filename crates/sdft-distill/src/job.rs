@@ -243,7 +243,7 @@ impl OpenDistill {
         let out = self.run.run(generator, &mut |r| progress.row(r))?;
         let (rows, mut summary) = (out.rows, out.summary);
         if let Some((t, batch)) = &self.gap {
-            let Some(m) = model.as_deref_mut() else {
+            let Some(m) = model else {
                 return Err(crate::Error::Config {
                     key: "measure_gap".into(),
                     message: "measuring the gap needs a model to score with".into(),

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use crate::{Error, Result};
 use sdft_core::provenance::{content_hash, Settings};
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +76,7 @@ impl RunManifest {
     }
 
     pub fn save(&self, run: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self)?;
+        let text = serde_json::to_string_pretty(self).expect("a manifest serializes");
         sdft_core::provenance::write_atomic(&Self::path(run), text.as_bytes())?;
         Ok(())
     }
@@ -102,8 +102,6 @@ impl Stage {
             .with("inputs", inputs))
     }
 
-    /// Runs the stage unless the manifest says it already finished with this key.
-    /// Returns whether it ran.
     /// True when `manifest` records this stage as done with the same key (command
     /// and input hashes) and its output exists.
     pub fn is_done(&self, manifest: &RunManifest) -> bool {
@@ -115,17 +113,26 @@ impl Stage {
         })
     }
 
-    pub fn run(&self, run_dir: &Path, manifest: &mut RunManifest) -> Result<bool> {
+    /// Runs the stage as `exe ARGS` (the `sdft` binary) unless the manifest
+    /// says it already finished with this key; `log` gets one line per event.
+    /// Returns whether it ran.
+    pub fn run(
+        &self,
+        exe: &Path,
+        run_dir: &Path,
+        manifest: &mut RunManifest,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<bool> {
         let settings = self.settings()?;
         let key = settings.sha256();
         let mut args = self.args.clone();
         match manifest.stages.get(&self.name) {
             Some(r) if r.key == key && r.status == "done" && self.output.exists() => {
-                eprintln!("== {}: up to date, skipped", self.name);
+                log(&format!("== {}: up to date, skipped", self.name));
                 return Ok(false);
             }
             Some(r) if r.key == key => {
-                eprintln!("== {}: resuming the interrupted stage", self.name);
+                log(&format!("== {}: resuming the interrupted stage", self.name));
                 if self.output.exists() {
                     args.extend(self.resume_args.iter().cloned());
                 }
@@ -140,12 +147,12 @@ impl Stage {
                         .join("; "),
                     None => "inputs changed".into(),
                 };
-                eprintln!("== {}: {changed}; starting over", self.name);
+                log(&format!("== {}: {changed}; starting over", self.name));
                 remove(&self.output)?;
             }
             None => {
                 remove(&self.output)?;
-                eprintln!("== {}", self.name);
+                log(&format!("== {}", self.name));
             }
         }
         let command = self.command_line();
@@ -161,18 +168,22 @@ impl Stage {
             },
         );
         manifest.save(run_dir)?;
-        eprintln!("   sdft {}", command.join(" "));
+        log(&format!("   sdft {}", command.join(" ")));
         let start = Instant::now();
-        let exe = std::env::current_exe().context("locating the sdft binary")?;
         let status = Command::new(exe)
             .args(&args)
             .status()
-            .with_context(|| format!("starting stage {}", self.name))?;
+            .map_err(|e| Error::Stage {
+                stage: self.name.clone(),
+                message: format!("starting {}: {e}", exe.display()),
+            })?;
         if !status.success() {
-            bail!(
-                "stage {} failed ({status}); fix the cause and rerun the same command to resume",
-                self.name
-            );
+            return Err(Error::Stage {
+                stage: self.name.clone(),
+                message: format!(
+                    "failed ({status}); fix the cause and rerun the same command to resume"
+                ),
+            });
         }
         let seconds = start.elapsed().as_secs_f64();
         let record = manifest.stages.get_mut(&self.name).expect("inserted above");
@@ -180,16 +191,16 @@ impl Stage {
         record.seconds = seconds;
         record.finished_at = Some(now_utc());
         manifest.save(run_dir)?;
-        eprintln!("   {} done in {seconds:.1}s", self.name);
+        log(&format!("   {} done in {seconds:.1}s", self.name));
         Ok(true)
     }
 }
 
 fn remove(p: &Path) -> Result<()> {
     if p.is_dir() {
-        std::fs::remove_dir_all(p).with_context(|| format!("removing {}", p.display()))?;
+        std::fs::remove_dir_all(p).map_err(|e| Error::io(p, e))?;
     } else if p.exists() {
-        std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+        std::fs::remove_file(p).map_err(|e| Error::io(p, e))?;
     }
     Ok(())
 }

@@ -1,15 +1,14 @@
-//! The pipeline's report: `sdft report` over the three evaluations (table and
-//! plots), then the distillation summary, the distribution gap, the stage timings
+//! The pipeline's report: the comparison report of the three evaluations
+//! ([`sdft_eval::report::write_report`]: table, paired comparisons, plots), then the distillation summary, the distribution gap, the stage timings
 //! and the run's provenance.
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{bail, Context, Result};
 use sdft_distill::Summary;
 
-use super::stage::RunManifest;
+use crate::stage::RunManifest;
+use crate::{Error, Result};
 
 /// The benchmark that measures the fine-tuning task itself (the x axis of the
 /// gain-vs-forgetting plot), for the tasks that have one.
@@ -33,24 +32,21 @@ const ORDER: [&str; 6] = [
     "eval-sdft",
 ];
 
-pub fn write(run: &Path, manifest: &RunManifest, task: &str, wall: f64) -> Result<()> {
-    let exe = std::env::current_exe()?;
+/// Writes `RUN/report.md` (and the plots) for a run whose stages are done; `wall`
+/// is this invocation's time. Returns the report's notes (views left out).
+pub fn write(
+    run: &Path,
+    manifest: &RunManifest,
+    task: &str,
+    wall: f64,
+) -> Result<Vec<sdft_eval::report::ReportNote>> {
     let evals: Vec<_> = ["eval-seed", "eval-vanilla", "eval-sdft"]
         .iter()
         .map(|d| run.join(d))
         .collect();
-    let mut cmd = Command::new(exe);
-    cmd.arg("report").args(&evals).arg("--output").arg(run);
-    if let Some(b) = task_benchmark(task) {
-        cmd.args(["--task", b]);
-    }
-    let status = cmd.status().context("running sdft report")?;
-    if !status.success() {
-        bail!("sdft report failed ({status})");
-    }
-    let path = run.join("report.md");
-    let mut text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let files = sdft_eval::report::write_report(&evals, run, task_benchmark(task), 42)?;
+    let path = files.report;
+    let mut text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let mut s = String::new();
     let summary_path = Summary::path_for(&run.join("distill/distilled.parquet"));
     if let Ok(sum) = Summary::load(&summary_path) {
@@ -94,5 +90,5 @@ pub fn write(run: &Path, manifest: &RunManifest, task: &str, wall: f64) -> Resul
     );
     text.push_str(&s);
     sdft_data::atomic::write_bytes(&path, text.as_bytes())?;
-    Ok(())
+    Ok(files.notes)
 }

@@ -42,7 +42,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,10 +103,9 @@ pub struct DataSection {
 
 impl Experiment {
     pub fn load(path: &Path) -> Result<Experiment> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut e: Experiment = toml::from_str(&text)
-            .with_context(|| format!("{}: invalid experiment", path.display()))?;
+            .map_err(|e| Error::config(path, format!("invalid experiment: {e}")))?;
         if let Some(f) = e.prompt_format {
             for t in [&mut e.distill, &mut e.train, &mut e.eval] {
                 t.entry("prompt_format")
@@ -115,16 +114,18 @@ impl Experiment {
         }
         for k in ["generator", "served_model", "concurrency"] {
             if e.eval.contains_key(k) || e.train.contains_key(k) {
-                bail!(
-                    "{}: `{k}` is a [distill] key only: eval-vanilla and eval-sdft evaluate LoRA \
-                     adapters, which a server cannot apply, and the three evaluations must run \
-                     on the same engine to compare",
-                    path.display()
-                );
+                return Err(Error::config(
+                    path,
+                    format!(
+                        "`{k}` is a [distill] key only: eval-vanilla and eval-sdft evaluate LoRA \
+                         adapters, which a server cannot apply, and the three evaluations must run \
+                         on the same engine to compare"
+                    ),
+                ));
             }
         }
         if !e.eval.contains_key("benchmarks") {
-            bail!("{}: [eval] needs `benchmarks`", path.display());
+            return Err(Error::config(path, "[eval] needs `benchmarks`"));
         }
         for (table, t) in [
             ("distill", &e.distill),
@@ -133,10 +134,10 @@ impl Experiment {
         ] {
             for k in ["model", "output", "data", "adapter"] {
                 if t.contains_key(k) {
-                    bail!(
-                        "{}: [{table}] `{k}` is set by the pipeline; remove it",
-                        path.display()
-                    );
+                    return Err(Error::config(
+                        path,
+                        format!("[{table}] `{k}` is set by the pipeline; remove it"),
+                    ));
                 }
             }
         }
@@ -156,14 +157,16 @@ impl Experiment {
                 return Ok(p);
             }
         }
-        bail!(
-            "data file {:?} not found next to the config or in {}; set SDFT_SHARED to the folder \
-             holding data/sdft/ (the paper's data files), or pass --data-dir DIR",
-            self.data.file,
-            data_dir
-                .map(|d| d.display().to_string())
-                .unwrap_or_else(|| "the data directory (none set)".into())
-        )
+        Err(Error::Data {
+            message: format!(
+                "data file {:?} not found next to the config or in {}; set SDFT_SHARED to the \
+                 folder holding data/sdft/ (the paper's data files), or pass --data-dir DIR",
+                self.data.file,
+                data_dir
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|| "the data directory (none set)".into())
+            ),
+        })
     }
 }
 
@@ -188,11 +191,19 @@ pub fn table_flags(table: &toml::Table) -> Result<Vec<OsString>> {
                     toml::Value::String(s) => Ok(s.clone()),
                     toml::Value::Integer(i) => Ok(i.to_string()),
                     toml::Value::Float(f) => Ok(f.to_string()),
-                    other => bail!("`{k}`: unsupported list item {other}"),
+                    other => Err(Error::Flag {
+                        key: k.to_string(),
+                        message: format!("unsupported list item {other}"),
+                    }),
                 })
                 .collect::<Result<Vec<_>>>()?
                 .join(","),
-            other => bail!("`{k}`: unsupported value {other}"),
+            other => {
+                return Err(Error::Flag {
+                    key: k.to_string(),
+                    message: format!("unsupported value {other}"),
+                })
+            }
         };
         out.push(flag.into());
         out.push(value.into());
