@@ -186,6 +186,28 @@ impl Dataset {
     }
 
     /// The example with a given stable id.
+    /// The example of the file's 1-based `row`: an error when the file has no such
+    /// row or the row failed the schema check (naming its problem).
+    pub fn at_row(&self, row: usize) -> Result<&Example> {
+        let path = &self.report.path;
+        if row == 0 || row > self.report.rows_total {
+            return Err(Error::RowOutOfRange {
+                path: path.clone(),
+                row,
+                rows: self.report.rows_total,
+            });
+        }
+        if let Some(d) = self.report.dropped.iter().find(|d| d.row == row) {
+            return Err(Error::DroppedRow {
+                path: path.clone(),
+                issue: d.to_string(),
+            });
+        }
+        // Rows before this one that were dropped shift the index.
+        let before = self.report.dropped.iter().filter(|d| d.row < row).count();
+        Ok(&self.examples[row - 1 - before])
+    }
+
     pub fn get(&self, id: &str) -> Option<&Example> {
         self.examples.iter().find(|e| e.id == id)
     }

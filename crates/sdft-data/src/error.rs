@@ -82,6 +82,8 @@ pub enum Error {
     UnknownTemplate { name: String, available: String },
     #[error("template {name}: {message}")]
     Template { name: String, message: String },
+    #[error("{}: {issue}", path.display())]
+    DroppedRow { path: PathBuf, issue: String },
     #[error("row {row} is out of range: {}: has {rows} rows", path.display())]
     RowOutOfRange {
         path: PathBuf,

@@ -46,6 +46,7 @@ mod error;
 mod format;
 pub mod generations;
 mod id;
+pub mod inspect;
 pub mod parquet_io;
 mod records;
 pub mod template;

@@ -78,7 +78,9 @@ pub use gap::{measure_gap, GapReport, Likelihood};
 pub use job::{DataSource, DistillJob, DistillProgress, DistillReport, OpenDistill, SourceRows};
 pub use merge::{merge_outputs, merge_shards};
 pub use row::{read_rows, write_rows, DistilledRow};
-pub use run::{choose_template, merge_settings, run_settings, settings_path, DistillRun, Outcome};
+pub use run::{
+    choose_template, merge_settings, run_settings, settings_path, DistillRun, Outcome, TaskSetup,
+};
 pub use shard::Shard;
 pub use store::ChunkStore;
 pub use summary::{Manifest, Summary};

@@ -16,7 +16,8 @@ use sdft_core::{Example, Generator};
 use sdft_data::Template;
 
 use crate::{
-    ChunkStore, DistillConfig, DistilledRow, Distiller, Error, Manifest, Result, Summary, TaskFile,
+    ChunkStore, DistillConfig, DistilledRow, Distiller, Error, Manifest, Result, Summary, Task,
+    TaskFile,
 };
 
 /// The rewriting template of a run: an explicit preset, else a template TOML file,
@@ -261,4 +262,44 @@ pub fn merge_settings(shards: &[PathBuf]) -> Result<Settings> {
         }
     }
     Ok(agreed.map(|a| a.0).unwrap_or_default())
+}
+
+/// A run's task, rewriting template and checks, chosen as `sdft distill` does:
+/// the task named (a task file's `task` when the name is `custom`), the
+/// template of [`choose_template`] or else the task's own, the task file's
+/// checks or else the task's.
+pub struct TaskSetup {
+    pub task: Task,
+    pub template: Template,
+    pub checks: Vec<Box<dyn crate::Check>>,
+}
+
+impl TaskSetup {
+    pub fn resolve(
+        task: &str,
+        template: Option<&str>,
+        template_file: Option<&Path>,
+        task_file: Option<&Path>,
+    ) -> Result<TaskSetup> {
+        let file = task_file.map(TaskFile::load).transpose()?;
+        let name = file
+            .as_ref()
+            .and_then(|f| f.task.clone())
+            .filter(|_| task == "custom")
+            .unwrap_or_else(|| task.to_string());
+        let task = Task::parse(&name)?;
+        let template = match choose_template(template, template_file, file.as_ref())? {
+            Some(t) => t,
+            None => Template::load(task.distill_template())?,
+        };
+        let checks = match &file {
+            Some(f) => f.build_checks(task)?,
+            None => task.checks(),
+        };
+        Ok(TaskSetup {
+            task,
+            template,
+            checks,
+        })
+    }
 }

@@ -35,6 +35,26 @@ pub struct ExecLimits {
     pub sandbox: SandboxMode,
 }
 
+impl ExecLimits {
+    /// The defaults with a wall-clock limit of `timeout_secs`, `memory_mb` MiB of
+    /// address space and a sandbox mode (`auto`, `bwrap`, `none`).
+    pub fn new(timeout_secs: f64, memory_mb: u64, sandbox: &str) -> Result<Self> {
+        if !(timeout_secs.is_finite() && timeout_secs > 0.0) {
+            return Err(crate::Error::InvalidArgument {
+                name: "exec_timeout",
+                value: timeout_secs.to_string(),
+                expected: "a positive number of seconds",
+            });
+        }
+        Ok(ExecLimits {
+            timeout: Duration::from_secs_f64(timeout_secs),
+            memory_bytes: memory_mb << 20,
+            sandbox: sandbox.parse()?,
+            ..ExecLimits::default()
+        })
+    }
+}
+
 impl Default for ExecLimits {
     /// 10 s, 1 GiB of address space, 64 processes, 16 MiB files, `python3`,
     /// bubblewrap when available.

@@ -61,7 +61,7 @@ pub use config::{Architecture, LlamaConfig, RopeScaling};
 pub use error::{Error, Result};
 pub use generate::{Engine, ScoreCounts};
 pub use gguf::{GgmlType, GgufFile, TensorInfo};
-pub use load::{Model, ModelFiles, ModelFormat};
+pub use load::{Model, ModelFiles, ModelFormat, PositionTop, TopLogit, TopLogits};
 pub use prompting::SpecialTexts;
 pub use spec::{ModelSpec, DTYPES};
 pub use tokenizer::TokenizerInfo;

@@ -153,3 +153,101 @@ impl<B: Backend> Model<B> {
             .collect())
     }
 }
+
+/// One of the highest logits at a position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopLogit {
+    pub id: u32,
+    pub token: String,
+    pub logit: f32,
+}
+
+/// The top logits of one position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PositionTop {
+    pub position: usize,
+    /// Highest first.
+    pub top: Vec<TopLogit>,
+}
+
+/// What [`Model::top_logits`] returns: the text's token ids and the top logits
+/// of the last position (or of every position).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopLogits {
+    pub tokens: Vec<u32>,
+    pub positions: Vec<PositionTop>,
+}
+
+impl<B: Backend> Model<B> {
+    /// The `k` highest next-token logits after `text` (special-token text
+    /// recognised), at the last position or, with `all_positions`, at each.
+    pub fn top_logits(&self, text: &str, k: usize, all_positions: bool) -> Result<TopLogits> {
+        let ids = self.tokenizer.encode_prompt(text)?;
+        if ids.is_empty() {
+            return Err(Error::Other(format!("{text:?} encodes to no tokens")));
+        }
+        let rows = self.logits_all(std::slice::from_ref(&ids))?.remove(0);
+        let top_of = |row: &Vec<f32>| {
+            let mut idx: Vec<usize> = (0..row.len()).collect();
+            let k = k.min(row.len());
+            idx.select_nth_unstable_by(k.saturating_sub(1), |a, b| row[*b].total_cmp(&row[*a]));
+            let mut best: Vec<usize> = idx[..k].to_vec();
+            best.sort_by(|a, b| row[*b].total_cmp(&row[*a]));
+            best.into_iter()
+                .map(|i| TopLogit {
+                    id: i as u32,
+                    token: self.tokenizer.id_to_token(i as u32).unwrap_or_default(),
+                    logit: row[i],
+                })
+                .collect()
+        };
+        let positions: Vec<usize> = match all_positions {
+            true => (0..rows.len()).collect(),
+            false => vec![rows.len() - 1],
+        };
+        Ok(TopLogits {
+            positions: positions
+                .into_iter()
+                .map(|p| PositionTop {
+                    position: p,
+                    top: top_of(&rows[p]),
+                })
+                .collect(),
+            tokens: ids,
+        })
+    }
+}
+
+impl ModelFormat {
+    /// `gguf` or `hf-safetensors`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ModelFormat::Gguf => "gguf",
+            ModelFormat::HfDir => "hf-safetensors",
+        }
+    }
+}
+
+impl ModelFiles {
+    /// What `sdft model info --json` prints: path, format, architecture,
+    /// parameter count, stored dtypes, config, tokenizer and chat template.
+    pub fn describe(&self) -> serde_json::Value {
+        let (c, tok) = (&self.config, &self.tokenizer);
+        serde_json::json!({
+            "path": self.path.display().to_string(),
+            "format": self.format.as_str(),
+            "architecture": c.architecture.hf_names().1,
+            "parameters": c.parameter_count(),
+            "dtypes": self.weights.dtype_summary(),
+            "config": c,
+            "tokenizer": {
+                "source": tok.source(),
+                "vocab_size": tok.vocab_size(),
+                "bos_id": tok.bos_id(),
+                "eos_id": tok.eos_id(),
+                "add_bos": tok.add_bos(),
+            },
+            "chat_template": tok.chat_template(),
+        })
+    }
+}

@@ -102,6 +102,23 @@ pub fn check_template(t: &Template) -> Result<()> {
 /// the whole conversation's tokenization and each target is supervised up to and
 /// including the chat template's end-of-turn token. Each turn is cut to the budget left of
 /// `cutoff` with [`truncate_pair`]; turns past the budget are dropped.
+/// The ids the loss is taken on for `ex` under `template` (its last turn's
+/// response and EOS), as training encodes it (no cutoff).
+pub fn target_ids(
+    template: &Template,
+    ex: &Example,
+    encode: &dyn Fn(&Prompt) -> sdft_model::Result<Vec<u32>>,
+) -> Result<Vec<u32>> {
+    let seq = encode_example(template, ex, 1 << 24, encode)?;
+    Ok(seq
+        .ids
+        .iter()
+        .zip(&seq.target)
+        .filter(|(_, t)| **t)
+        .map(|(i, _)| *i)
+        .collect())
+}
+
 pub fn encode_example(
     template: &Template,
     ex: &Example,

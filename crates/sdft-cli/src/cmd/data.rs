@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use sdft_data::{example_to_json, read_records, ColumnMap, Dataset, Format, ReadOptions};
-use serde_json::{json, Value};
+use sdft_data::{ColumnMap, Dataset, Format, ReadOptions};
+use serde_json::json;
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
@@ -97,43 +97,20 @@ fn clip(s: &str, n: usize) -> String {
 }
 
 fn inspect(file: PathBuf, read: ReadArgs, rows: usize, as_json: bool) -> Result<ExitCode> {
-    let options = read.options(false)?;
-    let records = read_records(&file, options.format)?;
-    let columns = records.columns.clone();
-    let total = records.len();
-    let format = records.format;
-    let mapped = Dataset::from_records(records, &options);
-    let (schema_error, data) = match mapped {
-        Ok(d) => (None, Some(d)),
-        Err(e) => (Some(e.to_string()), None),
-    };
+    let i = sdft_data::inspect::inspect(&file, &read.options(false)?, rows)?;
     if as_json {
-        let mut obj = json!({
-            "path": file.display().to_string(),
-            "format": format.as_str(),
-            "rows": total,
-            "columns": columns,
-        });
-        if let Some(d) = &data {
-            obj["valid_rows"] = json!(d.len());
-            obj["mapping"] = serde_json::to_value(&d.report.mapping)?;
-            obj["dropped"] = serde_json::to_value(&d.report.dropped)?;
-            obj["first_rows"] =
-                Value::Array(d.examples.iter().take(rows).map(example_to_json).collect());
-        }
-        obj["schema_error"] = json!(schema_error);
-        println!("{}", serde_json::to_string_pretty(&obj)?);
+        println!("{}", serde_json::to_string_pretty(&i)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let (format, total, columns) = (i.format, i.rows, &i.columns);
     println!("file:    {}", file.display());
     println!("format:  {format}");
     println!("rows:    {total}");
     println!("columns: {}", columns.join(", "));
-    if let Some(e) = schema_error {
-        println!("schema error: {e}");
+    let Some(d) = i.dataset else {
+        println!("schema error: {}", i.schema_error.unwrap_or_default());
         return Ok(ExitCode::SUCCESS);
-    }
-    let d = data.expect("mapping succeeded");
+    };
     let m = &d.report.mapping;
     let show = |c: &Option<String>| c.clone().unwrap_or_else(|| "-".into());
     println!(

@@ -10,12 +10,14 @@ use super::sampling::{positive, SamplingArgs};
 use super::served::GeneratorArgs;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
+
+use super::progress::bar;
 use sdft_core::GenerateScore;
 use sdft_data::{ColumnMap, Template};
 use sdft_distill::{
-    choose_template, merge_outputs, DataSource, DistillConfig, DistillJob, DistillProgress,
-    DistilledRow, EmptyPolicy, Shard, SourceRows, Task, TaskFile,
+    merge_outputs, DataSource, DistillConfig, DistillJob, DistillProgress, DistilledRow,
+    EmptyPolicy, Shard, SourceRows, TaskSetup,
 };
 use sdft_model::TokenizerInfo;
 
@@ -156,17 +158,6 @@ fn report_dropped(path: &std::path::Path, rows: &SourceRows) {
     }
 }
 
-fn bar(len: usize, what: &str) -> ProgressBar {
-    let b = ProgressBar::new(len as u64);
-    b.set_style(
-        ProgressStyle::with_template(&format!(
-            "{what} {{bar:30}} {{pos}}/{{len}} {{msg}} [{{elapsed_precise}}, ETA {{eta}}]"
-        ))
-        .expect("valid template"),
-    );
-    b
-}
-
 /// The run's task, rewriting template (in the prompt format) and checks.
 fn config(
     a: &RunArgs,
@@ -174,29 +165,18 @@ fn config(
     on_empty: EmptyPolicy,
     tok: &TokenizerInfo,
 ) -> Result<DistillConfig> {
-    let file = a.config.as_deref().map(TaskFile::load).transpose()?;
-    let task_name = file
-        .as_ref()
-        .and_then(|f| f.task.clone())
-        .filter(|_| a.task == "custom")
-        .unwrap_or_else(|| a.task.clone());
-    let task = Task::parse(&task_name)?;
-    let template = choose_template(
+    let t = TaskSetup::resolve(
+        &a.task,
         a.template.as_deref(),
         a.template_file.as_deref(),
-        file.as_ref(),
-    )?
-    .map_or_else(|| Template::load(task.distill_template()), Ok)?;
-    let checks = match &file {
-        Some(f) => f.build_checks(task)?,
-        None => task.checks(),
-    };
-    Ok(DistillConfig::builder(task)
-        .checks(checks)
+        a.config.as_deref(),
+    )?;
+    Ok(DistillConfig::builder(t.task)
+        .checks(t.checks)
         .sampling(sampling.params()?)
         .on_empty(on_empty)
         .flush_rows(a.flush_rows)
-        .template(tok.apply_prompt_format(template, a.prompt_format)?)
+        .template(tok.apply_prompt_format(t.template, a.prompt_format)?)
         .build()?)
 }
 

@@ -4,19 +4,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use super::model::LoadArgs;
+use super::progress::Bars;
 use super::sampling::SamplingArgs;
 use super::served::GeneratorArgs;
-use anyhow::{bail, Result};
-use clap::{Args, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use anyhow::Result;
+use clap::{Args, Subcommand};
 use sdft_data::{PromptFormat, SystemMessage};
 use sdft_eval::bench::Benchmark;
 use sdft_eval::drift::SeedModel;
 use sdft_eval::exec::ExecLimits;
-use sdft_eval::harness::{EvalOptions, Progress};
+use sdft_eval::harness::EvalOptions;
 use sdft_eval::job::{self, EvalJob};
 use sdft_eval::predictions::{score_file, ScoreTask};
 use sdft_eval::report::{credit_line, summary_line};
@@ -32,20 +31,13 @@ pub enum EvalCommand {
     Run(Box<RunArgs>),
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum TaskArg {
-    Gsm8k,
-    Multiarith,
-    Openfunctions,
-    OpenfunctionsPartial,
-    Advbench,
-    Humaneval,
-}
-
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
-    #[arg(long, value_enum)]
-    task: TaskArg,
+    #[arg(
+        long,
+        value_name = "gsm8k|multiarith|openfunctions|openfunctions-partial|advbench|humaneval"
+    )]
+    task: ScoreTask,
     /// Predictions: JSONL (or JSON, CSV, Parquet) rows with `id`, `prediction`, `reference`.
     #[arg(long)]
     input: PathBuf,
@@ -83,18 +75,11 @@ struct ExecArgs {
 
 impl ExecArgs {
     fn limits(&self) -> Result<ExecLimits> {
-        if !(self.exec_timeout.is_finite() && self.exec_timeout > 0.0) {
-            bail!(
-                "--exec-timeout {}: expected a positive number of seconds",
-                self.exec_timeout
-            );
-        }
-        Ok(ExecLimits {
-            timeout: Duration::from_secs_f64(self.exec_timeout),
-            memory_bytes: self.exec_memory_mb << 20,
-            sandbox: self.sandbox.parse()?,
-            ..ExecLimits::default()
-        })
+        Ok(ExecLimits::new(
+            self.exec_timeout,
+            self.exec_memory_mb,
+            &self.sandbox,
+        )?)
     }
 }
 
@@ -187,19 +172,8 @@ pub fn run(cmd: EvalCommand) -> Result<ExitCode> {
     }
 }
 
-fn task(t: TaskArg) -> ScoreTask {
-    match t {
-        TaskArg::Gsm8k => ScoreTask::Gsm8k,
-        TaskArg::Multiarith => ScoreTask::MultiArith,
-        TaskArg::Openfunctions => ScoreTask::OpenFunctions,
-        TaskArg::OpenfunctionsPartial => ScoreTask::OpenFunctionsPartial,
-        TaskArg::Advbench => ScoreTask::AdvBench,
-        TaskArg::Humaneval => ScoreTask::HumanEval,
-    }
-}
-
 fn score(a: ScoreArgs) -> Result<ExitCode> {
-    let t = task(a.task);
+    let t = a.task;
     let limits = a.exec.limits()?;
     let problems = if matches!(t, ScoreTask::HumanEval) && a.exec.allow_code_execution {
         let p = job::humaneval_path(a.problems.as_deref())?;
@@ -232,38 +206,6 @@ fn score(a: ScoreArgs) -> Result<ExitCode> {
         println!("  {}", credit_line(k, m));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// One indicatif bar per benchmark stage.
-struct Bars {
-    bar: Option<ProgressBar>,
-}
-
-impl Progress for Bars {
-    fn start(&mut self, benchmark: &str, stage: &str, total: usize, done: usize) {
-        let bar = ProgressBar::new(total as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>28} {bar:30} {pos}/{len}  [{elapsed_precise}, ETA {eta}]",
-            )
-            .expect("valid template"),
-        );
-        bar.set_prefix(format!("{benchmark} {stage}"));
-        bar.set_position(done as u64);
-        self.bar = Some(bar);
-    }
-
-    fn set(&mut self, done: usize) {
-        if let Some(b) = &self.bar {
-            b.set_position(done as u64);
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Some(b) = self.bar.take() {
-            b.finish();
-        }
-    }
 }
 
 /// The flags mapped onto an [`EvalJob`] (checked before any model loads).
@@ -339,7 +281,7 @@ fn run_benchmarks(a: RunArgs) -> Result<ExitCode> {
         )),
         false => None,
     };
-    let mut bars = Bars { bar: None };
+    let mut bars = Bars::default();
     job.run(
         &mut model,
         seed.as_mut().map(|s| s as &mut dyn SeedModel),

@@ -20,7 +20,6 @@ use super::sampling::{positive, SamplingArgs};
 use super::served::GeneratorArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use sdft_core::provenance::{content_hash, sha256_hex};
 use sdft_data::generations::{
     generation_format, read_prompt_rows, run_generate, GenerateJob, PromptRow, PromptStyle,
@@ -104,11 +103,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         },
     };
     let mut backend = spec.open()?;
-    let bar = ProgressBar::new(rows.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} rows  [{elapsed_precise}, ETA {eta}]")
-            .expect("valid template"),
-    );
+    let bar = super::progress::bar(rows.len(), "rows");
     let start = std::time::Instant::now();
     let job = GenerateJob {
         rows,

@@ -6,7 +6,7 @@ pub mod eval;
 pub mod generate;
 pub mod model;
 pub mod pipeline;
-pub mod prompt_format;
+pub mod progress;
 pub mod report;
 pub mod sampling;
 pub mod served;

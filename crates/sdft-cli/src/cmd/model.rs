@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use sdft_model::convert::{write_hf_dir, SaveDtype};
 use sdft_model::model::lora::peft::merge_files;
-use sdft_model::{assets, ModelFiles, ModelFormat, ModelSpec};
+use sdft_model::{assets, ModelFiles, ModelSpec, TopLogit};
 use serde_json::json;
 
 #[derive(Debug, Subcommand)]
@@ -169,27 +169,9 @@ pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
 fn info(model: &str, as_json: bool) -> Result<ExitCode> {
     let f = open(model)?;
     let c = &f.config;
-    let format = match f.format {
-        ModelFormat::Gguf => "gguf",
-        ModelFormat::HfDir => "hf-safetensors",
-    };
+    let format = f.format.as_str();
     let tok = &f.tokenizer;
-    let v = json!({
-        "path": f.path.display().to_string(),
-        "format": format,
-        "architecture": c.architecture.hf_names().1,
-        "parameters": c.parameter_count(),
-        "dtypes": f.weights.dtype_summary(),
-        "config": c,
-        "tokenizer": {
-            "source": tok.source(),
-            "vocab_size": tok.vocab_size(),
-            "bos_id": tok.bos_id(),
-            "eos_id": tok.eos_id(),
-            "add_bos": tok.add_bos(),
-        },
-        "chat_template": tok.chat_template(),
-    });
+    let v = f.describe();
     if as_json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -241,46 +223,24 @@ fn info(model: &str, as_json: bool) -> Result<ExitCode> {
 
 fn logits(load: &LoadArgs, text: &str, top: usize, all: bool, as_json: bool) -> Result<ExitCode> {
     let model = load.spec()?.load()?;
-    let ids = model.tokenizer.encode_prompt(text)?;
-    if ids.is_empty() {
-        bail!("--text encodes to no tokens");
-    }
-    let rows = model.logits_all(std::slice::from_ref(&ids))?.remove(0);
-    let tok = |id: usize| model.tokenizer.id_to_token(id as u32).unwrap_or_default();
-    let top_of = |row: &Vec<f32>| {
-        let mut idx: Vec<usize> = (0..row.len()).collect();
-        let k = top.min(row.len());
-        idx.select_nth_unstable_by(k.saturating_sub(1), |a, b| row[*b].total_cmp(&row[*a]));
-        let mut best: Vec<usize> = idx[..k].to_vec();
-        best.sort_by(|a, b| row[*b].total_cmp(&row[*a]));
-        best.into_iter()
-            .map(|i| json!({"id": i, "token": tok(i), "logit": row[i]}))
-            .collect::<Vec<_>>()
-    };
-    let positions: Vec<usize> = if all {
-        (0..rows.len()).collect()
-    } else {
-        vec![rows.len() - 1]
-    };
-    let tops: Vec<Vec<serde_json::Value>> = positions.iter().map(|p| top_of(&rows[*p])).collect();
+    let t = model.top_logits(text, top, all)?;
     if as_json {
+        let entry = |e: &TopLogit| json!({"id": e.id, "token": e.token, "logit": e.logit});
+        let tops: Vec<Vec<serde_json::Value>> = t
+            .positions
+            .iter()
+            .map(|p| p.top.iter().map(entry).collect())
+            .collect();
         let top_value = if all { json!(tops) } else { json!(tops[0]) };
-        println!("{}", json!({"tokens": ids, "top": top_value}));
+        println!("{}", json!({"tokens": t.tokens, "top": top_value}));
         return Ok(ExitCode::SUCCESS);
     }
-    for (p, t) in positions.iter().zip(&tops) {
-        println!(
-            "position {p} (token {} {:?}):",
-            ids[*p],
-            tok(ids[*p] as usize)
-        );
-        for e in t {
-            println!(
-                "  {:>7}  {:>10.4}  {:?}",
-                e["id"],
-                e["logit"].as_f64().unwrap_or(0.0),
-                e["token"].as_str().unwrap_or("")
-            );
+    for p in &t.positions {
+        let id = t.tokens[p.position];
+        let tok = model.tokenizer.id_to_token(id).unwrap_or_default();
+        println!("position {} (token {id} {tok:?}):", p.position);
+        for e in &p.top {
+            println!("  {:>7}  {:>10.4}  {:?}", e.id, e.logit, e.token);
         }
     }
     Ok(ExitCode::SUCCESS)

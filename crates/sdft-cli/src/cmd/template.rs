@@ -80,10 +80,10 @@ pub fn run(cmd: TemplateCommand) -> Result<ExitCode> {
             let template = Template::load(&name)?;
             let tokenizer = model
                 .as_deref()
-                .map(super::prompt_format::tokenizer)
+                .map(|m| sdft_model::ModelSpec::new(m).tokenizer())
                 .transpose()?;
             let template = match &tokenizer {
-                Some(tok) => super::prompt_format::apply(template, prompt_format, tok)?,
+                Some(tok) => tok.apply_prompt_format(template, prompt_format)?,
                 None if prompt_format == Some(PromptFormat::Chat) => {
                     bail!("--prompt-format chat needs --model (the chat template is the model's)")
                 }
@@ -99,21 +99,7 @@ pub fn run(cmd: TemplateCommand) -> Result<ExitCode> {
                 Some(id) => data
                     .get(id)
                     .with_context(|| format!("{}: no example with id `{id}`", file.display()))?,
-                None => {
-                    if row == 0 || row > data.report.rows_total {
-                        bail!(sdft_data::Error::RowOutOfRange {
-                            path: file.clone(),
-                            row,
-                            rows: data.report.rows_total,
-                        });
-                    }
-                    if let Some(d) = data.report.dropped.iter().find(|d| d.row == row) {
-                        bail!("{}: {d}", file.display());
-                    }
-                    // Rows before this one that were dropped shift the index.
-                    let before = data.report.dropped.iter().filter(|d| d.row < row).count();
-                    &data.examples[row - 1 - before]
-                }
+                None => data.at_row(row)?,
             };
             let prompt = template.render_prompt(ex)?;
             let turns = template.render_turns(ex)?;
@@ -122,19 +108,11 @@ pub fn run(cmd: TemplateCommand) -> Result<ExitCode> {
                 let (ids, target_ids) = match &tokenizer {
                     Some(tok) => {
                         let ids = tok.encode_pieces(&prompt)?;
-                        let target_ids: Vec<u32> = if template.uses_reference() {
-                            Vec::new()
-                        } else {
-                            let seq =
-                                sdft_train::data::encode_example(&template, ex, 1 << 24, &|p| {
-                                    tok.encode_pieces(p)
-                                })?;
-                            seq.ids
-                                .iter()
-                                .zip(&seq.target)
-                                .filter(|(_, t)| **t)
-                                .map(|(i, _)| *i)
-                                .collect()
+                        let target_ids = match template.uses_reference() {
+                            true => Vec::new(),
+                            false => sdft_train::data::target_ids(&template, ex, &|p| {
+                                tok.encode_pieces(p)
+                            })?,
                         };
                         (Some(ids), Some(target_ids))
                     }

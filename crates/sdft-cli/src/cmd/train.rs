@@ -163,11 +163,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let job = TrainJob {
         model: assets::resolve_model(&args.model)?,
         data: args.data.clone(),
-        template: super::prompt_format::apply(
-            Template::load(&args.template)?,
-            args.prompt_format,
-            &super::prompt_format::tokenizer(&args.model)?,
-        )?,
+        template: sdft_model::ModelSpec::new(&args.model)
+            .tokenizer()?
+            .apply_prompt_format(Template::load(&args.template)?, args.prompt_format)?,
         response_column: args.response_column,
         output: args.output.clone(),
         config,
