@@ -19,6 +19,29 @@
 //!   `Scorer` either way, and the settings every output records for it.
 //! - The API key comes from `SDFT_OPENAI_API_KEY` or `OPENAI_API_KEY` and is never
 //!   logged.
+//!
+//! ```
+//! use sdft_core::{Prompt, PromptPiece, SamplingParams};
+//! use sdft_openai::{request_body, ServerSpec, SpecialText};
+//!
+//! // Where a stage would generate (`GeneratorSpec::served(model, server)` opens it).
+//! let server = ServerSpec::parse("openai:http://127.0.0.1:8000/v1", Some("qwen"), 4)?;
+//! assert_eq!(server.describe(), "openai:http://127.0.0.1:8000/v1 (qwen)");
+//! // A prompt with BOS/EOS markers becomes the text the server tokenizes: the
+//! // leading BOS is the server's own, later markers become the tokens' text.
+//! let special = SpecialText { bos: "<s>".into(), eos: "</s>".into() };
+//! let prompt = Prompt::new(vec![
+//!     PromptPiece::Bos,
+//!     PromptPiece::Text("Q: 2+2?".into()),
+//!     PromptPiece::Eos,
+//! ]);
+//! assert_eq!(special.render(&prompt), "Q: 2+2?</s>");
+//! // The row's sampling as the completions request body (its own seed per row).
+//! let body = request_body("Q: 2+2?", "row-1", &SamplingParams::greedy().with_max_new_tokens(8));
+//! assert_eq!(body["max_tokens"], 8);
+//! assert_eq!(body["temperature"], 0.0);
+//! # Ok::<(), sdft_openai::Error>(())
+//! ```
 
 mod client;
 mod error;
