@@ -225,6 +225,48 @@ impl SamplingBuilder {
         }
     }
 
+    /// Greedy decoding (temperature, top-p and top-k are then ignored).
+    pub fn greedy(mut self) -> Self {
+        self.greedy = true;
+        self
+    }
+
+    pub fn max_new_tokens(mut self, n: usize) -> Self {
+        self.max_new_tokens = Some(n);
+        self
+    }
+
+    pub fn temperature(mut self, t: f32) -> Self {
+        self.temperature = Some(t);
+        self
+    }
+
+    pub fn top_p(mut self, p: f32) -> Self {
+        self.top_p = Some(p);
+        self
+    }
+
+    pub fn top_k(mut self, k: usize) -> Self {
+        self.top_k = Some(k);
+        self
+    }
+
+    pub fn repetition_penalty(mut self, r: f32) -> Self {
+        self.repetition_penalty = Some(r);
+        self
+    }
+
+    /// One more stop string (not included in the output).
+    pub fn stop(mut self, s: impl Into<String>) -> Self {
+        self.stop.push(s.into());
+        self
+    }
+
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
     /// The parameters, validated ([`SamplingParams::validate`]).
     pub fn build(&self) -> Result<SamplingParams> {
         let name = self.preset.as_deref().unwrap_or("paper");
