@@ -44,6 +44,9 @@ pub mod backend;
 mod config;
 pub mod convert;
 mod error;
+/// Tiny random checkpoints for tests (the `fixture` feature).
+#[cfg(any(test, feature = "fixture"))]
+pub mod fixture;
 pub mod generate;
 pub mod gguf;
 pub mod kernels;
