@@ -1,6 +1,7 @@
-//! A tiny random Llama written as an HF checkpoint directory by the test itself
-//! (GQA, untied head, sharded, bf16): it loads and runs, gives the same logits as
-//! the same weights in one f32 file, and bad checkpoints give named errors.
+//! The tiny random Llama of `sdft_model::fixture` written as an HF checkpoint
+//! directory (GQA, untied head; by the test: sharded, bf16): it loads and runs,
+//! gives the same logits as the same weights in one f32 file, and bad
+//! checkpoints give named errors.
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
-//! A tiny random Qwen2 (q/k/v biases, grouped-query attention, untied head)
-//! written by the test as an HF directory (`Qwen2ForCausalLM`) and as a GGUF
-//! (`general.architecture = qwen2`): both give the logits of a plain f64 forward
+//! A tiny random Qwen2 (q/k/v biases, grouped-query attention, untied head;
+//! `sdft_model::fixture`) written as an HF directory (`Qwen2ForCausalLM`) and, by
+//! the test, as a GGUF (`general.architecture = qwen2`): both give the logits of a plain f64 forward
 //! written here from the architecture's definition, and the same logits as each
 //! other; the CPU decode kernel agrees; `write_hf_dir` writes a Qwen2 directory
 //! that reads back to identical logits; a LoRA adapter on the biased q/v
