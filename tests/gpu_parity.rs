@@ -17,10 +17,10 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::DType;
 use sdft_core::{GenerationRequest, SamplingParams};
+use sdft_model::fixture::write_tiny_model;
 use sdft_model::model::lora::{self, LoraConfig};
 use sdft_model::{Engine, LoadOptions, Model};
 use sdft_tests::gpu::{gpu_device, Gpu, GPU_NAME};
-use sdft_train::fixture::write_tiny_model;
 use sdft_train::optim::{AdamState, AdamW};
 use sdft_train::step::{lora_grads, lora_params, set_lora_params, summed_nll};
 use sdft_train::Sequence;
@@ -334,7 +334,7 @@ fn half_precision_weights_give_logits_near_f32() {
     use sdft_model::convert::{write_hf_dir, SaveDtype};
     let tmp = tempfile::tempdir().unwrap();
     let path = tiny(tmp.path());
-    let seqs = sequences(sdft_train::fixture::VOCAB, &[9, 4]);
+    let seqs = sequences(sdft_model::fixture::VOCAB, &[9, 4]);
     let f32_logits = load::<Gpu>(&path, DType::F32, &device)
         .logits_all(&seqs)
         .unwrap();

@@ -306,7 +306,7 @@ fn bench(args: &[String]) -> Result<()> {
         Some("score") => {
             let mut cmd = cargo();
             cmd.current_dir(workspace_root())
-                .args(["bench", "--locked", "-p", "sdft-model", "--bench", "score", "--"])
+                .args(["bench", "--locked", "-p", "sdft-eval", "--bench", "score", "--"])
                 .args(&args[1..]);
             run(cmd)
         }

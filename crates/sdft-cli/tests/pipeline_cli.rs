@@ -10,7 +10,7 @@ use serde_json::Value;
 
 fn setup(dir: &Path) -> PathBuf {
     let model = dir.join("tiny-model");
-    sdft_train::fixture::write_tiny_model(&model, 3).unwrap();
+    sdft_model::fixture::write_tiny_model(&model, 3).unwrap();
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     sdft_train::fixture::write_tiny_dataset(&data.join("train.json"), 24, 5).unwrap();
@@ -301,7 +301,7 @@ fn the_pipeline_runs_skips_and_resumes() {
 fn shipped_configs_make_valid_stage_commands() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny-model");
-    sdft_train::fixture::write_tiny_model(&model, 3).unwrap();
+    sdft_model::fixture::write_tiny_model(&model, 3).unwrap();
     // A chat template, for the configs that run in the `chat` prompt format.
     std::fs::write(
         model.join("chat_template.jinja"),

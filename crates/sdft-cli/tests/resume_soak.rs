@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sdft_train::fixture::{write_tiny_dataset, write_tiny_model};
+use sdft_model::fixture::write_tiny_model;
+use sdft_train::fixture::write_tiny_dataset;
 
 const KILLS: usize = 3;
 

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sdft_train::fixture::{write_tiny_dataset, write_tiny_model};
+use sdft_model::fixture::write_tiny_model;
+use sdft_train::fixture::write_tiny_dataset;
 
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sdft_train::fixture::{write_tiny_dataset, write_tiny_model};
+use sdft_model::fixture::write_tiny_model;
+use sdft_train::fixture::write_tiny_dataset;
 
 fn sdft(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sdft"))

@@ -29,16 +29,37 @@
 //!   and [`TokenizerInfo::special_texts`]: a stage's prompt format, built in one place.
 //! - [`assets`]: the local model and test asset cache (the sdft-assets crate, re-exported).
 //!
-//! ```
-//! use std::path::Path;
-//! use sdft_model::{backend, LlamaConfig};
+//! A model loaded from a Hugging Face directory (here the tiny random Llama of
+//! `sdft_model::fixture`, a test-only module under the `fixture` feature), its
+//! prompt tokenized, and a few tokens generated greedily through the [`Engine`]
+//! as sdft-core's `Generator`:
 //!
-//! let json = r#"{"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
-//!   "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2,
-//!   "num_hidden_layers": 2, "vocab_size": 100}"#;
-//! let cfg = LlamaConfig::from_hf_json(Path::new("config.json"), json).unwrap();
-//! assert_eq!(cfg.head_dim, 16);
-//! assert_eq!(backend::backend_name(), "flex");
+//! ```
+//! use sdft_core::{FinishReason, GenerationRequest, Generator, SamplingParams};
+//! use sdft_model::backend::{default_device, DefaultBackend};
+//! use sdft_model::{fixture, Architecture, Engine, LoadOptions, Model};
+//!
+//! let dir = tempfile::tempdir()?;
+//! fixture::write_tiny_model(dir.path(), 3)?;
+//! let device = default_device();
+//! let model = Model::<DefaultBackend>::load(dir.path(), &LoadOptions::default(), &device)?;
+//! assert_eq!(model.config.architecture, Architecture::Llama);
+//! // `<s>` (added per `tokenizer_config.json`), then one id per word.
+//! assert_eq!(model.tokenizer.encode_prompt("w5 w7 w9")?, vec![0, 5, 7, 9]);
+//!
+//! let mut engine = Engine::new(model, 2);
+//! let params = SamplingParams { max_new_tokens: 4, ..SamplingParams::greedy() };
+//! let requests = [
+//!     GenerationRequest::text("a", "w5 w7 w9"),
+//!     GenerationRequest::text("b", "w11"),
+//! ];
+//! let out = engine.generate(&requests, &params)?;
+//! assert_eq!(out.len(), 2);
+//! for c in &out {
+//!     assert!(1 <= c.tokens && c.tokens <= 4);
+//!     assert!(c.finish_reason == FinishReason::Length || c.finish_reason == FinishReason::Eos);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 /// Named models and test assets in the local cache (the sdft-assets crate).
@@ -47,6 +68,9 @@ pub mod backend;
 mod config;
 pub mod convert;
 mod error;
+/// Tiny random checkpoints for tests (the `fixture` feature).
+#[cfg(any(test, feature = "fixture"))]
+pub mod fixture;
 pub mod generate;
 pub mod gguf;
 pub mod kernels;

@@ -1,6 +1,6 @@
-//! A tiny random Qwen2 (q/k/v biases, grouped-query attention, untied head)
-//! written by the test as an HF directory (`Qwen2ForCausalLM`) and as a GGUF
-//! (`general.architecture = qwen2`): both give the logits of a plain f64 forward
+//! A tiny random Qwen2 (q/k/v biases, grouped-query attention, untied head;
+//! `sdft_model::fixture`) written as an HF directory (`Qwen2ForCausalLM`) and, by
+//! the test, as a GGUF (`general.architecture = qwen2`): both give the logits of a plain f64 forward
 //! written here from the architecture's definition, and the same logits as each
 //! other; the CPU decode kernel agrees; `write_hf_dir` writes a Qwen2 directory
 //! that reads back to identical logits; a LoRA adapter on the biased q/v
@@ -11,99 +11,28 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use burn::prelude::*;
-use safetensors::tensor::TensorView;
-use safetensors::Dtype;
 use sdft_core::rng::SplitMix64;
 use sdft_model::backend::{default_device, DefaultBackend};
 use sdft_model::convert::{write_hf_dir, SaveDtype};
+use sdft_model::fixture::{
+    Tensors, TinyModel, FFN as FF, HEADS, HEAD_DIM as HD, HIDDEN as H, KV_HEADS as KV, LAYERS,
+    VOCAB as V,
+};
 use sdft_model::model::lora::{self, peft, LoraConfig};
 use sdft_model::{Architecture, LoadOptions, Model, ModelFiles};
 use serde_json::json;
 
-const H: usize = 32;
-const HEADS: usize = 4;
-const KV: usize = 2;
-const HD: usize = 8;
-const FF: usize = 48;
-const V: usize = 40;
-const LAYERS: usize = 2;
-const EPS: f64 = 1e-6;
-const THETA: f64 = 1e6;
-
-type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+const TINY: TinyModel = TinyModel::qwen2(7);
+const EPS: f64 = TINY.rms_norm_eps();
+const THETA: f64 = TINY.rope_theta();
 
 /// HF names, PyTorch shapes, values ~ U(-0.5, 0.5) (norms around 1).
 fn tensors() -> Tensors {
-    let mut rng = SplitMix64::new(7);
-    let mut out = Vec::new();
-    let mut add = |name: String, shape: Vec<usize>| {
-        let n: usize = shape.iter().product();
-        let shift = if name.contains("norm") { 1.0 } else { 0.0 };
-        let v = (0..n)
-            .map(|_| (rng.next_f64() - 0.5 + shift) as f32)
-            .collect();
-        out.push((name, shape, v));
-    };
-    add("model.embed_tokens.weight".into(), vec![V, H]);
-    for i in 0..LAYERS {
-        let p = |s: &str| format!("model.layers.{i}.{s}");
-        add(p("input_layernorm.weight"), vec![H]);
-        add(p("self_attn.q_proj.weight"), vec![HEADS * HD, H]);
-        add(p("self_attn.q_proj.bias"), vec![HEADS * HD]);
-        add(p("self_attn.k_proj.weight"), vec![KV * HD, H]);
-        add(p("self_attn.k_proj.bias"), vec![KV * HD]);
-        add(p("self_attn.v_proj.weight"), vec![KV * HD, H]);
-        add(p("self_attn.v_proj.bias"), vec![KV * HD]);
-        add(p("self_attn.o_proj.weight"), vec![H, HEADS * HD]);
-        add(p("post_attention_layernorm.weight"), vec![H]);
-        add(p("mlp.gate_proj.weight"), vec![FF, H]);
-        add(p("mlp.up_proj.weight"), vec![FF, H]);
-        add(p("mlp.down_proj.weight"), vec![H, FF]);
-    }
-    add("model.norm.weight".into(), vec![H]);
-    add("lm_head.weight".into(), vec![V, H]);
-    out
+    TINY.tensors()
 }
 
-fn write_hf(dir: &Path, items: &Tensors) {
-    std::fs::create_dir_all(dir).unwrap();
-    let config = json!({
-        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
-        "hidden_size": H, "intermediate_size": FF, "num_attention_heads": HEADS,
-        "num_key_value_heads": KV, "num_hidden_layers": LAYERS, "vocab_size": V,
-        "rms_norm_eps": EPS, "rope_theta": THETA, "max_position_embeddings": 64,
-        "tie_word_embeddings": false, "use_sliding_window": false, "sliding_window": 64,
-        "bos_token_id": 0, "eos_token_id": 1, "torch_dtype": "float32"
-    });
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let mut vocab: HashMap<String, usize> = HashMap::new();
-    for i in 0..V {
-        vocab.insert(format!("w{i}"), i);
-    }
-    let tokenizer = json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": null, "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w2"}
-    });
-    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
-    let tcfg = json!({"eos_token": "w1", "add_bos_token": false});
-    std::fs::write(dir.join("tokenizer_config.json"), tcfg.to_string()).unwrap();
-    let bytes: Vec<Vec<u8>> = items
-        .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = items
-        .iter()
-        .zip(&bytes)
-        .map(|((n, s, _), b)| {
-            (
-                n.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+fn write_hf(dir: &Path) {
+    TINY.write(dir).unwrap();
 }
 
 fn gstr(out: &mut Vec<u8>, s: &str) {
@@ -142,14 +71,14 @@ fn gguf_name(hf: &str) -> String {
     format!("blk.{layer}.{short}")
 }
 
-/// A GGUF v3 file: qwen2 metadata, a gpt2 vocabulary of `V` one-letter tokens,
+/// A GGUF v3 file: qwen2 metadata, a gpt2 vocabulary of `V` one-character tokens,
 /// the tensors in F32.
 fn write_gguf(path: &Path, items: &Tensors) {
     let mut b = b"GGUF".to_vec();
     b.extend(3u32.to_le_bytes());
     b.extend((items.len() as u64).to_le_bytes());
     let tokens: Vec<String> = (0..V)
-        .map(|i| char::from(b'A' + i as u8).to_string())
+        .map(|i| char::from(b'!' + i as u8).to_string())
         .collect();
     let u32s = [
         ("qwen2.block_count", LAYERS),
@@ -328,7 +257,7 @@ const SEQ: [u32; 9] = [3, 17, 5, 39, 22, 8, 8, 30, 11];
 fn hf_dir_and_gguf_match_the_definition_and_each_other() {
     let tmp = tempfile::tempdir().unwrap();
     let items = tensors();
-    write_hf(&tmp.path().join("hf"), &items);
+    write_hf(&tmp.path().join("hf"));
     write_gguf(&tmp.path().join("tiny.gguf"), &items);
     let hf = load(&tmp.path().join("hf"));
     let gguf = load(&tmp.path().join("tiny.gguf"));

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use sdft_model::assets;
 use sdft_model::backend::DefaultBackend;
+use sdft_model::fixture::max_logit_diff;
 use sdft_model::Model;
-use sdft_train::fixture::max_logit_diff;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut positional = Vec::new();

@@ -86,6 +86,8 @@ pub mod config;
 pub mod data;
 pub mod devices;
 mod error;
+/// A tiny dataset and job for tests (the `fixture` feature).
+#[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
 pub mod loss;
 pub mod metrics;

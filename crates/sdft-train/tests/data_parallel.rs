@@ -8,7 +8,8 @@ use std::path::Path;
 
 use safetensors::SafeTensors;
 use sdft_model::backend::backend_name;
-use sdft_train::fixture::{tiny_job, write_tiny_dataset, write_tiny_model};
+use sdft_model::fixture::write_tiny_model;
+use sdft_train::fixture::{tiny_job, write_tiny_dataset};
 use sdft_train::{TrainBackend, TrainConfig, Trainer};
 
 /// 22 examples in micro-batches of 2 -> 11 micro-batches per epoch; with 4 per

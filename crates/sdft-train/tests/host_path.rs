@@ -9,9 +9,10 @@ use std::path::Path;
 use burn::prelude::ElementConversion;
 use sdft_data::Template;
 use sdft_model::assets::{cached_model, SMOLLM2_135M_INSTRUCT};
+use sdft_model::fixture::write_tiny_model;
 use sdft_model::model::lora;
 use sdft_model::{LoadOptions, Model};
-use sdft_train::fixture::{tiny_job, write_tiny_dataset, write_tiny_model};
+use sdft_train::fixture::{tiny_job, write_tiny_dataset};
 use sdft_train::step::{host_nll_and_grads, host_train_model, lora_grads, lora_params, summed_nll};
 use sdft_train::{Error, ResponseColumn, Sequence, TrainBackend, TrainConfig, TrainJob, Trainer};
 

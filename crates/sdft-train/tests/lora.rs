@@ -6,9 +6,9 @@
 use burn::backend::Autodiff;
 use burn::prelude::*;
 use sdft_core::rng::SplitMix64;
+use sdft_model::fixture::{max_logit_diff, write_tiny_model};
 use sdft_model::model::lora::{self, peft, LoraConfig};
 use sdft_model::Model;
-use sdft_train::fixture::{max_logit_diff, write_tiny_model};
 use sdft_train::step::{lora_grads, lora_params, set_lora_params, summed_nll};
 use sdft_train::Sequence;
 

@@ -6,9 +6,10 @@
 //! `gradient_accumulation_steps` in `Trainer.training_step`, summed over the step).
 
 use burn::prelude::ElementConversion;
+use sdft_model::fixture::write_tiny_model;
 use sdft_model::{LoadOptions, Model};
 use sdft_train::data::{encode_example, read_examples};
-use sdft_train::fixture::{tiny_job, write_tiny_model};
+use sdft_train::fixture::tiny_job;
 use sdft_train::loss::LossNormalization;
 use sdft_train::step::summed_nll;
 use sdft_train::{ResponseColumn, TrainBackend, TrainConfig, Trainer};

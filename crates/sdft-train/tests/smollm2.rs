@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use sdft_data::Template;
 use sdft_model::assets::{cached_model, SMOLLM2_135M_INSTRUCT};
 use sdft_model::backend::DefaultBackend;
+use sdft_model::fixture::max_logit_diff;
 use sdft_model::Model;
-use sdft_train::fixture::max_logit_diff;
 use sdft_train::schedule::Decay;
 use sdft_train::{ResponseColumn, TrainBackend, TrainConfig, TrainJob, Trainer};
 

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use sdft_train::fixture::{tiny_job, write_tiny_dataset, write_tiny_model};
+use sdft_model::fixture::write_tiny_model;
+use sdft_train::fixture::{tiny_job, write_tiny_dataset};
 use sdft_train::{TrainBackend, TrainConfig, TrainJob, Trainer};
 
 fn setup(n: usize) -> tempfile::TempDir {

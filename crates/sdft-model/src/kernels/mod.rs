@@ -12,6 +12,10 @@
 //!   `[out, in]` data (see [`matmul`]).
 //! - [`packed`]: the product against weights packed once into column panels,
 //!   which generation's decode and prefill run on.
+//! - `kv_cache` (flex builds): the forward step's key/value cache in host memory
+//!   and attention over it.
+//! - `numeric` (flex builds): RMSNorm, RoPE, SwiGLU and the vector primitives
+//!   shared by the forward step and the training kernels.
 //! - `decode` (flex builds): a whole forward step with the key/value cache in
 //!   host memory, used by [`crate::Engine`] when [`pack::host_model`] can read the
 //!   model's weights (flex `f32`, no unmerged LoRA adapter).
@@ -54,7 +58,11 @@ macro_rules! multiversion {
 
 #[cfg(feature = "flex")]
 pub mod decode;
+#[cfg(feature = "flex")]
+mod kv_cache;
 pub mod matmul;
+#[cfg(feature = "flex")]
+mod numeric;
 pub mod pack;
 pub mod packed;
 mod team;

@@ -1,7 +1,8 @@
 //! Packing a model for the CPU kernels: its weights read in place or packed
 //! into column panels ([`super::decode::HostModel`]), when the backend is flex,
 //! the weights are `f32` in the layout the kernels read and no unmerged adapter
-//! is attached (the generic path computes those).
+//! is attached (the generic path computes those); and, for the training
+//! kernels' backward, the transposes of its matrices ([`BackWeights`]).
 
 use burn::prelude::*;
 
@@ -127,6 +128,74 @@ pub(crate) fn host_model_from<B: Backend>(
         eps: config.rms_norm_eps as f32,
         sources,
     })
+}
+
+/// The transposes of one layer's products (`dx = dy·W`), packed: what the
+/// training kernels' backward multiplies by.
+#[cfg(feature = "flex")]
+pub(crate) struct BackWeights {
+    /// `[dim, q + k + v outputs]`.
+    pub(crate) qkv: super::packed::PackedMatrix,
+    /// `[heads * head_dim, dim]`.
+    pub(crate) o: super::packed::PackedMatrix,
+    /// `[dim, 2 * hidden]`.
+    pub(crate) gate_up: super::packed::PackedMatrix,
+    /// `[hidden, dim]`.
+    pub(crate) down: super::packed::PackedMatrix,
+}
+
+/// The transposes of `sources`' matrices ([`base_matrices`]' order), packed:
+/// each of the first `layers` layers' [`BackWeights`], and the output head's
+/// `[dim, vocab]`. Costs about one more pass over the weights, and holds one
+/// more copy of the matrices.
+#[cfg(feature = "flex")]
+pub(crate) fn back_weights(
+    sources: &[super::decode::View],
+    layers: usize,
+    config: &crate::LlamaConfig,
+) -> Option<(Vec<BackWeights>, super::packed::PackedMatrix)> {
+    let (d, hidden) = (config.hidden_size, config.intermediate_size);
+    let back = sources
+        .chunks_exact(7)
+        .take(layers)
+        .map(|w| {
+            let [q, k, v, o, gate, up, down] = [0, 1, 2, 3, 4, 5, 6].map(|i| w[i].get());
+            BackWeights {
+                qkv: pack_transposed(&[q, k, v], d),
+                o: pack_transposed(&[o], o.len() / d),
+                gate_up: pack_transposed(&[gate, up], d),
+                down: pack_transposed(&[down], hidden),
+            }
+        })
+        .collect();
+    let head_t = pack_transposed(&[sources.last()?.get()], d);
+    Some((back, head_t))
+}
+
+/// `[k, n_1 + n_2 + ..]` row-major from row-major parts `[n_i, k]` stacked along
+/// the output dimension: the transpose of their stack.
+#[cfg(feature = "flex")]
+pub(crate) fn transpose_stacked(parts: &[&[f32]], k: usize) -> Vec<f32> {
+    let n: usize = parts.iter().map(|p| p.len() / k).sum();
+    let mut out = vec![0f32; k * n];
+    let mut col = 0;
+    for p in parts {
+        let rows = p.len() / k;
+        for r in 0..rows {
+            for c in 0..k {
+                out[c * n + col + r] = p[r * k + c];
+            }
+        }
+        col += rows;
+    }
+    out
+}
+
+/// The transpose of `parts`' stack ([`transpose_stacked`]), packed.
+#[cfg(feature = "flex")]
+fn pack_transposed(parts: &[&[f32]], k: usize) -> super::packed::PackedMatrix {
+    let n: usize = parts.iter().map(|p| p.len() / k).sum();
+    super::packed::PackedMatrix::pack(&transpose_stacked(parts, k), k, n)
 }
 
 /// True when generation on this model runs the CPU decode kernel (a flex build,

@@ -10,7 +10,8 @@
 #![allow(clippy::needless_range_loop)]
 #![allow(clippy::too_many_arguments)]
 
-use super::super::decode::{dot, exp, max_of, HostModel};
+use super::super::decode::HostModel;
+use super::super::numeric::{dot, exp, max_of};
 use super::super::packed::{matmul_packed_into, PackedMatrix};
 
 /// Queries per block.

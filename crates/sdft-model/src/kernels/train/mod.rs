@@ -35,7 +35,9 @@
 mod attention;
 mod rows;
 
-use super::decode::{rope, swiglu_rows, HostModel};
+use super::decode::HostModel;
+use super::numeric::{rope, swiglu_rows};
+use super::pack::{transpose_stacked, BackWeights};
 use super::packed::{matmul_packed_into, PackedMatrix};
 use super::team::Team;
 // The multiversioned bodies of the submodules name the dispatch as `super::Isa`.
@@ -57,18 +59,6 @@ use rows::{
 pub struct Example<'a> {
     pub ids: &'a [u32],
     pub target: &'a [bool],
-}
-
-/// The transposes of one layer's products (`dx = dy·W`), packed.
-struct BackWeights {
-    /// `[dim, q + k + v outputs]`.
-    qkv: PackedMatrix,
-    /// `[heads * head_dim, dim]`.
-    o: PackedMatrix,
-    /// `[dim, 2 * hidden]`.
-    gate_up: PackedMatrix,
-    /// `[hidden, dim]`.
-    down: PackedMatrix,
 }
 
 /// Where an adapter sits and its shape.
@@ -107,29 +97,6 @@ impl std::fmt::Debug for TrainModel {
     }
 }
 
-/// `[k, n_1 + n_2 + ..]` row-major from row-major parts `[n_i, k]` stacked along
-/// the output dimension: the transpose of their stack.
-fn transpose_stacked(parts: &[&[f32]], k: usize) -> Vec<f32> {
-    let n: usize = parts.iter().map(|p| p.len() / k).sum();
-    let mut out = vec![0f32; k * n];
-    let mut col = 0;
-    for p in parts {
-        let rows = p.len() / k;
-        for r in 0..rows {
-            for c in 0..k {
-                out[c * n + col + r] = p[r * k + c];
-            }
-        }
-        col += rows;
-    }
-    out
-}
-
-fn pack_transposed(parts: &[&[f32]], k: usize) -> PackedMatrix {
-    let n: usize = parts.iter().map(|p| p.len() / k).sum();
-    PackedMatrix::pack(&transpose_stacked(parts, k), k, n)
-}
-
 impl TrainModel {
     /// Prepares `llama` (flex `f32` weights in the model's layouts, adapters
     /// attached, all with one rank, scale and dropout); `None` when the backend
@@ -160,21 +127,7 @@ impl TrainModel {
             by_layer.push(row);
         }
         let (rank, scale, dropout) = shape?;
-        let (d, hidden) = (config.hidden_size, config.intermediate_size);
-        let back = sources
-            .chunks_exact(7)
-            .take(llama.layers.len())
-            .map(|w| {
-                let [q, k, v, o, gate, up, down] = [0, 1, 2, 3, 4, 5, 6].map(|i| w[i].get());
-                BackWeights {
-                    qkv: pack_transposed(&[q, k, v], d),
-                    o: pack_transposed(&[o], o.len() / d),
-                    gate_up: pack_transposed(&[gate, up], d),
-                    down: pack_transposed(&[down], hidden),
-                }
-            })
-            .collect();
-        let head_t = pack_transposed(&[sources.last()?.get()], d);
+        let (back, head_t) = super::pack::back_weights(&sources, llama.layers.len(), config)?;
         let host = super::pack::host_model_from(llama, config, sources)?;
         Some(TrainModel {
             host,

@@ -11,7 +11,7 @@
 #![allow(clippy::needless_range_loop)]
 #![allow(clippy::too_many_arguments)]
 
-use super::super::decode::{axpy, dot, exp, max_of};
+use super::super::numeric::{axpy, dot, exp, max_of};
 use super::super::team::Team;
 use super::super::SendPtr;
 use sdft_core::rng::SplitMix64;

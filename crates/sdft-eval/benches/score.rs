@@ -1,4 +1,4 @@
-//! `cargo xtask bench score` (or `cargo bench -p sdft-model --bench score`):
+//! `cargo xtask bench score` (or `cargo bench -p sdft-eval --bench score`):
 //! multiple-choice scoring speed on SmolLM2-135M-Instruct, f32 weights, against
 //! prefill speed, in one run on the same machine.
 //!
