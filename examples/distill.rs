@@ -18,7 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The settings the output records come from the generator (model hash, dtype).
     let spec = GeneratorSpec::local(model.clone(), 8);
     let open = job.open(&spec.settings()?, &model.path()?)?;
-    println!("{} rows to distill, {} done before", open.todo(), open.resumed());
+    println!(
+        "{} rows to distill, {} done before",
+        open.todo(),
+        open.resumed()
+    );
     let report = open.run(Some(&mut spec.open()?), &mut ())?;
     print!("{}", report.summary.render());
     Ok(())

@@ -21,7 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let job = GenerateJob {
         rows,
         style: PromptStyle::Template(Template::load("alpaca")?),
-        params: SamplingBuilder::preset("greedy").max_new_tokens(6).build()?,
+        params: SamplingBuilder::preset("greedy")
+            .max_new_tokens(6)
+            .build()?,
         output: dir.path().join("out.jsonl"),
         settings: spec.settings()?,
         overwrite: false,

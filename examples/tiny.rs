@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-pub use sdft_train::fixture::{write_tiny_dataset, write_tiny_model};
+pub use sdft_model::fixture::write_tiny_model;
+pub use sdft_train::fixture::write_tiny_dataset;
 
 /// `root/model` (the tiny model), `root/data.json` (`rows` instruction/output
 /// pairs) and `root/mc.jsonl` (eight two-choice questions); returns the model's path.

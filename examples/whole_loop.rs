@@ -20,13 +20,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = DistillConfig::builder(Task::parse("custom")?)
         .sampling(SamplingBuilder::default().max_new_tokens(8).build()?)
         .build()?;
-    let job = DistillJob::new(config, DataSource::new(root.join("data.json")), root.join("d.parquet"));
+    let job = DistillJob::new(
+        config,
+        DataSource::new(root.join("data.json")),
+        root.join("d.parquet"),
+    );
     let open = job.open(&engine.settings()?, &seed.path()?)?;
     let distilled = open.run(Some(&mut engine.open()?), &mut ())?.summary;
-    println!("distill: {} of {} rewrites kept", distilled.kept, distilled.rows);
+    println!(
+        "distill: {} of {} rewrites kept",
+        distilled.kept, distilled.rows
+    );
 
     // 2. Train: LoRA on the distilled responses.
-    let config = TrainConfig::default().with_lora(4, 8.0, &["all-linear"]).with_batch(4, 1);
+    let config = TrainConfig::default()
+        .with_lora(4, 8.0, &["all-linear"])
+        .with_batch(4, 1);
     let train = TrainJob {
         model: seed.path()?,
         data: root.join("d.parquet"),
@@ -38,7 +47,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         overwrite: false,
     };
     let trained = Trainer::from_job(train)?.run(&mut |_, _| {})?;
-    println!("train: {} steps, loss {:?}", trained.steps, trained.last_loss);
+    println!(
+        "train: {} steps, loss {:?}",
+        trained.steps, trained.last_loss
+    );
 
     // 3. Evaluate the seed and the tuned model on the same rows.
     let mc = Benchmark::parse_list(&format!("mc:{}", root.join("mc.jsonl").display()))?;

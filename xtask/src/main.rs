@@ -193,6 +193,7 @@ fn run_tests(extra: &[String], log: &Path) -> Result<()> {
         .args(["test", "--workspace", "--locked"])
         .args(extra);
     run(cmd)?;
+    run_examples()?;
     // The same workspace features plus wgpu, so that only burn's crates and ours
     // build a second time (into the same target directory; CI caches it).
     let start = std::time::Instant::now();
@@ -215,6 +216,40 @@ fn run_tests(extra: &[String], log: &Path) -> Result<()> {
         "xtask: the wgpu parity set (build and run) took {:.0}s",
         start.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Builds and runs every program of `examples/` (each `[[example]]` of
+/// examples/Cargo.toml: one per stage and the whole loop, on a tiny model).
+fn run_examples() -> Result<()> {
+    let manifest = workspace_root().join("examples/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let names: Vec<&str> = text
+        .split("[[example]]")
+        .skip(1)
+        .filter_map(|block| {
+            let line = block.lines().find(|l| l.trim_start().starts_with("name"))?;
+            Some(line.split('"').nth(1)?)
+        })
+        .collect();
+    if names.is_empty() {
+        bail!("{}: no [[example]] found", manifest.display());
+    }
+    for name in names {
+        eprintln!("xtask: example {name}");
+        let mut cmd = cargo();
+        cmd.current_dir(workspace_root()).args([
+            "run",
+            "--locked",
+            "-q",
+            "-p",
+            "sdft-examples",
+            "--example",
+            name,
+        ]);
+        run(cmd)?;
+    }
     Ok(())
 }
 

@@ -129,11 +129,11 @@ pub fn host_train_model<B: AutodiffBackend>(
     #[cfg(feature = "flex")]
     {
         use burn::module::AutodiffModule;
-        Ok(HostTrainModel::from_llama(&llama.valid(), config))
+        Ok(HostTrainModel::from_llama(&llama.valid(), config, lora)?)
     }
     #[cfg(not(feature = "flex"))]
     {
-        let _ = config;
+        let _ = (config, lora);
         Ok(None)
     }
 }

@@ -135,6 +135,19 @@ fn adapters_that_differ_from_the_lora_config_are_an_error() {
     assert_eq!(tensor, "model.layers.0.self_attn.q_proj");
     assert!(expected.contains("lora_alpha 16"), "{expected}");
     assert!(host_train_model(&model.llama, &model.config, &made.lora()).is_ok());
+    // The kernels' own entry takes the rank, scale and dropout from the config
+    // and refuses adapters of another rank instead of deriving them.
+    use burn::module::AutodiffModule;
+    let valid = model.llama.valid();
+    let other = made.clone().with_lora(8, 8.0, &["q_proj", "v_proj"]).lora();
+    let e = sdft_train::step::HostTrainModel::from_llama(&valid, &model.config, &other)
+        .err()
+        .expect("a rank mismatch is an error");
+    assert!(e.to_string().contains("expected rank 8"), "{e}");
+    let host = sdft_train::step::HostTrainModel::from_llama(&valid, &model.config, &made.lora())
+        .unwrap()
+        .expect("flex f32 weights take the host path");
+    assert_eq!(host.n_adapters(), 2 * model.config.num_hidden_layers);
 }
 
 fn losses(job: TrainJob, host: bool) -> Vec<f64> {

@@ -98,48 +98,65 @@ impl std::fmt::Debug for TrainModel {
 }
 
 impl TrainModel {
-    /// Prepares `llama` (flex `f32` weights in the model's layouts, adapters
-    /// attached, all with one rank, scale and dropout); `None` when the backend
-    /// is not flex, a weight is not in the expected layout, there is no adapter,
-    /// or adapters differ in rank, scale or dropout (the generic path handles
-    /// those). Packing costs about two passes over the weights and holds two
-    /// more copies of the matrices.
-    pub fn from_llama<B: Backend>(llama: &Llama<B>, config: &crate::LlamaConfig) -> Option<Self> {
-        let sources = super::pack::base_matrices(llama)?;
+    /// The CPU training path for `llama`, whose adapters `lora` made: the rank,
+    /// scale and dropout are the config's, and every attached adapter must have
+    /// `A: [d_in, rank]` and `B: [rank, d_out]` (a mismatch is an error naming the
+    /// tensor, not a fall-back). `Ok(None)` when the backend is not flex, a weight
+    /// is not in the expected layout or no adapter is attached (the generic path
+    /// handles those). Packing costs about two passes over the weights and holds
+    /// two more copies of the matrices.
+    pub fn from_llama<B: Backend>(
+        llama: &Llama<B>,
+        config: &crate::LlamaConfig,
+        lora: &crate::model::LoraConfig,
+    ) -> crate::Result<Option<Self>> {
+        let Some(sources) = super::pack::base_matrices(llama) else {
+            return Ok(None);
+        };
         let mut slots = Vec::new();
         let mut by_layer = Vec::with_capacity(llama.layers.len());
-        let mut shape: Option<(usize, f64, f64)> = None;
-        for block in &llama.layers {
+        for (i, block) in llama.layers.iter().enumerate() {
             let mut row = [None; 7];
             for (j, target) in Target::ALL.into_iter().enumerate() {
                 if let (_, Some(l)) = crate::model::lora::slot(block, target) {
                     let [d_in, r] = l.a.val().dims();
                     let [r2, d_out] = l.b.val().dims();
-                    let this = (r, l.scale, l.dropout);
-                    if r != r2 || shape.is_some_and(|s| s != this) {
-                        return None;
+                    if r != lora.rank || r2 != lora.rank {
+                        return Err(crate::Error::Other(format!(
+                            "layer {i} {}: LoRA A {:?} / B {:?}: expected rank {} (the LoRA config's)",
+                            target.name(),
+                            [d_in, r],
+                            [r2, d_out],
+                            lora.rank
+                        )));
                     }
-                    shape = Some(this);
                     row[j] = Some(slots.len());
                     slots.push(Slot { d_in, d_out });
                 }
             }
             by_layer.push(row);
         }
-        let (rank, scale, dropout) = shape?;
-        let (back, head_t) = super::pack::back_weights(&sources, llama.layers.len(), config)?;
-        let host = super::pack::host_model_from(llama, config, sources)?;
-        Some(TrainModel {
+        if slots.is_empty() {
+            return Ok(None);
+        }
+        let Some((back, head_t)) = super::pack::back_weights(&sources, llama.layers.len(), config)
+        else {
+            return Ok(None);
+        };
+        let Some(host) = super::pack::host_model_from(llama, config, sources) else {
+            return Ok(None);
+        };
+        Ok(Some(TrainModel {
             host,
             back,
             head_t,
             slots,
             by_layer,
-            rank,
-            scale: scale as f32,
-            dropout,
+            rank: lora.rank,
+            scale: lora.scale() as f32,
+            dropout: lora.dropout,
             activation_budget: 1 << 30,
-        })
+        }))
     }
 
     /// Number of adapters (the gradients come as `A`, `B` for each).
