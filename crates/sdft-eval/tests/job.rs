@@ -1,62 +1,9 @@
-//! The suite layer: per-benchmark options and the summary lines `sdft eval run`
-//! prints.
+//! The suite layer: per-benchmark options, the knowledge benchmarks' prompt
+//! format, the checks made before a model loads.
 
 use sdft_eval::bench::Benchmark;
 use sdft_eval::job::{per_benchmark, positive, EvalJob};
-use sdft_eval::report::summary_line;
-use sdft_eval::results::{BenchConfig, BenchResult, Hashes};
 use sdft_eval::run::EvalOptions;
-use sdft_eval::Metric;
-
-fn result(benchmark: &str, family: &str, primary: &str, value: f64) -> BenchResult {
-    BenchResult {
-        benchmark: benchmark.into(),
-        family: family.into(),
-        primary: Some(primary.into()),
-        n: 64,
-        metrics: [(
-            primary.to_string(),
-            Metric {
-                value,
-                stderr: 0.0328,
-                n: 64,
-            },
-        )]
-        .into(),
-        config: BenchConfig {
-            template: "t".into(),
-            prompt_format: sdft_data::PromptFormat::Chat,
-            template_hash: String::new(),
-            sampling: Default::default(),
-            limit: None,
-            seed: 42,
-            samples: 1,
-            num_fewshot: None,
-            system_message: Default::default(),
-        },
-        hashes: Hashes {
-            data_path: "d".into(),
-            data_sha256: "h".into(),
-            model: Default::default(),
-        },
-        generated: 0,
-        wall_secs: 1.0,
-    }
-}
-
-#[test]
-fn summary_lines_show_rates_in_percent_and_log_probabilities_in_nats() {
-    let ll = summary_line(&result("gsm8k_ll", "task fit", "logprob", -1.3399));
-    assert!(
-        ll.starts_with("gsm8k_ll: logprob: -1.3399 ± 0.0328 (n=64) nats/token"),
-        "{ll}"
-    );
-    let acc = summary_line(&result("arc_easy", "knowledge", "acc", 0.4525));
-    assert!(
-        acc.starts_with("arc_easy: acc: 45.25% ± 3.28 (n=64; 28.96 / 64)"),
-        "{acc}"
-    );
-}
 
 #[test]
 fn per_benchmark_options_name_selected_benchmarks_and_advbench_names_both() {

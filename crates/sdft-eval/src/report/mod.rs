@@ -331,6 +331,24 @@ mod tests {
     }
 
     #[test]
+    fn summary_lines_show_rates_in_percent_and_log_probabilities_in_nats() {
+        let mut ll = bench("gsm8k_ll", "logprob", -1.3399, None);
+        ll.family = "task fit".into();
+        let line = summary_line(&ll);
+        assert!(
+            line.starts_with("gsm8k_ll: logprob: -1.3399 ± 0.0100 (n=100) nats/token"),
+            "{line}"
+        );
+        let mut acc = bench("arc_easy", "acc", 0.4525, None);
+        acc.family = "knowledge".into();
+        let line = summary_line(&acc);
+        assert!(
+            line.starts_with("arc_easy: acc: 45.25% ± 1.00 (n=100; 45.25 / 100)"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn table_and_gain_vs_forgetting() {
         let runs = vec![
             run(
