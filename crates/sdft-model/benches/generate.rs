@@ -144,7 +144,6 @@ fn llama_cpp(dir: &std::path::Path, gguf: &std::path::Path, threads: usize) -> L
         }
         Err(e) => println!("could not run llama-batched-bench: {e}"),
     }
-    println!("{out:?}");
     out
 }
 
