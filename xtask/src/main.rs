@@ -230,7 +230,7 @@ fn run_examples() -> Result<()> {
         .skip(1)
         .filter_map(|block| {
             let line = block.lines().find(|l| l.trim_start().starts_with("name"))?;
-            Some(line.split('"').nth(1)?)
+            line.split('"').nth(1)
         })
         .collect();
     if names.is_empty() {

@@ -140,9 +140,9 @@ fn adapters_that_differ_from_the_lora_config_are_an_error() {
     use burn::module::AutodiffModule;
     let valid = model.llama.valid();
     let other = made.clone().with_lora(8, 8.0, &["q_proj", "v_proj"]).lora();
-    let e = sdft_train::step::HostTrainModel::from_llama(&valid, &model.config, &other)
-        .err()
-        .expect("a rank mismatch is an error");
+    let Err(e) = sdft_train::step::HostTrainModel::from_llama(&valid, &model.config, &other) else {
+        panic!("a rank mismatch is an error");
+    };
     assert!(e.to_string().contains("expected rank 8"), "{e}");
     let host = sdft_train::step::HostTrainModel::from_llama(&valid, &model.config, &made.lora())
         .unwrap()
