@@ -6,19 +6,23 @@
 //! input's own layout.
 //!
 //! ```no_run
-//! # fn main() -> sdft_distill::Result<()> {
-//! # let mut engine: Box<dyn sdft_core::GenerateScore> = unimplemented!();
+//! use sdft_core::{provenance::Settings, GenerateScore};
 //! use sdft_distill::{DataSource, DistillConfig, DistillJob, Task};
-//! use sdft_core::provenance::Settings;
 //!
-//! let config = DistillConfig::builder(Task::Gsm8k).build()?;
-//! let job = DistillJob::new(config, DataSource::new("gsm8k_train.json"), "out/distilled.parquet");
-//! // The model's settings (hashes, dtype) and path, e.g. from sdft_model::ModelSpec.
-//! let open = job.open(&Settings::new().with("model_sha256", "…"), "model".as_ref())?;
-//! let report = open.run(Some(engine.as_mut()), &mut ())?;
-//! println!("{}", report.summary.render());
-//! # Ok(()) }
+//! /// Distills GSM8K with `model` (the in-process engine, a served model, ...).
+//! fn distill(model: &mut dyn GenerateScore) -> sdft_distill::Result<()> {
+//!     let config = DistillConfig::builder(Task::Gsm8k).build()?;
+//!     let data = DataSource::new("gsm8k_train.json");
+//!     let job = DistillJob::new(config, data, "out/distilled.parquet");
+//!     // The model's settings (hashes, dtype) and path, e.g. from sdft_model::ModelSpec.
+//!     let open = job.open(&Settings::new().with("model_sha256", "…"), "model".as_ref())?;
+//!     let report = open.run(Some(model), &mut ())?;
+//!     println!("{}", report.summary.render());
+//!     Ok(())
+//! }
 //! ```
+//!
+//! `examples/distill.rs` runs it on a tiny model.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -6,17 +6,23 @@
 //! holds at a time.
 //!
 //! ```no_run
-//! # fn main() -> sdft_eval::Result<()> {
-//! # let mut engine: Box<dyn sdft_core::GenerateScore> = unimplemented!();
+//! use sdft_core::GenerateScore;
 //! use sdft_eval::bench::Benchmark;
 //! use sdft_eval::job::EvalJob;
 //! use sdft_eval::run::EvalOptions;
 //!
-//! let benches = Benchmark::parse_list("arc_easy,drift")?;
-//! let job = EvalJob::new(benches, EvalOptions::new("runs/seed-eval", "data/sdft"));
-//! let results = job.run(engine.as_mut(), None, &mut sdft_eval::run::NoProgress, &mut |r, _| eprintln!("{}", r.benchmark))?;
-//! # Ok(()) }
+//! /// ARC-Easy and drift on `model` (the in-process engine: drift needs
+//! /// whole distributions).
+//! fn evaluate(model: &mut dyn GenerateScore) -> sdft_eval::Result<()> {
+//!     let benches = Benchmark::parse_list("arc_easy,drift")?;
+//!     let job = EvalJob::new(benches, EvalOptions::new("runs/seed-eval", "data/sdft"));
+//!     let mut progress = sdft_eval::run::NoProgress;
+//!     job.run(model, None, &mut progress, &mut |r, _| eprintln!("{}", r.benchmark))?;
+//!     Ok(())
+//! }
 //! ```
+//!
+//! `examples/eval.rs` runs a suite on a tiny model.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
