@@ -2,13 +2,6 @@
 //! (PyPI wheels) and its SHA-256; [`resolve_model`] turns a model argument into a
 //! path.
 
-use std::path::{Path, PathBuf};
-
-use crate::cache::cached;
-use crate::error::fetch_error;
-use crate::fetch::fetch_known;
-use crate::Result;
-
 /// A model the CLI knows by name.
 #[derive(Debug, Clone, Copy)]
 pub struct KnownModel {
@@ -89,27 +82,12 @@ pub fn known_model(name: &str) -> Option<&'static KnownModel> {
         .find(|m| m.name.eq_ignore_ascii_case(name))
 }
 
-/// The cached file of a known model, if present (see [`cached`]).
-pub fn cached_model(model: &KnownModel) -> Option<PathBuf> {
-    cached(&format!("models/{}", model.file))
-}
-
-/// A model argument: an existing path as is, or a known model name (fetched on
-/// first use).
-pub fn resolve_model(name_or_path: &str) -> Result<PathBuf> {
-    let p = Path::new(name_or_path);
-    if p.exists() {
-        return Ok(p.to_path_buf());
-    }
-    match known_model(name_or_path) {
-        Some(m) => fetch_known(m),
-        None => Err(fetch_error(format!(
-            "{name_or_path}: no such file or directory, and not a known model name (known: {})",
-            KNOWN_MODELS
-                .iter()
-                .map(|m| m.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
+/// A file the tests use, with where it comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct TestAsset {
+    /// Path under `$SDFT_HOME/`.
+    pub rel: &'static str,
+    pub sha256: &'static str,
+    /// Path of the file inside its package archive.
+    pub member: &'static str,
 }

@@ -8,9 +8,8 @@ use std::process::Command;
 use sdft_core::provenance::sha256_file;
 
 use crate::cache::sdft_home;
-use crate::catalogue::KnownModel;
+use crate::catalogue::{KnownModel, TestAsset};
 use crate::error::{fetch_error, io_error};
-use crate::test_assets::TestAsset;
 use crate::{Error, Result};
 
 pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<()> {

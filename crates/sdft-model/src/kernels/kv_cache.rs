@@ -5,9 +5,16 @@
 // Loops index explicitly so that they vectorize inside the multiversioned bodies.
 #![allow(clippy::needless_range_loop)]
 
-use super::decode::Row;
 use super::numeric::{axpy, exp, max_of, sum, LANES};
 use super::SendPtr;
+
+/// One token to run: its slot in the cache, its id and its position.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    pub slot: usize,
+    pub token: u32,
+    pub pos: usize,
+}
 
 /// One layer's keys and values of every slot in host memory, written in place:
 /// values `[slots, kv_heads, capacity, head_dim]`, keys transposed, `[slots,
