@@ -168,13 +168,11 @@ impl SeedModel for AsSeed<'_> {
 
 /// The paper's data directory: the one given, else `$SDFT_SHARED/data/sdft`.
 pub fn data_dir(given: Option<PathBuf>) -> Result<PathBuf> {
-    given
-        .or_else(sdft_core::provenance::shared_data_dir)
-        .ok_or_else(|| Error::Option {
-            option: "data_dir".into(),
-            value: String::new(),
-            message: "give the paper's data directory (--data-dir DIR) or set SDFT_SHARED".into(),
-        })
+    sdft_core::provenance::data_dir(given.as_deref()).ok_or_else(|| Error::Option {
+        option: "data_dir".into(),
+        value: String::new(),
+        message: "give the paper's data directory (--data-dir DIR) or set SDFT_SHARED".into(),
+    })
 }
 
 /// HumanEval's problems: the file given, else the cached `HumanEval.jsonl.gz`

@@ -45,6 +45,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Other(String),
+    /// A model name that is not in the cache and could not be fetched.
+    #[error(transparent)]
+    Assets(#[from] sdft_assets::Error),
     /// Provenance (atomic writes): see `sdft_core::provenance`.
     #[error(transparent)]
     Core(#[from] sdft_core::Error),

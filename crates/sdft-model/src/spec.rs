@@ -72,7 +72,7 @@ impl ModelSpec {
 
     /// The model's path (a known name is fetched into the cache first).
     pub fn path(&self) -> Result<PathBuf> {
-        crate::assets::resolve_model(&self.model).map_err(|e| Error::Other(e.to_string()))
+        Ok(crate::assets::resolve_model(&self.model)?)
     }
 
     /// Loads the weights on the default device and merges the adapter.

@@ -204,8 +204,11 @@ impl DistillProgress for Bars {
     }
 
     fn gap(&mut self, done: usize, total: usize) {
-        self.rows.finish();
-        let b = self.gap.get_or_insert_with(|| bar(total, "gap"));
+        let rows = &self.rows;
+        let b = self.gap.get_or_insert_with(|| {
+            rows.finish();
+            bar(total, "gap")
+        });
         b.set_length(total as u64);
         b.set_position(done as u64);
     }
