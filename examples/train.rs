@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .with_steps(2, None),
         resume: false,
         overwrite: false,
+        teacher_template: None,
     };
     let mut trainer = Trainer::from_job(job)?;
     let s = trainer.run(&mut |m, _| println!("step {} loss {:.4}", m.step, m.loss))?;

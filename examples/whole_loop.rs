@@ -45,6 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         config: config.with_learning_rate(1e-3).with_steps(1, None),
         resume: false,
         overwrite: false,
+        teacher_template: None,
     };
     let trained = Trainer::from_job(train)?.run(&mut |_, _| {})?;
     println!(

@@ -1,5 +1,6 @@
-//! `cargo xtask bench train [--compare-peft PYTHON]`: training throughput of
-//! `sdft train` on SmolLM2-135M-Instruct (f32 on the CPU, LoRA rank 8 on q_proj
+//! `cargo xtask bench train [--model NAME] [--compare-peft PYTHON]`: training
+//! throughput of `sdft train` on a known model (`smollm2-135m-instruct` by
+//! default, or `qwen2.5-coder-0.5b-instruct`; f32 on the CPU, LoRA rank 8 on q_proj
 //! and v_proj, batch 2, 2 threads), from the release binary, at cutoff 256 and
 //! 1024 (rows long enough that every one is cut to exactly the cutoff). Prints
 //! tokens/s over the steps after the first (warm-up) one and the run's peak
@@ -98,6 +99,7 @@ fn run_measured(mut cmd: Command, capture: bool) -> Result<Measured> {
 /// Our run at `cutoff`: tokens/s, tokens per step and peak memory.
 fn ours(
     bin: &Path,
+    known: &assets::KnownModel,
     model: &Path,
     work: &Path,
     data: &Path,
@@ -136,7 +138,8 @@ fn ours(
     }
     let (tps, step_tokens) = throughput(&out.join("metrics.csv"))?;
     println!(
-        "train: SmolLM2-135M-Instruct f32 CPU, LoRA r8 q,v, cutoff {cutoff}, batch 2 ({step_tokens} tokens/step), 2 threads: {tps:.1} tokens/s, peak RSS {:.0} MiB",
+        "train: {} f32 CPU, LoRA r8 q,v, cutoff {cutoff}, batch 2 ({step_tokens} tokens/step), 2 threads: {tps:.1} tokens/s, peak RSS {:.0} MiB",
+        known.name,
         m.peak_rss_mib
     );
     Ok((tps, step_tokens, m.peak_rss_mib))
@@ -153,7 +156,14 @@ fn peft_script(root: &Path) -> PathBuf {
 /// Runs the PEFT anchor with `python` on `bin`'s HF conversion of the model;
 /// prints its tokens/s, peak memory and the ratio to `ours`. `Ok(())` with a
 /// message when the interpreter or the script is missing what it needs.
-fn compare_peft(root: &Path, bin: &Path, work: &Path, python: &str, ours: f64) -> Result<()> {
+fn compare_peft(
+    root: &Path,
+    bin: &Path,
+    known: &assets::KnownModel,
+    work: &Path,
+    python: &str,
+    ours: f64,
+) -> Result<()> {
     let script = peft_script(root);
     if !script.is_file() {
         println!(
@@ -178,7 +188,7 @@ fn compare_peft(root: &Path, bin: &Path, work: &Path, python: &str, ours: f64) -
     convert.args([
         "model",
         "convert",
-        "smollm2-135m-instruct",
+        known.name,
         &hf.display().to_string(),
     ]);
     crate::run(convert)?;
@@ -206,12 +216,24 @@ fn compare_peft(root: &Path, bin: &Path, work: &Path, python: &str, ours: f64) -
 }
 
 pub fn run(root: &Path, cargo: Command, args: &[String]) -> Result<()> {
-    let python = match args {
-        [] => None,
-        [flag, python] if flag == "--compare-peft" => Some(python.clone()),
-        _ => bail!("usage: cargo xtask bench train [--compare-peft PYTHON]"),
-    };
-    let model = assets::fetch_known(&assets::SMOLLM2_135M_INSTRUCT)?;
+    const USAGE: &str = "usage: cargo xtask bench train [--model NAME] [--compare-peft PYTHON]";
+    let mut python = None;
+    let mut known = &assets::SMOLLM2_135M_INSTRUCT;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value; {USAGE}"))?;
+        match flag.as_str() {
+            "--compare-peft" => python = Some(value.clone()),
+            "--model" => {
+                known = assets::known_model(value).with_context(|| {
+                    let names: Vec<_> = assets::KNOWN_MODELS.iter().map(|m| m.name).collect();
+                    format!("unknown model {value:?}; known: {}", names.join(", "))
+                })?
+            }
+            _ => bail!("{USAGE}"),
+        }
+    }
+    let model = assets::fetch_known(known)?;
     crate::run(cargo)?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -223,13 +245,13 @@ pub fn run(root: &Path, cargo: Command, args: &[String]) -> Result<()> {
     write_data(&data)?;
     let mut at_256 = 0.0;
     for cutoff in CUTOFFS {
-        let (tps, _, _) = ours(&bin, &model, &work, &data, cutoff)?;
+        let (tps, _, _) = ours(&bin, known, &model, &work, &data, cutoff)?;
         if cutoff == 256 {
             at_256 = tps;
         }
     }
     if let Some(python) = python {
-        compare_peft(root, &bin, &work, &python, at_256)?;
+        compare_peft(root, &bin, known, &work, &python, at_256)?;
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())

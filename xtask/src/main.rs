@@ -20,7 +20,7 @@
 //!   fetches it too).
 //! - `bench generate [ARGS]`: the generation benchmark (release build).
 //! - `bench score [ARGS]`: knowledge-benchmark scoring speed against prefill (release build).
-//! - `bench train [--compare-peft PYTHON]`: training tokens/s and peak memory of
+//! - `bench train [--model NAME] [--compare-peft PYTHON]`: training tokens/s and peak memory of
 //!   `sdft train` (release build), optionally beside transformers + PEFT.
 //! - `llama-server [--source DIR] [--jobs N] [--targets a,b]`: build llama.cpp's
 //!   `llama-server` from the `llama-cpp-python==0.3.36` source archive into
@@ -52,7 +52,7 @@ commands:
                             (--qwen2: also qwen2.5-coder-0.5b-instruct, 478 MB)
   bench generate [ARGS...]  generation speed on SmolLM2-135M (--compare-llama-cpp DIR)
   bench score [ARGS...]     multiple-choice scored tokens/s against prefill tokens/s (--benchmarks, --limit)
-  bench train [--compare-peft PYTHON]
+  bench train [--model NAME] [--compare-peft PYTHON]
                             LoRA training tokens/s and peak memory on SmolLM2-135M (f32, CPU,
                             cutoff 256 and 1024); with transformers + PEFT run by PYTHON beside it
   llama-server [ARGS...]    build llama.cpp's llama-server (llama-cpp-python 0.3.36 sdist, cmake from pip) into $SDFT_HOME/bin";
@@ -351,7 +351,7 @@ fn bench(args: &[String]) -> Result<()> {
                 .args(["build", "--release", "--locked", "-p", "sdft-cli"]);
             bench_train::run(&workspace_root(), cmd, &args[1..])
         }
-        _ => bail!("usage: cargo xtask bench train [--compare-peft PYTHON] | bench score [--benchmarks a,b] [--limit N] [--reps N] | bench generate [--compare-llama-cpp DIR [--llama-cpp-model F32.gguf]]"),
+        _ => bail!("usage: cargo xtask bench train [--model NAME] [--compare-peft PYTHON] | bench score [--benchmarks a,b] [--limit N] [--reps N] | bench generate [--compare-llama-cpp DIR [--llama-cpp-model F32.gguf]]"),
     }
 }
 

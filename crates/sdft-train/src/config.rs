@@ -8,6 +8,7 @@ use sdft_model::model::LoraConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::loss::LossNormalization;
+use crate::on_policy::OnPolicyConfig;
 use crate::schedule::{Decay, LrSchedule};
 use crate::{Error, Result};
 
@@ -65,6 +66,10 @@ pub struct TrainConfig {
         deserialize_with = "crate::names::deserialize"
     )]
     pub loss_normalization: LossNormalization,
+    /// The on-policy self-distillation objective ([`crate::on_policy`]); absent
+    /// (the default): cross-entropy on the data's responses (`sft`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_policy: Option<OnPolicyConfig>,
 }
 
 fn is_token(n: &LossNormalization) -> bool {
@@ -101,6 +106,7 @@ impl Default for TrainConfig {
             limit: None,
             devices: Vec::new(),
             loss_normalization: LossNormalization::Token,
+            on_policy: None,
         }
     }
 }
@@ -163,6 +169,21 @@ impl TrainConfig {
             ..c.clone()
         };
         strip(self) == strip(other)
+    }
+
+    /// The on-policy objective with `config`.
+    pub fn with_on_policy(mut self, config: OnPolicyConfig) -> Self {
+        self.on_policy = Some(config);
+        self
+    }
+
+    /// `sft` or `on-policy`.
+    pub fn objective(&self) -> &'static str {
+        if self.on_policy.is_some() {
+            "on-policy"
+        } else {
+            "sft"
+        }
     }
 
     pub fn with_seed(mut self, seed: u64) -> Self {
@@ -261,6 +282,9 @@ impl TrainConfig {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::config(key, "a number >= 0", v));
             }
+        }
+        if let Some(on_policy) = &self.on_policy {
+            on_policy.validate()?;
         }
         Ok(())
     }

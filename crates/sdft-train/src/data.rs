@@ -97,6 +97,20 @@ pub fn check_template(t: &Template) -> Result<()> {
     Ok(())
 }
 
+/// Checks that a template can be an on-policy teacher's: a prompt that shows
+/// the demonstration (`{resp}`).
+pub fn check_teacher_template(t: &Template) -> Result<()> {
+    if !t.uses_reference() {
+        return Err(Error::config(
+            "teacher_template",
+            "a distillation template whose prompt shows the reference answer ({resp})",
+            &t.name,
+        ));
+    }
+    t.validate()?;
+    Ok(())
+}
+
 /// Renders and tokenizes one example: every turn's prompt masked and every
 /// assistant turn (plus EOS) supervised. In the `chat` prompt format the ids are
 /// the whole conversation's tokenization and each target is supervised up to and

@@ -40,5 +40,6 @@ pub fn tiny_job(root: &Path, out: &str, config: TrainConfig, resume: bool) -> Tr
         config,
         resume,
         overwrite: false,
+        teacher_template: None,
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! LoRA fine-tuning for sdft-rs. The loss is the causal-LM cross-entropy on response
 //! tokens (plus EOS) with prompt tokens masked, as in the paper
-//! (`docs/train.md`, "What is trained, and how").
+//! (`docs/train.md`, "What is trained, and how"), or with an `[on_policy]`
+//! config the on-policy self-distillation objective of Shenfeld et al. 2026
+//! ([`on_policy`]: the student's own answers, a divergence from the seed shown
+//! the demonstration).
 //!
 //! - [`Trainer`] runs a [`TrainJob`]: data read by `sdft-data`, rendered with a
 //!   template, tokenized piecewise and truncated with the paper's rule
@@ -53,6 +56,7 @@
 //!     config,
 //!     resume: false,
 //!     overwrite: false,
+//!     teacher_template: None,
 //! };
 //!
 //! // Training it: the data read and tokenized, the model loaded with fresh
@@ -92,6 +96,7 @@ pub mod fixture;
 pub mod loss;
 pub mod metrics;
 pub mod names;
+pub mod on_policy;
 pub mod optim;
 pub mod schedule;
 pub mod step;

@@ -166,3 +166,34 @@ pub fn host_nll_and_grads(
         match *model {}
     }
 }
+
+/// [`host_nll_and_grads`] with the on-policy loss: the summed divergences at
+/// the target positions of `seqs` from the teacher's rows `teacher`
+/// (`[targets, vocab]` in order), and the gradients of `scale` times that sum.
+pub fn host_distill_and_grads(
+    model: &HostTrainModel,
+    params: &[Vec<f32>],
+    seqs: &[&Sequence],
+    teacher: &[f32],
+    loss: &sdft_model::kernels::train::DistillLoss,
+    dropout_key: u64,
+    scale: f64,
+) -> (f64, Vec<Vec<f32>>) {
+    #[cfg(feature = "flex")]
+    {
+        use sdft_model::kernels::train::Example;
+        let batch: Vec<Example<'_>> = seqs
+            .iter()
+            .map(|s| Example {
+                ids: &s.ids,
+                target: &s.target,
+            })
+            .collect();
+        model.distill_and_grads(params, &batch, teacher, loss, dropout_key, scale as f32)
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (params, seqs, teacher, loss, dropout_key, scale);
+        match *model {}
+    }
+}

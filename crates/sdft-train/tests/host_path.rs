@@ -217,6 +217,7 @@ fn smollm2_twenty_steps_give_the_generic_losses() {
         config: c.clone(),
         resume: false,
         overwrite: false,
+        teacher_template: None,
     };
     let host = losses(job("host"), true);
     let generic = losses(job("generic"), false);

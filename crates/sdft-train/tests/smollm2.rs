@@ -55,6 +55,7 @@ fn smollm2_lora_run_loss_falls_and_adapter_round_trips() {
         config: c,
         resume: false,
         overwrite: false,
+        teacher_template: None,
     };
     let mut t = Trainer::<TrainBackend>::new(job, &Default::default()).unwrap();
     let mut losses = Vec::new();

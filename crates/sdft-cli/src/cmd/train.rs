@@ -171,6 +171,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         config,
         resume: args.resume,
         overwrite: args.overwrite,
+        teacher_template: None,
     };
     let t0 = std::time::Instant::now();
     let mut trainer = Trainer::<TrainBackend>::from_job(job)?;

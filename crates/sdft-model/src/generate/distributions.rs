@@ -19,14 +19,49 @@ impl<B: Backend> Engine<B> {
         let Some((seq, from, n)) = self.distribution_positions(request)? else {
             return Ok(Vec::new());
         };
+        self.logprobs_at(&seq, from, n)
+    }
+
+    /// [`Engine::next_token_logprobs`] of token ids: row `t` is the
+    /// distribution the model gives `continuation[t]` after `prompt` and
+    /// `continuation[..t]` (what an on-policy teacher scores a student's
+    /// rollout with). Empty for an empty continuation.
+    pub fn next_token_logprobs_ids(
+        &self,
+        prompt: &[u32],
+        continuation: &[u32],
+    ) -> Result<Vec<Vec<f32>>> {
+        if continuation.is_empty() {
+            return Ok(Vec::new());
+        }
+        if prompt.is_empty() {
+            return Err(Error::Other(
+                "a prompt of no tokens has no distribution for the first token".into(),
+            ));
+        }
+        let seq: Vec<u32> = prompt.iter().chain(continuation).copied().collect();
+        self.model.check_ids(&seq)?;
+        let max = self.model.llama.rope.max_positions();
+        if seq.len() > max {
+            return Err(Error::Other(format!(
+                "{} prompt + {} continuation tokens exceed the model's {max} positions",
+                prompt.len(),
+                continuation.len()
+            )));
+        }
+        self.logprobs_at(&seq, prompt.len() - 1, continuation.len())
+    }
+
+    /// The log-probability rows `from..from + n` of one forward over `seq`.
+    fn logprobs_at(&self, seq: &[u32], from: usize, n: usize) -> Result<Vec<Vec<f32>>> {
         #[cfg(feature = "flex")]
         if let Some(host) = self.host_model() {
             let layers = self.model.config.num_hidden_layers;
             return Ok(super::score::next_token_logprobs(
-                &host, layers, &seq, from, n,
+                &host, layers, seq, from, n,
             ));
         }
-        self.logprobs_generic(&seq, from, n)
+        self.logprobs_generic(seq, from, n)
     }
 
     /// [`Engine::next_token_logprobs`] through the model's burn forward on any

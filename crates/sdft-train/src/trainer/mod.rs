@@ -48,6 +48,10 @@ pub struct TrainJob {
     /// Start over in `output`, removing an earlier run there (the reuse rule's
     /// `--overwrite`); excludes `resume`.
     pub overwrite: bool,
+    /// The on-policy teacher's template (a distillation preset that shows the
+    /// demonstration), in `template`'s prompt format; needed exactly when the
+    /// config has `on_policy`.
+    pub teacher_template: Option<Template>,
 }
 
 /// A prepared run: model with fresh or restored adapters, tokenized data, the
@@ -78,6 +82,13 @@ pub struct Trainer<B: AutodiffBackend = TrainBackend> {
     model_sha256: String,
     /// The CPU training path (one replica on flex, see [`Trainer::host_path`]).
     host: Option<HostTrainModel>,
+    /// Each example's tokenized length from the data: what the epoch order
+    /// groups by, whatever answers an on-policy round puts in `seqs`.
+    lens: Vec<usize>,
+    /// The on-policy objective's rollouts and teacher (`config.on_policy`).
+    on_policy: Option<crate::on_policy::OnPolicy>,
+    /// The current rollout round's mean answer length in tokens.
+    round_tokens: f64,
     /// The run directory's lock, held while the trainer exists.
     _lock: OutputLock,
 }
@@ -126,8 +137,10 @@ impl<B: AutodiffBackend> Trainer<B> {
         resume::reuse_or_restore(&job, &model_sha256, &mut run, device)?;
         let replicas = open::replicas(&run.model.llama, &run.params, devices, &job.config);
         let host = open::training_path(&run.model, devices.len(), &job.config)?;
+        let on_policy = open::on_policy(&job, &run, host.is_some())?;
         let open::OpenRun {
             model,
+            examples: _,
             seqs,
             steps_per_epoch,
             total_steps,
@@ -137,6 +150,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             adam,
             state,
         } = run;
+        let lens = seqs.iter().map(|s| s.ids.len()).collect();
         Ok(Trainer {
             job,
             model,
@@ -152,6 +166,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             orders: None,
             model_sha256,
             host,
+            lens,
+            on_policy,
+            round_tokens: 0.0,
             _lock: lock,
         })
     }
@@ -183,8 +200,11 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     /// Runs the steps on burn's autodiff (the path GPUs take) even where the CPU
     /// training path is available.
+    /// An on-policy run keeps the CPU path (its loss exists only there).
     pub fn use_generic_path(&mut self) {
-        self.host = None;
+        if self.on_policy.is_none() {
+            self.host = None;
+        }
     }
 
     /// The devices of the replicas, replica 0 first.

@@ -21,6 +21,8 @@ use crate::{Error, Result};
 /// A run opened from scratch (step 0), before the run directory is consulted.
 pub(super) struct OpenRun<B: AutodiffBackend> {
     pub model: Model<B>,
+    /// The examples behind `seqs`, index for index.
+    pub examples: Vec<sdft_core::Example>,
     pub seqs: Vec<Sequence>,
     pub steps_per_epoch: usize,
     pub total_steps: usize,
@@ -42,7 +44,7 @@ impl<B: AutodiffBackend> OpenRun<B> {
         let data_sha256 = content_hash(&job.data)?;
         let mut model = Model::<B>::load(&job.model, &Default::default(), device)?;
         model.llama = model.llama.no_grad();
-        let seqs = encode_all(job, &model, &examples)?;
+        let (examples, seqs) = encode_all(job, &model, examples)?;
         lora::attach(&mut model.llama, &c.lora(), c.seed, device)?;
         let micro_per_epoch = seqs.len().div_ceil(c.batch_size);
         let steps_per_epoch = micro_per_epoch.div_ceil(c.grad_accum);
@@ -55,6 +57,7 @@ impl<B: AutodiffBackend> OpenRun<B> {
         let state = fresh_state(c, total_steps, schedule, data_sha256);
         Ok(OpenRun {
             model,
+            examples,
             seqs,
             steps_per_epoch,
             total_steps,
@@ -68,22 +71,25 @@ impl<B: AutodiffBackend> OpenRun<B> {
 }
 
 /// The examples rendered and tokenized with the paper's truncation; those left
-/// without a target token are skipped, and none left is an error.
+/// without a target token are skipped, and none left is an error. Returns the
+/// kept examples and their sequences, index for index.
 fn encode_all<B: AutodiffBackend>(
     job: &TrainJob,
     model: &Model<B>,
-    examples: &[sdft_core::Example],
-) -> Result<Vec<Sequence>> {
+    examples: Vec<sdft_core::Example>,
+) -> Result<(Vec<sdft_core::Example>, Vec<Sequence>)> {
     let encode = |p: &sdft_core::Prompt| model.encode_pieces(p);
+    let mut kept = Vec::with_capacity(examples.len());
     let mut seqs = Vec::with_capacity(examples.len());
     for ex in examples {
-        let s = data::encode_example(&job.template, ex, job.config.cutoff_len, &encode)?;
+        let s = data::encode_example(&job.template, &ex, job.config.cutoff_len, &encode)?;
         if s.n_targets() == 0 {
             tracing::warn!(id = %ex.id, "example has no target token after truncation; skipped");
             continue;
         }
         model.check_ids(&s.ids)?;
         seqs.push(s);
+        kept.push(ex);
     }
     if seqs.is_empty() {
         return Err(Error::Data {
@@ -91,7 +97,58 @@ fn encode_all<B: AutodiffBackend>(
             message: "`data`: no example has a target token".into(),
         });
     }
-    Ok(seqs)
+    Ok((kept, seqs))
+}
+
+/// The on-policy machinery when the config asks for it: it needs the CPU
+/// training path and the teacher template.
+pub(super) fn on_policy<B: AutodiffBackend>(
+    job: &TrainJob,
+    run: &OpenRun<B>,
+    host_path: bool,
+) -> Result<Option<crate::on_policy::OnPolicy>> {
+    use crate::on_policy::{OnPolicy, Rollouts, TeacherModel};
+    let Some(config) = job.config.on_policy.clone() else {
+        return Ok(None);
+    };
+    if !host_path {
+        return Err(Error::config(
+            "on_policy",
+            "the CPU training path (a flex build, one device, f32 weights); the on-policy loss is computed there only",
+            "another training path",
+        ));
+    }
+    let Some(teacher_template) = job.teacher_template.clone() else {
+        return Err(Error::config(
+            "teacher_template",
+            "the teacher's template (a distillation preset showing the demonstration)",
+            "none",
+        ));
+    };
+    data::check_teacher_template(&teacher_template)?;
+    let rollouts = Rollouts::new(
+        &job.model,
+        job.config.lora(),
+        job.config.seed,
+        config.clone(),
+        run.examples.clone(),
+        job.template.clone(),
+        teacher_template,
+        job.config.cutoff_len,
+        &job.output,
+    )?;
+    tracing::info!(
+        divergence = %config.divergence,
+        topk = config.topk,
+        rollouts_every = config.rollouts_every,
+        "on-policy self-distillation"
+    );
+    Ok(Some(OnPolicy {
+        loss: config.loss(),
+        config,
+        rollouts,
+        teacher: TeacherModel::load(&job.model)?,
+    }))
 }
 
 /// The trainer state of step 0.

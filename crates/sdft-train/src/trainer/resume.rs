@@ -44,7 +44,7 @@ pub(super) fn check_output(job: &TrainJob) -> Result<()> {
 
 /// What identifies a run for the reuse rule.
 fn settings(job: &TrainJob, model_sha256: &str, state: &TrainerState) -> Settings {
-    Settings::new()
+    let mut s = Settings::new()
         .with("model_sha256", model_sha256)
         .with("data_sha256", &state.data_sha256)
         .with("template", &job.template.name)
@@ -57,7 +57,12 @@ fn settings(job: &TrainJob, model_sha256: &str, state: &TrainerState) -> Setting
             ),
         )
         .with("response_column", format!("{:?}", job.response_column))
-        .with("config", &state.config)
+        .with("config", &state.config);
+    if let Some(t) = &job.teacher_template {
+        s.set("teacher_template", &t.name);
+        s.set("teacher_template_sha256", t.template_hash());
+    }
+    s
 }
 
 /// The reuse rule: `resume` continues only a run made with these settings; a
@@ -73,6 +78,8 @@ pub(super) fn reuse_or_restore<B: AutodiffBackend>(
     let metrics_path = job.output.join("metrics.csv");
     let checkpoints = job.output.join("checkpoints");
     let adapter = job.output.join("adapter");
+    let on_policy_csv = job.output.join(super::step_loop::ON_POLICY_CSV);
+    let rollouts = job.output.join("rollouts");
     let reuse = provenance::reuse(
         &job.output,
         &job.output.join("settings.json"),
@@ -81,6 +88,8 @@ pub(super) fn reuse_or_restore<B: AutodiffBackend>(
         || {
             provenance::remove_path(&checkpoints)?;
             provenance::remove_path(&adapter)?;
+            provenance::remove_path(&rollouts)?;
+            provenance::remove_path(&on_policy_csv)?;
             provenance::remove_path(&metrics_path)
         },
     )?;
@@ -96,12 +105,14 @@ pub(super) fn reuse_or_restore<B: AutodiffBackend>(
         run.state = loaded.state;
         set_lora_params(&mut run.model.llama, &run.params, device);
         metrics::truncate_after(&metrics_path, run.state.step)?;
+        metrics::truncate_after(&on_policy_csv, run.state.step)?;
         tracing::info!(checkpoint = %dir.display(), step = run.state.step, "resuming");
     } else {
         if job.resume {
             tracing::warn!(output = %job.output.display(), "no checkpoint to resume from; starting from step 0");
         }
         let _ = std::fs::remove_file(&metrics_path);
+        let _ = std::fs::remove_file(&on_policy_csv);
     }
     Ok(())
 }

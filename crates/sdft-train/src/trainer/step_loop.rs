@@ -14,9 +14,32 @@ use sdft_model::model::Llama;
 use super::{TrainSummary, Trainer};
 use crate::data::{self, Sequence};
 use crate::metrics::{self, StepMetrics};
+use crate::on_policy::{RoundStats, CSV_HEADER};
 use crate::optim::{clip_global_norm, AdamW};
-use crate::step::{host_nll_and_grads, lora_grads, set_lora_params, summed_nll};
+use crate::step::{
+    host_distill_and_grads, host_nll_and_grads, lora_grads, set_lora_params, summed_nll,
+};
 use crate::{Error, Result};
+
+/// Per-step on-policy numbers in the run directory (see [`CSV_HEADER`]).
+pub(crate) const ON_POLICY_CSV: &str = "on_policy.csv";
+
+/// Appends `row` to `path`, the header first when the file is new.
+fn append_line(path: &std::path::Path, header: &str, row: &str) -> Result<()> {
+    use std::io::Write;
+    let new = !path.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let text = if new {
+        format!("{header}\n{row}\n")
+    } else {
+        format!("{row}\n")
+    };
+    f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
+}
 
 /// A micro-batch to run: its index within the step, its dropout key and its
 /// example indices.
@@ -88,7 +111,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let (elapsed0, start_step) = (self.state.elapsed_secs, self.state.step);
         let mut run_tokens = 0u64;
         for step in self.state.step..self.total_steps {
-            let m = self.step(step, &opt, elapsed0, started);
+            let m = self.step(step, &opt, elapsed0, started)?;
             run_tokens += m.tokens as u64;
             metrics::append(&out.join("metrics.csv"), &m)?;
             tracing::debug!(
@@ -107,11 +130,18 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 
     /// Optimizer step `step`: its metrics, the state advanced past it.
-    fn step(&mut self, step: usize, opt: &AdamW, elapsed0: f64, started: Instant) -> StepMetrics {
+    fn step(
+        &mut self,
+        step: usize,
+        opt: &AdamW,
+        elapsed0: f64,
+        started: Instant,
+    ) -> Result<StepMetrics> {
         let (norm, grad_accum) = (
             self.job.config.loss_normalization,
             self.job.config.grad_accum,
         );
+        let round = self.on_policy_round(step)?;
         let micro = self.micro_batches(step);
         let targets: Vec<usize> = micro
             .iter()
@@ -124,14 +154,28 @@ impl<B: AutodiffBackend> Trainer<B> {
             .map(|i| self.seqs[*i].ids.len())
             .sum();
         let work = self.deal(step, micro);
-        let results = self.micro_results(&work, &scales);
+        let t_update = Instant::now();
+        let (results, teacher_secs) = match &self.on_policy {
+            Some(_) => self.on_policy_results(&work[0], &scales)?,
+            None => (self.micro_results(&work, &scales), 0.0),
+        };
         let (mut acc, loss) = self.all_reduce(results, &scales);
         let grad_norm = clip_global_norm(&mut acc, self.job.config.max_grad_norm);
         let lr = self.schedule.lr(step);
         opt.step(&mut self.adam, &mut self.params, &acc, lr);
         self.push_params();
         self.advance(step, tokens, elapsed0 + started.elapsed().as_secs_f64());
-        StepMetrics {
+        if let Some((round, stats)) = round {
+            let update = t_update.elapsed().as_secs_f64() - teacher_secs;
+            let row = format!(
+                "{},{round},{:.3},{teacher_secs:.3},{update:.3},{:.1},{loss:.6}",
+                step + 1,
+                stats.map_or(0.0, |s| s.secs),
+                self.round_tokens,
+            );
+            append_line(&self.job.output.join(ON_POLICY_CSV), CSV_HEADER, &row)?;
+        }
+        Ok(StepMetrics {
             step: step + 1,
             epoch: self.state.epoch,
             loss,
@@ -139,7 +183,77 @@ impl<B: AutodiffBackend> Trainer<B> {
             tokens,
             grad_norm,
             elapsed: self.state.elapsed_secs,
+        })
+    }
+
+    /// On an on-policy run: makes the rollout round of `step` current (sampled,
+    /// or read back after a resume) and puts its answers in place of the
+    /// examples' sequences. Returns the round and, when it began here, what it
+    /// cost.
+    fn on_policy_round(&mut self, step: usize) -> Result<Option<(usize, Option<RoundStats>)>> {
+        let Some(op) = &self.on_policy else {
+            return Ok(None);
+        };
+        let every = op.config.rollouts_every;
+        let round = op.config.round_of(step);
+        let (first, last) = match every {
+            0 => (0, self.total_steps),
+            n => (round * n, ((round + 1) * n).min(self.total_steps)),
+        };
+        let mut indices: Vec<usize> = (first..last)
+            .flat_map(|s| self.micro_batches(s).into_iter().flatten())
+            .collect();
+        indices.sort_unstable();
+        indices.dedup();
+        let op = self.on_policy.as_mut().expect("checked above");
+        let stats = op.rollouts.ensure(round, &indices, &self.params)?;
+        if let Some(s) = stats {
+            self.round_tokens = s.mean_tokens;
+            for (i, r) in &op.rollouts.held {
+                self.seqs[*i] = r.seq.clone();
+            }
         }
+        Ok(Some((round, stats)))
+    }
+
+    /// The micro-batches of an on-policy step on the CPU training path: the
+    /// teacher's rows for each, then the divergence's loss and gradients. Also
+    /// returns the seconds the teacher took.
+    fn on_policy_results(
+        &self,
+        work: &[Work],
+        scales: &[f64],
+    ) -> Result<(Vec<MicroResult>, f64)> {
+        let (Some(op), Some(host)) = (&self.on_policy, &self.host) else {
+            return Err(Error::config(
+                "on_policy",
+                "the CPU training path",
+                "the generic path",
+            ));
+        };
+        let mut teacher_secs = 0.0;
+        let mut out = Vec::with_capacity(work.len());
+        for (k, key, mb) in work {
+            let t0 = Instant::now();
+            let items: Vec<(&[u32], &[u32])> = mb
+                .iter()
+                .map(|i| {
+                    let r = op.rollouts.held.get(i).expect("the round holds the step's examples");
+                    (r.teacher_prompt.as_slice(), r.continuation.as_slice())
+                })
+                .collect();
+            let teacher = op.teacher.rows(&items)?;
+            teacher_secs += t0.elapsed().as_secs_f64();
+            let batch: Vec<&Sequence> = mb.iter().map(|i| &self.seqs[*i]).collect();
+            let (kl, grads) =
+                host_distill_and_grads(host, &self.params, &batch, &teacher, &op.loss, *key, scales[*k]);
+            out.push(MicroResult {
+                micro: *k,
+                nll: kl,
+                grads,
+            });
+        }
+        Ok((out, teacher_secs))
     }
 
     /// The micro-batches (example indices) of optimizer step `step`.
@@ -147,8 +261,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let c = &self.job.config;
         let epoch = step / self.steps_per_epoch;
         if self.orders.as_ref().is_none_or(|o| o.0 != epoch) {
-            let lens: Vec<usize> = self.seqs.iter().map(|s| s.ids.len()).collect();
-            let order = data::epoch_order(&lens, c.batch_size, c.seed, epoch, c.group_by_length);
+            let order = data::epoch_order(&self.lens, c.batch_size, c.seed, epoch, c.group_by_length);
             self.orders = Some((epoch, order));
         }
         let order = &self.orders.as_ref().expect("set above").1;

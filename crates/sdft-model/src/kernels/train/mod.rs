@@ -33,6 +33,7 @@
 #![allow(clippy::too_many_arguments)]
 
 mod attention;
+pub mod divergence;
 mod rows;
 
 use super::decode::HostModel;
@@ -48,8 +49,9 @@ use crate::model::lora::{adapter_dropout_key, Target};
 use crate::model::Llama;
 use attention::{attn_backward, attn_forward, gather_heads};
 use burn::prelude::Backend;
+pub use divergence::{DistillLoss, Divergence};
 use rows::{
-    lora_backward, lora_forward, rms_backward, rms_forward, rope_backward, rotate_rows,
+    distill_rows, lora_backward, lora_forward, rms_backward, rms_forward, rope_backward, rotate_rows,
     softmax_nll_rows, swiglu_backward, Dropout, Thin,
 };
 
@@ -193,6 +195,45 @@ impl TrainModel {
         dropout_key: u64,
         loss_scale: f32,
     ) -> (f64, Vec<Vec<f32>>) {
+        self.head_and_grads(params, batch, dropout_key, loss_scale, Head::Nll)
+    }
+
+    /// [`TrainModel::loss_and_grads`] with the on-policy self-distillation loss
+    /// in place of the NLL: at each target position the [`DistillLoss`] of the
+    /// student's next-token distribution against the teacher's log-probabilities
+    /// `teacher` (`[targets, vocab]`, one row per target token of `batch` in
+    /// order: example by example, positions ascending). Returns the summed
+    /// per-position losses and the gradients of `loss_scale` times that sum.
+    ///
+    /// # Panics
+    /// As [`TrainModel::loss_and_grads`], and when `teacher` does not hold one
+    /// vocabulary-sized row per target.
+    pub fn distill_and_grads(
+        &self,
+        params: &[Vec<f32>],
+        batch: &[Example<'_>],
+        teacher: &[f32],
+        loss: &DistillLoss,
+        dropout_key: u64,
+        loss_scale: f32,
+    ) -> (f64, Vec<Vec<f32>>) {
+        self.head_and_grads(
+            params,
+            batch,
+            dropout_key,
+            loss_scale,
+            Head::Distill { teacher, loss },
+        )
+    }
+
+    fn head_and_grads(
+        &self,
+        params: &[Vec<f32>],
+        batch: &[Example<'_>],
+        dropout_key: u64,
+        loss_scale: f32,
+        head: Head<'_>,
+    ) -> (f64, Vec<Vec<f32>>) {
         assert_eq!(params.len(), 2 * self.slots.len(), "LoRA parameter count");
         let started = std::time::Instant::now();
         let ctx = Ctx::new(self, params, batch, dropout_key);
@@ -214,7 +255,7 @@ impl TrainModel {
         let forward = started.elapsed().as_secs_f64();
         let (nll, dx) = ctx
             .timings
-            .time(&ctx.timings.head, || self.head_loss(&x, &ctx, loss_scale));
+            .time(&ctx.timings.head, || self.head_loss(&x, &ctx, loss_scale, head));
         drop(x);
         let mut grads: Vec<Vec<f32>> = self
             .slots
@@ -553,9 +594,9 @@ impl TrainModel {
     }
 
     /// The final norm, the head at the rows that predict a target, the summed
-    /// NLL and the gradient of `loss_scale` times it with respect to the last
-    /// layer's output.
-    fn head_loss(&self, x: &[f32], ctx: &Ctx, loss_scale: f32) -> (f64, Vec<f32>) {
+    /// loss (`head`) and the gradient of `loss_scale` times it with respect to
+    /// the last layer's output.
+    fn head_loss(&self, x: &[f32], ctx: &Ctx, loss_scale: f32, head: Head<'_>) -> (f64, Vec<f32>) {
         const BLOCK: usize = 64;
         let m = &self.host;
         let (d, vocab) = (m.dim, m.vocab);
@@ -566,15 +607,30 @@ impl TrainModel {
         let mut rows = vec![0f32; BLOCK * d];
         let mut logits = vec![0f32; BLOCK * vocab];
         let mut back = vec![0f32; BLOCK * d];
-        for block in ctx.targets.chunks(BLOCK) {
+        if let Head::Distill { teacher, .. } = head {
+            assert_eq!(
+                teacher.len(),
+                ctx.targets.len() * vocab,
+                "one teacher row per target"
+            );
+        }
+        for (b, block) in ctx.targets.chunks(BLOCK).enumerate() {
             let n = block.len();
             for (j, &(row, _)) in block.iter().enumerate() {
                 rows[j * d..(j + 1) * d].copy_from_slice(&hn[row * d..(row + 1) * d]);
             }
             let z = &mut logits[..n * vocab];
             matmul_packed_into(&rows[..n * d], n, &m.head, z);
-            let targets: Vec<u32> = block.iter().map(|&(_, target)| target).collect();
-            nll += softmax_nll_rows(z, vocab, &targets, loss_scale);
+            nll += match head {
+                Head::Nll => {
+                    let targets: Vec<u32> = block.iter().map(|&(_, target)| target).collect();
+                    softmax_nll_rows(z, vocab, &targets, loss_scale)
+                }
+                Head::Distill { teacher, loss } => {
+                    let rows = &teacher[b * BLOCK * vocab..(b * BLOCK + n) * vocab];
+                    distill_rows(z, vocab, rows, loss, loss_scale)
+                }
+            };
             matmul_packed_into(z, n, &self.head_t, &mut back[..n * d]);
             for (j, &(row, _)) in block.iter().enumerate() {
                 dh[row * d..(row + 1) * d].copy_from_slice(&back[j * d..(j + 1) * d]);
@@ -584,6 +640,18 @@ impl TrainModel {
         rms_backward(x, &r, m.norm.get(), &dh, &mut dx);
         (nll, dx)
     }
+}
+
+/// What the head computes at the target rows.
+#[derive(Clone, Copy)]
+enum Head<'a> {
+    /// The NLL of the target token (cross-entropy).
+    Nll,
+    /// A divergence from the teacher's rows (see [`divergence`]).
+    Distill {
+        teacher: &'a [f32],
+        loss: &'a DistillLoss,
+    },
 }
 
 /// Seconds spent per kind of work in one [`TrainModel::loss_and_grads`] call,

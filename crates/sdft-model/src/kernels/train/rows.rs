@@ -187,6 +187,31 @@ pub(super) fn softmax_nll_rows(z: &mut [f32], vocab: usize, targets: &[u32], sca
     nll.iter().sum()
 }
 
+/// For every row of `z` (`[rows, vocab]` student logits) and the teacher's
+/// log-probabilities `teacher` (`[rows, vocab]`): the row's distillation loss,
+/// and in place of the row `scale ·` its gradient
+/// ([`super::divergence::position_loss`]). Returns the losses summed in row
+/// order.
+pub(super) fn distill_rows(
+    z: &mut [f32],
+    vocab: usize,
+    teacher: &[f32],
+    loss: &super::divergence::DistillLoss,
+    scale: f32,
+) -> f64 {
+    let rows = z.len() / vocab;
+    let mut out = vec![0f64; rows];
+    let (zp, op) = (SendPtr(z.as_mut_ptr()), out.as_mut_ptr() as usize);
+    Team::global().run(rows, &|j| {
+        // SAFETY: task j alone touches row j of `z` and entry j of `out`.
+        let zr = unsafe { rows_mut(zp, vocab, j, j + 1) };
+        let t = &teacher[j * vocab..(j + 1) * vocab];
+        let v = super::divergence::position_loss(zr, t, loss, scale);
+        unsafe { *(op as *mut f64).add(j) = v };
+    });
+    out.iter().sum()
+}
+
 multiversion! {
     /// `z ← softmax(z) · scale` in place; returns `logsumexp(z)`.
     fn softmax_scaled(z: &mut [f32], scale: f32) -> f32 {
