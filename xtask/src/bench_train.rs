@@ -185,12 +185,7 @@ fn compare_peft(
     }
     let hf = work.join("hf");
     let mut convert = Command::new(bin);
-    convert.args([
-        "model",
-        "convert",
-        known.name,
-        &hf.display().to_string(),
-    ]);
+    convert.args(["model", "convert", known.name, &hf.display().to_string()]);
     crate::run(convert)?;
     let mut cmd = Command::new(python);
     cmd.arg(&script).arg(&hf);
@@ -221,7 +216,9 @@ pub fn run(root: &Path, cargo: Command, args: &[String]) -> Result<()> {
     let mut known = &assets::SMOLLM2_135M_INSTRUCT;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value; {USAGE}"))?;
+        let value = it
+            .next()
+            .with_context(|| format!("{flag} needs a value; {USAGE}"))?;
         match flag.as_str() {
             "--compare-peft" => python = Some(value.clone()),
             "--model" => {

@@ -98,9 +98,8 @@ fn lora_gradients_match_finite_differences() {
             tail: false,
         },
     ] {
-        let value = |p: &[Vec<f32>]| {
-            host_distill_and_grads(&host, p, &[&seq], &teacher, &loss, 0, 1.0).0
-        };
+        let value =
+            |p: &[Vec<f32>]| host_distill_and_grads(&host, p, &[&seq], &teacher, &loss, 0, 1.0).0;
         let (_, grads) = host_distill_and_grads(&host, &params, &[&seq], &teacher, &loss, 0, 1.0);
         // Entries of the first and last adapters' A and B.
         let n = params.len();
@@ -201,7 +200,10 @@ fn a_killed_run_resumes_to_the_same_adapter() {
     drop(t);
     let a = std::fs::read(full.join("adapter/adapter_model.safetensors")).unwrap();
     let b = std::fs::read(part.join("adapter/adapter_model.safetensors")).unwrap();
-    assert!(a == b, "the resumed adapter differs from the uninterrupted one");
+    assert!(
+        a == b,
+        "the resumed adapter differs from the uninterrupted one"
+    );
     for f in ["rollouts/round-000002.jsonl", "metrics.csv"] {
         let no_time = |t: String| -> Vec<String> {
             t.lines()
@@ -239,7 +241,10 @@ fn bad_setups_are_named() {
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("teacher_template") && e.contains("{resp}"), "{e}");
+    assert!(
+        e.contains("teacher_template") && e.contains("{resp}"),
+        "{e}"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -5,6 +5,7 @@ pub mod distill;
 pub mod eval;
 pub mod generate;
 pub mod model;
+pub mod objective;
 pub mod pipeline;
 pub mod progress;
 pub mod report;

@@ -114,6 +114,8 @@ pub struct TrainArgs {
     /// [default: token].
     #[arg(long, value_name = "token|micro-batch")]
     loss_normalization: Option<LossNormalization>,
+    #[command(flatten)]
+    objective: super::objective::ObjectiveArgs,
 }
 
 impl TrainArgs {
@@ -153,6 +155,7 @@ impl TrainArgs {
         }
         c.use_rslora |= self.use_rslora;
         c.group_by_length |= self.group_by_length;
+        self.objective.apply(&mut c)?;
         c.validate_for_build()?;
         Ok(c)
     }
@@ -160,18 +163,33 @@ impl TrainArgs {
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let config = args.config()?;
+    // What the progress bar calls the step's loss.
+    let loss_name = if config.on_policy.is_some() {
+        "kl"
+    } else {
+        "loss"
+    };
+    let tokenizer = sdft_model::ModelSpec::new(&args.model).tokenizer()?;
+    let template =
+        tokenizer.apply_prompt_format(Template::load(&args.template)?, args.prompt_format)?;
+    let teacher_template = match config.on_policy {
+        Some(_) => {
+            let name = args.objective.teacher_template_name(&template);
+            tracing::info!(teacher_template = %name, "on-policy teacher template");
+            Some(tokenizer.apply_prompt_format(Template::load(&name)?, args.prompt_format)?)
+        }
+        None => None,
+    };
     let job = TrainJob {
         model: assets::resolve_model(&args.model)?,
         data: args.data.clone(),
-        template: sdft_model::ModelSpec::new(&args.model)
-            .tokenizer()?
-            .apply_prompt_format(Template::load(&args.template)?, args.prompt_format)?,
+        template,
         response_column: args.response_column,
         output: args.output.clone(),
         config,
         resume: args.resume,
         overwrite: args.overwrite,
-        teacher_template: None,
+        teacher_template,
     };
     let t0 = std::time::Instant::now();
     let mut trainer = Trainer::<TrainBackend>::from_job(job)?;
@@ -198,7 +216,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         tokens += m.tokens;
         let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!(
-            "loss {:.4} lr {:.2e} {:.0} tok/s",
+            "{loss_name} {:.4} lr {:.2e} {:.0} tok/s",
             m.loss, m.lr, rate
         ));
         bar.set_position(m.step as u64);

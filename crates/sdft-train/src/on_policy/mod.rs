@@ -25,7 +25,7 @@
 mod rollout;
 mod teacher;
 
-pub(crate) use rollout::{RoundStats, Rollouts};
+pub(crate) use rollout::{Rollouts, RoundStats};
 pub(crate) use teacher::TeacherModel;
 
 use sdft_core::SamplingParams;
@@ -142,8 +142,7 @@ impl OnPolicyConfig {
 
     /// Checks every key; the error names it.
     pub fn validate(&self) -> Result<()> {
-        if self.divergence == DivergenceName::Jsd
-            && !(self.jsd_alpha > 0.0 && self.jsd_alpha < 1.0)
+        if self.divergence == DivergenceName::Jsd && !(self.jsd_alpha > 0.0 && self.jsd_alpha < 1.0)
         {
             return Err(Error::config(
                 "on_policy.jsd_alpha",
@@ -197,7 +196,11 @@ mod tests {
             jsd_alpha: 1.0,
             ..OnPolicyConfig::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("jsd_alpha"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("jsd_alpha"));
         let offline = OnPolicyConfig {
             rollouts_every: 0,
             ..OnPolicyConfig::default()

@@ -219,11 +219,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// The micro-batches of an on-policy step on the CPU training path: the
     /// teacher's rows for each, then the divergence's loss and gradients. Also
     /// returns the seconds the teacher took.
-    fn on_policy_results(
-        &self,
-        work: &[Work],
-        scales: &[f64],
-    ) -> Result<(Vec<MicroResult>, f64)> {
+    fn on_policy_results(&self, work: &[Work], scales: &[f64]) -> Result<(Vec<MicroResult>, f64)> {
         let (Some(op), Some(host)) = (&self.on_policy, &self.host) else {
             return Err(Error::config(
                 "on_policy",
@@ -238,15 +234,26 @@ impl<B: AutodiffBackend> Trainer<B> {
             let items: Vec<(&[u32], &[u32])> = mb
                 .iter()
                 .map(|i| {
-                    let r = op.rollouts.held.get(i).expect("the round holds the step's examples");
+                    let r = op
+                        .rollouts
+                        .held
+                        .get(i)
+                        .expect("the round holds the step's examples");
                     (r.teacher_prompt.as_slice(), r.continuation.as_slice())
                 })
                 .collect();
             let teacher = op.teacher.rows(&items)?;
             teacher_secs += t0.elapsed().as_secs_f64();
             let batch: Vec<&Sequence> = mb.iter().map(|i| &self.seqs[*i]).collect();
-            let (kl, grads) =
-                host_distill_and_grads(host, &self.params, &batch, &teacher, &op.loss, *key, scales[*k]);
+            let (kl, grads) = host_distill_and_grads(
+                host,
+                &self.params,
+                &batch,
+                &teacher,
+                &op.loss,
+                *key,
+                scales[*k],
+            );
             out.push(MicroResult {
                 micro: *k,
                 nll: kl,
@@ -261,7 +268,8 @@ impl<B: AutodiffBackend> Trainer<B> {
         let c = &self.job.config;
         let epoch = step / self.steps_per_epoch;
         if self.orders.as_ref().is_none_or(|o| o.0 != epoch) {
-            let order = data::epoch_order(&self.lens, c.batch_size, c.seed, epoch, c.group_by_length);
+            let order =
+                data::epoch_order(&self.lens, c.batch_size, c.seed, epoch, c.group_by_length);
             self.orders = Some((epoch, order));
         }
         let order = &self.orders.as_ref().expect("set above").1;

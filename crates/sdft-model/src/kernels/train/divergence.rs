@@ -158,7 +158,11 @@ pub fn position_loss(z: &mut [f32], teacher: &[f32], loss: &DistillLoss, scale: 
     let vocab = z.len();
     let lse = logsumexp(z.iter().map(|&x| x as f64));
     let logp = |j: usize| z[j] as f64 - lse;
-    let topk = if loss.topk == 0 { vocab } else { loss.topk.min(vocab) };
+    let topk = if loss.topk == 0 {
+        vocab
+    } else {
+        loss.topk.min(vocab)
+    };
     if topk == vocab {
         let l: Vec<f64> = (0..vocab).map(logp).collect();
         let t: Vec<f64> = teacher.iter().map(|&x| x as f64).collect();
@@ -172,16 +176,15 @@ pub fn position_loss(z: &mut [f32], teacher: &[f32], loss: &DistillLoss, scale: 
     }
     // The student's top K, largest first (ties by the lower index).
     let mut order: Vec<u32> = (0..vocab as u32).collect();
-    let by_logit = |a: &u32, b: &u32| {
-        z[*b as usize]
-            .total_cmp(&z[*a as usize])
-            .then(a.cmp(b))
-    };
+    let by_logit = |a: &u32, b: &u32| z[*b as usize].total_cmp(&z[*a as usize]).then(a.cmp(b));
     order.select_nth_unstable_by(topk - 1, by_logit);
     let mut support = order[..topk].to_vec();
     support.sort_unstable_by(by_logit);
     let mut l: Vec<f64> = support.iter().map(|&j| logp(j as usize)).collect();
-    let mut t: Vec<f64> = support.iter().map(|&j| teacher[j as usize] as f64).collect();
+    let mut t: Vec<f64> = support
+        .iter()
+        .map(|&j| teacher[j as usize] as f64)
+        .collect();
     let (value, grad_in, grad_out) = if loss.tail {
         let (l_tail, clamped) = tail_log(logsumexp(l.iter().copied()));
         let (t_tail, _) = tail_log(logsumexp(t.iter().copied()));
@@ -257,7 +260,8 @@ mod tests {
             let (mut up, mut down) = (z.clone(), z.clone());
             up[j] += eps;
             down[j] -= eps;
-            let numeric = (value(&up, &teacher, &loss) - value(&down, &teacher, &loss)) / (2.0 * eps);
+            let numeric =
+                (value(&up, &teacher, &loss) - value(&down, &teacher, &loss)) / (2.0 * eps);
             assert!(
                 (numeric - g[j] as f64).abs() < 2e-3,
                 "{loss:?} token {j}: numeric {numeric}, analytic {}",
@@ -289,10 +293,23 @@ mod tests {
         let z = [0.3f32, -1.0, 2.0, 0.5, -0.2];
         let lse = logsumexp(z.iter().map(|&x| x as f64));
         let teacher: Vec<f32> = z.iter().map(|&x| (x as f64 - lse) as f32).collect();
-        for divergence in [Divergence::Reverse, Divergence::Forward, Divergence::Jsd { alpha: 0.3 }] {
+        for divergence in [
+            Divergence::Reverse,
+            Divergence::Forward,
+            Divergence::Jsd { alpha: 0.3 },
+        ] {
             for (topk, tail) in [(0, true), (2, true), (2, false)] {
                 let mut g = z;
-                let v = position_loss(&mut g, &teacher, &DistillLoss { divergence, topk, tail }, 1.0);
+                let v = position_loss(
+                    &mut g,
+                    &teacher,
+                    &DistillLoss {
+                        divergence,
+                        topk,
+                        tail,
+                    },
+                    1.0,
+                );
                 assert!(v.abs() < 1e-6, "{divergence:?} {topk} {tail}: {v}");
                 assert!(g.iter().all(|x| x.abs() < 1e-5), "{g:?}");
             }

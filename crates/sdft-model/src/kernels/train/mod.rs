@@ -51,8 +51,8 @@ use attention::{attn_backward, attn_forward, gather_heads};
 use burn::prelude::Backend;
 pub use divergence::{DistillLoss, Divergence};
 use rows::{
-    distill_rows, lora_backward, lora_forward, rms_backward, rms_forward, rope_backward, rotate_rows,
-    softmax_nll_rows, swiglu_backward, Dropout, Thin,
+    distill_rows, lora_backward, lora_forward, rms_backward, rms_forward, rope_backward,
+    rotate_rows, softmax_nll_rows, swiglu_backward, Dropout, Thin,
 };
 
 /// One training example: token ids and, per position, whether the token is a
@@ -253,9 +253,9 @@ impl TrainModel {
             }
         }
         let forward = started.elapsed().as_secs_f64();
-        let (nll, dx) = ctx
-            .timings
-            .time(&ctx.timings.head, || self.head_loss(&x, &ctx, loss_scale, head));
+        let (nll, dx) = ctx.timings.time(&ctx.timings.head, || {
+            self.head_loss(&x, &ctx, loss_scale, head)
+        });
         drop(x);
         let mut grads: Vec<Vec<f32>> = self
             .slots
