@@ -35,10 +35,12 @@ fn losses_and_gradients_equal_trl() {
     assert_eq!(cases.len(), 16);
     for case in cases {
         let alpha = case["alpha"].as_f64().unwrap();
-        let divergence = match alpha {
-            a if a == 1.0 => Divergence::Reverse,
-            a if a == 0.0 => Divergence::Forward,
-            a => Divergence::Jsd { alpha: a },
+        let divergence = if alpha == 1.0 {
+            Divergence::Reverse
+        } else if alpha == 0.0 {
+            Divergence::Forward
+        } else {
+            Divergence::Jsd { alpha }
         };
         assert_eq!(divergence.trl_alpha(), alpha);
         let loss = DistillLoss {
