@@ -1,5 +1,7 @@
-//! `cargo xtask demo [--model NAME] [--output DIR] [--data-dir DIR]`: the README's
-//! main command (`--model qwen2.5-coder-0.5b-instruct` runs the Qwen2 demo).
+//! `cargo xtask demo [--model NAME] [--output DIR] [--data-dir DIR] [--arms ARM,...|all]`:
+//! the README's main command (`--model qwen2.5-coder-0.5b-instruct` runs the Qwen2
+//! demo). `--arms` picks the config's arms (default: vanilla and sdft; `all` adds
+//! the on-policy arm, which costs more time, see the config's header).
 //!
 //! On a fresh machine: fetches the default model (SmolLM2-135M-Instruct), finds the
 //! paper's data (`--data-dir`, else `$SDFT_SHARED/data/sdft`, else a copy fetched
@@ -94,17 +96,21 @@ fn names() -> String {
     FILES.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
 }
 
-/// The demos: (model name, its config, the default output folder).
-const DEMOS: &[(&str, &str, &str)] = &[
+/// The demos: (model name, its config, the default output folder, the arms run
+/// without `--arms`: the config's other arms cost more time than the demo's
+/// budget, see the config's header).
+const DEMOS: &[(&str, &str, &str, &str)] = &[
     (
         "smollm2-135m-instruct",
         "configs/smollm2-demo.toml",
         "runs/smollm2-demo",
+        "vanilla,sdft",
     ),
     (
         "qwen2.5-coder-0.5b-instruct",
         "configs/qwen2.5-coder-demo.toml",
         "runs/qwen2.5-coder-demo",
+        "vanilla,sdft",
     ),
 ];
 
@@ -112,6 +118,7 @@ pub fn run(root: &Path, cargo: Command, args: &[String]) -> Result<()> {
     let mut output = None;
     let mut explicit_data = None;
     let mut model_name = DEMOS[0].0.to_string();
+    let mut arms = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -120,12 +127,15 @@ pub fn run(root: &Path, cargo: Command, args: &[String]) -> Result<()> {
                 explicit_data = Some(PathBuf::from(it.next().context("--data-dir DIR")?))
             }
             "--model" => model_name = it.next().context("--model NAME")?.clone(),
+            "--arms" => arms = Some(it.next().context("--arms ARM,... or all")?.clone()),
             other => bail!(
-                "cargo xtask demo: unknown argument {other:?} (use --output DIR, --data-dir DIR, --model NAME)"
+                "cargo xtask demo: unknown argument {other:?} (use --output DIR, --data-dir DIR, \
+                 --model NAME, --arms ARM,...|all)"
             ),
         }
     }
-    let Some(&(_, config, default_out)) = DEMOS.iter().find(|d| d.0 == model_name) else {
+    let Some(&(_, config, default_out, default_arms)) = DEMOS.iter().find(|d| d.0 == model_name)
+    else {
         let known: Vec<&str> = DEMOS.iter().map(|d| d.0).collect();
         bail!(
             "cargo xtask demo --model {model_name}: no demo for it (known: {})",
@@ -156,6 +166,13 @@ pub fn run(root: &Path, cargo: Command, args: &[String]) -> Result<()> {
         .arg(&output)
         .arg("--data-dir")
         .arg(&data);
+    // `all`: every arm of the config.
+    match arms.as_deref().unwrap_or(default_arms) {
+        "all" => {}
+        list => {
+            cmd.args(["--arms", list]);
+        }
+    }
     crate::run(cmd)?;
     println!(
         "\nreport: {}",

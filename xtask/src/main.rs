@@ -25,8 +25,9 @@
 //! - `llama-server [--source DIR] [--jobs N] [--targets a,b]`: build llama.cpp's
 //!   `llama-server` from the `llama-cpp-python==0.3.36` source archive into
 //!   `$SDFT_HOME` (see `llama_server`).
-//! - `demo [--output DIR] [--data-dir DIR]`: the whole SDFT experiment on
-//!   SmolLM2-135M-Instruct on the CPU (`configs/smollm2-demo.toml`).
+//! - `demo [--model NAME] [--output DIR] [--data-dir DIR] [--arms ARM,...|all]`: the
+//!   whole SDFT experiment on SmolLM2-135M-Instruct on the CPU
+//!   (`configs/smollm2-demo.toml`), or on Qwen2.5-Coder-0.5B-Instruct.
 
 mod bench_train;
 mod demo;
@@ -42,7 +43,10 @@ use sdft_assets as assets;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  demo [--output DIR]       the SDFT experiment on SmolLM2-135M (CPU, ~40 min): report.md, plots, manifest.json
+  demo [--model NAME] [--output DIR] [--data-dir DIR] [--arms ARM,...|all]
+                            the SDFT experiment on SmolLM2-135M (CPU; times in the config's header),
+                            or --model qwen2.5-coder-0.5b-instruct: report.md, plots, manifest.json;
+                            --arms all adds the on-policy arm
   test [ARGS...]            fetch test assets (best effort; required under CI=true), then run the
                             workspace tests and the GPU parity set on wgpu (a Vulkan device,
                             e.g. lavapipe); lists the skipped tests at the end

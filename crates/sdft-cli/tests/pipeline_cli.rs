@@ -340,7 +340,8 @@ fn shipped_configs_make_valid_stage_commands() {
             String::from_utf8_lossy(&o.stderr)
         );
         let plan = String::from_utf8(o.stdout).unwrap();
-        assert_eq!(plan.lines().count(), 6, "{plan}");
+        // eval-seed, distill, and a train and an eval stage per arm (two or more).
+        assert!(plan.lines().count() >= 6, "{plan}");
         for line in plan.lines() {
             let (stage, cmd) = line.split_once(": sdft ").unwrap();
             let mut args: Vec<&str> = cmd.split(' ').collect();
@@ -358,6 +359,114 @@ fn shipped_configs_make_valid_stage_commands() {
         }
     }
     assert!(n >= 6, "the demo and the five paper configs");
+}
+
+/// `[[arm]]` tables: an arm with its own LoRA recipe and an on-policy arm beside
+/// vanilla, without the SDFT arm (so without a distill stage); each arm trained
+/// and evaluated, the report comparing every arm with the seed and with the
+/// baseline, with per-item flips; `--arms` keeps a subset; `--dry-run` writes
+/// nothing.
+#[test]
+fn arms_train_evaluate_and_report_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replacen("seed = 7\n", "seed = 7\nbaseline = \"vanilla\"\n", 1)
+        .replace("measure_gap = true\n", "")
+        + r#"
+[[arm]]
+name = "vanilla"
+objective = "sft"
+data = "original"
+
+[[arm]]
+name = "vanilla-r4"
+objective = "sft"
+data = "original"
+lora_rank = 4
+lora_alpha = 8
+
+[[arm]]
+name = "op"
+objective = "on-policy"
+rollouts_every = 0
+max_new_tokens = 4
+"#;
+    std::fs::write(&config, text).unwrap();
+    let data = dir.path().join("data");
+    let run = dir.path().join("run");
+    let o = pipeline(&config, &data, &run)
+        .args(["--arms", "vanilla,op", "--dry-run"])
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let names: Vec<&str> = plan.lines().map(|l| l.split(':').next().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "eval-seed",
+            "train-vanilla",
+            "train-op",
+            "eval-vanilla",
+            "eval-op"
+        ]
+    );
+    assert!(plan.contains("--objective on-policy"), "{plan}");
+    assert!(
+        plan.contains("--teacher-template alpaca_distill_using"),
+        "{plan}"
+    );
+    assert!(!run.exists(), "--dry-run writes nothing");
+    let o = pipeline(&config, &data, &run)
+        .args(["--arms", "op"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("baseline = \"vanilla\" names no arm"), "{err}");
+
+    let o = pipeline(&config, &data, &run).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        !run.join("distill").exists(),
+        "no arm reads distilled answers"
+    );
+    let stages = manifest(&run)["stages"].as_object().unwrap().clone();
+    let mut names: Vec<&String> = stages.keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "eval-op",
+            "eval-seed",
+            "eval-vanilla",
+            "eval-vanilla-r4",
+            "train-op",
+            "train-vanilla",
+            "train-vanilla-r4"
+        ]
+    );
+    let r4 = read_json(&run.join("train-vanilla-r4/adapter/adapter_config.json"));
+    assert_eq!(r4["r"], 4);
+    assert!(run.join("train-op/on_policy.csv").is_file());
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    for want in [
+        "## Arms",
+        "Baseline: `vanilla`",
+        "| op | on-policy self-distillation (Shenfeld et al. 2026) |",
+        "`lora_rank = 4`",
+        "## eval-op vs. eval-seed",
+        "## eval-vanilla-r4 vs. eval-seed",
+        "## eval-vanilla vs. eval-op",
+        "## eval-vanilla vs. eval-vanilla-r4",
+        "Per-item flips, eval-seed → eval-op",
+        "| train-op |",
+    ] {
+        assert!(report.contains(want), "report lacks {want}:\n{report}");
+    }
 }
 
 /// `--dry-run` checks every stage's flags with the stage's own parser.

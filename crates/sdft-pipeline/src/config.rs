@@ -27,6 +27,10 @@
 //! and `concurrency` to distill on a serving engine (docs/serving.md); the
 //! evaluations always run in-process.
 //!
+//! `[[arm]]` tables list the trained arms, each with its objective, data and
+//! LoRA recipe, and `baseline` names the arm the others are compared with
+//! ([`crate::arms`]); without them the arms are `vanilla` and `sdft`.
+//!
 //! A top-level `prompt_format = "paper" | "chat"` is every stage's
 //! `--prompt-format` unless the stage's table sets its own.
 //!
@@ -42,6 +46,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use crate::arms::{self, Arm};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +68,14 @@ pub struct Experiment {
     #[serde(default)]
     pub train: toml::Table,
     pub eval: toml::Table,
+    /// The trained arms (`[[arm]]` tables, [`crate::arms`]); none: `vanilla` and
+    /// `sdft`.
+    #[serde(default, rename = "arm", skip_serializing_if = "Vec::is_empty")]
+    pub arms: Vec<Arm>,
+    /// The arm every other arm is compared with (default: `vanilla` if there is
+    /// such an arm, else the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
     /// Measured stage times for the plan printed before a run (see the module docs).
     #[serde(default, skip_serializing_if = "Plan::is_empty")]
     pub plan: Plan,
@@ -141,7 +154,50 @@ impl Experiment {
                 }
             }
         }
+        arms::check(path, &e.trained_arms(), e.baseline.as_deref())?;
         Ok(e)
+    }
+
+    /// The arms this experiment trains: its `[[arm]]` tables, or `vanilla` and
+    /// `sdft`.
+    pub fn trained_arms(&self) -> Vec<Arm> {
+        if self.arms.is_empty() {
+            arms::default_arms()
+        } else {
+            self.arms.clone()
+        }
+    }
+
+    /// Keeps only the arms named in `names` (in the config's order), e.g. to leave
+    /// out a costly arm; `path` names the config in errors. The baseline must be
+    /// among them.
+    pub fn select_arms(&mut self, path: &Path, names: &[String]) -> Result<()> {
+        let all = self.trained_arms();
+        for n in names {
+            if !all.iter().any(|a| &a.name == n) {
+                return Err(Error::config(
+                    path,
+                    format!(
+                        "--arms {n}: no such arm (the arms: {})",
+                        all.iter()
+                            .map(|a| a.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        self.arms = all
+            .into_iter()
+            .filter(|a| names.contains(&a.name))
+            .collect();
+        arms::check(path, &self.arms, self.baseline.as_deref())?;
+        Ok(())
+    }
+
+    /// The baseline arm's name (checked by [`Experiment::load`]).
+    pub fn baseline_arm(&self) -> String {
+        arms::baseline_name(&self.trained_arms(), self.baseline.as_deref())
     }
 
     /// The task data file: a path that exists (relative to the config's folder), or a

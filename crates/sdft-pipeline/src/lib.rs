@@ -5,11 +5,14 @@
 //!
 //! 1. `eval-seed`: evaluate the seed model;
 //! 2. `distill`: self-distill the task data (`distill/distilled.parquet`);
-//! 3. `train-vanilla` / `train-sdft`: the same LoRA recipe on the original and on
-//!    the distilled responses;
-//! 4. `eval-vanilla` / `eval-sdft`: evaluate both adapters;
-//! 5. the report (`report.md`, plots) with the paired comparisons, the
-//!    distillation summary, the distribution gap and the stage timings.
+//! 3. `train-NAME` for each arm ([`arms`]): by default `train-vanilla` and
+//!    `train-sdft`, the same LoRA recipe on the original and on the distilled
+//!    responses; `[[arm]]` tables add others (another recipe, on-policy
+//!    self-distillation);
+//! 4. `eval-NAME`: evaluate each arm's adapter;
+//! 5. the report (`report.md`, plots) with the paired comparisons (each arm with
+//!    the seed and with the baseline arm, per-item flips), the distillation
+//!    summary, the distribution gap and the stage timings.
 //!
 //! `RUN/manifest.json` ([`RunManifest`]) records the config, seed, templates,
 //! data, model and code hashes and each stage's key and timing; a re-run skips
@@ -36,12 +39,14 @@
 //! # Ok::<(), sdft_pipeline::Error>(())
 //! ```
 
+pub mod arms;
 pub mod config;
 mod error;
 mod pipeline;
 mod report;
 pub mod stage;
 
+pub use arms::{Arm, ArmData, ArmObjective};
 pub use config::Experiment;
 pub use error::{Error, Result};
 pub use pipeline::{Pipeline, PipelineOptions, PipelineOutcome};

@@ -12,6 +12,7 @@ use sdft_core::provenance::{content_hash, sha256_hex};
 use sdft_distill::Task;
 use sdft_model::ModelSpec;
 
+use crate::arms::{Arm, ArmObjective};
 use crate::config::{table_flags, Experiment};
 use crate::stage::{RunManifest, Stage};
 use crate::{Error, Result};
@@ -32,6 +33,8 @@ pub struct PipelineOptions {
     pub data_dir: Option<PathBuf>,
     /// A model instead of the config's.
     pub model: Option<String>,
+    /// Only these arms of the config (by name), e.g. to leave out a costly one.
+    pub arms: Option<Vec<String>>,
 }
 
 /// A prepared experiment (see the module docs).
@@ -56,13 +59,16 @@ pub struct PipelineOutcome {
 }
 
 impl Pipeline {
-    /// Reads the config, creates the run folder, records the run's provenance in
-    /// the manifest (not yet saved) and lays out the stages.
+    /// Reads the config, records the run's provenance in the manifest and lays
+    /// out the stages; writes nothing ([`Pipeline::run`] creates the run folder).
     pub fn prepare(o: &PipelineOptions) -> Result<Pipeline> {
         let started = Instant::now();
         let mut exp = Experiment::load(&o.config)?;
         if let Some(m) = &o.model {
             exp.model = m.clone();
+        }
+        if let Some(names) = &o.arms {
+            exp.select_arms(&o.config, names)?;
         }
         let config_dir = o
             .config
@@ -76,7 +82,6 @@ impl Pipeline {
             .output
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs").join(&exp.name));
-        std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
         let task = Task::parse(&exp.data.task)?;
         let train_template = exp
             .train
@@ -112,6 +117,7 @@ impl Pipeline {
             &model_path,
             &run_dir,
             &train_template,
+            &manifest.distill_template,
             data_dir.as_deref(),
         )?;
         Ok(Pipeline {
@@ -152,6 +158,7 @@ impl Pipeline {
         only: Option<&[String]>,
         log: &mut dyn FnMut(&str),
     ) -> Result<PipelineOutcome> {
+        std::fs::create_dir_all(&self.run_dir).map_err(|e| Error::io(&self.run_dir, e))?;
         self.manifest.save(&self.run_dir)?;
         for s in &self.stages {
             if only.is_some_and(|o| !o.contains(&s.name)) {
@@ -173,7 +180,16 @@ impl Pipeline {
             });
         }
         let wall = self.started.elapsed().as_secs_f64();
-        let notes = crate::report::write(&self.run_dir, &self.manifest, self.task.name(), wall)?;
+        let names: Vec<String> = self.stages.iter().map(|s| s.name.clone()).collect();
+        let notes = crate::report::write(
+            &self.run_dir,
+            &self.manifest,
+            self.task.name(),
+            &self.experiment.trained_arms(),
+            &self.experiment.baseline_arm(),
+            &names,
+            wall,
+        )?;
         Ok(PipelineOutcome {
             pending,
             report: Some(self.run_dir.join("report.md")),
@@ -264,6 +280,7 @@ fn plan(
     model: &Path,
     run: &Path,
     train_template: &str,
+    distill_template: &str,
     data_dir: Option<&Path>,
 ) -> Result<Vec<Stage>> {
     let model_arg = os(model);
@@ -333,9 +350,21 @@ fn plan(
     distill_args.extend([os("--output"), os(&distilled)]);
     let mut train_table = exp.train.clone();
     train_table.remove("template");
-    let train_flags = table_flags(&train_table)?;
-    let train = |name: &str, data: &Path, column: &str, inputs: Vec<PathBuf>| -> Stage {
-        let out = run.join(format!("train-{name}"));
+    let train = |arm: &Arm| -> Result<Stage> {
+        let out = run.join(format!("train-{}", arm.name));
+        let (data, column, inputs) = if arm.uses_distilled() {
+            (
+                distilled.as_path(),
+                "response",
+                vec![model.to_path_buf(), distilled.clone()],
+            )
+        } else {
+            (
+                data,
+                "output",
+                vec![model.to_path_buf(), data.to_path_buf()],
+            )
+        };
         let mut args = vec![
             os("train"),
             os("--model"),
@@ -353,38 +382,45 @@ fn plan(
             args.extend(limit.clone());
             args.extend(maps.clone());
         }
-        args.extend(train_flags.clone());
+        let mut table = train_table.clone();
+        for (k, v) in &arm.train {
+            table.insert(k.replace('-', "_"), v.clone());
+        }
+        if arm.objective == ArmObjective::OnPolicy {
+            args.extend([os("--objective"), os("on-policy")]);
+            // The teacher sees the demonstration through the distill stage's
+            // template unless the arm names its own.
+            table
+                .entry("teacher_template")
+                .or_insert_with(|| toml::Value::String(distill_template.into()));
+        }
+        args.extend(table_flags(&table)?);
         args.extend([os("--output"), os(&out)]);
-        Stage {
-            name: format!("train-{name}"),
+        Ok(Stage {
+            name: format!("train-{}", arm.name),
             args,
             inputs,
             output: out,
             resume_args: vec![os("--resume")],
-        }
+        })
     };
-    Ok(vec![
-        eval("seed", None),
-        Stage {
+    let arms = exp.trained_arms();
+    let mut stages = vec![eval("seed", None)];
+    if arms.iter().any(Arm::uses_distilled) {
+        stages.push(Stage {
             name: "distill".into(),
             args: distill_args,
             inputs: vec![model.to_path_buf(), data.to_path_buf()],
             output: distill_dir,
             resume_args: Vec::new(),
-        },
-        train(
-            "vanilla",
-            data,
-            "output",
-            vec![model.to_path_buf(), data.to_path_buf()],
-        ),
-        train(
-            "sdft",
-            &distilled,
-            "response",
-            vec![model.to_path_buf(), distilled.clone()],
-        ),
-        eval("vanilla", Some(run.join("train-vanilla/adapter"))),
-        eval("sdft", Some(run.join("train-sdft/adapter"))),
-    ])
+        });
+    }
+    for arm in &arms {
+        stages.push(train(arm)?);
+    }
+    for arm in &arms {
+        let adapter = run.join(format!("train-{}", arm.name)).join("adapter");
+        stages.push(eval(&arm.name, Some(adapter)));
+    }
+    Ok(stages)
 }

@@ -1,4 +1,4 @@
-//! The pipeline's report: the comparison report of the three evaluations
+//! The pipeline's report: the comparison report of the seed's and the arms' evaluations
 //! ([`sdft_eval::report::write_report`]: table, paired comparisons, plots), then the distillation summary, the distribution gap, the stage timings
 //! and the run's provenance.
 
@@ -7,6 +7,7 @@ use std::path::Path;
 
 use sdft_distill::Summary;
 
+use crate::arms::Arm;
 use crate::stage::RunManifest;
 use crate::{Error, Result};
 
@@ -22,32 +23,45 @@ fn task_benchmark(task: &str) -> Option<&'static str> {
     }
 }
 
-/// Stages in the order they run.
-const ORDER: [&str; 6] = [
-    "eval-seed",
-    "distill",
-    "train-vanilla",
-    "train-sdft",
-    "eval-vanilla",
-    "eval-sdft",
-];
-
-/// Writes `RUN/report.md` (and the plots) for a run whose stages are done; `wall`
-/// is this invocation's time. Returns the report's notes (views left out).
+/// Writes `RUN/report.md` (and the plots) for a run whose stages are done:
+/// the seed and every arm, each arm compared with the seed and with the
+/// `baseline` arm; `stages` are the stage names in the order they ran, `wall` is
+/// this invocation's time. Returns the report's notes (views left out).
 pub fn write(
     run: &Path,
     manifest: &RunManifest,
     task: &str,
+    arms: &[Arm],
+    baseline: &str,
+    stages: &[String],
     wall: f64,
 ) -> Result<Vec<sdft_eval::report::ReportNote>> {
-    let evals: Vec<_> = ["eval-seed", "eval-vanilla", "eval-sdft"]
-        .iter()
-        .map(|d| run.join(d))
-        .collect();
-    let files = sdft_eval::report::write_report(&evals, run, task_benchmark(task), 42)?;
+    let mut evals = vec![run.join("eval-seed")];
+    evals.extend(arms.iter().map(|a| run.join(format!("eval-{}", a.name))));
+    let base = arms.iter().position(|a| a.name == baseline).map(|i| i + 1);
+    let files =
+        sdft_eval::report::write_report_against(&evals, run, task_benchmark(task), 42, base)?;
     let path = files.report;
     let mut text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n## Arms\n\nEach arm is a LoRA run from the seed; `eval-NAME` evaluates it. Baseline: `{baseline}`.\n\n| arm | what | settings over [train] |\n| --- | --- | --- |"
+    );
+    for a in arms {
+        let settings: Vec<String> = a
+            .train
+            .iter()
+            .map(|(k, v)| format!("`{k} = {v}`"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            a.name,
+            a.describe(),
+            settings.join(", ")
+        );
+    }
     let summary_path = Summary::path_for(&run.join("distill/distilled.parquet"));
     if let Ok(sum) = Summary::load(&summary_path) {
         let _ = writeln!(s, "\n## Self-distillation\n\n```text\n{}```", sum.render());
@@ -57,7 +71,7 @@ pub fn write(
     }
     let _ = writeln!(s, "\n## Stages\n\n| stage | seconds |\n| --- | ---: |");
     let mut total = 0.0;
-    for name in ORDER {
+    for name in stages {
         if let Some(r) = manifest.stages.get(name) {
             let _ = writeln!(s, "| {name} | {:.1} |", r.seconds);
             total += r.seconds;

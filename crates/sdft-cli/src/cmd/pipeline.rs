@@ -27,12 +27,18 @@ pub struct PipelineArgs {
     /// or an HF directory).
     #[arg(long)]
     model: Option<String>,
+    /// Train and evaluate only these arms of the config (comma-separated names of
+    /// its `[[arm]]` tables; without tables the arms are vanilla and sdft), e.g. to
+    /// leave out a costly one. The baseline arm must be among them.
+    #[arg(long, value_name = "ARM,...", value_delimiter = ',')]
+    arms: Option<Vec<String>>,
     /// Print the stages and their commands without running them.
     #[arg(long)]
     dry_run: bool,
-    /// Run only these stages (comma-separated names: eval-seed, distill,
-    /// train-vanilla, train-sdft, eval-vanilla, eval-sdft), e.g. one per command to
-    /// keep each step short; the report is written once every stage is done.
+    /// Run only these stages (comma-separated names: eval-seed, distill, then
+    /// train-ARM and eval-ARM for each arm, by default train-vanilla, train-sdft,
+    /// eval-vanilla, eval-sdft), e.g. one per command to keep each step short; the
+    /// report is written once every stage is done.
     #[arg(long, value_name = "STAGE,...")]
     stages: Option<String>,
 }
@@ -43,6 +49,7 @@ pub fn run(args: PipelineArgs) -> Result<ExitCode> {
         output: args.output.clone(),
         data_dir: args.data_dir.clone(),
         model: args.model.clone(),
+        arms: args.arms.clone(),
     })?;
     // Every stage's flags are checked (by the stage's own parser) before anything
     // runs, so a bad key in the TOML fails at once, also under --dry-run.

@@ -120,17 +120,32 @@ impl std::fmt::Display for ReportNote {
     }
 }
 
-/// The comparison report of eval run directories (the first is the baseline):
-/// `report.md` in `output` with the table of every benchmark and its deltas, the
-/// system-message note, the task-gain-vs-forgetting table for `task` (default: the
-/// first run's first benchmark), the paired comparisons (every later run against
-/// the first, and with three runs the last two against each other; bootstrap
-/// seeded by `seed`) and the plots.
+/// The comparison report of eval run directories (the first is the seed):
+/// [`write_report_against`] with, for three runs (seed, vanilla, SDFT), the
+/// second as the baseline of the third.
 pub fn write_report(
     run_dirs: &[PathBuf],
     output: &Path,
     task: Option<&str>,
     seed: u64,
+) -> Result<ReportFiles> {
+    let baseline = (run_dirs.len() == 3).then_some(1);
+    write_report_against(run_dirs, output, task, seed, baseline)
+}
+
+/// The comparison report of eval run directories (the first is the seed):
+/// `report.md` in `output` with the table of every benchmark and its deltas, the
+/// system-message note, the task-gain-vs-forgetting table for `task` (default: the
+/// first run's first benchmark), the paired comparisons (every later run against
+/// the first, and every other run against the run at index `baseline`, as
+/// baseline − run; bootstrap seeded by `seed`) with each pair's per-item flips,
+/// and the plots.
+pub fn write_report_against(
+    run_dirs: &[PathBuf],
+    output: &Path,
+    task: Option<&str>,
+    seed: u64,
+    baseline: Option<usize>,
 ) -> Result<ReportFiles> {
     let mut notes = Vec::new();
     let runs = load_runs(run_dirs)?;
@@ -206,17 +221,19 @@ pub fn write_report(
             }
         }
     }
-    // Paired comparisons: every later run against the first, and with three
-    // runs (seed, vanilla, SDFT) the last two against each other.
+    // Paired comparisons: every later run against the first (the seed), and
+    // every other run against the baseline.
     let mut pairs: Vec<(usize, usize)> = (1..runs.len()).map(|j| (0, j)).collect();
-    if runs.len() == 3 {
-        pairs.push((2, 1));
+    if let Some(b) = baseline.filter(|&b| b > 0 && b < runs.len()) {
+        pairs.extend((1..runs.len()).filter(|&j| j != b).map(|j| (j, b)));
     }
     for (i, j) in pairs {
         let rows = paired(&runs[i], &runs[j], seed)?;
         if !rows.is_empty() {
             let title = format!("{} vs. {}", runs[j].name, runs[i].name);
             md.push_str(&paired_section(&title, &runs[i], &runs[j], &rows));
+            let f = super::flips(&runs[i], &runs[j])?;
+            md.push_str(&super::flips_section(&runs[i], &runs[j], &f));
         }
     }
     if !plots.is_empty() {

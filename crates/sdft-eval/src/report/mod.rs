@@ -2,9 +2,11 @@
 //! deltas against the first run, and the numbers behind the report's plots.
 
 mod document;
+mod flips;
 pub mod plot;
 
-pub use document::{paired_section, write_report, ReportFiles, ReportNote};
+pub use document::{paired_section, write_report, write_report_against, ReportFiles, ReportNote};
+pub use flips::{flips, flips_section, Flips};
 
 use std::path::{Path, PathBuf};
 
