@@ -157,3 +157,37 @@ fn paired_rows_join_by_id_and_verdicts_follow_the_interval() {
         verdict(drift, "vanilla", "sdft")
     );
 }
+
+/// Per-item flips: on a benchmark scored right or wrong per row, the rows right
+/// in one run and wrong in the other, each way, over the ids both runs scored;
+/// a benchmark with other scores (drift) has none.
+#[test]
+fn flips_list_the_rows_that_changed_each_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = run(
+        dir.path(),
+        "a",
+        &[
+            ("gsm8k", "task", &[("1", 1.0), ("2", 0.0), ("3", 1.0), ("4", 0.0)]),
+            ("drift", "drift", &[("1", 0.5), ("2", 0.0)]),
+        ],
+    );
+    let b = run(
+        dir.path(),
+        "b",
+        &[
+            (
+                "gsm8k",
+                "task",
+                &[("1", 0.0), ("2", 1.0), ("3", 1.0), ("4", 0.0), ("5", 1.0)],
+            ),
+            ("drift", "drift", &[("1", 0.25), ("2", 0.0)]),
+        ],
+    );
+    let f = sdft_eval::report::flips(&a, &b).unwrap();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!((f[0].benchmark.as_str(), f[0].n), ("gsm8k", 4));
+    assert_eq!((f[0].lost.clone(), f[0].gained.clone()), (vec!["1".to_string()], vec!["2".to_string()]));
+    let md = sdft_eval::report::flips_section(&a, &b, &f);
+    assert!(md.contains("| gsm8k | 4 | 1 | 1 | `1` | `2` |"), "{md}");
+}
