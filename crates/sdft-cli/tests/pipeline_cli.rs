@@ -201,8 +201,11 @@ fn the_pipeline_runs_skips_and_resumes() {
         "## Self-distillation",
         "Distribution gap",
         "## Stages",
-        "| drift | **kl** |",
-        "| gsm8k_ll | **logprob** |",
+        "| drift | **kl** ↓ |",
+        "| gsm8k_ll | **logprob** ↑ |",
+        // The paired tables name the per-row scores they compare.
+        "| drift | kl_response_mean ↓ | ",
+        "| gsm8k_ll | row_mean_logprob ↑ | ",
         "## eval-vanilla vs. eval-seed",
         "## eval-sdft vs. eval-seed",
         "## eval-vanilla vs. eval-sdft",
@@ -214,6 +217,15 @@ fn the_pipeline_runs_skips_and_resumes() {
     ] {
         assert!(report.contains(want), "report lacks {want}:\n{report}");
     }
+    // Against its seed a tuned model's drift is its own, not a contest the seed
+    // can win; the seed is called the seed.
+    assert!(
+        report
+            .contains("- drift: eval-vanilla has drifted from the seed: eval-vanilla − eval-seed")
+            || report.contains("- drift: no measurable drift of eval-vanilla from the seed"),
+        "{report}"
+    );
+    assert!(!report.contains("eval-seed drifts"), "{report}");
     // The seed compared with itself has drifted by exactly nothing.
     let seed = read_json(&run.join("eval-seed/results.json"));
     let drift = seed["benchmarks"]
@@ -358,6 +370,11 @@ fn shipped_configs_make_valid_stage_commands() {
         }
     }
     assert!(n >= 6, "the demo and the five paper configs");
+    // A dry run writes nothing: not even the run folder.
+    assert!(
+        !dir.path().join("run").exists(),
+        "--dry-run created the run folder"
+    );
 }
 
 /// `--dry-run` checks every stage's flags with the stage's own parser.

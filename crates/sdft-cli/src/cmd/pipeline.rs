@@ -4,7 +4,7 @@
 //! command line is checked here by the stage's own parser before anything runs.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -27,7 +27,8 @@ pub struct PipelineArgs {
     /// or an HF directory).
     #[arg(long)]
     model: Option<String>,
-    /// Print the stages and their commands without running them.
+    /// Print the plan and each stage's command line without running anything or
+    /// writing anything (no run folder is created).
     #[arg(long)]
     dry_run: bool,
     /// Run only these stages (comma-separated names: eval-seed, distill,
@@ -38,12 +39,30 @@ pub struct PipelineArgs {
 }
 
 pub fn run(args: PipelineArgs) -> Result<ExitCode> {
-    let mut p = Pipeline::prepare(&PipelineOptions {
+    // `prepare` creates the run folder; a dry run removes what it created, so
+    // that it leaves nothing behind.
+    let created = match args.dry_run {
+        true => {
+            let name = sdft_pipeline::Experiment::load(&args.config)?.name;
+            let dir = args
+                .output
+                .clone()
+                .unwrap_or_else(|| Path::new("runs").join(name));
+            missing_folders(&dir)
+        }
+        false => Vec::new(),
+    };
+    let prepared = Pipeline::prepare(&PipelineOptions {
         config: args.config.clone(),
         output: args.output.clone(),
         data_dir: args.data_dir.clone(),
         model: args.model.clone(),
-    })?;
+    });
+    for dir in &created {
+        // Empty folders only: remove_dir refuses anything else.
+        let _ = std::fs::remove_dir(dir);
+    }
+    let mut p = prepared?;
     // Every stage's flags are checked (by the stage's own parser) before anything
     // runs, so a bad key in the TOML fails at once, also under --dry-run.
     for s in &p.stages {
@@ -92,4 +111,12 @@ pub fn run(args: PipelineArgs) -> Result<ExitCode> {
         println!("report: {}", r.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The folders of `dir`'s path that do not exist yet, deepest first.
+fn missing_folders(dir: &Path) -> Vec<PathBuf> {
+    dir.ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .map(Path::to_path_buf)
+        .collect()
 }

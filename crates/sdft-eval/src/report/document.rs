@@ -29,9 +29,10 @@ pub fn paired_section(title: &str, a: &Run, b: &Run, rows: &[Paired]) -> String 
             }
         };
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} to {} |\n",
+            "| {} | {} {} | {} | {} | {} | {} | {} to {} |\n",
             p.benchmark,
             p.metric,
+            crate::compare::direction(&p.family, &p.metric),
             p.n,
             lvl(p.mean_a),
             lvl(p.mean_b),
@@ -136,7 +137,7 @@ pub fn write_report(
     let runs = load_runs(run_dirs)?;
     let table = markdown_table(&runs);
     std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
-    let mut md = String::from("# sdft report\n\nValues in percent (drift: nats per token), ± one standard error, n rows; later runs show the change against the first run. Bold: each benchmark's primary metric.\n\n");
+    let mut md = String::from("# sdft report\n\nValues in percent (drift: nats per token), ± one standard error, n rows; later runs show the change against the first run. Bold: each benchmark's primary metric; ↑ higher is better, ↓ lower is better.\n\n");
     md.push_str(&table);
     md.push_str(&prompts_note(&runs));
     // Families of primary metrics.
