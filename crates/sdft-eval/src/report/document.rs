@@ -123,8 +123,9 @@ impl std::fmt::Display for ReportNote {
 
 /// The comparison report of eval run directories (the first is the baseline):
 /// `report.md` in `output` with the table of every benchmark and its deltas, the
-/// system-message note, the task-gain-vs-forgetting table for `task` (default: the
-/// first run's first benchmark), the paired comparisons (every later run against
+/// system-message note, the task-gain-vs-forgetting table for `task` (none without
+/// one: a fine-tuning task without a benchmark of its own has no gain to plot),
+/// the paired comparisons (every later run against
 /// the first, and with three runs the last two against each other; bootstrap
 /// seeded by `seed`) and the plots.
 pub fn write_report(
@@ -183,14 +184,8 @@ pub fn write_report(
             task_missing = true;
         }
     }
-    let task = task.map(str::to_string).or_else(|| {
-        runs[0]
-            .results
-            .benchmarks
-            .first()
-            .map(|b| b.benchmark.clone())
-    });
     if let Some(task) = task.filter(|_| runs.len() > 1 && !task_missing) {
+        let task = task.to_string();
         let points = gain_vs_forgetting(&runs, &task);
         if points.is_empty() {
             notes.push(ReportNote::NoSharedBenchmark { task: task.clone() });
