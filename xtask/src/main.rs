@@ -43,10 +43,14 @@ use sdft_assets as assets;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  demo [--model NAME] [--output DIR] [--data-dir DIR] [--arms ARM,...|all]
-                            the SDFT experiment on SmolLM2-135M (CPU; times in the config's header),
-                            or --model qwen2.5-coder-0.5b-instruct: report.md, plots, manifest.json;
-                            --arms all adds the on-policy arm
+  demo [--model NAME] [--data-dir DIR] [--output DIR] [--arms ARM,...|all]
+                            the SDFT experiment on the CPU: report.md, plots, manifest.json;
+                            SmolLM2-135M by default (23.6 min of stages on 2 cores, 2026-12-02),
+                            --model qwen2.5-coder-0.5b-instruct (56.6 min, 2026-12-07); times:
+                            docs/performance.md. --data-dir: the paper's data (default
+                            $SDFT_SHARED/data/sdft, else fetched from github.com/sail-sg/sdft).
+                            --arms: the config's arms to run (default vanilla,sdft; all adds
+                            on-policy self-distillation)
   test [ARGS...]            fetch test assets (best effort; required under CI=true), then run the
                             workspace tests and the GPU parity set on wgpu (a Vulkan device,
                             e.g. lavapipe); lists the skipped tests at the end

@@ -245,12 +245,12 @@ fn report_table_deltas_and_plots() {
     let o = ok(&["report", s(&seed), s(&sdft_run), "--output", s(&out)]);
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(
-        table.contains("| gsm8k | **accuracy** | 20.0 ± 5.0 (n=50) | 30.0 ± 5.0 (n=50) +10.0 |"),
+        table.contains("| gsm8k | **accuracy** ↑ | 20.0 ± 5.0 (n=50) | 30.0 ± 5.0 (n=50) +10.0 |"),
         "{table}"
     );
     assert!(
         table.contains(
-            "| advbench_raw | **safe_rate** | 90.0 ± 5.0 (n=50) | 80.0 ± 5.0 (n=50) -10.0 |"
+            "| advbench_raw | **safe_rate** ↑ | 90.0 ± 5.0 (n=50) | 80.0 ± 5.0 (n=50) -10.0 |"
         ),
         "{table}"
     );
@@ -393,4 +393,61 @@ fn eval_run_on_smollm2_resumes_and_scores_multiple_choice() {
         again["benchmarks"][0]["metrics"],
         results["benchmarks"][0]["metrics"]
     );
+}
+
+/// `sdft eval list` names every benchmark with its metric, direction, data and
+/// needs, and the default set leaves out HumanEval unless code may run.
+#[test]
+fn eval_list_shows_every_benchmark_and_the_default_set() {
+    let text = String::from_utf8(ok(&["eval", "list"]).stdout).unwrap();
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .to_string()
+    };
+    for name in [
+        "gsm8k",
+        "multiarith",
+        "openfunctions",
+        "humaneval",
+        "advbench_raw",
+        "advbench_jailbreak",
+        "alpacaeval",
+        "drift",
+        "gsm8k_ll",
+        "multiarith_ll",
+        "openfunctions_ll",
+        "mmlu",
+        "commonsense_qa",
+        "mc:FILE",
+    ] {
+        line(name);
+    }
+    assert!(line("humaneval").contains("--allow-code-execution"));
+    // name, family, metric, direction
+    let cols = |name: &str| -> Vec<String> {
+        let l = line(name);
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let family = if name == "openfunctions" { 3 } else { 2 };
+        w[family..family + 2]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    assert_eq!(cols("drift"), ["kl", "↓"]);
+    assert_eq!(cols("gsm8k"), ["accuracy", "↑"]);
+    assert_eq!(cols("openfunctions"), ["strict", "↑"]);
+    assert!(
+        text.contains("default: gsm8k,multiarith,openfunctions,advbench,alpacaeval (humaneval added with --allow-code-execution)"),
+        "{text}"
+    );
+    let v: Value = serde_json::from_slice(&ok(&["eval", "list", "--json"]).stdout).unwrap();
+    let drift = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "drift")
+        .unwrap();
+    assert_eq!(drift["direction"], "↓");
 }

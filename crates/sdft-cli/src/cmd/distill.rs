@@ -50,8 +50,8 @@ enum DistillCommand {
 #[derive(Debug, Args)]
 struct DataArgs {
     /// The task data: the paper's JSON, Alpaca/ShareGPT JSON(L), CSV or Parquet.
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, alias = "data", value_name = "FILE")]
+    input: PathBuf,
     /// Map a file column onto an example field (repeatable), e.g. `--map goal=instruction`.
     #[arg(long = "map", value_name = "COLUMN=FIELD")]
     map: Vec<String>,
@@ -73,15 +73,14 @@ struct RunArgs {
         value_name = "gsm8k|multiarith|openfunctions|magicoder|alpaca|dolly|lima|custom"
     )]
     task: String,
-    /// Rewriting template preset (default: the task's).
-    #[arg(long, conflicts_with = "template_file")]
+    /// Rewriting template: a preset name (`sdft template list`) or a TOML file
+    /// (default: the task's, e.g. gsm8k_distill).
+    #[arg(long, alias = "template-file", value_name = "NAME|FILE")]
     template: Option<String>,
-    /// Rewriting template from a TOML file.
-    #[arg(long)]
-    template_file: Option<PathBuf>,
     /// Task TOML: `task`, `template`, `checks` and `[[check]]` tables (custom checks).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Rows generated together.
     #[arg(long, default_value_t = 16, value_parser = positive)]
     batch_size: usize,
     /// Only the rows of shard i of N (by stable id), e.g. `--shard 0/4`.
@@ -131,13 +130,13 @@ pub fn run(args: DistillArgs) -> Result<ExitCode> {
         (None, Some(load), Some(data), Some(run)) => {
             distill(load, data, run, args.sampling, &args.generator)
         }
-        _ => bail!("give --model M --data FILE --output OUT.parquet (or `sdft distill merge`)"),
+        _ => bail!("give --model M --input FILE --output OUT.parquet (or `sdft distill merge`)"),
     }
 }
 
 impl DataArgs {
     fn source(&self) -> Result<DataSource> {
-        Ok(DataSource::new(&self.data)
+        Ok(DataSource::new(&self.input)
             .columns(ColumnMap::parse_specs(&self.map)?)
             .limit(self.limit))
     }
@@ -165,12 +164,7 @@ fn config(
     on_empty: EmptyPolicy,
     tok: &TokenizerInfo,
 ) -> Result<DistillConfig> {
-    let t = TaskSetup::resolve(
-        &a.task,
-        a.template.as_deref(),
-        a.template_file.as_deref(),
-        a.config.as_deref(),
-    )?;
+    let t = TaskSetup::resolve(&a.task, a.template.as_deref(), None, a.config.as_deref())?;
     Ok(DistillConfig::builder(t.task)
         .checks(t.checks)
         .sampling(sampling.params()?)
@@ -240,7 +234,7 @@ fn distill(
         .measure_gap(gap, a.batch_size * 4)
         .export(a.export.clone());
     let open = job.open(&spec.settings()?, &spec.model.path()?)?;
-    report_dropped(&data.data, open.source());
+    report_dropped(&data.input, open.source());
     if let Some(s) = &a.shard {
         eprintln!("shard {s}: {} rows", open.resumed() + open.todo());
     }
@@ -283,7 +277,7 @@ fn distill(
 fn merge(a: MergeArgs) -> Result<ExitCode> {
     let on_empty = EmptyPolicy::parse(&a.data.on_empty)?;
     let rows = a.data.source()?.read()?;
-    report_dropped(&a.data.data, &rows);
+    report_dropped(&a.data.input, &rows);
     let summary = merge_outputs(&a.shards, &a.output, &rows.examples, on_empty)?;
     eprintln!(
         "merged {} shards ({} rows, every source id once)",

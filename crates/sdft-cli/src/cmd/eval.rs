@@ -29,13 +29,22 @@ pub enum EvalCommand {
     Score(ScoreArgs),
     /// Run benchmarks on a model: results.json and per-row Parquet in RUN_DIR.
     Run(Box<RunArgs>),
+    /// Every benchmark `eval run --benchmarks` accepts: its family, metric (↑ higher
+    /// is better, ↓ lower), data source, and what it needs.
+    List {
+        /// Print a JSON array (`name`, `family`, `metric`, `direction`, `source`, `needs`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct ScoreArgs {
+    /// The scoring rule: the paper's answer extraction of that benchmark
+    /// (`openfunctions_partial`: the call's arguments may be a subset).
     #[arg(
         long,
-        value_name = "gsm8k|multiarith|openfunctions|openfunctions-partial|advbench|humaneval"
+        value_name = "gsm8k|multiarith|openfunctions|openfunctions_partial|advbench|humaneval"
     )]
     task: ScoreTask,
     /// Predictions: JSONL (or JSON, CSV, Parquet) rows with `id`, `prediction`, `reference`.
@@ -89,16 +98,16 @@ pub struct RunArgs {
     load: LoadArgs,
     #[command(flatten)]
     generator: GeneratorArgs,
-    /// Comma-separated: gsm8k, multiarith, openfunctions, humaneval, advbench,
-    /// alpacaeval, mmlu, arc_easy, arc_challenge, hellaswag, winogrande, piqa,
-    /// boolq, openbookqa, sciq, social_iqa, commonsense_qa, knowledge, mc:FILE
-    /// (advbench = advbench_raw + advbench_jailbreak; knowledge = mmlu, arc_easy,
-    /// arc_challenge, hellaswag, winogrande).
-    #[arg(
-        long,
-        default_value = "gsm8k,multiarith,openfunctions,humaneval,advbench,alpacaeval"
-    )]
-    benchmarks: String,
+    /// Comma-separated names from `sdft eval list`: gsm8k, multiarith,
+    /// openfunctions, humaneval, advbench (= advbench_raw + advbench_jailbreak),
+    /// alpacaeval, drift, gsm8k_ll, multiarith_ll, openfunctions_ll, mmlu,
+    /// arc_easy, arc_challenge, hellaswag, winogrande, piqa, boolq, openbookqa,
+    /// sciq, social_iqa, commonsense_qa, knowledge (= mmlu, arc_easy,
+    /// arc_challenge, hellaswag, winogrande), mc:FILE [default:
+    /// gsm8k,multiarith,openfunctions,advbench,alpacaeval, and humaneval with
+    /// --allow-code-execution].
+    #[arg(long, value_name = "BENCH,...")]
+    benchmarks: Option<String>,
     /// Only the first N rows (problems) of each benchmark.
     #[arg(long)]
     limit: Option<usize>,
@@ -134,6 +143,7 @@ pub struct RunArgs {
     /// Sampling: `--sampling paper|greedy` (default paper) and the flags that adjust it.
     #[command(flatten)]
     flags: SamplingArgs,
+    /// Rows generated (or scored) together.
     #[arg(long, default_value_t = 8, value_parser = super::sampling::positive)]
     batch_size: usize,
     /// Redo a benchmark whose outputs in RUN_DIR were made with other settings
@@ -169,7 +179,38 @@ pub fn run(cmd: EvalCommand) -> Result<ExitCode> {
     match cmd {
         EvalCommand::Score(a) => score(a),
         EvalCommand::Run(a) => run_benchmarks(*a),
+        EvalCommand::List { json } => list(json),
     }
+}
+
+fn list(as_json: bool) -> Result<ExitCode> {
+    let all = sdft_eval::bench::catalogue();
+    if as_json {
+        let v: Vec<_> = all
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "name": b.name, "family": b.family, "metric": b.metric,
+                    "direction": b.direction, "source": b.source, "needs": b.needs,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let w = all.iter().map(|b| b.name.len()).max().unwrap_or(0);
+    let m = all.iter().map(|b| b.metric.len()).max().unwrap_or(0);
+    for b in &all {
+        println!(
+            "{:w$}  {:11}  {:m$} {}  {}; needs {}",
+            b.name, b.family, b.metric, b.direction, b.source, b.needs
+        );
+    }
+    println!(
+        "\ndefault: {} (humaneval added with --allow-code-execution)",
+        sdft_eval::bench::default_benchmarks(false)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn score(a: ScoreArgs) -> Result<ExitCode> {
@@ -210,7 +251,8 @@ fn score(a: ScoreArgs) -> Result<ExitCode> {
 
 /// The flags mapped onto an [`EvalJob`] (checked before any model loads).
 fn eval_job(a: &RunArgs, spec: &GeneratorSpec, tok: &TokenizerInfo) -> Result<EvalJob> {
-    let benches = Benchmark::parse_list(&a.benchmarks)?;
+    let default = sdft_eval::bench::default_benchmarks(a.exec.allow_code_execution);
+    let benches = Benchmark::parse_list(a.benchmarks.as_deref().unwrap_or(default))?;
     let needs_data = benches.iter().any(Benchmark::needs_data_dir);
     let data_dir = match needs_data {
         true => job::data_dir(a.data_dir.clone())?,

@@ -51,6 +51,7 @@ pub struct GenerateArgs {
     /// parts through the model's chat template); default `chat` when the model has one.
     #[arg(long, value_name = "paper|chat", requires = "template")]
     prompt_format: Option<sdft_data::PromptFormat>,
+    /// Rows generated together.
     #[arg(long, default_value_t = 8, value_parser = positive)]
     batch_size: usize,
     #[command(flatten)]

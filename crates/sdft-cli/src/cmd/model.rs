@@ -14,15 +14,18 @@ use serde_json::json;
 pub enum ModelCommand {
     /// Architecture, parameter count, stored dtypes, tokenizer, chat template.
     Info {
-        /// A .gguf file, an HF checkpoint directory, or a known name (smollm2-135m-instruct, qwen2.5-coder-0.5b-instruct).
-        model: String,
+        #[command(flatten)]
+        model: ModelArg,
+        /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Token ids of a text (special-token text such as `<|im_start|>` is recognised).
     Tokenize {
+        /// A .gguf file, an HF checkpoint directory, or a known name.
         #[arg(long)]
         model: String,
+        /// The text to tokenize.
         #[arg(long)]
         text: String,
         /// Treat special-token text as plain text.
@@ -36,6 +39,7 @@ pub enum ModelCommand {
     Logits {
         #[command(flatten)]
         load: LoadArgs,
+        /// The text to run the model on.
         #[arg(long)]
         text: String,
         /// How many top tokens to show.
@@ -56,6 +60,7 @@ pub enum ModelCommand {
         /// The adapter directory (adapter_config.json, adapter_model.safetensors).
         #[arg(long)]
         adapter: PathBuf,
+        /// The HF directory to write (config, tokenizer, model.safetensors).
         #[arg(long)]
         output: PathBuf,
         /// Float type of the written tensors: f32, bf16, f16.
@@ -64,12 +69,37 @@ pub enum ModelCommand {
     },
     /// Write a GGUF file (or HF directory) as an HF safetensors directory.
     Convert {
-        input: String,
-        out_dir: PathBuf,
+        #[command(flatten)]
+        model: ModelArg,
+        /// The HF directory to write (as OUT_DIR or `--output`).
+        #[arg(value_name = "OUT_DIR", required_unless_present = "output")]
+        out_dir: Option<PathBuf>,
+        /// The HF directory to write (the same as OUT_DIR).
+        #[arg(long, value_name = "OUT_DIR", conflicts_with = "out_dir")]
+        output: Option<PathBuf>,
         /// Float type of the written tensors: f32, bf16, f16.
         #[arg(long, default_value = "f32")]
         dtype: String,
     },
+}
+
+/// A model named as `MODEL` or `--model MODEL` (the name every other command uses).
+#[derive(Debug, Clone, Args)]
+pub struct ModelArg {
+    /// A .gguf file, an HF checkpoint directory, or a known name (smollm2-135m-instruct, qwen2.5-coder-0.5b-instruct).
+    #[arg(value_name = "MODEL", required_unless_present = "model")]
+    name: Option<String>,
+    /// The model (the same as MODEL).
+    #[arg(long, value_name = "MODEL", conflicts_with = "name")]
+    model: Option<String>,
+}
+
+impl ModelArg {
+    fn get(self) -> String {
+        self.model
+            .or(self.name)
+            .expect("clap requires MODEL or --model")
+    }
 }
 
 /// Which model to load and how.
@@ -103,7 +133,7 @@ fn open(model: &str) -> Result<ModelFiles> {
 
 pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
     match cmd {
-        ModelCommand::Info { model, json } => info(&model, json),
+        ModelCommand::Info { model, json } => info(&model.get(), json),
         ModelCommand::Tokenize {
             model,
             text,
@@ -148,10 +178,15 @@ pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ModelCommand::Convert {
-            input,
+            model,
             out_dir,
+            output,
             dtype,
         } => {
+            let (input, out_dir) = (
+                model.get(),
+                output.or(out_dir).expect("clap requires OUT_DIR"),
+            );
             let dt = SaveDtype::parse(&dtype)
                 .with_context(|| format!("--dtype {dtype}: expected f32, bf16 or f16"))?;
             let files = open(&input)?;

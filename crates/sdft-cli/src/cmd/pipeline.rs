@@ -32,7 +32,8 @@ pub struct PipelineArgs {
     /// leave out a costly one. The baseline arm must be among them.
     #[arg(long, value_name = "ARM,...", value_delimiter = ',')]
     arms: Option<Vec<String>>,
-    /// Print the stages and their commands without running them.
+    /// Print the plan and each stage's command line without running anything or
+    /// writing anything (no run folder is created).
     #[arg(long)]
     dry_run: bool,
     /// Run only these stages (comma-separated names: eval-seed, distill, then

@@ -29,7 +29,15 @@ pub struct ReportArgs {
 }
 
 pub fn run(a: ReportArgs) -> Result<ExitCode> {
-    let files = sdft_eval::report::write_report(&a.runs, &a.output, a.task.as_deref(), a.seed)?;
+    let task = match a.task {
+        Some(t) => Some(t),
+        None => sdft_eval::report::load_runs(&a.runs[..1])?[0]
+            .results
+            .benchmarks
+            .first()
+            .map(|b| b.benchmark.clone()),
+    };
+    let files = sdft_eval::report::write_report(&a.runs, &a.output, task.as_deref(), a.seed)?;
     for n in &files.notes {
         // `--task` is this command's flag for the library's `task`.
         let flag = if matches!(n, ReportNote::TaskNotEvaluated { .. }) {

@@ -16,19 +16,28 @@ pub struct SamplingArgs {
     /// Greedy decoding (overrides temperature, top-p, top-k).
     #[arg(long)]
     greedy: bool,
+    /// New tokens per answer at most [default: 512].
     #[arg(long)]
     max_new_tokens: Option<usize>,
+    /// Sampling temperature; 0 is greedy [default: 0.95 (paper), 0 (greedy)].
     #[arg(long)]
     temperature: Option<f32>,
+    /// Nucleus sampling: the smallest set of tokens holding this probability mass
+    /// [default: 0.7 (paper), 1 (greedy)].
     #[arg(long)]
     top_p: Option<f32>,
+    /// Sample among the K most likely tokens; 0: all [default: 50 (paper), 0 (greedy)].
     #[arg(long)]
     top_k: Option<usize>,
+    /// Penalise tokens already in the sequence (HF's rule: a positive logit is
+    /// divided by it, a negative one multiplied); 1 turns it off [default: 1].
     #[arg(long)]
     repetition_penalty: Option<f32>,
     /// Stop string (repeatable); not included in the output.
     #[arg(long)]
     stop: Vec<String>,
+    /// Seed of the sampling; each row draws from its own stream, made from this
+    /// seed and the row's stable id [default: 42].
     #[arg(long)]
     seed: Option<u64>,
 }

@@ -12,6 +12,7 @@ use serde_json::json;
 pub enum TemplateCommand {
     /// The built-in presets with their descriptions.
     List {
+        /// Print a JSON array (`name`, `description`, `uses_reference`).
         #[arg(long)]
         json: bool,
     },
@@ -19,17 +20,20 @@ pub enum TemplateCommand {
     Render {
         /// Preset name or path to a TOML template.
         name: String,
-        /// Dataset file.
-        #[arg(long)]
-        file: PathBuf,
+        /// The dataset file: JSON, JSONL, CSV or Parquet.
+        #[arg(long, alias = "file", value_name = "FILE")]
+        input: PathBuf,
         /// Row to render (1-based, as in error messages).
         #[arg(long, default_value_t = 1, conflicts_with = "id")]
         row: usize,
         /// Render the example with this stable id instead of a row number.
         #[arg(long)]
         id: Option<String>,
+        /// Input format: json, jsonl, csv, parquet (default: from the extension).
         #[arg(long)]
         format: Option<Format>,
+        /// Map a column onto a field: COLUMN=FIELD (id, system, instruction, input,
+        /// output, history, messages). Repeatable.
         #[arg(long = "map", value_name = "COLUMN=FIELD")]
         map: Vec<String>,
         /// Print JSON: the prompt and target as strings and as pieces; `text` (the
@@ -68,7 +72,7 @@ pub fn run(cmd: TemplateCommand) -> Result<ExitCode> {
         }
         TemplateCommand::Render {
             name,
-            file,
+            input: file,
             row,
             id,
             format,

@@ -20,8 +20,14 @@ pub struct TrainArgs {
     #[arg(long)]
     model: String,
     /// Training data: JSON, JSONL, CSV or Parquet (e.g. the output of `sdft distill`).
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, alias = "data", value_name = "FILE")]
+    input: PathBuf,
+    /// Map a column of `--input` onto an example field: COLUMN=FIELD (id, system,
+    /// instruction, input, output, history, messages). Repeatable; with
+    /// `--response-column output` only. The mapped rows are written beside the run
+    /// folder (OUTPUT.input.jsonl), and training reads them from there.
+    #[arg(long = "map", value_name = "COLUMN=FIELD")]
+    map: Vec<String>,
     /// Prompt template: a preset name (`sdft template list`) or a TOML file.
     #[arg(long)]
     template: String,
@@ -161,6 +167,32 @@ impl TrainArgs {
     }
 }
 
+/// The file training reads: `--input` itself, or with `--map` its rows mapped
+/// onto examples and written beside the run folder as `OUTPUT.input.jsonl` (the
+/// same rows give the same file, so a resumed run finds the same data hash).
+fn mapped_input(args: &TrainArgs) -> Result<PathBuf> {
+    if args.map.is_empty() {
+        return Ok(args.input.clone());
+    }
+    if args.response_column != ResponseColumn::Output {
+        anyhow::bail!(
+            "--map: only with --response-column output (a distilled file's columns are its own)"
+        );
+    }
+    let options =
+        sdft_data::ReadOptions::new().columns(sdft_data::ColumnMap::parse_specs(&args.map)?);
+    let data = sdft_data::Dataset::read(&args.input, &options)?;
+    for d in data.report.dropped.iter().take(20) {
+        eprintln!("{}: skipped: {d}", args.input.display());
+    }
+    let mut name = args.output.file_name().unwrap_or_default().to_os_string();
+    name.push(".input.jsonl");
+    let path = args.output.with_file_name(name);
+    sdft_data::write_examples(&path, &data.examples, Some(sdft_data::Format::Jsonl))?;
+    tracing::info!(from = %args.input.display(), to = %path.display(), "mapped training rows");
+    Ok(path)
+}
+
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let config = args.config()?;
     // What the progress bar calls the step's loss.
@@ -182,7 +214,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     };
     let job = TrainJob {
         model: assets::resolve_model(&args.model)?,
-        data: args.data.clone(),
+        data: mapped_input(&args)?,
         template,
         response_column: args.response_column,
         output: args.output.clone(),

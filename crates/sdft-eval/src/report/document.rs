@@ -29,9 +29,10 @@ pub fn paired_section(title: &str, a: &Run, b: &Run, rows: &[Paired]) -> String 
             }
         };
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} to {} |\n",
+            "| {} | {} {} | {} | {} | {} | {} | {} to {} |\n",
             p.benchmark,
             p.metric,
+            crate::compare::direction(&p.family, &p.metric),
             p.n,
             lvl(p.mean_a),
             lvl(p.mean_b),
@@ -135,8 +136,9 @@ pub fn write_report(
 
 /// The comparison report of eval run directories (the first is the seed):
 /// `report.md` in `output` with the table of every benchmark and its deltas, the
-/// system-message note, the task-gain-vs-forgetting table for `task` (default: the
-/// first run's first benchmark), the paired comparisons (every later run against
+/// system-message note, the task-gain-vs-forgetting table for `task` (none without
+/// one: a fine-tuning task without a benchmark of its own has no gain to plot),
+/// the paired comparisons (every later run against
 /// the first, and every other run against the run at index `baseline`, as
 /// baseline − run; bootstrap seeded by `seed`) with each pair's per-item flips,
 /// and the plots.
@@ -151,7 +153,7 @@ pub fn write_report_against(
     let runs = load_runs(run_dirs)?;
     let table = markdown_table(&runs);
     std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
-    let mut md = String::from("# sdft report\n\nValues in percent (drift: nats per token), ± one standard error, n rows; later runs show the change against the first run. Bold: each benchmark's primary metric.\n\n");
+    let mut md = String::from("# sdft report\n\nValues in percent (drift: nats per token), ± one standard error, n rows; later runs show the change against the first run. Bold: each benchmark's primary metric; ↑ higher is better, ↓ lower is better.\n\n");
     md.push_str(&table);
     md.push_str(&prompts_note(&runs));
     // Families of primary metrics.
@@ -197,14 +199,8 @@ pub fn write_report_against(
             task_missing = true;
         }
     }
-    let task = task.map(str::to_string).or_else(|| {
-        runs[0]
-            .results
-            .benchmarks
-            .first()
-            .map(|b| b.benchmark.clone())
-    });
     if let Some(task) = task.filter(|_| runs.len() > 1 && !task_missing) {
+        let task = task.to_string();
         let points = gain_vs_forgetting(&runs, &task);
         if points.is_empty() {
             notes.push(ReportNote::NoSharedBenchmark { task: task.clone() });

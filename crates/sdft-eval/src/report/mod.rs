@@ -171,10 +171,11 @@ pub fn markdown_table(runs: &[Run]) -> String {
     s.push_str(&" ---: |".repeat(runs.len()));
     s.push('\n');
     for l in lines(runs) {
+        let arrow = crate::compare::direction(&l.family, &l.metric);
         let metric = if l.primary {
-            format!("**{}**", l.metric)
+            format!("**{}** {arrow}", l.metric)
         } else {
-            l.metric.clone()
+            format!("{} {arrow}", l.metric)
         };
         s.push_str(&format!("| {} | {} |", l.benchmark, metric));
         let base = l.values.first().copied().flatten();
@@ -370,15 +371,19 @@ mod tests {
         ];
         let t = markdown_table(&runs);
         assert!(
-            t.contains("| gsm8k | **accuracy** | 20.0 ± 1.0 (n=100) | 30.0 ± 1.0 (n=100) +10.0 |"),
+            t.contains(
+                "| gsm8k | **accuracy** ↑ | 20.0 ± 1.0 (n=100) | 30.0 ± 1.0 (n=100) +10.0 |"
+            ),
             "{t}"
         );
         assert!(
-            t.contains("| gsm8k | aaa_alt | 10.0 ± 0.0 (n=100) | - |"),
+            t.contains("| gsm8k | aaa_alt ↑ | 10.0 ± 0.0 (n=100) | - |"),
             "{t}"
         );
         assert!(
-            t.contains("| humaneval | **pass@1** | 10.0 ± 1.0 (n=100) | 8.0 ± 1.0 (n=100) -2.0 |"),
+            t.contains(
+                "| humaneval | **pass@1** ↑ | 10.0 ± 1.0 (n=100) | 8.0 ± 1.0 (n=100) -2.0 |"
+            ),
             "{t}"
         );
         // primary rows come first within a benchmark
