@@ -209,9 +209,13 @@ fn input_and_output_flags_beside_positional_files_and_old_spellings() {
     for cmd in ["distill", "train"] {
         let mut args = vec![cmd, "--model", "/nonexistent/m.gguf", "--data", "x.json"];
         args.extend(["--output", target.to_str().unwrap()]);
-        if cmd == "train" {
-            args.extend(["--template", "alpaca"]);
-        }
+        // distill's `--template-file` is now `--template`, which takes a file too.
+        let template = if cmd == "train" {
+            "--template"
+        } else {
+            "--template-file"
+        };
+        args.extend([template, "alpaca"]);
         let o = sdft(&args);
         assert!(!o.status.success());
         let err = String::from_utf8_lossy(&o.stderr);
