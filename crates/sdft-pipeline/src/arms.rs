@@ -134,10 +134,11 @@ pub fn baseline_name(arms: &[Arm], baseline: Option<&str>) -> String {
 }
 
 /// Keys an arm cannot set: the pipeline sets them from the arm's kind.
-const RESERVED: [&str; 7] = [
+const RESERVED: [&str; 8] = [
     "model",
     "output",
     "data",
+    "input",
     "adapter",
     "response_column",
     "resume",

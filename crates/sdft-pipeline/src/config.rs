@@ -145,7 +145,7 @@ impl Experiment {
             ("train", &e.train),
             ("eval", &e.eval),
         ] {
-            for k in ["model", "output", "data", "adapter"] {
+            for k in ["model", "output", "data", "input", "adapter"] {
                 if t.contains_key(k) {
                     return Err(Error::config(
                         path,
@@ -215,9 +215,11 @@ impl Experiment {
         }
         Err(Error::Data {
             message: format!(
-                "data file {:?} not found next to the config or in {}; set SDFT_SHARED to the \
-                 folder holding data/sdft/ (the paper's data files), or pass --data-dir DIR",
+                "data file {:?} not found next to the config (in {}) or in {}; paths in a config \
+                 are relative to its folder; for the paper's data set SDFT_SHARED to the folder \
+                 holding data/sdft/, or pass --data-dir DIR",
                 self.data.file,
+                config_dir.display(),
                 data_dir
                     .map(|d| d.display().to_string())
                     .unwrap_or_else(|| "the data directory (none set)".into())
