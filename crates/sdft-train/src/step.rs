@@ -138,6 +138,17 @@ pub fn host_train_model<B: AutodiffBackend>(
     }
 }
 
+/// The sequences as the CPU training path takes them.
+#[cfg(feature = "flex")]
+fn host_batch<'a>(seqs: &[&'a Sequence]) -> Vec<sdft_model::kernels::train::Example<'a>> {
+    seqs.iter()
+        .map(|s| sdft_model::kernels::train::Example {
+            ids: &s.ids,
+            target: &s.target,
+        })
+        .collect()
+}
+
 /// [`summed_nll`] of `seqs` and the gradients of it divided by `n_targets` with
 /// respect to the LoRA parameters `params` ([`lora_params`] order), on the CPU
 /// training path; `dropout_key` as passed to `lora::set_dropout_key`.
@@ -150,15 +161,7 @@ pub fn host_nll_and_grads(
 ) -> (f64, Vec<Vec<f32>>) {
     #[cfg(feature = "flex")]
     {
-        use sdft_model::kernels::train::Example;
-        let batch: Vec<Example<'_>> = seqs
-            .iter()
-            .map(|s| Example {
-                ids: &s.ids,
-                target: &s.target,
-            })
-            .collect();
-        model.loss_and_grads(params, &batch, dropout_key, scale as f32)
+        model.loss_and_grads(params, &host_batch(seqs), dropout_key, scale as f32)
     }
     #[cfg(not(feature = "flex"))]
     {
@@ -181,14 +184,7 @@ pub fn host_distill_and_grads(
 ) -> (f64, Vec<Vec<f32>>) {
     #[cfg(feature = "flex")]
     {
-        use sdft_model::kernels::train::Example;
-        let batch: Vec<Example<'_>> = seqs
-            .iter()
-            .map(|s| Example {
-                ids: &s.ids,
-                target: &s.target,
-            })
-            .collect();
+        let batch = host_batch(seqs);
         model.distill_and_grads(params, &batch, teacher, loss, dropout_key, scale as f32)
     }
     #[cfg(not(feature = "flex"))]
