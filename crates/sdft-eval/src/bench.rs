@@ -14,6 +14,8 @@ use crate::results::RowRecord;
 use crate::scoring::{self, LM_EVAL_INVALID};
 use crate::{Error, Metric, Result};
 
+pub use crate::metric_names::row_metric;
+
 /// A benchmark of `sdft eval run`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Benchmark {
@@ -311,7 +313,7 @@ pub fn catalogue() -> Vec<BenchmarkInfo> {
                 name,
                 family: b.family(),
                 metric: b.primary(),
-                direction: if crate::compare::higher_is_better(b.family(), b.primary()) {
+                direction: if crate::metric_names::higher_is_better(b.family(), b.primary()) {
                     "↑"
                 } else {
                     "↓"
@@ -321,16 +323,6 @@ pub fn catalogue() -> Vec<BenchmarkInfo> {
             }
         })
         .collect()
-}
-
-/// The per-row score of a benchmark of `family` whose primary metric is
-/// `primary` (see [`Benchmark::row_metric`]).
-pub fn row_metric<'a>(family: &str, primary: &'a str) -> &'a str {
-    match family {
-        "drift" => "kl_response_mean",
-        "task fit" => "row_mean_logprob",
-        _ => primary,
-    }
 }
 
 /// One row to generate for.

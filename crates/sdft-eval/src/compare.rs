@@ -14,6 +14,7 @@ use std::path::Path;
 
 use sdft_core::rng::SplitMix64;
 
+pub use crate::metric_names::{direction, higher_is_better, in_nats};
 use crate::report::Run;
 use crate::{Error, Result};
 
@@ -140,7 +141,7 @@ pub fn paired(a: &Run, b: &Run, seed: u64) -> Result<Vec<Paired>> {
         out.push(Paired {
             benchmark: ba.benchmark.clone(),
             family: ba.family.clone(),
-            metric: crate::bench::row_metric(&ba.family, primary).to_string(),
+            metric: crate::metric_names::row_metric(&ba.family, primary).to_string(),
             a_is_seed: ma.adapter.is_none() && mb.adapter.is_some() && ma.id == mb.id,
             n,
             unmatched,
@@ -152,30 +153,6 @@ pub fn paired(a: &Run, b: &Run, seed: u64) -> Result<Vec<Paired>> {
         });
     }
     Ok(out)
-}
-
-/// Whether a higher value of `metric` (of a benchmark of `family`) is better:
-/// everything but drift's divergences (`kl`, `kl_response_mean`: lower is closer
-/// to the seed), AdvBench's `attack_success_rate` and the share of unreadable
-/// judge replies.
-pub fn higher_is_better(family: &str, metric: &str) -> bool {
-    !((family == "drift" && metric.starts_with("kl"))
-        || matches!(metric, "attack_success_rate" | "judge_unparsed"))
-}
-
-/// `↑` where a higher value of `metric` is better, `↓` where a lower one is.
-pub fn direction(family: &str, metric: &str) -> &'static str {
-    if higher_is_better(family, metric) {
-        "↑"
-    } else {
-        "↓"
-    }
-}
-
-/// Whether this family's per-row score is in nats per token (drift, task fit)
-/// rather than a rate.
-pub fn in_nats(family: &str) -> bool {
-    matches!(family, "drift" | "task fit")
 }
 
 /// Formats a value of `family`'s per-row score: percentage points for rates,

@@ -67,6 +67,7 @@ pub mod job;
 pub mod knowledge;
 pub mod likelihood;
 pub mod mc;
+pub mod metric_names;
 mod metrics;
 pub mod predictions;
 pub mod report;

@@ -247,7 +247,11 @@ fn flips_list_the_rows_that_changed_each_way() {
         dir.path(),
         "a",
         &[
-            ("gsm8k", "task", &[("1", 1.0), ("2", 0.0), ("3", 1.0), ("4", 0.0)]),
+            (
+                "gsm8k",
+                "task",
+                &[("1", 1.0), ("2", 0.0), ("3", 1.0), ("4", 0.0)],
+            ),
             ("drift", "drift", &[("1", 0.5), ("2", 0.0)]),
         ],
     );
@@ -266,7 +270,10 @@ fn flips_list_the_rows_that_changed_each_way() {
     let f = sdft_eval::report::flips(&a, &b).unwrap();
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!((f[0].benchmark.as_str(), f[0].n), ("gsm8k", 4));
-    assert_eq!((f[0].lost.clone(), f[0].gained.clone()), (vec!["1".to_string()], vec!["2".to_string()]));
+    assert_eq!(
+        (f[0].lost.clone(), f[0].gained.clone()),
+        (vec!["1".to_string()], vec!["2".to_string()])
+    );
     let md = sdft_eval::report::flips_section(&a, &b, &f);
     assert!(md.contains("| gsm8k | 4 | 1 | 1 | `1` | `2` |"), "{md}");
 }

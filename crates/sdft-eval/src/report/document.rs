@@ -22,7 +22,7 @@ pub fn paired_section(title: &str, a: &Run, b: &Run, rows: &[Paired]) -> String 
     for p in rows {
         let f = |x: f64| crate::compare::fmt_diff(&p.family, x);
         let lvl = |x: f64| {
-            if crate::compare::in_nats(&p.family) {
+            if crate::metric_names::in_nats(&p.family) {
                 format!("{x:.4}")
             } else {
                 format!("{:.1}", 100.0 * x)

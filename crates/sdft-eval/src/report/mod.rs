@@ -171,7 +171,7 @@ pub fn markdown_table(runs: &[Run]) -> String {
     s.push_str(&" ---: |".repeat(runs.len()));
     s.push('\n');
     for l in lines(runs) {
-        let arrow = crate::compare::direction(&l.family, &l.metric);
+        let arrow = crate::metric_names::direction(&l.family, &l.metric);
         let metric = if l.primary {
             format!("**{}** {arrow}", l.metric)
         } else {
