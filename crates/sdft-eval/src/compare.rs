@@ -16,6 +16,7 @@ use sdft_core::rng::SplitMix64;
 
 pub use crate::metric_names::{direction, higher_is_better, in_nats};
 use crate::report::Run;
+use crate::results::BenchResult;
 use crate::{Error, Result};
 
 /// Bootstrap resamples per comparison.
@@ -107,22 +108,52 @@ pub fn row_scores(dir: &Path, benchmark: &str) -> Result<Option<BTreeMap<String,
     Ok(Some(out))
 }
 
-/// `b − a` on every benchmark both runs hold per-row scores for, in `a`'s order.
-pub fn paired(a: &Run, b: &Run, seed: u64) -> Result<Vec<Paired>> {
+/// One benchmark both runs hold per-row scores for: each run's result and its
+/// scores by row id.
+pub struct SharedScores<'r> {
+    pub a: &'r BenchResult,
+    pub b: &'r BenchResult,
+    pub scores_a: BTreeMap<String, f64>,
+    pub scores_b: BTreeMap<String, f64>,
+}
+
+/// Every benchmark both runs hold per-row scores for, in `a`'s order, each
+/// run's `<benchmark>.parquet` read once (the paired comparison and the flips
+/// both work from these).
+pub fn shared_scores<'r>(a: &'r Run, b: &'r Run) -> Result<Vec<SharedScores<'r>>> {
     let mut out = Vec::new();
     for ba in &a.results.benchmarks {
         let Some(bb) = b.results.get(&ba.benchmark) else {
             continue;
         };
-        let (Some(ra), Some(rb)) = (
+        if let (Some(scores_a), Some(scores_b)) = (
             row_scores(&a.dir, &ba.benchmark)?,
             row_scores(&b.dir, &bb.benchmark)?,
-        ) else {
-            continue;
-        };
+        ) {
+            out.push(SharedScores {
+                a: ba,
+                b: bb,
+                scores_a,
+                scores_b,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `b − a` on every benchmark both runs hold per-row scores for, in `a`'s order.
+pub fn paired(a: &Run, b: &Run, seed: u64) -> Result<Vec<Paired>> {
+    Ok(paired_scores(&shared_scores(a, b)?, seed))
+}
+
+/// [`paired`] from scores already read.
+pub fn paired_scores(shared: &[SharedScores<'_>], seed: u64) -> Vec<Paired> {
+    let mut out = Vec::new();
+    for s in shared {
+        let (ba, bb, ra, rb) = (s.a, s.b, &s.scores_a, &s.scores_b);
         let mut xs = Vec::new();
         let mut ys = Vec::new();
-        for (id, x) in &ra {
+        for (id, x) in ra {
             if let Some(y) = rb.get(id) {
                 xs.push(*x);
                 ys.push(*y);
@@ -152,7 +183,7 @@ pub fn paired(a: &Run, b: &Run, seed: u64) -> Result<Vec<Paired>> {
             hi,
         });
     }
-    Ok(out)
+    out
 }
 
 /// Formats a value of `family`'s per-row score: percentage points for rates,

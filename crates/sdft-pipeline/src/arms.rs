@@ -123,6 +123,14 @@ pub fn default_arms() -> Vec<Arm> {
     ]
 }
 
+/// The arms' names, comma-separated (for messages).
+pub fn names(arms: &[Arm]) -> String {
+    arms.iter()
+        .map(|a| a.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The baseline arm's name: `baseline` if given, else `vanilla` if there is such
 /// an arm, else the first arm's.
 pub fn baseline_name(arms: &[Arm], baseline: Option<&str>) -> String {
@@ -211,10 +219,7 @@ pub fn check(path: &Path, arms: &[Arm], baseline: Option<&str>) -> Result<String
             path,
             format!(
                 "baseline = {name:?} names no arm (the arms: {})",
-                arms.iter()
-                    .map(|a| a.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                names(arms)
             ),
         ));
     }

@@ -177,13 +177,7 @@ impl Experiment {
             if !all.iter().any(|a| &a.name == n) {
                 return Err(Error::config(
                     path,
-                    format!(
-                        "--arms {n}: no such arm (the arms: {})",
-                        all.iter()
-                            .map(|a| a.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    format!("--arms {n}: no such arm (the arms: {})", arms::names(&all)),
                 ));
             }
         }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::plot::{bar_chart, scatter, BenchValues};
 use super::{gain_vs_forgetting, lines, load_runs, markdown_table, Run};
-use crate::compare::{paired, verdict, Paired};
+use crate::compare::{paired_scores, shared_scores, verdict, Paired};
 use crate::{Error, Result};
 
 /// The paired comparisons section: per benchmark `b − a` with its bootstrap
@@ -224,11 +224,12 @@ pub fn write_report_against(
         pairs.extend((1..runs.len()).filter(|&j| j != b).map(|j| (j, b)));
     }
     for (i, j) in pairs {
-        let rows = paired(&runs[i], &runs[j], seed)?;
+        let shared = shared_scores(&runs[i], &runs[j])?;
+        let rows = paired_scores(&shared, seed);
         if !rows.is_empty() {
             let title = format!("{} vs. {}", runs[j].name, runs[i].name);
             md.push_str(&paired_section(&title, &runs[i], &runs[j], &rows));
-            let f = super::flips(&runs[i], &runs[j])?;
+            let f = super::flips::flips_of(&shared);
             md.push_str(&super::flips_section(&runs[i], &runs[j], &f));
         }
     }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::Run;
-use crate::compare::row_scores;
+use crate::compare::{shared_scores, SharedScores};
 use crate::Result;
 
 /// How many ids of each direction the report lists.
@@ -31,27 +31,24 @@ fn binary(scores: &BTreeMap<String, f64>) -> bool {
 /// The flips of every benchmark both runs scored right-or-wrong per row, in
 /// `a`'s benchmark order.
 pub fn flips(a: &Run, b: &Run) -> Result<Vec<Flips>> {
+    Ok(flips_of(&shared_scores(a, b)?))
+}
+
+/// [`flips`] from scores already read.
+pub fn flips_of(shared: &[SharedScores<'_>]) -> Vec<Flips> {
     let mut out = Vec::new();
-    for ba in &a.results.benchmarks {
-        if b.results.get(&ba.benchmark).is_none() {
-            continue;
-        }
-        let (Some(ra), Some(rb)) = (
-            row_scores(&a.dir, &ba.benchmark)?,
-            row_scores(&b.dir, &ba.benchmark)?,
-        ) else {
-            continue;
-        };
-        if !binary(&ra) || !binary(&rb) {
+    for s in shared {
+        let (ra, rb) = (&s.scores_a, &s.scores_b);
+        if !binary(ra) || !binary(rb) {
             continue;
         }
         let mut f = Flips {
-            benchmark: ba.benchmark.clone(),
+            benchmark: s.a.benchmark.clone(),
             n: 0,
             lost: Vec::new(),
             gained: Vec::new(),
         };
-        for (id, x) in &ra {
+        for (id, x) in ra {
             let Some(y) = rb.get(id) else { continue };
             f.n += 1;
             if x > y {
@@ -64,7 +61,7 @@ pub fn flips(a: &Run, b: &Run) -> Result<Vec<Flips>> {
             out.push(f);
         }
     }
-    Ok(out)
+    out
 }
 
 fn ids(v: &[String]) -> String {
