@@ -5,84 +5,20 @@
 //! llama-server` links it; without it (or without the model) the test says once that
 //! it did not run.
 
-use std::net::TcpListener;
+#[path = "support/llama_server.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use support::{llama_server, start};
 
 use sdft_distill::{read_rows, Summary};
 use serde_json::Value;
 
-fn llama_server() -> Option<PathBuf> {
-    let p = std::env::var_os("SDFT_LLAMA_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| sdft_assets::sdft_home().join("bin/llama-server"));
-    if p.is_file() {
-        Some(p)
-    } else {
-        sdft_assets::skip(
-            "llama-server",
-            &format!(
-                "no llama-server at {} (cargo xtask llama-server, or set SDFT_LLAMA_SERVER); the serving tests did not run",
-                p.display()
-            ),
-        );
-        None
-    }
-}
-
 /// The cached SmolLM2 GGUF (`cached_model` records the skip when it is absent).
 fn model() -> Option<PathBuf> {
     sdft_model::assets::cached_model(&sdft_model::assets::SMOLLM2_135M_INSTRUCT)
-}
-
-/// A running llama-server, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(bin: &Path, model: &Path) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(bin)
-        .arg("-m")
-        .arg(model)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--alias", "smollm2", "-t", "2", "-c", "4096", "-np", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        url: format!("http://127.0.0.1:{port}/v1"),
-    };
-    let health = format!("http://127.0.0.1:{port}/health");
-    let t = Instant::now();
-    loop {
-        if let Ok(r) = ureq::get(&health).timeout(Duration::from_secs(5)).call() {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(180),
-            "llama-server did not come up on {health} in 180 s"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    server
 }
 
 fn sdft(args: &[&str]) -> std::process::Output {
@@ -117,7 +53,7 @@ fn generate_distill_and_eval_through_llama_server() {
     let (Some(bin), Some(model)) = (llama_server(), model()) else {
         return;
     };
-    let server = start(&bin, &model);
+    let server = start(&bin, &model, &[]);
     let dir = tempfile::tempdir().unwrap();
     let m = model.to_str().unwrap();
     let url = format!("openai:{}", server.url);

@@ -43,6 +43,7 @@ mod chat;
 mod columns;
 mod dataset;
 mod error;
+pub mod export;
 mod format;
 pub mod generations;
 mod id;

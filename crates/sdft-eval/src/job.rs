@@ -188,7 +188,8 @@ pub fn humaneval_path(given: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// The model a run evaluated, from the settings its generator records
-/// (`model_sha256`, `adapter_sha256`, `dtype`, `generator`, `served_model`).
+/// (`model_sha256`, `adapter_sha256`, `dtype`, `generator`, `served_model`,
+/// `served_adapter`).
 pub fn model_info(id: &str, adapter: Option<&Path>, settings: &Settings) -> ModelInfo {
     let text = |k: &str| settings.get(k).and_then(|v| v.as_str()).map(str::to_string);
     ModelInfo {
@@ -199,6 +200,7 @@ pub fn model_info(id: &str, adapter: Option<&Path>, settings: &Settings) -> Mode
         dtype: text("dtype"),
         generator: text("generator"),
         served_model: text("served_model"),
+        served_adapter: text("served_adapter"),
     }
 }
 

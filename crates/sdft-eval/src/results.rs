@@ -40,6 +40,10 @@ pub struct ModelInfo {
     pub generator: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_model: Option<String>,
+    /// The adapter the server applied (`--served-adapter`: a vLLM/SGLang module
+    /// name or a llama-server adapter id); `adapter_sha256` is its local copy's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_adapter: Option<String>,
 }
 
 /// How a benchmark was run.

@@ -198,7 +198,8 @@ pub(crate) fn generate_items(
 /// The settings a benchmark's outputs are made with (`RUN_DIR/<bench>.settings.json`):
 /// model and adapter hashes, data hash, template, sampling (with the template's
 /// stops), samples, limit and crate version; with a served model also the
-/// `generator` and `served_model` (so a rerun on another server is refused).
+/// `generator`, `served_model` and any `served_adapter` (so a rerun on another
+/// server, or with another of its adapters, is refused).
 pub fn bench_settings(
     bench: &Benchmark,
     opts: &EvalOptions,
@@ -211,6 +212,9 @@ pub fn bench_settings(
         s = s
             .with("generator", g)
             .with("served_model", &opts.model.served_model);
+        if let Some(a) = &opts.model.served_adapter {
+            s.set("served_adapter", a);
+        }
     }
     s.with("benchmark", bench.name())
         .with("model_sha256", &opts.model.sha256)

@@ -53,6 +53,8 @@ pub struct Client {
     api_key: Option<String>,
     retry: RetryPolicy,
     agent: ureq::Agent,
+    /// Fields added to every request body (llama-server's per-request `lora`).
+    fields: serde_json::Map<String, Value>,
 }
 
 impl Client {
@@ -69,7 +71,15 @@ impl Client {
             api_key,
             agent: ureq::AgentBuilder::new().timeout(retry.timeout).build(),
             retry,
+            fields: serde_json::Map::new(),
         }
+    }
+
+    /// Adds `key: value` to every request body (after the caller's fields, so
+    /// it wins over them).
+    pub fn with_field(mut self, key: &str, value: Value) -> Self {
+        self.fields.insert(key.to_string(), value);
+        self
     }
 
     /// Parses `openai:http://HOST:PORT/v1` into the base URL.
@@ -101,6 +111,9 @@ impl Client {
     /// returns the parsed JSON answer.
     pub fn post(&self, path: &str, row: &str, mut body: Value) -> Result<Value> {
         body["model"] = Value::String(self.model.clone());
+        for (k, v) in &self.fields {
+            body[k] = v.clone();
+        }
         let url = format!("{}/{}", self.base_url, path);
         let mut failures = 0u32;
         loop {

@@ -10,9 +10,12 @@ pub enum Error {
     /// A served model was asked for without its name.
     #[error("generator `{spec}`: give the served model's name (--served-model NAME: the name the server serves the model under)")]
     NoServedModel { spec: String },
-    /// An adapter cannot be applied to a model served elsewhere.
-    #[error("adapter {adapter}: cannot be applied to a served model: merge it (`sdft model merge`) and serve the merged model, or generate in-process")]
+    /// An adapter given without saying which of the server's adapters it is.
+    #[error("adapter {adapter}: a server applies only the adapters it loaded: serve it (vLLM --lora-modules NAME=DIR, SGLang --lora-paths NAME=DIR, llama-server --lora-scaled FILE.gguf:0 --cache-ram 0, the GGUF from `sdft model export-lora`) and name it with --served-adapter, merge it (`sdft model merge`) and serve the merged model, or generate in-process")]
     AdapterOnServer { adapter: String },
+    /// `--served-adapter` without the local copy that identifies it.
+    #[error("served adapter {served}: give its local copy with --adapter DIR (hashed into the settings, and checked against the model)")]
+    ServedAdapterWithoutCopy { served: String },
     /// Loading the local model (or its tokenizer) failed.
     #[error(transparent)]
     Model(#[from] sdft_model::Error),

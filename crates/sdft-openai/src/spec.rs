@@ -22,6 +22,38 @@ pub struct ServerSpec {
     pub model: String,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// The LoRA adapter the server applies to every request, if any.
+    pub adapter: Option<ServedAdapter>,
+}
+
+/// A LoRA adapter a server loaded, as requests choose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServedAdapter {
+    /// vLLM (`--lora-modules NAME=DIR`) and SGLang (`--lora-paths NAME=DIR`):
+    /// the module's name, sent as the request's `model`.
+    Module(String),
+    /// llama-server (`--lora-scaled FILE.gguf:0 --cache-ram 0`): the adapter's id as
+    /// `GET /lora-adapters` lists it (0 for the first `--lora`), sent in the
+    /// request's `lora` field with scale 1; the server's other adapters get 0.
+    LlamaServer(u32),
+}
+
+impl ServedAdapter {
+    /// A number is a llama-server adapter id, anything else a module name.
+    pub fn parse(s: &str) -> Self {
+        match s.parse::<u32>() {
+            Ok(id) => ServedAdapter::LlamaServer(id),
+            Err(_) => ServedAdapter::Module(s.to_string()),
+        }
+    }
+
+    /// As `--served-adapter` takes it.
+    pub fn as_arg(&self) -> String {
+        match self {
+            ServedAdapter::Module(n) => n.clone(),
+            ServedAdapter::LlamaServer(id) => id.to_string(),
+        }
+    }
 }
 
 impl ServerSpec {
@@ -35,12 +67,46 @@ impl ServerSpec {
             base_url,
             model: model.to_string(),
             concurrency: concurrency.max(1),
+            adapter: None,
         })
     }
 
-    /// `openai:URL (MODEL)`, for messages (no API key).
+    /// This server with `adapter` applied to every request.
+    pub fn with_adapter(mut self, adapter: Option<ServedAdapter>) -> Self {
+        self.adapter = adapter;
+        self
+    }
+
+    /// `openai:URL (MODEL)`, or `openai:URL (MODEL + adapter A)`, for messages
+    /// (no API key).
     pub fn describe(&self) -> String {
-        format!("openai:{} ({})", self.base_url, self.model)
+        match &self.adapter {
+            None => format!("openai:{} ({})", self.base_url, self.model),
+            Some(a) => format!(
+                "openai:{} ({} + adapter {})",
+                self.base_url,
+                self.model,
+                a.as_arg()
+            ),
+        }
+    }
+
+    /// The client for this server: the request's `model` is the adapter's
+    /// module name when one is served so, else the model's; a llama-server
+    /// adapter rides in the `lora` field.
+    pub fn client(&self) -> Client {
+        let model = match &self.adapter {
+            Some(ServedAdapter::Module(name)) => name.as_str(),
+            _ => self.model.as_str(),
+        };
+        let client = Client::new(&self.base_url, model, RetryPolicy::default());
+        match &self.adapter {
+            Some(ServedAdapter::LlamaServer(id)) => client.with_field(
+                "lora",
+                serde_json::json!([{ "id": id, "scale": 1.0 }]),
+            ),
+            _ => client,
+        }
     }
 }
 
@@ -63,12 +129,28 @@ impl GeneratorSpec {
         }
     }
 
-    /// On `server` (refuses an adapter: a server serves its own weights).
+    /// On `server`. A model with an adapter needs the server to apply it
+    /// (`server.adapter`); the local adapter is then the copy whose hash the
+    /// settings record, and it must fit the local model (which the server is
+    /// to serve: its tokenizer renders the prompts).
     pub fn served(model: ModelSpec, server: ServerSpec) -> Result<Self> {
-        if let Some(a) = &model.adapter {
-            return Err(Error::AdapterOnServer {
-                adapter: a.display().to_string(),
-            });
+        match (&model.adapter, &server.adapter) {
+            (Some(a), None) => {
+                return Err(Error::AdapterOnServer {
+                    adapter: a.display().to_string(),
+                })
+            }
+            (None, Some(s)) => {
+                return Err(Error::ServedAdapterWithoutCopy { served: s.as_arg() })
+            }
+            (Some(dir), Some(_)) => {
+                let files = sdft_model::ModelFiles::open(&model.path()?)?;
+                let config = &files.config;
+                sdft_model::model::lora::peft::read(dir, config.num_hidden_layers, &|t| {
+                    sdft_model::model::lora::peft::target_dims(config, t)
+                })?;
+            }
+            (None, None) => {}
         }
         Ok(GeneratorSpec {
             model,
@@ -87,6 +169,9 @@ impl GeneratorSpec {
             s = s
                 .with("generator", format!("openai:{}", server.base_url))
                 .with("served_model", &server.model);
+            if let Some(a) = &server.adapter {
+                s.set("served_adapter", a.as_arg());
+            }
             s.remove("dtype");
         }
         Ok(s)
@@ -104,8 +189,8 @@ impl GeneratorSpec {
             bos: s.bos,
             eos: s.eos,
         };
-        let client = Client::new(&server.base_url, &server.model, RetryPolicy::default());
-        tracing::info!(url = %server.base_url, model = %server.model, concurrency = server.concurrency, "generating on a server");
+        let client = server.client();
+        tracing::info!(server = %server.describe(), concurrency = server.concurrency, "generating on a server");
         Ok(StageGenerator::Served(Box::new(Served {
             generator: OpenAiGenerator::new(client.clone(), server.concurrency, special.clone()),
             scorer: OpenAiScorer { client, special },

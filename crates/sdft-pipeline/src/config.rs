@@ -24,8 +24,13 @@
 //! ```
 //!
 //! `[distill]` may set `generator = "openai:http://HOST:PORT/v1"`, `served_model`
-//! and `concurrency` to distill on a serving engine (docs/serving.md); the
-//! evaluations always run in-process.
+//! and `concurrency` to distill on a serving engine (docs/serving.md). So may
+//! `[eval]`, for all evaluations at once (one engine, so that they compare):
+//! the server then applies each arm's adapter, named per arm in
+//! `served_adapters = { vanilla = "vanilla", sdft = "sdft" }` (vLLM/SGLang
+//! module names, or llama-server adapter ids), and the seed is evaluated
+//! without one (docs/scale-out.md). Drift needs whole next-token
+//! distributions, which servers do not return: it is refused there.
 //!
 //! `[[arm]]` tables list the trained arms, each with its objective, data and
 //! LoRA recipe, and `baseline` names the arm the others are compared with
@@ -125,15 +130,19 @@ impl Experiment {
                     .or_insert_with(|| toml::Value::String(f.as_str().into()));
             }
         }
-        for k in ["generator", "served_model", "concurrency"] {
-            if e.eval.contains_key(k) || e.train.contains_key(k) {
+        for k in ["generator", "served_model", "concurrency", "served_adapters"] {
+            if e.train.contains_key(k) {
                 return Err(Error::config(
                     path,
-                    format!(
-                        "`{k}` is a [distill] key only: eval-vanilla and eval-sdft evaluate LoRA \
-                         adapters, which a server cannot apply, and the three evaluations must run \
-                         on the same engine to compare"
-                    ),
+                    format!("`{k}` is a [distill] or [eval] key: training runs in-process"),
+                ));
+            }
+        }
+        for k in ["served_adapter", "adapter"] {
+            if e.eval.contains_key(k) {
+                return Err(Error::config(
+                    path,
+                    format!("[eval] `{k}` is set by the pipeline per arm (served: `served_adapters`)"),
                 ));
             }
         }
@@ -155,11 +164,75 @@ impl Experiment {
             }
         }
         arms::check(path, &e.trained_arms(), e.baseline.as_deref())?;
+        e.served_adapters(path)?;
         Ok(e)
     }
 
     /// The arms this experiment trains: its `[[arm]]` tables, or `vanilla` and
     /// `sdft`.
+    /// With `[eval] generator`: each trained arm's adapter as the server
+    /// serves it (`served_adapters`, checked to name every arm and only arms);
+    /// `None` when the evaluations run in-process.
+    pub fn served_adapters(&self, path: &Path) -> Result<Option<BTreeMap<String, String>>> {
+        let table = self.eval.get("served_adapters");
+        if !self.eval.contains_key("generator") {
+            return match table {
+                Some(_) => Err(Error::config(
+                    path,
+                    "[eval] `served_adapters` needs `generator` (the server that applies them)",
+                )),
+                None => Ok(None),
+            };
+        }
+        let benchmarks = self.eval.get("benchmarks").and_then(|b| b.as_array());
+        if benchmarks.is_some_and(|b| b.iter().any(|x| x.as_str() == Some("drift"))) {
+            return Err(Error::config(
+                path,
+                "[eval] `drift` needs each model's whole next-token distributions, which a server \
+                 does not return: drop it from `benchmarks`, or evaluate in-process",
+            ));
+        }
+        let Some(toml::Value::Table(t)) = table else {
+            return Err(Error::config(
+                path,
+                "[eval] with `generator` needs `served_adapters = { ARM = \"NAME\", ... }`: each \
+                 trained arm's adapter as the server serves it (vLLM/SGLang module name, \
+                 llama-server adapter id)",
+            ));
+        };
+        let arms = self.trained_arms();
+        let mut out = BTreeMap::new();
+        for arm in &arms {
+            let name = match t.get(&arm.name) {
+                Some(toml::Value::String(s)) => s.clone(),
+                Some(toml::Value::Integer(i)) if *i >= 0 => i.to_string(),
+                Some(other) => {
+                    return Err(Error::config(
+                        path,
+                        format!("[eval] served_adapters.{}: expected a name or an id, found {other}", arm.name),
+                    ))
+                }
+                None => {
+                    return Err(Error::config(
+                        path,
+                        format!("[eval] served_adapters: no entry for arm `{}`", arm.name),
+                    ))
+                }
+            };
+            out.insert(arm.name.clone(), name);
+        }
+        if let Some(extra) = t.keys().find(|k| !out.contains_key(*k)) {
+            return Err(Error::config(
+                path,
+                format!(
+                    "[eval] served_adapters.{extra}: no such arm (arms: {})",
+                    crate::arms::names(&arms)
+                ),
+            ));
+        }
+        Ok(Some(out))
+    }
+
     pub fn trained_arms(&self) -> Vec<Arm> {
         if self.arms.is_empty() {
             arms::default_arms()
@@ -290,5 +363,50 @@ mod tests {
                 "--measure-gap"
             ]
         );
+    }
+
+    #[test]
+    fn evaluations_on_a_server_name_each_arms_adapter() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |extra: &str| {
+            let p = dir.path().join("x.toml");
+            std::fs::write(
+                &p,
+                format!("name = \"x\"\nmodel = \"m\"\n[data]\nfile = \"d.json\"\ntask = \"gsm8k\"\n[eval]\nbenchmarks = [\"gsm8k\"]\n{extra}"),
+            )
+            .unwrap();
+            Experiment::load(&p).map_err(|e| e.to_string())
+        };
+        let server = "generator = \"openai:http://h:1/v1\"\nserved_model = \"m\"\n";
+        let e = load(&format!("{server}served_adapters = {{ vanilla = \"v\", sdft = 1 }}\n")).unwrap();
+        let s = e.served_adapters(Path::new("x")).unwrap().unwrap();
+        assert_eq!((s["vanilla"].as_str(), s["sdft"].as_str()), ("v", "1"));
+        assert!(load("").unwrap().served_adapters(Path::new("x")).unwrap().is_none());
+        for (extra, want) in [
+            (format!("{server}served_adapters = {{ vanilla = \"v\" }}\n"), "no entry for arm `sdft`"),
+            (format!("{server}served_adapters = {{ vanilla = \"v\", sdft = \"s\", x = \"y\" }}\n"), "served_adapters.x: no such arm"),
+            (server.to_string(), "needs `served_adapters"),
+            ("served_adapters = { vanilla = \"v\" }\n".to_string(), "needs `generator`"),
+            ("adapter = \"a\"\n".to_string(), "set by the pipeline"),
+        ] {
+            let err = load(&extra).unwrap_err();
+            assert!(err.contains(want), "{extra}: {err}");
+        }
+        let drift = dir.path().join("d.toml");
+        std::fs::write(
+            &drift,
+            format!("name = \"x\"\nmodel = \"m\"\n[data]\nfile = \"d.json\"\ntask = \"gsm8k\"\n[eval]\nbenchmarks = [\"drift\"]\n{server}served_adapters = {{ vanilla = \"v\", sdft = \"s\" }}\n"),
+        )
+        .unwrap();
+        let err = Experiment::load(&drift).unwrap_err().to_string();
+        assert!(err.contains("drift"), "{err}");
+        let train = dir.path().join("t.toml");
+        std::fs::write(
+            &train,
+            "name = \"x\"\nmodel = \"m\"\n[data]\nfile = \"d.json\"\ntask = \"gsm8k\"\n[train]\ngenerator = \"openai:http://h:1/v1\"\n[eval]\nbenchmarks = [\"gsm8k\"]\n",
+        )
+        .unwrap();
+        let err = Experiment::load(&train).unwrap_err().to_string();
+        assert!(err.contains("training runs in-process"), "{err}");
     }
 }

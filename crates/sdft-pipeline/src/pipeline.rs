@@ -296,7 +296,11 @@ fn plan(
         .iter()
         .flat_map(|m| [os("--map"), os(m)])
         .collect();
-    let eval_flags = table_flags(&exp.eval)?;
+    let mut eval_table = exp.eval.clone();
+    eval_table.remove("served_adapters");
+    let eval_flags = table_flags(&eval_table)?;
+    // Checked when the config was loaded.
+    let served = exp.served_adapters(Path::new("experiment config"))?;
     let measures_drift = exp
         .eval
         .get("benchmarks")
@@ -309,6 +313,9 @@ fn plan(
         if let Some(a) = adapter {
             args.extend([os("--adapter"), os(&a)]);
             inputs.push(a);
+            if let Some(served) = served.as_ref().and_then(|s| s.get(name)) {
+                args.extend([os("--served-adapter"), os(served)]);
+            }
             if measures_drift {
                 // Both adapters' drift is measured on the seed's responses of
                 // eval-seed: generated once, not once per evaluation.

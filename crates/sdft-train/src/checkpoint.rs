@@ -1,6 +1,6 @@
 //! Checkpoints: `RUN_DIR/checkpoints/step-N/` holds the adapter (PEFT layout), the
 //! exact optimizer state (`optimizer.safetensors`: parameters, first and second
-//! moments) and `trainer_state.json` (step, scheduler position, data-order and
+//! moments, and an on-policy run's moving-average teacher adapter) and `trainer_state.json` (step, scheduler position, data-order and
 //! dropout RNG state, config). Each is written into a temporary directory that is
 //! renamed into place, so a kill leaves either a whole checkpoint or none.
 
@@ -18,6 +18,8 @@ use crate::{Error, Result};
 
 pub const STATE_FILE: &str = "trainer_state.json";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The prefix of the teacher's averaged adapter in [`OPTIMIZER_FILE`].
+const TEACHER_EMA: &str = "teacher_ema";
 
 /// Where the data order stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,13 +85,16 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 /// Writes a checkpoint: `write_adapter` fills the adapter files into the directory
-/// it is given; then the optimizer state and the trainer state; then the rename.
+/// it is given; then the optimizer state (with `teacher_ema`, the on-policy
+/// teacher's averaged adapter, when there is one) and the trainer state; then
+/// the rename.
 pub fn save(
     run_dir: &Path,
     state: &TrainerState,
     names: &[(String, [usize; 2])],
     params: &[Vec<f32>],
     adam: &AdamState,
+    teacher_ema: Option<&[Vec<f32>]>,
     write_adapter: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<PathBuf> {
     let final_dir = dir_for(run_dir, state.step);
@@ -109,6 +114,13 @@ pub fn save(
             ("exp_avg_sq", &adam.v[i]),
         ] {
             blobs.push((format!("{kind}.{name}"), shape.to_vec(), f32_bytes(values)));
+        }
+        if let Some(ema) = teacher_ema {
+            blobs.push((
+                format!("{TEACHER_EMA}.{name}"),
+                shape.to_vec(),
+                f32_bytes(&ema[i]),
+            ));
         }
     }
     let views = blobs
@@ -142,10 +154,14 @@ pub struct Loaded {
     pub state: TrainerState,
     pub params: Vec<Vec<f32>>,
     pub adam: AdamState,
+    /// The on-policy teacher's averaged adapter, when asked for.
+    pub teacher_ema: Option<Vec<Vec<f32>>>,
 }
 
 /// Reads the checkpoint in `dir`; `names` fixes the parameter order and shapes.
-pub fn load(dir: &Path, names: &[(String, [usize; 2])]) -> Result<Loaded> {
+/// With `teacher_ema`, the teacher's averaged adapter is read too (its absence
+/// is an error).
+pub fn load(dir: &Path, names: &[(String, [usize; 2])], teacher_ema: bool) -> Result<Loaded> {
     let state_path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
     let state: TrainerState = serde_json::from_str(&text).map_err(|e| Error::Json {
@@ -193,9 +209,18 @@ pub fn load(dir: &Path, names: &[(String, [usize; 2])]) -> Result<Loaded> {
         adam.m.push(read(format!("exp_avg.{name}"), shape)?);
         adam.v.push(read(format!("exp_avg_sq.{name}"), shape)?);
     }
+    let teacher_ema = if teacher_ema {
+        let read_all = names
+            .iter()
+            .map(|(name, shape)| read(format!("{TEACHER_EMA}.{name}"), shape));
+        Some(read_all.collect::<Result<Vec<_>>>()?)
+    } else {
+        None
+    };
     Ok(Loaded {
         state,
         params,
         adam,
+        teacher_ema,
     })
 }

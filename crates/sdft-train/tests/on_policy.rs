@@ -11,7 +11,7 @@ use sdft_model::kernels::train::{DistillLoss, Divergence};
 use sdft_model::model::lora;
 use sdft_model::{LoadOptions, Model};
 use sdft_train::fixture::{tiny_job, write_tiny_dataset};
-use sdft_train::on_policy::{DivergenceName, OnPolicyConfig};
+use sdft_train::on_policy::{DivergenceName, OnPolicyConfig, Teacher};
 use sdft_train::step::{host_distill_and_grads, host_train_model, lora_params};
 use sdft_train::{Sequence, TrainBackend, TrainConfig, TrainJob, Trainer};
 
@@ -161,10 +161,25 @@ fn a_run_samples_rounds_and_records_them() {
 
 #[test]
 fn a_killed_run_resumes_to_the_same_adapter() {
-    let dir = setup(8);
     let mut c = config(6, 2);
-    c.save_steps = 3;
     c.on_policy.as_mut().unwrap().divergence = DivergenceName::Jsd;
+    killed_run_resumes_to_the_same_adapter(c);
+}
+
+/// With a moving-average teacher the average is part of what a resume must
+/// restore: without it the teacher after the resume would be another model.
+#[test]
+fn a_killed_run_with_an_ema_teacher_resumes_to_the_same_adapter() {
+    let mut c = config(6, 2);
+    let o = c.on_policy.as_mut().unwrap();
+    o.teacher = Teacher::Ema;
+    o.ema_decay = 0.5;
+    killed_run_resumes_to_the_same_adapter(c);
+}
+
+fn killed_run_resumes_to_the_same_adapter(mut c: TrainConfig) {
+    let dir = setup(8);
+    c.save_steps = 3;
     let mut t = Trainer::<TrainBackend>::new(
         on_policy_job(dir.path(), "full", c.clone(), false),
         &Default::default(),
@@ -220,6 +235,85 @@ fn a_killed_run_resumes_to_the_same_adapter() {
             assert_eq!(no_time(x), no_time(y), "{f}");
         }
     }
+}
+
+/// The teacher's moving average: `ema_k = d·ema_(k−1) + (1 − d)·params_k` in
+/// the checkpoints of consecutive steps; `live` keeps the student's own
+/// parameters; and the averaged teacher starts as the seed (the initial
+/// adapter's `B` is zero), so the first step's loss equals the frozen
+/// teacher's and later ones do not.
+#[test]
+fn the_teacher_average_follows_the_student() {
+    let dir = setup(6);
+    let run = |name: &str, teacher: Teacher, decay: f64| {
+        let mut c = config(4, 1);
+        c.save_steps = 1;
+        let o = c.on_policy.as_mut().unwrap();
+        o.teacher = teacher;
+        o.ema_decay = decay;
+        let mut t = Trainer::<TrainBackend>::new(
+            on_policy_job(dir.path(), name, c, false),
+            &Default::default(),
+        )
+        .unwrap();
+        t.run(&mut |_, _| {}).unwrap();
+        drop(t);
+        dir.path().join(name)
+    };
+    let tensors = |run_dir: &Path, step: usize, prefix: &str| -> Vec<Vec<f32>> {
+        let path = run_dir.join(format!("checkpoints/step-{step}/optimizer.safetensors"));
+        let bytes = std::fs::read(&path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut names: Vec<String> = st
+            .names()
+            .into_iter()
+            .filter(|n| n.starts_with(prefix))
+            .map(|n| n.to_string())
+            .collect();
+        names.sort();
+        assert!(!names.is_empty(), "{prefix}* in {}", path.display());
+        names
+            .iter()
+            .map(|n| {
+                st.tensor(n)
+                    .unwrap()
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            })
+            .collect()
+    };
+    let d = 0.5f32;
+    let ema = run("ema", Teacher::Ema, d as f64);
+    for step in 2..=3 {
+        let before = tensors(&ema, step - 1, "teacher_ema.");
+        let params = tensors(&ema, step, "param.");
+        let after = tensors(&ema, step, "teacher_ema.");
+        for ((e0, p), e1) in before.iter().zip(&params).zip(&after) {
+            for ((x, y), z) in e0.iter().zip(p).zip(e1) {
+                assert_eq!(d * x + (1.0 - d) * y, *z, "step {step}");
+            }
+        }
+        assert_ne!(after, params, "the average lags the student at step {step}");
+    }
+    let live = run("live", Teacher::Live, 0.95);
+    assert_eq!(tensors(&live, 2, "teacher_ema."), tensors(&live, 2, "param."));
+    let base = run("base", Teacher::Base, 0.95);
+    let e = std::fs::read(base.join("checkpoints/step-1/optimizer.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&e).unwrap();
+    assert!(st.names().iter().all(|n| !n.starts_with("teacher_ema")));
+    let kl = |run_dir: &Path| -> Vec<f64> {
+        std::fs::read_to_string(run_dir.join("on_policy.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let (kb, ke) = (kl(&base), kl(&ema));
+    assert_eq!(kb[0], ke[0], "step 1: both teachers are the seed");
+    assert_ne!(kb[1..], ke[1..], "later steps: the averaged teacher moved");
 }
 
 #[test]

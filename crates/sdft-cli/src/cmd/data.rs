@@ -1,4 +1,4 @@
-//! `sdft data inspect | convert | validate`.
+//! `sdft data inspect | convert | validate | export`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +38,9 @@ pub enum DataCommand {
         #[arg(long)]
         strict: bool,
     },
+    /// Write a dataset (distilled or original answers) for TRL, LLaMA-Factory or
+    /// axolotl in the run's prompt format (docs/scale-out.md).
+    Export(super::data_export::ExportArgs),
     /// Check every row; exit status 1 when any row fails.
     Validate {
         #[command(flatten)]
@@ -126,6 +129,7 @@ pub fn run(cmd: DataCommand) -> Result<ExitCode> {
             strict,
         } => convert(input.path(), output.path(), read, to, strict),
         DataCommand::Validate { file, read, json } => validate(file.path(), read, json),
+        DataCommand::Export(args) => super::data_export::run(args),
     }
 }
 

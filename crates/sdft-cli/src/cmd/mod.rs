@@ -1,6 +1,7 @@
 //! One module per subcommand group.
 
 pub mod data;
+pub mod data_export;
 pub mod distill;
 pub mod eval;
 pub mod generate;

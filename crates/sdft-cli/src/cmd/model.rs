@@ -67,6 +67,23 @@ pub enum ModelCommand {
         #[arg(long, default_value = "f32")]
         dtype: String,
     },
+    /// Write a LoRA adapter (PEFT layout) as llama.cpp's GGUF adapter, for
+    /// `llama-server --lora FILE` (docs/scale-out.md).
+    ExportLora {
+        /// A .gguf file, an HF checkpoint directory, or a known name: the base
+        /// model the adapter was trained on (its architecture and shapes).
+        #[arg(long)]
+        model: String,
+        /// The adapter directory (adapter_config.json, adapter_model.safetensors).
+        #[arg(long)]
+        adapter: PathBuf,
+        /// The GGUF file to write.
+        #[arg(long)]
+        output: PathBuf,
+        /// Float type of the written tensors: f32 or f16.
+        #[arg(long, default_value = "f32", value_name = "f32|f16")]
+        dtype: String,
+    },
     /// Write a GGUF file (or HF directory) as an HF safetensors directory.
     Convert {
         #[command(flatten)]
@@ -174,6 +191,29 @@ pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
                 output.display(),
                 cfg.r,
                 cfg.target_modules.join(",")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelCommand::ExportLora {
+            model,
+            adapter,
+            output,
+            dtype,
+        } => {
+            use sdft_model::model::lora::to_gguf::{export_gguf, LoraDtype};
+            let dt = match dtype.as_str() {
+                "f32" => LoraDtype::F32,
+                "f16" => LoraDtype::F16,
+                other => anyhow::bail!("--dtype {other}: expected f32 or f16"),
+            };
+            let files = open(&model)?;
+            let e = export_gguf(&adapter, &files.config, &output, dt)?;
+            eprintln!(
+                "wrote {} ({} tensors, r {}, alpha {}, {dtype})",
+                output.display(),
+                e.tensors,
+                e.rank,
+                e.alpha
             );
             Ok(ExitCode::SUCCESS)
         }

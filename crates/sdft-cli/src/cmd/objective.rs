@@ -30,10 +30,15 @@ pub struct ObjectiveArgs {
     /// (gsm8k -> gsm8k_distill), else alpaca_distill_using].
     #[arg(long, value_name = "NAME|FILE")]
     teacher_template: Option<String>,
-    /// On-policy: the teacher model; `base` is the frozen seed without the
-    /// adapter [default: base].
-    #[arg(long, value_name = "base")]
+    /// On-policy: the teacher's weights; `base`: the frozen seed without the
+    /// adapter; `ema`: the seed with a moving average of the student's adapter
+    /// (--ema-decay); `live`: the current student [default: base].
+    #[arg(long, value_name = "base|ema|live")]
     teacher: Option<Teacher>,
+    /// On-policy with `--teacher ema`: the average's decay per optimizer step,
+    /// in [0, 1] (TRL's teacher_update_rate is 1 - decay) [default: 0.95].
+    #[arg(long)]
+    ema_decay: Option<f64>,
     /// On-policy: `reverse` KL(student||teacher), `forward` KL(teacher||student)
     /// or `jsd` (mixture weight --jsd-alpha) [default: reverse].
     #[arg(long, value_name = "reverse|forward|jsd")]
@@ -97,7 +102,10 @@ impl ObjectiveArgs {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { o.$f = v; } )* };
         }
-        set!(jsd_alpha, topk, rollouts_every, rollout_batch);
+        set!(ema_decay, jsd_alpha, topk, rollouts_every, rollout_batch);
+        if self.ema_decay.is_some() && o.teacher != Teacher::Ema {
+            bail!("--ema-decay is the decay of --teacher ema's average; the teacher is {}", o.teacher);
+        }
         o.tail &= !self.no_tail;
         let s = &mut o.sampling;
         if let Some(v) = self.max_new_tokens {
@@ -124,6 +132,7 @@ impl ObjectiveArgs {
         [
             ("teacher-template", self.teacher_template.is_some()),
             ("teacher", self.teacher.is_some()),
+            ("ema-decay", self.ema_decay.is_some()),
             ("divergence", self.divergence.is_some()),
             ("jsd-alpha", self.jsd_alpha.is_some()),
             ("topk", self.topk.is_some()),

@@ -304,6 +304,15 @@ impl Template {
         (msgs, format!("{}{}", self.assistant_prefix, final_response))
     }
 
+    /// The whole conversation of `ex` as `(role, content)` messages, as the
+    /// `chat` prompt format hands them to the model's chat template, ending with
+    /// the assistant message `assistant_prefix + final_response`.
+    pub fn chat_conversation(&self, ex: &Example, final_response: &str) -> Vec<(String, String)> {
+        let (mut msgs, last) = self.chat_messages(ex, final_response);
+        msgs.push(("assistant".to_string(), last));
+        msgs
+    }
+
     /// The conversation `msgs` (ending with a user message) with the assistant
     /// turn opened: the template's generation prompt, or with an assistant prefix,
     /// everything the template writes before the response when the assistant's
@@ -338,8 +347,7 @@ impl Template {
         ex: &Example,
         final_response: &str,
     ) -> Result<Vec<RenderedTurn>> {
-        let (mut msgs, final_assistant) = self.chat_messages(ex, final_response);
-        msgs.push(("assistant".to_string(), final_assistant));
+        let msgs = self.chat_conversation(ex, final_response);
         let mut out = Vec::new();
         let mut done = String::new();
         let mut upto = 0;

@@ -19,6 +19,7 @@ mod parse;
 mod reader;
 mod tensor;
 mod types;
+pub mod write;
 
 pub use dequant::dequantize;
 pub use metadata::{Metadata, MetadataArray, MetadataValue};

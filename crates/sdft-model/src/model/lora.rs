@@ -12,6 +12,7 @@
 //! generic path and generates the same text.
 
 pub mod peft;
+pub mod to_gguf;
 
 use burn::module::Param;
 use burn::prelude::*;

@@ -6,10 +6,14 @@
 //! Every `rollouts_every` optimizer steps the **student** (the model with the
 //! adapter as trained so far, merged for the generation kernels) samples its own
 //! answers to the prompts of the next steps' examples, from the training
-//! template's prompt. The **teacher** is the frozen seed (no adapter) shown the
+//! template's prompt. The **teacher** is the same model shown the
 //! demonstration: the teacher template (a distillation preset) renders the
 //! example with its reference answer in the prompt, and the teacher scores the
-//! student's answer after that prompt. The loss at every answer position is a
+//! student's answer after that prompt. Which weights the teacher has is
+//! [`Teacher`]: the frozen seed (no adapter, the paper's choice), the seed with
+//! an exponential moving average of the student's adapter (`ema`, TRL's
+//! `teacher_model_kind="ema"` with `teacher_update_rate = 1 − ema_decay`), or
+//! the current student (`live`). The loss at every answer position is a
 //! divergence between the two next-token distributions
 //! ([`sdft_model::kernels::train::divergence`]: reverse KL, forward KL or the
 //! JSD, over the student's top-K tokens plus a tail bucket or the whole
@@ -54,6 +58,15 @@ pub enum Teacher {
     /// The frozen seed model without the adapter.
     #[default]
     Base,
+    /// The seed with an exponential moving average of the student's adapter:
+    /// after every optimizer step `ema ← decay·ema + (1 − decay)·adapter`,
+    /// starting from the initial adapter (whose zero `B` leaves the seed as it
+    /// is). The average is kept in the checkpoints, so a resumed run goes on
+    /// with the same teacher.
+    Ema,
+    /// The current student (the seed with the adapter as trained so far): the
+    /// moving average with decay 0.
+    Live,
 }
 
 crate::names::named_value!(Teacher, "teacher");
@@ -78,9 +91,13 @@ crate::names::named_value!(DivergenceName, "divergence");
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OnPolicyConfig {
-    /// `base`: the frozen seed.
+    /// `base`: the frozen seed; `ema`: the seed with a moving average of the
+    /// adapter; `live`: the current student.
     #[serde(deserialize_with = "crate::names::deserialize")]
     pub teacher: Teacher,
+    /// `ema`: the average's decay per optimizer step, in [0, 1] (TRL's
+    /// `teacher_update_rate` is `1 − ema_decay`; its default 0.05 is ours 0.95).
+    pub ema_decay: f64,
     /// `reverse`, `forward` or `jsd`.
     #[serde(deserialize_with = "crate::names::deserialize")]
     pub divergence: DivergenceName,
@@ -107,6 +124,7 @@ impl Default for OnPolicyConfig {
     fn default() -> Self {
         OnPolicyConfig {
             teacher: Teacher::Base,
+            ema_decay: 0.95,
             divergence: DivergenceName::Reverse,
             jsd_alpha: 0.5,
             topk: 20,
@@ -150,6 +168,13 @@ impl OnPolicyConfig {
                 self.jsd_alpha,
             ));
         }
+        if !(0.0..=1.0).contains(&self.ema_decay) {
+            return Err(Error::config(
+                "on_policy.ema_decay",
+                "a number from 0 to 1",
+                self.ema_decay,
+            ));
+        }
         if self.rollout_batch == 0 {
             return Err(Error::config("on_policy.rollout_batch", "at least 1", 0));
         }
@@ -162,6 +187,16 @@ impl OnPolicyConfig {
         }
         self.sampling.validate()?;
         Ok(())
+    }
+
+    /// The decay of the teacher's moving average of the adapter, or `None`
+    /// when the teacher is the frozen seed (`live` is the average with decay 0).
+    pub fn teacher_decay(&self) -> Option<f64> {
+        match self.teacher {
+            Teacher::Base => None,
+            Teacher::Ema => Some(self.ema_decay),
+            Teacher::Live => Some(0.0),
+        }
     }
 
     /// The rollout round of optimizer step `step`.
@@ -206,5 +241,17 @@ mod tests {
             ..OnPolicyConfig::default()
         };
         assert_eq!(offline.round_of(1000), 0);
+        let ema: OnPolicyConfig = toml::from_str("teacher = \"ema\"\nema_decay = 0.9").unwrap();
+        assert_eq!((ema.teacher, ema.teacher_decay()), (Teacher::Ema, Some(0.9)));
+        let live: OnPolicyConfig = toml::from_str("teacher = \"live\"").unwrap();
+        assert_eq!(live.teacher_decay(), Some(0.0));
+        assert_eq!(OnPolicyConfig::default().teacher_decay(), None);
+        let e = toml::from_str::<OnPolicyConfig>("teacher = \"seed\"").unwrap_err();
+        assert!(e.to_string().contains("base, ema or live"), "{e}");
+        let bad = OnPolicyConfig {
+            ema_decay: 1.5,
+            ..OnPolicyConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("ema_decay"));
     }
 }

@@ -10,13 +10,12 @@ use std::time::Instant;
 use sdft_core::{Example, GenerationRequest, Prompt};
 use sdft_data::Template;
 use sdft_model::backend::{default_device, DefaultBackend};
-use sdft_model::model::lora::{self, LoraConfig};
+use sdft_model::model::lora::LoraConfig;
 use sdft_model::{Engine, Model};
 use serde::{Deserialize, Serialize};
 
 use super::OnPolicyConfig;
 use crate::data::{self, Sequence};
-use crate::step::set_lora_params;
 use crate::{Error, Result};
 
 /// One example's rollout as training uses it.
@@ -205,19 +204,7 @@ impl Rollouts {
     /// Samples the student's answers to `indices` with the adapter `params`
     /// merged into a copy of the seed.
     fn sample(&self, round: usize, indices: &[usize], params: &[Vec<f32>]) -> Result<Vec<Stored>> {
-        let device = default_device();
-        let mut llama = self.seed.llama.clone();
-        lora::attach(&mut llama, &self.lora, self.lora_seed, &device)?;
-        set_lora_params(&mut llama, params, &device);
-        lora::merge(&mut llama);
-        let student = Model {
-            path: self.seed.path.clone(),
-            format: self.seed.format,
-            config: self.seed.config.clone(),
-            tokenizer: self.seed.tokenizer.clone(),
-            llama,
-            device,
-        };
+        let student = super::teacher::merged(&self.seed, &self.lora, self.lora_seed, params)?;
         let engine = Engine::new(student, self.config.rollout_batch);
         let requests: Vec<GenerationRequest> = indices
             .iter()

@@ -149,6 +149,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             params,
             adam,
             state,
+            teacher_ema: _,
         } = run;
         let lens = seqs.iter().map(|s| s.ids.len()).collect();
         Ok(Trainer {

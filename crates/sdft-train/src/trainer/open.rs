@@ -32,6 +32,9 @@ pub(super) struct OpenRun<B: AutodiffBackend> {
     pub params: Vec<Vec<f32>>,
     pub adam: AdamState,
     pub state: TrainerState,
+    /// An on-policy teacher's averaged adapter restored from a checkpoint
+    /// (`None` on a fresh run: the average starts from `params`).
+    pub teacher_ema: Option<Vec<Vec<f32>>>,
 }
 
 impl<B: AutodiffBackend> OpenRun<B> {
@@ -66,6 +69,7 @@ impl<B: AutodiffBackend> OpenRun<B> {
             params,
             adam,
             state,
+            teacher_ema: None,
         })
     }
 }
@@ -141,13 +145,19 @@ pub(super) fn on_policy<B: AutodiffBackend>(
         divergence = %config.divergence,
         topk = config.topk,
         rollouts_every = config.rollouts_every,
+        teacher = %config.teacher,
         "on-policy self-distillation"
     );
+    let average = config.teacher_decay().map(|decay| {
+        let params = run.teacher_ema.clone().unwrap_or_else(|| run.params.clone());
+        (decay, params)
+    });
+    let teacher = TeacherModel::load(&job.model, job.config.lora(), job.config.seed, average)?;
     Ok(Some(OnPolicy {
         loss: config.loss(),
         config,
         rollouts,
-        teacher: TeacherModel::load(&job.model)?,
+        teacher,
     }))
 }
 

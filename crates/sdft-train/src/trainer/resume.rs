@@ -99,7 +99,13 @@ pub(super) fn reuse_or_restore<B: AutodiffBackend>(
         None
     };
     if let Some(dir) = latest {
-        let loaded = checkpoint::load(&dir, &run.names)?;
+        let averaged = job
+            .config
+            .on_policy
+            .as_ref()
+            .is_some_and(|o| o.teacher_decay().is_some());
+        let loaded = checkpoint::load(&dir, &run.names, averaged)?;
+        run.teacher_ema = loaded.teacher_ema;
         run.params = loaded.params;
         run.adam = loaded.adam;
         run.state = loaded.state;

@@ -155,15 +155,24 @@ impl<B: AutodiffBackend> Trainer<B> {
             .sum();
         let work = self.deal(step, micro);
         let t_update = Instant::now();
+        // An averaged teacher's adapter is merged once per step, as scoring.
+        let merge_secs = match &mut self.on_policy {
+            Some(op) => op.teacher.refresh()?,
+            None => 0.0,
+        };
         let (results, teacher_secs) = match &self.on_policy {
             Some(_) => self.on_policy_results(&work[0], &scales)?,
             None => (self.micro_results(&work, &scales), 0.0),
         };
+        let teacher_secs = teacher_secs + merge_secs;
         let (mut acc, loss) = self.all_reduce(results, &scales);
         let grad_norm = clip_global_norm(&mut acc, self.job.config.max_grad_norm);
         let lr = self.schedule.lr(step);
         opt.step(&mut self.adam, &mut self.params, &acc, lr);
         self.push_params();
+        if let Some(op) = &mut self.on_policy {
+            op.teacher.update(&self.params);
+        }
         self.advance(step, tokens, elapsed0 + started.elapsed().as_secs_f64());
         if let Some((round, stats)) = round {
             let update = t_update.elapsed().as_secs_f64() - teacher_secs;

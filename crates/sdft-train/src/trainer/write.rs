@@ -54,6 +54,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             &self.names,
             &self.params,
             &self.adam,
+            self.on_policy.as_ref().and_then(|op| op.teacher.average()),
             |d| Ok(peft::save(llama, &cfg, d)?),
         )?;
         tracing::info!(checkpoint = %dir.display(), "checkpoint written");
