@@ -17,7 +17,7 @@ project's tests never import them):
         --jsonl /tmp/export/sdft-output.jsonl --ours '/tmp/export/ours-*.json'
 
 It prints the versions, then per row whether TRL's `input_ids` equal ours
-(prompt ids + target ids).
+(prompt ids + target ids), or extend them (and by which tokens).
 """
 
 import argparse
@@ -44,20 +44,28 @@ def main():
     ds = datasets.load_dataset("json", data_files=a.jsonl, split="train")
     tok = AutoTokenizer.from_pretrained(a.hf_dir)
     model = AutoModelForCausalLM.from_pretrained(a.hf_dir)
-    cfg = SFTConfig(output_dir="/tmp/trl-roundtrip", max_length=4096, report_to=[], packing=False)
+    cfg = SFTConfig(output_dir="/tmp/trl-roundtrip", max_length=4096, report_to=[], packing=False,
+                    use_cpu=True, bf16=False)
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok)
     rows = trainer.train_dataset
     ours = sorted(glob.glob(a.ours), key=lambda f: int(re.findall(r"(\d+)", f)[-1]))
-    same = 0
+    same = prefix = 0
     for i, path in enumerate(ours):
         o = json.load(open(path))
         want = o["ids"] + o["target_ids"]
-        got = rows[i]["input_ids"]
-        ok = got == want
-        same += ok
-        print(f"row {i + 1}: {len(got)} ids, equal to ours: {ok}"
-              + ("" if ok else f" (first difference at {next(j for j, (x, y) in enumerate(zip(got, want)) if x != y) if any(x != y for x, y in zip(got, want)) else min(len(got), len(want))})"))
-    print(f"{same} of {len(ours)} rows: TRL's input_ids equal ours")
+        got = list(rows[i]["input_ids"])
+        if got == want:
+            same += 1
+            print(f"row {i + 1}: {len(got)} ids, equal to ours")
+        elif got[: len(want)] == want:
+            prefix += 1
+            tail = got[len(want):]
+            print(f"row {i + 1}: ours ({len(want)} ids) is TRL's prefix; TRL adds {tail} "
+                  f"{tok.convert_ids_to_tokens(tail)}")
+        else:
+            at = next((j for j, (x, y) in enumerate(zip(got, want)) if x != y), min(len(got), len(want)))
+            print(f"row {i + 1}: differs at id {at}: TRL {got[at:at + 4]}, ours {want[at:at + 4]}")
+    print(f"{same} of {len(ours)} rows equal, {prefix} equal up to TRL's extra trailing ids")
 
 
 if __name__ == "__main__":
