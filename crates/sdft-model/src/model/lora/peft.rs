@@ -161,6 +161,32 @@ pub fn read_config(dir: &Path) -> Result<AdapterConfig> {
         expected: expected.into(),
         found,
     };
+    // PEFT features that compute something plain LoRA does not: loaded as LoRA
+    // they would give other logits, so they are refused by name.
+    let raw: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    for (key, what) in [
+        ("use_dora", "DoRA (weight-decomposed LoRA)"),
+        ("modules_to_save", "modules trained in full beside the adapter"),
+        ("rank_pattern", "per-module ranks"),
+        ("alpha_pattern", "per-module alphas"),
+        ("layers_to_transform", "an adapter on some layers only"),
+        ("lora_bias", "LoRA bias terms"),
+    ] {
+        use serde_json::Value as V;
+        let found = raw.get(key).filter(|v| match v {
+            V::Null | V::Bool(false) => false,
+            V::Object(m) => !m.is_empty(),
+            V::Array(a) => !a.is_empty(),
+            _ => true,
+        });
+        if let Some(v) = found {
+            return Err(bad(
+                key,
+                &format!("unset: {what} is not supported (plain LoRA only)"),
+                v.to_string(),
+            ));
+        }
+    }
     if c.peft_type != "LORA" {
         return Err(bad("peft_type", "\"LORA\"", format!("{:?}", c.peft_type)));
     }
@@ -395,5 +421,33 @@ impl WeightSource for Empty {
     }
     fn dtype_summary(&self) -> String {
         String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsupported_peft_features_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = r#""r": 8, "lora_alpha": 16, "target_modules": ["q_proj"], "peft_type": "LORA""#;
+        let write = |extra: &str| {
+            std::fs::write(dir.path().join(CONFIG_FILE), format!("{{{base}{extra}}}")).unwrap();
+            read_config(dir.path())
+        };
+        // PEFT's defaults for the same keys load.
+        write(r#", "use_dora": false, "modules_to_save": null, "rank_pattern": {}, "alpha_pattern": {}, "layers_to_transform": null, "lora_bias": false"#).unwrap();
+        for (extra, key) in [
+            (r#", "use_dora": true"#, "use_dora"),
+            (r#", "modules_to_save": ["lm_head"]"#, "modules_to_save"),
+            (r#", "rank_pattern": {"q_proj": 4}"#, "rank_pattern"),
+            (r#", "alpha_pattern": {"q_proj": 4}"#, "alpha_pattern"),
+            (r#", "layers_to_transform": [0, 1]"#, "layers_to_transform"),
+            (r#", "lora_bias": true"#, "lora_bias"),
+        ] {
+            let e = write(extra).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("not supported"), "{extra}: {e}");
+        }
     }
 }
