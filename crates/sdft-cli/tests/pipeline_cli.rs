@@ -511,3 +511,46 @@ fn dry_run_checks_stage_flags() {
         assert!(o.stdout.is_empty(), "nothing planned");
     }
 }
+
+/// `[eval] generator` with `served_adapters`: every evaluation goes to the one
+/// server, each arm's with its adapter's local copy and its served name, the
+/// seed's with none (`--dry-run` shows and checks the stage commands).
+#[test]
+fn evaluations_on_a_server_name_each_arms_served_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            "benchmarks = [\"gsm8k\", \"advbench\", \"drift\", \"gsm8k_ll\"]",
+            "benchmarks = [\"gsm8k\", \"advbench\"]\ngenerator = \"openai:http://127.0.0.1:9/v1\"\nserved_model = \"tiny\"\nserved_adapters = { vanilla = \"0\", sdft = \"1\" }",
+        );
+    std::fs::write(&config, text).unwrap();
+    let o = pipeline(&config, &dir.path().join("data"), &dir.path().join("run"))
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let line = |stage: &str| -> String {
+        let head = format!("{stage}: ");
+        out.lines()
+            .find(|l| l.starts_with(&head))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (seed, vanilla, sdft) = (line("eval-seed"), line("eval-vanilla"), line("eval-sdft"));
+    for l in [&seed, &vanilla, &sdft] {
+        assert!(
+            l.contains("--generator openai:http://127.0.0.1:9/v1") && l.contains("--served-model tiny"),
+            "{out}"
+        );
+    }
+    assert!(!seed.contains("--served-adapter") && !seed.contains("--adapter"), "{seed}");
+    assert!(vanilla.contains("train-vanilla/adapter") && vanilla.contains("--served-adapter 0"), "{vanilla}");
+    assert!(sdft.contains("train-sdft/adapter") && sdft.contains("--served-adapter 1"), "{sdft}");
+}
