@@ -259,3 +259,25 @@ fn scorer_sums_the_echoed_continuation_tokens() {
         "{err}"
     );
 }
+
+/// A served adapter as each engine takes it: a vLLM/SGLang module by name (the
+/// request's `model`), a llama-server adapter by id (`lora`, scale 1).
+#[test]
+fn a_served_adapter_is_chosen_per_request() {
+    use sdft_openai::{ServedAdapter, ServerSpec};
+    for (arg, model, lora) in [
+        ("sdft", "sdft", Value::Null),
+        ("1", "served", serde_json::json!([{"id": 1, "scale": 1.0}])),
+    ] {
+        let (url, seen) = fake(vec![http("200 OK", "", OK)]);
+        let spec = ServerSpec::parse(&format!("openai:{url}"), Some("served"), 1)
+            .unwrap()
+            .with_adapter(Some(ServedAdapter::parse(arg)));
+        assert!(spec.describe().contains(&format!("+ adapter {arg}")));
+        let mut g = OpenAiGenerator::new(spec.client(), 1, SpecialText::default());
+        run(&mut g).unwrap();
+        let body = seen.lock().unwrap()[0].clone();
+        assert_eq!(body["model"], model, "{arg}");
+        assert_eq!(body["lora"], lora, "{arg}");
+    }
+}
