@@ -546,11 +546,21 @@ fn evaluations_on_a_server_name_each_arms_served_adapter() {
     let (seed, vanilla, sdft) = (line("eval-seed"), line("eval-vanilla"), line("eval-sdft"));
     for l in [&seed, &vanilla, &sdft] {
         assert!(
-            l.contains("--generator openai:http://127.0.0.1:9/v1") && l.contains("--served-model tiny"),
+            l.contains("--generator openai:http://127.0.0.1:9/v1")
+                && l.contains("--served-model tiny"),
             "{out}"
         );
     }
-    assert!(!seed.contains("--served-adapter") && !seed.contains("--adapter"), "{seed}");
-    assert!(vanilla.contains("train-vanilla/adapter") && vanilla.contains("--served-adapter 0"), "{vanilla}");
-    assert!(sdft.contains("train-sdft/adapter") && sdft.contains("--served-adapter 1"), "{sdft}");
+    assert!(
+        !seed.contains("--served-adapter") && !seed.contains("--adapter"),
+        "{seed}"
+    );
+    assert!(
+        vanilla.contains("train-vanilla/adapter") && vanilla.contains("--served-adapter 0"),
+        "{vanilla}"
+    );
+    assert!(
+        sdft.contains("train-sdft/adapter") && sdft.contains("--served-adapter 1"),
+        "{sdft}"
+    );
 }

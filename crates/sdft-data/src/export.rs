@@ -324,11 +324,17 @@ mod tests {
         let ax = export(&ex, &t, Trainer::Axolotl, dir.path(), "ax").unwrap();
         assert_eq!(lines(&ax.data), rows);
         let yaml = std::fs::read_to_string(ax.registration.unwrap()).unwrap();
-        assert!(yaml.contains("type: chat_template") && yaml.contains("ax.jsonl"), "{yaml}");
+        assert!(
+            yaml.contains("type: chat_template") && yaml.contains("ax.jsonl"),
+            "{yaml}"
+        );
         // LLaMA-Factory: a JSON array and its dataset_info entry, added beside
         // what the file held.
-        std::fs::write(dir.path().join("dataset_info.json"), r#"{"other": {"file_name": "o.json"}}"#)
-            .unwrap();
+        std::fs::write(
+            dir.path().join("dataset_info.json"),
+            r#"{"other": {"file_name": "o.json"}}"#,
+        )
+        .unwrap();
         let lf = export(&ex, &t, Trainer::Llamafactory, dir.path(), "lf").unwrap();
         let arr: Value = serde_json::from_str(&std::fs::read_to_string(&lf.data).unwrap()).unwrap();
         assert_eq!(arr.as_array().unwrap(), &rows);

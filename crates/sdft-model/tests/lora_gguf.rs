@@ -33,8 +33,16 @@ fn write_adapter(model: &Path, dir: &Path, rslora: bool) {
             let (d_in, d_out) = target_dims(c, t);
             let m = format!("base_model.model.model.layers.{layer}.{group}.{name}");
             let v = |n: usize, k: f32| (0..n).map(|i| k + i as f32 * 0.001).collect::<Vec<f32>>();
-            tensors.push((format!("{m}.lora_A.weight"), vec![r, d_in], v(r * d_in, 0.1 * layer as f32)));
-            tensors.push((format!("{m}.lora_B.weight"), vec![d_out, r], v(d_out * r, -0.2)));
+            tensors.push((
+                format!("{m}.lora_A.weight"),
+                vec![r, d_in],
+                v(r * d_in, 0.1 * layer as f32),
+            ));
+            tensors.push((
+                format!("{m}.lora_B.weight"),
+                vec![d_out, r],
+                v(d_out * r, -0.2),
+            ));
         }
     }
     std::fs::create_dir_all(dir).unwrap();
@@ -71,7 +79,10 @@ fn check(tiny: TinyModel, arch: &str, permuted: bool) {
         let close = |a: &[f32], b: &[f32], what: &str| {
             assert_eq!(a.len(), b.len(), "{what}");
             for (x, y) in a.iter().zip(b) {
-                assert!((x - y).abs() <= tol * y.abs().max(1.0), "{what}: {x} vs {y}");
+                assert!(
+                    (x - y).abs() <= tol * y.abs().max(1.0),
+                    "{what}: {x} vs {y}"
+                );
             }
         };
         for p in &pairs {

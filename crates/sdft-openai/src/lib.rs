@@ -53,4 +53,4 @@ pub use client::{Client, RetryPolicy, API_KEY_VARS};
 pub use error::{Error, Result};
 pub use generator::{parse_completion, request_body, row_seed, OpenAiGenerator, SpecialText};
 pub use scorer::{sum_echoed, OpenAiScorer};
-pub use spec::{GeneratorSpec, ServedAdapter, Served, ServerSpec, StageGenerator};
+pub use spec::{GeneratorSpec, Served, ServedAdapter, ServerSpec, StageGenerator};

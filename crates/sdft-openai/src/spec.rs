@@ -101,10 +101,9 @@ impl ServerSpec {
         };
         let client = Client::new(&self.base_url, model, RetryPolicy::default());
         match &self.adapter {
-            Some(ServedAdapter::LlamaServer(id)) => client.with_field(
-                "lora",
-                serde_json::json!([{ "id": id, "scale": 1.0 }]),
-            ),
+            Some(ServedAdapter::LlamaServer(id)) => {
+                client.with_field("lora", serde_json::json!([{ "id": id, "scale": 1.0 }]))
+            }
             _ => client,
         }
     }
@@ -140,9 +139,7 @@ impl GeneratorSpec {
                     adapter: a.display().to_string(),
                 })
             }
-            (None, Some(s)) => {
-                return Err(Error::ServedAdapterWithoutCopy { served: s.as_arg() })
-            }
+            (None, Some(s)) => return Err(Error::ServedAdapterWithoutCopy { served: s.as_arg() }),
             (Some(dir), Some(_)) => {
                 let files = sdft_model::ModelFiles::open(&model.path()?)?;
                 let config = &files.config;

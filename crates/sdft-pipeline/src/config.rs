@@ -130,7 +130,12 @@ impl Experiment {
                     .or_insert_with(|| toml::Value::String(f.as_str().into()));
             }
         }
-        for k in ["generator", "served_model", "concurrency", "served_adapters"] {
+        for k in [
+            "generator",
+            "served_model",
+            "concurrency",
+            "served_adapters",
+        ] {
             if e.train.contains_key(k) {
                 return Err(Error::config(
                     path,
@@ -142,7 +147,9 @@ impl Experiment {
             if e.eval.contains_key(k) {
                 return Err(Error::config(
                     path,
-                    format!("[eval] `{k}` is set by the pipeline per arm (served: `served_adapters`)"),
+                    format!(
+                        "[eval] `{k}` is set by the pipeline per arm (served: `served_adapters`)"
+                    ),
                 ));
             }
         }
@@ -209,7 +216,10 @@ impl Experiment {
                 Some(other) => {
                     return Err(Error::config(
                         path,
-                        format!("[eval] served_adapters.{}: expected a name or an id, found {other}", arm.name),
+                        format!(
+                            "[eval] served_adapters.{}: expected a name or an id, found {other}",
+                            arm.name
+                        ),
                     ))
                 }
                 None => {
@@ -378,15 +388,33 @@ mod tests {
             Experiment::load(&p).map_err(|e| e.to_string())
         };
         let server = "generator = \"openai:http://h:1/v1\"\nserved_model = \"m\"\n";
-        let e = load(&format!("{server}served_adapters = {{ vanilla = \"v\", sdft = 1 }}\n")).unwrap();
+        let e = load(&format!(
+            "{server}served_adapters = {{ vanilla = \"v\", sdft = 1 }}\n"
+        ))
+        .unwrap();
         let s = e.served_adapters(Path::new("x")).unwrap().unwrap();
         assert_eq!((s["vanilla"].as_str(), s["sdft"].as_str()), ("v", "1"));
-        assert!(load("").unwrap().served_adapters(Path::new("x")).unwrap().is_none());
+        assert!(load("")
+            .unwrap()
+            .served_adapters(Path::new("x"))
+            .unwrap()
+            .is_none());
         for (extra, want) in [
-            (format!("{server}served_adapters = {{ vanilla = \"v\" }}\n"), "no entry for arm `sdft`"),
-            (format!("{server}served_adapters = {{ vanilla = \"v\", sdft = \"s\", x = \"y\" }}\n"), "served_adapters.x: no such arm"),
+            (
+                format!("{server}served_adapters = {{ vanilla = \"v\" }}\n"),
+                "no entry for arm `sdft`",
+            ),
+            (
+                format!(
+                    "{server}served_adapters = {{ vanilla = \"v\", sdft = \"s\", x = \"y\" }}\n"
+                ),
+                "served_adapters.x: no such arm",
+            ),
             (server.to_string(), "needs `served_adapters"),
-            ("served_adapters = { vanilla = \"v\" }\n".to_string(), "needs `generator`"),
+            (
+                "served_adapters = { vanilla = \"v\" }\n".to_string(),
+                "needs `generator`",
+            ),
             ("adapter = \"a\"\n".to_string(), "set by the pipeline"),
         ] {
             let err = load(&extra).unwrap_err();

@@ -298,7 +298,10 @@ fn the_teacher_average_follows_the_student() {
         assert_ne!(after, params, "the average lags the student at step {step}");
     }
     let live = run("live", Teacher::Live, 0.95);
-    assert_eq!(tensors(&live, 2, "teacher_ema."), tensors(&live, 2, "param."));
+    assert_eq!(
+        tensors(&live, 2, "teacher_ema."),
+        tensors(&live, 2, "param.")
+    );
     let base = run("base", Teacher::Base, 0.95);
     let e = std::fs::read(base.join("checkpoints/step-1/optimizer.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&e).unwrap();

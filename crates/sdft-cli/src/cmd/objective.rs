@@ -104,7 +104,10 @@ impl ObjectiveArgs {
         }
         set!(ema_decay, jsd_alpha, topk, rollouts_every, rollout_batch);
         if self.ema_decay.is_some() && o.teacher != Teacher::Ema {
-            bail!("--ema-decay is the decay of --teacher ema's average; the teacher is {}", o.teacher);
+            bail!(
+                "--ema-decay is the decay of --teacher ema's average; the teacher is {}",
+                o.teacher
+            );
         }
         o.tail &= !self.no_tail;
         let s = &mut o.sampling;

@@ -242,7 +242,10 @@ mod tests {
         };
         assert_eq!(offline.round_of(1000), 0);
         let ema: OnPolicyConfig = toml::from_str("teacher = \"ema\"\nema_decay = 0.9").unwrap();
-        assert_eq!((ema.teacher, ema.teacher_decay()), (Teacher::Ema, Some(0.9)));
+        assert_eq!(
+            (ema.teacher, ema.teacher_decay()),
+            (Teacher::Ema, Some(0.9))
+        );
         let live: OnPolicyConfig = toml::from_str("teacher = \"live\"").unwrap();
         assert_eq!(live.teacher_decay(), Some(0.0));
         assert_eq!(OnPolicyConfig::default().teacher_decay(), None);
@@ -252,6 +255,10 @@ mod tests {
             ema_decay: 1.5,
             ..OnPolicyConfig::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("ema_decay"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("ema_decay"));
     }
 }

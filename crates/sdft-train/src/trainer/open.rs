@@ -149,7 +149,10 @@ pub(super) fn on_policy<B: AutodiffBackend>(
         "on-policy self-distillation"
     );
     let average = config.teacher_decay().map(|decay| {
-        let params = run.teacher_ema.clone().unwrap_or_else(|| run.params.clone());
+        let params = run
+            .teacher_ema
+            .clone()
+            .unwrap_or_else(|| run.params.clone());
         (decay, params)
     });
     let teacher = TeacherModel::load(&job.model, job.config.lora(), job.config.seed, average)?;

@@ -166,7 +166,10 @@ pub fn read_config(dir: &Path) -> Result<AdapterConfig> {
     let raw: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     for (key, what) in [
         ("use_dora", "DoRA (weight-decomposed LoRA)"),
-        ("modules_to_save", "modules trained in full beside the adapter"),
+        (
+            "modules_to_save",
+            "modules trained in full beside the adapter",
+        ),
         ("rank_pattern", "per-module ranks"),
         ("alpha_pattern", "per-module alphas"),
         ("layers_to_transform", "an adapter on some layers only"),
@@ -447,7 +450,10 @@ mod tests {
             (r#", "lora_bias": true"#, "lora_bias"),
         ] {
             let e = write(extra).unwrap_err().to_string();
-            assert!(e.contains(key) && e.contains("not supported"), "{extra}: {e}");
+            assert!(
+                e.contains(key) && e.contains("not supported"),
+                "{extra}: {e}"
+            );
         }
     }
 }

@@ -11,9 +11,9 @@
 use std::path::Path;
 
 use super::peft;
+use super::Target;
 use crate::config::{Architecture, LlamaConfig};
 use crate::gguf::write::{GgufWriter, TensorData};
-use super::Target;
 use crate::{Error, Result};
 
 /// The float type of the written tensors.
