@@ -9,9 +9,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use support::{llama_server, start};
+use support::{fails, llama_server, ok, sdft, start};
 
 use sdft_distill::{read_rows, Summary};
 use serde_json::Value;
@@ -19,29 +18,6 @@ use serde_json::Value;
 /// The cached SmolLM2 GGUF (`cached_model` records the skip when it is absent).
 fn model() -> Option<PathBuf> {
     sdft_model::assets::cached_model(&sdft_model::assets::SMOLLM2_135M_INSTRUCT)
-}
-
-fn sdft(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sdft"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = sdft(args);
-    assert!(
-        o.status.success(),
-        "sdft {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let o = sdft(args);
-    assert!(!o.status.success(), "sdft {args:?} should have failed");
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn settings(path: &Path) -> Value {

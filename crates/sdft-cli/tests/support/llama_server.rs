@@ -1,11 +1,12 @@
-//! A real llama.cpp `llama-server` for the serving tests, on 127.0.0.1 (a free
+//! The serving tests' helpers: running the `sdft` binary, and a real llama.cpp
+//! `llama-server` on 127.0.0.1 (a free
 //! port), started and stopped by the test. The binary is `$SDFT_LLAMA_SERVER`,
 //! or `$SDFT_HOME/bin/llama-server` as `cargo xtask llama-server` links it;
 //! without it the test says once that it did not run.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn llama_server() -> Option<PathBuf> {
@@ -80,4 +81,30 @@ pub fn start(bin: &Path, model: &Path, extra: &[&str]) -> Server {
         std::thread::sleep(Duration::from_millis(300));
     }
     server
+}
+
+/// Runs the `sdft` binary under test.
+pub fn sdft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sdft"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs `sdft` and returns its standard output; fails the test when it fails.
+pub fn ok(args: &[&str]) -> String {
+    let o = sdft(args);
+    assert!(
+        o.status.success(),
+        "sdft {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Runs `sdft` and returns its standard error; fails the test when it succeeds.
+pub fn fails(args: &[&str]) -> String {
+    let o = sdft(args);
+    assert!(!o.status.success(), "sdft {args:?} should have failed");
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }

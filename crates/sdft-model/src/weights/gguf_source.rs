@@ -44,6 +44,22 @@ pub fn gguf_tensor_name(hf_name: &str) -> Option<String> {
 /// so that RoPE can rotate adjacent pairs; this puts the rows back in HF's
 /// rotate-half order. `data` is `[heads * head_dim, cols]`, row-major.
 pub fn unpermute_rows(data: &[f32], heads: usize, head_dim: usize, cols: usize) -> Vec<f32> {
+    reorder_rows(data, heads, head_dim, cols, false)
+}
+
+/// llama.cpp's Q/K row permutation itself (the inverse of [`unpermute_rows`]):
+/// HF row `h*d + t*(d/2) + i` goes to GGUF row `h*d + 2*i + t`.
+pub fn permute_rows(data: &[f32], heads: usize, head_dim: usize, cols: usize) -> Vec<f32> {
+    reorder_rows(data, heads, head_dim, cols, true)
+}
+
+fn reorder_rows(
+    data: &[f32],
+    heads: usize,
+    head_dim: usize,
+    cols: usize,
+    to_gguf: bool,
+) -> Vec<f32> {
     let mut out = vec![0f32; data.len()];
     let half = head_dim / 2;
     for h in 0..heads {
@@ -51,8 +67,13 @@ pub fn unpermute_rows(data: &[f32], heads: usize, head_dim: usize, cols: usize) 
             for i in 0..half {
                 let hf_row = h * head_dim + t * half + i;
                 let gguf_row = h * head_dim + 2 * i + t;
-                out[hf_row * cols..(hf_row + 1) * cols]
-                    .copy_from_slice(&data[gguf_row * cols..(gguf_row + 1) * cols]);
+                let (to, from) = if to_gguf {
+                    (gguf_row, hf_row)
+                } else {
+                    (hf_row, gguf_row)
+                };
+                out[to * cols..(to + 1) * cols]
+                    .copy_from_slice(&data[from * cols..(from + 1) * cols]);
             }
         }
     }

@@ -9,7 +9,9 @@ mod safetensors_dir;
 use std::path::Path;
 
 pub use build::{build_llama, LoadOptions};
-pub use gguf_source::{config_from_gguf, gguf_tensor_name, unpermute_rows, GgufWeights};
+pub use gguf_source::{
+    config_from_gguf, gguf_tensor_name, permute_rows, unpermute_rows, GgufWeights,
+};
 pub(crate) use safetensors_dir::to_f32;
 pub use safetensors_dir::SafetensorsDir;
 

@@ -5,7 +5,7 @@
 //! `.lora_b` (`[out, r]`), f32 or f16. llama.cpp scales the product by
 //! `alpha / r`, so an rsLoRA adapter (scale `alpha / √r`) is written with
 //! `alpha·√r`. Llama models' q and k rows are stored permuted in GGUF (see
-//! [`crate::weights::unpermute_rows`]); their `lora_b` rows are permuted the
+//! [`crate::weights::permute_rows`]); their `lora_b` rows are permuted the
 //! same way, so the adapter matches the base file's rows.
 
 use std::path::Path;
@@ -14,6 +14,7 @@ use super::peft;
 use super::Target;
 use crate::config::{Architecture, LlamaConfig};
 use crate::gguf::write::{GgufWriter, TensorData};
+use crate::weights::permute_rows;
 use crate::{Error, Result};
 
 /// The float type of the written tensors.
@@ -44,25 +45,6 @@ fn gguf_name(layer: usize, target: Target) -> String {
         Target::Down => "ffn_down",
     };
     format!("blk.{layer}.{short}.weight")
-}
-
-/// llama.cpp's Q/K row permutation (the inverse of
-/// [`crate::weights::unpermute_rows`]): HF row `h*d + t*(d/2) + i` goes to row
-/// `h*d + 2*i + t`. `data` is `[heads * head_dim, cols]`, row-major.
-pub fn permute_rows(data: &[f32], heads: usize, head_dim: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0f32; data.len()];
-    let half = head_dim / 2;
-    for h in 0..heads {
-        for t in 0..2 {
-            for i in 0..half {
-                let hf_row = h * head_dim + t * half + i;
-                let gguf_row = h * head_dim + 2 * i + t;
-                out[gguf_row * cols..(gguf_row + 1) * cols]
-                    .copy_from_slice(&data[hf_row * cols..(hf_row + 1) * cols]);
-            }
-        }
-    }
-    out
 }
 
 /// Writes the PEFT adapter in `adapter_dir` (for the model `config`) to
@@ -130,8 +112,7 @@ pub fn export_gguf(
 
 #[cfg(test)]
 mod tests {
-    use super::permute_rows;
-    use crate::weights::unpermute_rows;
+    use crate::weights::{permute_rows, unpermute_rows};
 
     #[test]
     fn permute_inverts_unpermute() {
