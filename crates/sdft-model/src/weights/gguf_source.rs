@@ -241,7 +241,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unpermute_inverts_the_llama_cpp_permutation() {
+    fn permute_and_unpermute_are_the_llama_cpp_permutation_and_its_inverse() {
         // Python: w.reshape(n, 2, d/2, cols).swapaxes(1, 2).reshape(w.shape)
         let (heads, d, cols) = (2, 4, 3);
         let hf: Vec<f32> = (0..heads * d * cols).map(|x| x as f32).collect();
@@ -257,6 +257,7 @@ mod tests {
             }
         }
         assert_eq!(unpermute_rows(&gguf, heads, d, cols), hf);
+        assert_eq!(permute_rows(&hf, heads, d, cols), gguf);
         assert_eq!(
             gguf_tensor_name("model.layers.12.mlp.down_proj.weight").unwrap(),
             "blk.12.ffn_down.weight"

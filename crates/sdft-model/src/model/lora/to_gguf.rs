@@ -109,17 +109,3 @@ pub fn export_gguf(
         alpha,
     })
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::weights::{permute_rows, unpermute_rows};
-
-    #[test]
-    fn permute_inverts_unpermute() {
-        let (heads, d, cols) = (3, 8, 2);
-        let data: Vec<f32> = (0..heads * d * cols).map(|x| x as f32).collect();
-        let there = permute_rows(&data, heads, d, cols);
-        assert_ne!(there, data);
-        assert_eq!(unpermute_rows(&there, heads, d, cols), data);
-    }
-}
