@@ -76,6 +76,22 @@ pub struct Model<B: Backend> {
     pub device: B::Device,
 }
 
+/// A copy that shares the weight tensors (burn tensors are reference-counted):
+/// cheap, and a change to the copy's parameters (an adapter attached or
+/// merged) leaves the original as it is.
+impl<B: Backend> Clone for Model<B> {
+    fn clone(&self) -> Self {
+        Model {
+            path: self.path.clone(),
+            format: self.format,
+            config: self.config.clone(),
+            tokenizer: self.tokenizer.clone(),
+            llama: self.llama.clone(),
+            device: self.device.clone(),
+        }
+    }
+}
+
 impl<B: Backend> Model<B> {
     /// Loads a GGUF file or an HF checkpoint directory onto `device`.
     pub fn load(path: &Path, options: &LoadOptions, device: &B::Device) -> Result<Self> {

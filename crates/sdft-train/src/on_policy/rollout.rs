@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use sdft_core::{Example, GenerationRequest, Prompt};
 use sdft_data::Template;
-use sdft_model::backend::{default_device, DefaultBackend};
+use sdft_model::backend::DefaultBackend;
 use sdft_model::model::lora::LoraConfig;
 use sdft_model::{Engine, Model};
 use serde::{Deserialize, Serialize};
@@ -71,7 +71,7 @@ impl Rollouts {
     /// prompt format).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        model: &Path,
+        seed: Model<DefaultBackend>,
         lora: LoraConfig,
         lora_seed: u64,
         config: OnPolicyConfig,
@@ -98,7 +98,6 @@ impl Rollouts {
                 format!("row {} with {} earlier turns", ex.id, ex.history.len()),
             ));
         }
-        let seed = Model::<DefaultBackend>::load(model, &Default::default(), &default_device())?;
         Ok(Rollouts {
             seed,
             lora,

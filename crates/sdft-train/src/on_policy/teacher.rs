@@ -2,17 +2,16 @@
 //! answers after the demonstration-conditioned prompt; frozen (`base`), or with
 //! a moving average of the student's adapter merged in (`ema`, `live`).
 
-use std::path::Path;
 use std::time::Instant;
 
-use sdft_model::backend::{default_device, DefaultBackend};
+use sdft_model::backend::DefaultBackend;
 use sdft_model::model::lora::{self, LoraConfig};
 use sdft_model::{Engine, Model};
 
 use crate::step::set_lora_params;
 use crate::Result;
 
-/// The teacher model of a run, loaded once.
+/// The teacher model of a run.
 pub(crate) struct TeacherModel {
     /// The seed, or the seed with the averaged adapter merged (current when
     /// `average` is, see [`TeacherModel::refresh`]).
@@ -34,16 +33,15 @@ struct Average {
 }
 
 impl TeacherModel {
-    /// The frozen seed when `average` is `None`; otherwise the seed with the
+    /// The frozen `seed` when `average` is `None`; otherwise the seed with the
     /// moving average `(decay, params)` of the adapter (`params` the run's
     /// initial adapter, or the average a checkpoint kept).
-    pub fn load(
-        model: &Path,
+    pub fn new(
+        seed: Model<DefaultBackend>,
         lora: LoraConfig,
         lora_seed: u64,
         average: Option<(f64, Vec<Vec<f32>>)>,
     ) -> Result<Self> {
-        let seed = Model::<DefaultBackend>::load(model, &Default::default(), &default_device())?;
         Ok(match average {
             None => TeacherModel {
                 engine: Engine::new(seed, 1),
@@ -119,17 +117,9 @@ pub(crate) fn merged(
     lora_seed: u64,
     params: &[Vec<f32>],
 ) -> Result<Model<DefaultBackend>> {
-    let device = default_device();
-    let mut llama = seed.llama.clone();
-    lora::attach(&mut llama, lora, lora_seed, &device)?;
-    set_lora_params(&mut llama, params, &device);
-    lora::merge(&mut llama);
-    Ok(Model {
-        path: seed.path.clone(),
-        format: seed.format,
-        config: seed.config.clone(),
-        tokenizer: seed.tokenizer.clone(),
-        llama,
-        device,
-    })
+    let mut model = seed.clone();
+    lora::attach(&mut model.llama, lora, lora_seed, &model.device)?;
+    set_lora_params(&mut model.llama, params, &model.device);
+    lora::merge(&mut model.llama);
+    Ok(model)
 }

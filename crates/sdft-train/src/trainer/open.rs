@@ -130,8 +130,14 @@ pub(super) fn on_policy<B: AutodiffBackend>(
         ));
     };
     data::check_teacher_template(&teacher_template)?;
-    let rollouts = Rollouts::new(
+    // One copy of the seed's weights serves the rollouts and the teacher.
+    let seed = Model::<sdft_model::backend::DefaultBackend>::load(
         &job.model,
+        &Default::default(),
+        &sdft_model::backend::default_device(),
+    )?;
+    let rollouts = Rollouts::new(
+        seed.clone(),
         job.config.lora(),
         job.config.seed,
         config.clone(),
@@ -155,7 +161,7 @@ pub(super) fn on_policy<B: AutodiffBackend>(
             .unwrap_or_else(|| run.params.clone());
         (decay, params)
     });
-    let teacher = TeacherModel::load(&job.model, job.config.lora(), job.config.seed, average)?;
+    let teacher = TeacherModel::new(seed, job.config.lora(), job.config.seed, average)?;
     Ok(Some(OnPolicy {
         loss: config.loss(),
         config,
