@@ -307,6 +307,54 @@ fn the_pipeline_runs_skips_and_resumes() {
         std::fs::read(run2.join("train-vanilla/adapter/adapter_model.safetensors")).unwrap(),
         a
     );
+    // The run's data and adapters for other engines, by the commands:
+    // model, template and prompt format come from the distillation's summary
+    // and the adapter's config.
+    let sdft = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_sdft"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let export = dir.path().join("export");
+    let distilled = run2.join("distill/distilled.parquet");
+    for column in ["response", "output"] {
+        sdft(&[
+            "data",
+            "export",
+            "--format",
+            "trl",
+            "--input",
+            distilled.to_str().unwrap(),
+            "--column",
+            column,
+            "--output",
+            export.to_str().unwrap(),
+        ]);
+        let m = read_json(&export.join(format!("sdft-{column}.export.json")));
+        assert_eq!(
+            (m["rows"].as_u64(), m["template"].as_str()),
+            (Some(24), Some("alpaca"))
+        );
+    }
+    let gguf = dir.path().join("sdft.gguf");
+    sdft(&[
+        "model",
+        "export-lora",
+        "--adapter",
+        run2.join("train-sdft/adapter").to_str().unwrap(),
+        "--output",
+        gguf.to_str().unwrap(),
+    ]);
+    assert!(!sdft_model::gguf::GgufFile::open(&gguf)
+        .unwrap()
+        .tensors()
+        .is_empty());
 }
 
 /// Every shipped config parses, and every stage command it makes is one the stage

@@ -35,14 +35,16 @@ pub struct ExportArgs {
     #[arg(long)]
     name: Option<String>,
     /// The model the run trains (its chat template renders the `chat` prompt
-    /// format); needed unless --prompt-format paper.
+    /// format) [default: the distillation's model, from the input's
+    /// `.summary.json`].
     #[arg(long)]
     model: Option<String>,
-    /// The training template, as for `sdft train`: a preset name or a TOML file.
+    /// The training template, as for `sdft train`: a preset name or a TOML file
+    /// [default: the distillation task's training preset, e.g. gsm8k].
     #[arg(long)]
-    template: String,
-    /// `paper` or `chat`, as for `sdft train` [default: chat when the model has a
-    /// chat template].
+    template: Option<String>,
+    /// `paper` or `chat`, as for `sdft train` [default: the distillation's, else
+    /// chat when the model has a chat template].
     #[arg(long, value_name = "paper|chat")]
     prompt_format: Option<PromptFormat>,
     /// Export only the first N rows.
@@ -50,10 +52,40 @@ pub struct ExportArgs {
     limit: Option<usize>,
 }
 
+/// The run's model, training template and prompt format: the flags, else what
+/// the distillation that wrote `--input` recorded (`sdft distill`'s summary).
+fn run_settings(args: &ExportArgs) -> Result<(Option<String>, String, Option<PromptFormat>)> {
+    let summary_path = sdft_distill::Summary::path_for(&args.input);
+    let manifest = match summary_path.is_file() {
+        true => Some(sdft_distill::Summary::load(&summary_path)?.manifest),
+        false => None,
+    };
+    let model = args
+        .model
+        .clone()
+        .or_else(|| manifest.as_ref().map(|m| m.model.clone()));
+    let template = match (&args.template, &manifest) {
+        (Some(t), _) => t.clone(),
+        (None, Some(m)) => sdft_distill::Task::parse(&m.task)?
+            .train_template()
+            .to_string(),
+        (None, None) => anyhow::bail!(
+            "--template is needed: {} has no distillation summary ({}) to take the task's training template from",
+            args.input.display(),
+            summary_path.display()
+        ),
+    };
+    let format = args
+        .prompt_format
+        .or_else(|| manifest.as_ref().map(|m| m.prompt_format));
+    Ok((model, template, format))
+}
+
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let examples = sdft_train::data::read_examples(&args.input, args.column, args.limit)?;
-    let template = Template::load(&args.template)?;
-    let template = match (&args.model, args.prompt_format) {
+    let (model, template_name, prompt_format) = run_settings(&args)?;
+    let template = Template::load(&template_name)?;
+    let template = match (&model, prompt_format) {
         (_, Some(PromptFormat::Paper)) => template.with_prompt_format(PromptFormat::Paper, None)?,
         (Some(model), requested) => sdft_model::ModelSpec::new(model)
             .tokenizer()?
@@ -77,7 +109,7 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         "template": template.name,
         "template_hash": template.template_hash(),
         "prompt_format": out.prompt_format,
-        "model": args.model,
+        "model": model,
         "data": out.data,
         "registration": out.registration,
     });

@@ -71,9 +71,10 @@ pub enum ModelCommand {
     /// `llama-server --lora FILE` (docs/scale-out.md).
     ExportLora {
         /// A .gguf file, an HF checkpoint directory, or a known name: the base
-        /// model the adapter was trained on (its architecture and shapes).
+        /// model the adapter was trained on (its architecture and shapes)
+        /// [default: the adapter's `base_model_name_or_path`].
         #[arg(long)]
-        model: String,
+        model: Option<String>,
         /// The adapter directory (adapter_config.json, adapter_model.safetensors).
         #[arg(long)]
         adapter: PathBuf,
@@ -205,6 +206,17 @@ pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
                 "f32" => LoraDtype::F32,
                 "f16" => LoraDtype::F16,
                 other => anyhow::bail!("--dtype {other}: expected f32 or f16"),
+            };
+            let model = match model {
+                Some(m) => m,
+                None => sdft_model::model::lora::peft::read_config(&adapter)?
+                    .base_model_name_or_path
+                    .with_context(|| {
+                        format!(
+                            "{}: adapter_config.json names no base model; give it with --model",
+                            adapter.display()
+                        )
+                    })?,
             };
             let files = open(&model)?;
             let e = export_gguf(&adapter, &files.config, &output, dt)?;
