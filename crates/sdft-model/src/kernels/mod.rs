@@ -65,6 +65,7 @@ pub mod matmul;
 mod numeric;
 pub mod pack;
 pub mod packed;
+pub mod quant;
 mod team;
 #[cfg(feature = "flex")]
 pub mod train;

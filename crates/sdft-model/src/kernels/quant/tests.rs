@@ -1,0 +1,193 @@
+use half::f16;
+
+use super::dot::product_with;
+use super::*;
+use crate::kernels::testing::values;
+use crate::kernels::Isa;
+
+const TYPES: [GgmlType; 7] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+/// `n` rows of `k` elements of `dtype` with random code bits and small, finite
+/// scales (every f16 field set to a value in 0.001..0.03).
+fn random_blocks(dtype: GgmlType, n: usize, k: usize, seed: u32) -> Vec<u8> {
+    let (bs, ts) = dtype.block_geometry();
+    let mut s = seed.wrapping_mul(2654435761) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        s
+    };
+    let mut data: Vec<u8> = (0..n * k / bs * ts).map(|_| next() as u8).collect();
+    let halves: &[usize] = match dtype {
+        GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q6_K => &[208],
+        _ => &[0],
+    };
+    for block in data.chunks_exact_mut(ts) {
+        for &at in halves {
+            let v = 0.001 + (next() % 1000) as f32 * 0.00003;
+            block[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
+        }
+    }
+    data
+}
+
+fn isas() -> Vec<Isa> {
+    let mut v = vec![Isa::Portable];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        v.push(Isa::Avx2);
+    }
+    v
+}
+
+#[test]
+fn every_type_keeps_the_values_ggml_dequantizes_bit_for_bit() {
+    let (n, k) = (5, 512);
+    for dtype in TYPES {
+        let data = random_blocks(dtype, n, k, 3);
+        let mut want = vec![0f32; n * k];
+        crate::gguf::dequantize(dtype, &data, &mut want).unwrap();
+        let m = QuantMatrix::from_ggml(dtype, &data, n, k, "t").unwrap();
+        let got = m.dequantize();
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(a.to_bits(), b.to_bits(), "{dtype} at {i}: {a} vs {b}");
+        }
+        assert!(m.bytes() < n * k * 2, "{dtype}: {} bytes", m.bytes());
+    }
+}
+
+/// `x · wᵀ` in float64 on the values given.
+fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut out = vec![0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            out[i * n + j] = (0..k)
+                .map(|p| x[i * k + p] as f64 * w[j * k + p] as f64)
+                .sum();
+        }
+    }
+    out
+}
+
+#[test]
+fn products_equal_the_dequantized_weights_times_the_quantized_inputs() {
+    // The integer sums are exact: the only differences from a float64 product
+    // of the same values are the float32 scale products and their sum.
+    let (m, k, n) = (3, 768, 37);
+    for dtype in TYPES {
+        let w = QuantMatrix::from_ggml(dtype, &random_blocks(dtype, n, k, 5), n, k, "t").unwrap();
+        let x = values(m * k, 9);
+        let rows = QuantRows::quantize(&x, m, k);
+        let xq: Vec<f32> = (0..m).flat_map(|r| rows.dequantize_row(r)).collect();
+        let want = reference(&xq, &w.dequantize(), m, k, n);
+        let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+        for isa in isas() {
+            let got = product_with(isa, &w, &x, m);
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (*a as f64 - b).abs() <= 1e-5 * scale,
+                    "{dtype} {isa:?} at {i}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn quantizing_the_inputs_costs_under_one_percent_of_the_output_scale() {
+    let (m, k, n) = (4, 1024, 64);
+    for dtype in TYPES {
+        let w = QuantMatrix::from_ggml(dtype, &random_blocks(dtype, n, k, 6), n, k, "t").unwrap();
+        let x = values(m * k, 10);
+        let want = reference(&x, &w.dequantize(), m, k, n);
+        let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+        let got = product_with(Isa::detect(), &w, &x, m);
+        let worst = got
+            .iter()
+            .zip(&want)
+            .fold(0f64, |a, (g, w)| a.max((*g as f64 - w).abs()));
+        assert!(worst <= 0.01 * scale, "{dtype}: worst {worst} of {scale}");
+    }
+}
+
+#[test]
+fn a_row_gives_the_same_bits_alone_as_in_a_batch() {
+    let (m, k, n) = (9, 256, 300);
+    for dtype in [GgmlType::Q5_0, GgmlType::Q6_K, GgmlType::Q4_K] {
+        let w = QuantMatrix::from_ggml(dtype, &random_blocks(dtype, n, k, 7), n, k, "t").unwrap();
+        let x = values(m * k, 11);
+        for isa in isas() {
+            let batch = product_with(isa, &w, &x, m);
+            for r in [0, 4, 8] {
+                let one = product_with(isa, &w, &x[r * k..(r + 1) * k], 1);
+                assert_eq!(one, batch[r * n..(r + 1) * n], "{dtype} {isa:?} row {r}");
+            }
+        }
+    }
+}
+
+#[test]
+fn stacked_and_reordered_matrices_hold_their_parts_rows() {
+    let k = 256;
+    let a = QuantMatrix::from_ggml(
+        GgmlType::Q5_0,
+        &random_blocks(GgmlType::Q5_0, 4, k, 1),
+        4,
+        k,
+        "a",
+    )
+    .unwrap();
+    let b = QuantMatrix::from_ggml(
+        GgmlType::Q6_K,
+        &random_blocks(GgmlType::Q6_K, 3, k, 2),
+        3,
+        k,
+        "b",
+    )
+    .unwrap();
+    let c = QuantMatrix::from_ggml(
+        GgmlType::Q4_K,
+        &random_blocks(GgmlType::Q4_K, 2, k, 3),
+        2,
+        k,
+        "c",
+    )
+    .unwrap();
+    let s = QuantMatrix::stack(&[&a, &b, &c]).unwrap();
+    assert_eq!((s.n(), s.k(), s.source()), (9, k, "Q5_0+Q6_K+Q4_K"));
+    let mut want = a.dequantize();
+    want.extend(b.dequantize());
+    want.extend(c.dequantize());
+    assert_eq!(s.dequantize(), want);
+    let r = s.reorder_rows(&[8, 0, 3]);
+    let got = r.dequantize();
+    for (i, j) in [8, 0, 3].into_iter().enumerate() {
+        assert_eq!(got[i * k..(i + 1) * k], want[j * k..(j + 1) * k]);
+    }
+}
+
+#[test]
+fn wrong_sizes_and_types_are_errors_that_name_the_tensor() {
+    let data = random_blocks(GgmlType::Q8_0, 2, 64, 1);
+    let e = QuantMatrix::from_ggml(GgmlType::Q8_0, &data[1..], 2, 64, "blk.0.attn_q.weight")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("blk.0.attn_q.weight") && e.contains("bytes"),
+        "{e}"
+    );
+    let e = QuantMatrix::from_ggml(GgmlType::F16, &[0; 8], 2, 2, "output.weight")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("output.weight") && e.contains("F16"), "{e}");
+}
