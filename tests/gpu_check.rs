@@ -313,8 +313,16 @@ pub fn random_model<B: Backend>(shape: &Shape, dtype: DType, device: &B::Device)
         config: config.clone(),
         seed: 7,
     };
-    let llama = build_llama::<B>(&config, &source, &LoadOptions { dtype }, device)
-        .expect("random weights fit the config");
+    let llama = build_llama::<B>(
+        &config,
+        &source,
+        &LoadOptions {
+            dtype,
+            ..LoadOptions::default()
+        },
+        device,
+    )
+    .expect("random weights fit the config");
     Model {
         path: PathBuf::from("random"),
         format: sdft_model::ModelFormat::HfDir,
@@ -322,6 +330,7 @@ pub fn random_model<B: Backend>(shape: &Shape, dtype: DType, device: &B::Device)
         config,
         llama,
         device: device.clone(),
+        quantized: None,
     }
 }
 

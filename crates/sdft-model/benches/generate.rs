@@ -1,6 +1,10 @@
 //! `cargo xtask bench generate` (or `cargo bench -p sdft-model --bench generate`):
 //! generation speed on SmolLM2-135M-Instruct (or `--model NAME|PATH`, e.g.
-//! `qwen2.5-coder-0.5b-instruct`), f32 weights, on this build's backend.
+//! `qwen2.5-coder-0.5b-instruct`), on this build's backend: with the matrices
+//! the GGUF file stores quantized kept that way and computed on with integer
+//! products (the default, `--dtype quantized`), or all in `f32` (`--dtype f32`,
+//! the reference path). It reports the weights' bytes as the kernels hold them
+//! and the process's peak resident memory.
 //!
 //! Measures prefill tokens/s for a 128-token prompt, decode tokens/s at batch 1,
 //! generated tokens/s at batch 16 (64-token prompts, 64 new tokens each), and the
@@ -147,6 +151,19 @@ fn llama_cpp(dir: &std::path::Path, gguf: &std::path::Path, threads: usize) -> L
     out
 }
 
+/// The process's peak resident memory (`VmHWM`), in MiB; 0 where
+/// `/proc/self/status` is not there.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let compare = args
@@ -167,14 +184,27 @@ fn main() {
     // llama.cpp's recorded numbers are SmolLM2's.
     let recorded = model_name == "smollm2-135m-instruct";
     let path = assets::resolve_model(model_name).expect("model");
+    let dtype = args
+        .iter()
+        .position(|a| a == "--dtype")
+        .and_then(|i| args.get(i + 1))
+        .map_or("quantized", String::as_str);
+    let quantized = match dtype {
+        "quantized" => true,
+        "f32" => false,
+        other => panic!("--dtype {other}: expected quantized or f32"),
+    };
     let device = default_device();
-    let model =
-        Model::<DefaultBackend>::load(&path, &LoadOptions::default(), &device).expect("load");
+    let options = LoadOptions {
+        quantized,
+        ..LoadOptions::default()
+    };
+    let model = Model::<DefaultBackend>::load(&path, &options, &device).expect("load");
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     println!(
-        "sdft-model generate benchmark: {model_name}, f32 weights, backend {}, {threads} cores",
+        "sdft-model generate benchmark: {model_name}, --dtype {dtype}, backend {}, {threads} cores",
         backend_name()
     );
     let mut engine = Engine::new(model, 1);
@@ -182,6 +212,14 @@ fn main() {
                              // Warm-up.
     let warm = prompt_ids(&engine, 16, 0);
     run(&engine, vec![warm], 4);
+    if let Some(host) = engine.kernel_weights() {
+        println!(
+            "weights as the kernels hold them: {:.1} MiB ({}); peak resident memory so far {:.1} MiB",
+            host.packed_bytes() as f64 / (1 << 20) as f64,
+            host.kinds(),
+            peak_rss_mib()
+        );
+    }
 
     // Every measure is taken `reps` times and the best kept: on a shared machine
     // noise only ever slows a run down.
@@ -265,6 +303,7 @@ fn main() {
     for (name, v) in ours {
         println!("| {name} | {v:.1} |");
     }
+    println!("peak resident memory: {:.1} MiB", peak_rss_mib());
     if stages.0 > 0.0 {
         println!(
             "stop strings cost: {:.2}x the rate without them (target >= 0.90)",

@@ -74,6 +74,10 @@ pub struct Model<B: Backend> {
     pub tokenizer: TokenizerInfo,
     pub llama: Llama<B>,
     pub device: B::Device,
+    /// The matrices the file stores quantized, kept that way for the CPU
+    /// kernels (loaded with [`LoadOptions::quantized`]; see
+    /// [`crate::kernels::pack::QuantWeights`]).
+    pub quantized: Option<std::sync::Arc<crate::kernels::pack::QuantWeights>>,
 }
 
 /// A copy that shares the weight tensors (burn tensors are reference-counted):
@@ -88,6 +92,7 @@ impl<B: Backend> Clone for Model<B> {
             tokenizer: self.tokenizer.clone(),
             llama: self.llama.clone(),
             device: self.device.clone(),
+            quantized: self.quantized.clone(),
         }
     }
 }
@@ -97,7 +102,19 @@ impl<B: Backend> Model<B> {
     pub fn load(path: &Path, options: &LoadOptions, device: &B::Device) -> Result<Self> {
         let files = ModelFiles::open(path)?;
         let llama = build_llama::<B>(&files.config, files.weights.as_ref(), options, device)?;
+        let quantized = if options.quantized {
+            let q =
+                crate::kernels::pack::quant_weights(&llama, &files.config, files.weights.as_ref())?;
+            if let Some(q) = &q {
+                let (kept, all) = q.counts();
+                tracing::info!(kept, all, mib = q.bytes() >> 20, "matrices kept quantized");
+            }
+            q.map(std::sync::Arc::new)
+        } else {
+            None
+        };
         Ok(Model {
+            quantized,
             path: files.path,
             format: files.format,
             config: files.config,

@@ -19,12 +19,14 @@ pub struct ModelSpec {
     /// The model as given (path or known name).
     pub model: String,
     dtype: DType,
+    /// Keep the file's quantized matrices that way ([`LoadOptions::quantized`]).
+    quantized: bool,
     /// A LoRA adapter directory in PEFT's layout.
     pub adapter: Option<PathBuf>,
 }
 
 /// The dtype names [`ModelSpec::dtype`] accepts.
-pub const DTYPES: &str = "f32, bf16 or f16";
+pub const DTYPES: &str = "f32, bf16, f16 or quantized";
 
 impl ModelSpec {
     /// The model in f32 without an adapter.
@@ -32,13 +34,20 @@ impl ModelSpec {
         ModelSpec {
             model: model.into(),
             dtype: DType::F32,
+            quantized: false,
             adapter: None,
         }
     }
 
-    /// The compute dtype by name: `f32`, `bf16` or `f16` (any case).
+    /// The compute dtype by name: `f32`, `bf16` or `f16` (any case), or
+    /// `quantized`: the matrices a GGUF file stores quantized kept that way and
+    /// computed on with integer products by the CPU kernels, the rest in `f32`
+    /// ([`LoadOptions::quantized`]).
     pub fn dtype(mut self, name: &str) -> Result<Self> {
-        self.dtype = match name.to_ascii_lowercase().as_str() {
+        let name = name.to_ascii_lowercase();
+        self.quantized = name == "quantized";
+        self.dtype = match name.as_str() {
+            "quantized" => DType::F32,
             "f32" => DType::F32,
             "bf16" => DType::BF16,
             "f16" => DType::F16,
@@ -53,8 +62,11 @@ impl ModelSpec {
         self
     }
 
-    /// The dtype's name as recorded: `f32`, `bf16` or `f16`.
+    /// The dtype's name as recorded: `f32`, `bf16`, `f16` or `quantized`.
     pub fn dtype_name(&self) -> &'static str {
+        if self.quantized {
+            return "quantized";
+        }
         match self.dtype {
             DType::BF16 => "bf16",
             DType::F16 => "f16",
@@ -79,7 +91,10 @@ impl ModelSpec {
     pub fn load(&self) -> Result<Model<DefaultBackend>> {
         let path = self.path()?;
         let t = std::time::Instant::now();
-        let options = LoadOptions { dtype: self.dtype };
+        let options = LoadOptions {
+            dtype: self.dtype,
+            quantized: self.quantized,
+        };
         let mut model = Model::<DefaultBackend>::load(&path, &options, &default_device())?;
         if let Some(dir) = &self.adapter {
             model.load_adapter(dir, true)?;

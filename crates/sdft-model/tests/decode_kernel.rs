@@ -39,7 +39,7 @@ fn kernel_prefill_and_decode_match_the_generic_forward() {
     let model =
         Model::<DefaultBackend>::load(&path, &LoadOptions::default(), &default_device()).unwrap();
     let c = &model.config;
-    let views = host_model(&model.llama, c).expect("flex f32 weights are readable");
+    let views = host_model(&model.llama, c, None).expect("flex f32 weights are readable");
     let seqs: Vec<Vec<u32>> = [
         "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\nThe capital",
         "Once upon a time there was a small robot who wanted to learn how to paint the sea",

@@ -291,7 +291,7 @@ fn cpu_decode_kernel_adds_the_biases() {
     write_gguf(&tmp.path().join("tiny.gguf"), &items);
     let m = load(&tmp.path().join("tiny.gguf"));
     let host =
-        sdft_model::kernels::pack::host_model(&m.llama, &m.config).expect("flex f32 weights");
+        sdft_model::kernels::pack::host_model(&m.llama, &m.config, None).expect("flex f32 weights");
     let mut cache: Vec<HostKv> = (0..LAYERS)
         .map(|_| HostKv::zeros(1, KV, SEQ.len(), HD))
         .collect();

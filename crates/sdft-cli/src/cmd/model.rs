@@ -126,7 +126,9 @@ pub struct LoadArgs {
     /// A .gguf file, an HF checkpoint directory, or a known name (smollm2-135m-instruct, qwen2.5-coder-0.5b-instruct).
     #[arg(long)]
     pub model: String,
-    /// Float type on the device: f32 (default), bf16, f16.
+    /// Float type on the device: f32 (default), bf16, f16; or quantized: the
+    /// matrices a GGUF file stores quantized (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K,
+    /// Q6_K) kept that way, with integer products on the CPU.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     /// A LoRA adapter directory in PEFT's layout (e.g. RUN_DIR/adapter from

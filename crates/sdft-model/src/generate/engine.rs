@@ -98,6 +98,7 @@ impl<B: Backend> Engine<B> {
         let packed = std::sync::Arc::new(crate::kernels::pack::host_model(
             &self.model.llama,
             &self.model.config,
+            self.model.quantized.as_deref(),
         )?);
         tracing::debug!(
             mib = packed.packed_bytes() >> 20,
@@ -106,6 +107,14 @@ impl<B: Backend> Engine<B> {
         );
         *cached = Some(packed.clone());
         Some(packed)
+    }
+
+    /// The weights the CPU kernels run on (packed or kept quantized on first
+    /// use), or `None` when generation takes the generic path: for reports of
+    /// what the kernels hold.
+    #[cfg(feature = "flex")]
+    pub fn kernel_weights(&self) -> Option<std::sync::Arc<crate::kernels::decode::HostModel>> {
+        self.host_model()
     }
 
     /// The ids that end a sequence under `params`: [`Engine::stop_ids`], and each

@@ -22,8 +22,8 @@ use burn_flex::FlexTensor;
 
 use super::kv_cache::attend;
 pub use super::kv_cache::{HostKv, Row};
+use super::matrix::{HostMatrix, Product};
 use super::numeric::{add_into, rms_norm, rope, swiglu_rows};
-use super::packed::{matmul_packed, matmul_packed_into, PackedMatrix};
 use crate::model::block::{self, BlockOps, Norm, Proj, Residual};
 
 /// A weight or vector borrowed from a flex tensor: the tensor (kept alive) and the
@@ -75,15 +75,15 @@ pub(crate) struct LayerWeights {
     pub(crate) input_norm: View,
     /// The q, k and v projections stacked: `[(heads + 2 * kv_heads) * head_dim,
     /// dim]`, one product for all three.
-    pub(crate) qkv: PackedMatrix,
+    pub(crate) qkv: HostMatrix,
     /// The q, k and v biases stacked as the rows of `qkv` (Qwen2); `None` for
     /// Llama.
     pub(crate) qkv_bias: Option<Vec<f32>>,
-    pub(crate) o: PackedMatrix,
+    pub(crate) o: HostMatrix,
     pub(crate) post_norm: View,
     /// The gate and up projections stacked: `[2 * hidden, dim]`.
-    pub(crate) gate_up: PackedMatrix,
-    pub(crate) down: PackedMatrix,
+    pub(crate) gate_up: HostMatrix,
+    pub(crate) down: HostMatrix,
 }
 
 /// The whole network's weights and shapes for [`forward`]: built once per model
@@ -95,7 +95,7 @@ pub struct HostModel {
     pub(crate) layers: Vec<LayerWeights>,
     pub(crate) norm: View,
     /// `[vocab, dim]` (a copy of the embedding when tied), packed.
-    pub(crate) head: PackedMatrix,
+    pub(crate) head: HostMatrix,
     /// RoPE tables `[max_positions, head_dim]`.
     pub(crate) cos: View,
     pub(crate) sin: View,
@@ -123,6 +123,22 @@ impl HostModel {
                 .iter()
                 .zip(sources)
                 .all(|(a, b)| a.same_values(b))
+    }
+
+    /// The matrices' kinds, such as `"Q5_0: 72, f32: 1"` (stacked products
+    /// count once, named by their parts' types).
+    pub fn kinds(&self) -> String {
+        let names: Vec<String> = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.qkv, &l.o, &l.gate_up, &l.down])
+            .chain([&self.head])
+            .map(|m| match m {
+                HostMatrix::F32(_) => "f32".to_string(),
+                HostMatrix::Quant(q) => q.source().to_string(),
+            })
+            .collect();
+        crate::weights::summarize(names.iter().map(String::as_str))
     }
 
     /// Bytes held by the packed matrices.
@@ -168,7 +184,7 @@ pub fn forward(
         last.extend_from_slice(&hidden[i * d..(i + 1) * d]);
     }
     scratch.pool.push(hidden);
-    let logits = matmul_packed(&last, logits_of.len(), &m.head);
+    let logits = m.head.product(&last, logits_of.len());
     logits.chunks_exact(m.vocab).map(<[f32]>::to_vec).collect()
 }
 
@@ -220,7 +236,7 @@ impl BlockOps for HostStep<'_> {
         let lw = &m.layers[layer];
         let w = (m.n_heads + 2 * m.n_kv_heads) * m.head_dim;
         let mut qkv = self.scratch.take(b * w);
-        matmul_packed_into(&xn, b, &lw.qkv, &mut qkv);
+        lw.qkv.product_into(&xn, b, &mut qkv);
         if let Some(bias) = &lw.qkv_bias {
             for row in qkv.chunks_exact_mut(w) {
                 add_into(row, bias);
@@ -275,7 +291,7 @@ impl BlockOps for HostStep<'_> {
         };
         let b = self.rows.len();
         let mut out = self.scratch.take(b * self.m.dim);
-        matmul_packed_into(&x, b, w, &mut out);
+        w.product_into(&x, b, &mut out);
         self.scratch.pool.push(x);
         out
     }
@@ -283,7 +299,7 @@ impl BlockOps for HostStep<'_> {
     fn gated(&mut self, layer: usize, xn: Vec<f32>) -> Vec<f32> {
         let (m, b) = (self.m, self.rows.len());
         let mut gate_up = self.scratch.take(b * 2 * m.hidden);
-        matmul_packed_into(&xn, b, &m.layers[layer].gate_up, &mut gate_up);
+        m.layers[layer].gate_up.product_into(&xn, b, &mut gate_up);
         let mut act = self.scratch.take(b * m.hidden);
         swiglu_rows(&gate_up, m.hidden, &mut act);
         self.scratch.pool.push(gate_up);

@@ -61,6 +61,7 @@ pub mod decode;
 #[cfg(feature = "flex")]
 mod kv_cache;
 pub mod matmul;
+pub mod matrix;
 #[cfg(feature = "flex")]
 mod numeric;
 pub mod pack;

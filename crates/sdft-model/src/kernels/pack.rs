@@ -53,17 +53,121 @@ pub(crate) fn base_matrices<B: Backend>(
     Some(out)
 }
 
+/// A model's matrices kept quantized, loaded beside its `f32` weights
+/// ([`quant_weights`]): in [`weight_sources`]' order, `None` where the file
+/// stores a matrix in a type that is not kept quantized. The `f32` tensors they
+/// were loaded beside are held too: the quantized matrices stand for the model's
+/// weights only while the model still holds those same tensors (an adapter
+/// merged into the weights, for one, replaces them).
+pub struct QuantWeights {
+    #[cfg(feature = "flex")]
+    sources: Vec<super::decode::View>,
+    matrices: Vec<Option<super::quant::QuantMatrix>>,
+}
+
+impl std::fmt::Debug for QuantWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuantWeights")
+            .field("quantized", &self.matrices.iter().flatten().count())
+            .field("matrices", &self.matrices.len())
+            .finish()
+    }
+}
+
+impl QuantWeights {
+    /// Bytes held by the quantized matrices.
+    pub fn bytes(&self) -> usize {
+        self.matrices.iter().flatten().map(|m| m.bytes()).sum()
+    }
+
+    /// Matrices kept quantized, of all the model's matrices.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.matrices.iter().flatten().count(), self.matrices.len())
+    }
+
+    /// The matrices of `sources`, when they are the tensors these were loaded
+    /// beside.
+    #[cfg(feature = "flex")]
+    fn for_sources(
+        &self,
+        sources: &[super::decode::View],
+    ) -> Option<&[Option<super::quant::QuantMatrix>]> {
+        let same = self.sources.len() == sources.len()
+            && self
+                .sources
+                .iter()
+                .zip(sources)
+                .all(|(a, b)| a.same_values(b));
+        same.then_some(&self.matrices[..])
+    }
+}
+
+/// The HF names of the model's matrices in [`weight_sources`]' order.
+pub(crate) fn matrix_names(config: &crate::LlamaConfig) -> Vec<String> {
+    let mut names = Vec::with_capacity(config.num_hidden_layers * 7 + 1);
+    for l in 0..config.num_hidden_layers {
+        for m in [
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+        ] {
+            names.push(format!("model.layers.{l}.{m}.weight"));
+        }
+    }
+    names.push(if config.tie_word_embeddings {
+        "model.embed_tokens.weight".to_string()
+    } else {
+        "lm_head.weight".to_string()
+    });
+    names
+}
+
+/// The matrices of `llama` (just built from `source`) that `source` stores
+/// quantized, kept that way; `None` when there are none or the backend is not
+/// flex (only the CPU kernels compute on them).
+pub fn quant_weights<B: Backend>(
+    llama: &crate::model::Llama<B>,
+    config: &crate::LlamaConfig,
+    source: &dyn crate::weights::WeightSource,
+) -> crate::Result<Option<QuantWeights>> {
+    #[cfg(feature = "flex")]
+    {
+        let Some(sources) = base_matrices(llama) else {
+            return Ok(None);
+        };
+        let matrices = matrix_names(config)
+            .iter()
+            .map(|name| source.quantized(name))
+            .collect::<crate::Result<Vec<_>>>()?;
+        if matrices.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        Ok(Some(QuantWeights { sources, matrices }))
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = (llama, config, source);
+        Ok(None)
+    }
+}
+
 /// The model's weights for [`super::decode::forward`]: the matrices packed for
-/// [`super::packed::matmul_packed`] (q/k/v stacked, gate/up stacked), the norms,
-/// embedding and RoPE tables read in place. `None` as for [`weight_sources`].
-/// Packing takes about one pass over the weights; the engine keeps the result
-/// for as long as the model holds the same weights.
+/// [`super::packed::matmul_packed`] (q/k/v stacked, gate/up stacked), or kept
+/// quantized where `quantized` holds them for these same weights, and the
+/// norms, embedding and RoPE tables read in place. `None` as for
+/// [`weight_sources`]. Packing takes about one pass over the weights; the
+/// engine keeps the result for as long as the model holds the same weights.
 #[cfg(feature = "flex")]
 pub fn host_model<B: Backend>(
     llama: &crate::model::Llama<B>,
     config: &crate::LlamaConfig,
+    quantized: Option<&QuantWeights>,
 ) -> Option<super::decode::HostModel> {
-    host_model_from(llama, config, weight_sources(llama)?)
+    host_model_from(llama, config, weight_sources(llama)?, quantized)
 }
 
 /// [`host_model`] on given `sources` (the model's matrices in
@@ -73,16 +177,36 @@ pub(crate) fn host_model_from<B: Backend>(
     llama: &crate::model::Llama<B>,
     config: &crate::LlamaConfig,
     sources: Vec<super::decode::View>,
+    quantized: Option<&QuantWeights>,
 ) -> Option<super::decode::HostModel> {
     use super::decode::{Expect, LayerWeights, View};
+    use super::matrix::HostMatrix;
     use super::packed::PackedMatrix;
+    use super::quant::QuantMatrix;
+    let quant = quantized.and_then(|q| q.for_sources(&sources));
+    // The matrices `idx` of `sources`, stacked: quantized when all of them are.
+    let matrix = |idx: &[usize], k: usize| -> Option<HostMatrix> {
+        if let Some(q) = quant {
+            let parts: Option<Vec<&QuantMatrix>> = idx.iter().map(|&i| q[i].as_ref()).collect();
+            if let Some(parts) = parts {
+                return Some(HostMatrix::Quant(QuantMatrix::stack(&parts).ok()?));
+            }
+        }
+        let parts: Vec<(&[f32], usize)> = idx
+            .iter()
+            .map(|&i| {
+                let s = sources[i].get();
+                (s, s.len() / k)
+            })
+            .collect();
+        Some(HostMatrix::F32(PackedMatrix::pack_stacked(&parts, k)))
+    };
     let view = |t: &Tensor<B, 2>, e: Expect| View::new(super::flex::to_flex(t)?, e);
     let vec = |t: &Tensor<B, 1>| View::new(super::flex::to_flex(t)?, Expect::Contiguous);
     let (d, hidden) = (config.hidden_size, config.intermediate_size);
     let mut layers = Vec::with_capacity(llama.layers.len());
-    for (b, w) in llama.layers.iter().zip(sources.chunks_exact(7)) {
-        let [q, k, v, o, gate, up, down] = [0, 1, 2, 3, 4, 5, 6].map(|i| w[i].get());
-        let rows = |s: &[f32], cols: usize| s.len() / cols;
+    for (l, b) in llama.layers.iter().enumerate() {
+        let i = 7 * l;
         let a = &b.attn;
         let qkv_bias = match (&a.q_bias, &a.k_bias, &a.v_bias) {
             (None, None, None) => None,
@@ -96,27 +220,25 @@ pub(crate) fn host_model_from<B: Backend>(
             // Some biases but not all: the generic path handles it.
             _ => return None,
         };
+        let o_in = sources.get(i + 3)?.get().len() / d;
         layers.push(LayerWeights {
             input_norm: vec(&b.input_norm.weight.val())?,
-            qkv: PackedMatrix::pack_stacked(
-                &[(q, rows(q, d)), (k, rows(k, d)), (v, rows(v, d))],
-                d,
-            ),
+            qkv: matrix(&[i, i + 1, i + 2], d)?,
             qkv_bias,
-            o: PackedMatrix::pack(o, d, o.len() / d),
+            o: matrix(&[i + 3], o_in)?,
             post_norm: vec(&b.post_norm.weight.val())?,
-            gate_up: PackedMatrix::pack_stacked(&[(gate, hidden), (up, hidden)], d),
-            down: PackedMatrix::pack(down, d, hidden),
+            gate_up: matrix(&[i + 4, i + 5], d)?,
+            down: matrix(&[i + 6], hidden)?,
         });
     }
     let (cos, sin) = llama.rope.raw();
     let [vocab, dim] = llama.embed_tokens.val().dims();
-    let head = sources.last()?.get();
+    let head = matrix(&[sources.len() - 1], dim)?;
     Some(super::decode::HostModel {
         embed: view(&llama.embed_tokens.val(), Expect::Contiguous)?,
         layers,
         norm: vec(&llama.norm.weight.val())?,
-        head: PackedMatrix::pack(head, vocab, dim),
+        head,
         cos: view(cos, Expect::Contiguous)?,
         sin: view(sin, Expect::Contiguous)?,
         dim,

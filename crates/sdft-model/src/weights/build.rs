@@ -15,11 +15,19 @@ pub struct LoadOptions {
     /// Float type of the weights on the device (F32 by default; BF16/F16 where the
     /// backend supports them).
     pub dtype: DType,
+    /// Keep the matrices a GGUF file stores quantized (Q4_0, Q4_1, Q5_0, Q8_0,
+    /// Q4_K, Q5_K, Q6_K) that way for the CPU kernels, which then compute on
+    /// them with integer products ([`crate::kernels::quant`]); the `f32` weights
+    /// stay loaded for every other path.
+    pub quantized: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { dtype: DType::F32 }
+        LoadOptions {
+            dtype: DType::F32,
+            quantized: false,
+        }
     }
 }
 

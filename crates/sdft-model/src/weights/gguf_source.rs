@@ -234,6 +234,51 @@ impl WeightSource for GgufWeights {
     fn dtype_summary(&self) -> String {
         summarize(self.file.tensors().iter().map(|t| t.dtype().name()))
     }
+
+    fn quantized(&self, hf_name: &str) -> Result<Option<crate::kernels::quant::QuantMatrix>> {
+        use crate::kernels::quant::QuantMatrix;
+        let Some(name) = gguf_tensor_name(hf_name) else {
+            return Ok(None);
+        };
+        let Some(info) = self.file.tensor(&name) else {
+            return Ok(None);
+        };
+        let (dtype, shape) = (info.dtype(), info.shape());
+        let [rows, cols] = shape[..] else {
+            return Ok(None);
+        };
+        if !QuantMatrix::supports(dtype) {
+            return Ok(None);
+        }
+        let what = format!("{}: {name}", self.path.display());
+        let m = QuantMatrix::from_ggml(dtype, self.file.tensor_bytes(&name)?, rows, cols, &what)?;
+        // The rows in HF's order, as `tensor` serves them (llama.cpp permutes
+        // Llama's q/k rows only).
+        let heads = match self.config.architecture {
+            Architecture::Llama if name.ends_with("attn_q.weight") => {
+                self.config.num_attention_heads
+            }
+            Architecture::Llama if name.ends_with("attn_k.weight") => {
+                self.config.num_key_value_heads
+            }
+            _ => return Ok(Some(m)),
+        };
+        let d = self.config.head_dim;
+        if rows != heads * d {
+            return Err(Error::Tensor {
+                path: self.path.clone(),
+                tensor: name,
+                message: format!("expected {} rows, found {rows}", heads * d),
+            });
+        }
+        // Row r of the HF layout is row order[r] of the file's.
+        let rows_hf: Vec<f32> = (0..rows).map(|r| r as f32).collect();
+        let order: Vec<usize> = unpermute_rows(&rows_hf, heads, d, 1)
+            .iter()
+            .map(|&r| r as usize)
+            .collect();
+        Ok(Some(m.reorder_rows(&order)))
+    }
 }
 
 #[cfg(test)]

@@ -51,6 +51,14 @@ pub trait WeightSource {
     fn tensor(&self, hf_name: &str) -> Result<Option<F32Tensor>>;
     /// A summary of the stored types, such as `"Q4_1: 210, F32: 61, Q8_0: 1"`.
     fn dtype_summary(&self) -> String;
+    /// The `[out, in]` matrix kept quantized (in the HF layout, as
+    /// [`WeightSource::tensor`] serves it), or `None` when the checkpoint does not
+    /// store it in a type [`QuantMatrix`](crate::kernels::quant::QuantMatrix)
+    /// keeps.
+    fn quantized(&self, hf_name: &str) -> Result<Option<crate::kernels::quant::QuantMatrix>> {
+        let _ = hf_name;
+        Ok(None)
+    }
 }
 
 /// Counts items into a `"A: n, B: m"` summary, most frequent first.

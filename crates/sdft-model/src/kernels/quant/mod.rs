@@ -12,8 +12,19 @@
 //! `quantize_row_q8_0`) and takes integer dot products block by block ([`dot`]):
 //! on AVX2, 32 byte products summed in two instructions, then one
 //! multiply-add by the two blocks' scales. The offsets add `offset * sum(x)` per
-//! block. Every output is computed the same way whatever the batch, so a row's
-//! result does not depend on the rows beside it.
+//! block.
+//!
+//! From [`FILLED_FROM_ROWS`] input rows on (prefill, batched decode, scoring),
+//! the product instead unpacks each panel of 32 weight rows into `f32` once and
+//! runs the `f32` panel micro-kernel ([`super::packed`]) over all the rows:
+//! there the work per weight grows with the rows and the `f32` kernel's
+//! register blocking (each weight value loaded once for a block of rows) beats
+//! AVX2's integer products, which have no 8-bit multiply-accumulate of their
+//! own. On each side of the threshold a row's result does not depend on the
+//! other rows of its call; across it, it does (a row decoded alone takes the
+//! integer products, the same row in a batch of 16 the `f32` ones), so with
+//! quantized weights generation is reproducible for a given batch size, not
+//! across batch sizes.
 
 mod dot;
 mod repack;
@@ -23,6 +34,11 @@ pub use repack::QUANT_TYPES;
 
 use crate::gguf::GgmlType;
 use crate::{Error, Result};
+
+/// Input rows from which a product unpacks the weights into `f32` panels, one
+/// unpacking spread over all the rows, and runs the `f32` micro-kernel on them
+/// ([`super::packed::product_filled`]); below it, integer dot products.
+pub const FILLED_FROM_ROWS: usize = 24;
 
 /// A `[n, k]` weight kept as 8-bit codes with group scales (see the module docs).
 #[derive(Clone)]
@@ -121,16 +137,56 @@ impl QuantMatrix {
 
     /// Row `j`'s values in `f32` (ggml's dequantized values, bit for bit).
     pub fn dequantize_row(&self, j: usize, out: &mut [f32]) {
+        self.dequantize_range(j, 0, &mut out[..self.k]);
+    }
+
+    /// Row `j`'s values `p0..p0 + out.len()` (`p0` and the length multiples
+    /// of 32).
+    fn dequantize_range(&self, j: usize, p0: usize, out: &mut [f32]) {
+        let (k, g) = (self.k, self.group);
+        let at = j * k + p0;
+        let q = &self.qs[at..at + out.len()];
+        let s = &self.scales[at / g..(at + out.len()) / g];
+        for ((o, q), s) in out.chunks_exact_mut(g).zip(q.chunks_exact(g)).zip(s) {
+            for (o, q) in o.iter_mut().zip(q) {
+                *o = s * *q as f32;
+            }
+        }
+        if !self.mins.is_empty() {
+            let m = &self.mins[at / 32..(at + out.len()) / 32];
+            for (o, m) in out.chunks_exact_mut(32).zip(m) {
+                for o in o.iter_mut() {
+                    *o += m;
+                }
+            }
+        }
+    }
+
+    /// Panel `j` of the `f32` values in [`super::packed`]'s layout: for every
+    /// step `p`, rows `j * PANEL..(j + 1) * PANEL` side by side (zeros past the
+    /// last row). In tiles of 256 steps: the rows' values of a tile (32 KiB)
+    /// and the part of the panel they go to stay in cache while they are
+    /// transposed.
+    fn fill_panel(&self, j: usize, panel: &mut [f32]) {
+        use super::packed::PANEL;
+        const TILE: usize = 256;
         let k = self.k;
-        let q = &self.qs[j * k..(j + 1) * k];
-        let s = &self.scales[j * k / self.group..(j + 1) * k / self.group];
-        for (p, o) in out[..k].iter_mut().enumerate() {
-            let v = s[p / self.group] * q[p] as f32;
-            *o = if self.mins.is_empty() {
-                v
-            } else {
-                v + self.mins[j * k / 32 + p / 32]
-            };
+        let rows = self.n.saturating_sub(j * PANEL).min(PANEL);
+        let mut tile = [0f32; PANEL * TILE];
+        for p0 in (0..k).step_by(TILE) {
+            let len = TILE.min(k - p0);
+            for c in 0..rows {
+                self.dequantize_range(j * PANEL + c, p0, &mut tile[c * TILE..c * TILE + len]);
+            }
+            tile[rows * TILE..].fill(0.0);
+            for (p, dst) in panel[p0 * PANEL..(p0 + len) * PANEL]
+                .chunks_exact_mut(PANEL)
+                .enumerate()
+            {
+                for (c, d) in dst.iter_mut().enumerate() {
+                    *d = tile[c * TILE + p];
+                }
+            }
         }
     }
 
@@ -232,6 +288,11 @@ impl QuantMatrix {
             self.n
         );
         if m == 0 || self.n == 0 {
+            return;
+        }
+        if m >= FILLED_FROM_ROWS {
+            let fill = |j: usize, panel: &mut [f32]| self.fill_panel(j, panel);
+            super::packed::product_filled(x, m, (self.n, self.k), &fill, out);
             return;
         }
         let rows = QuantRows::quantize(x, m, self.k);

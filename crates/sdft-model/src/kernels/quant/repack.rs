@@ -75,13 +75,13 @@ pub(super) fn append(dtype: GgmlType, data: &[u8], out: &mut Codes) {
                 out.scales.push(half_at(x, 0));
                 let qh = u32::from_le_bytes([x[2], x[3], x[4], x[5]]);
                 let qs = &x[6..22];
-                for j in 0..16 {
+                for (j, q) in qs.iter().enumerate() {
                     let h = ((qh >> j) << 4) & 0x10;
-                    out.qs.push(((qs[j] & 0xF) as u32 | h) as i8 - 16);
+                    out.qs.push(((q & 0xF) as u32 | h) as i8 - 16);
                 }
-                for j in 0..16 {
+                for (j, q) in qs.iter().enumerate() {
                     let h = (qh >> (j + 12)) & 0x10;
-                    out.qs.push(((qs[j] >> 4) as u32 | h) as i8 - 16);
+                    out.qs.push(((q >> 4) as u32 | h) as i8 - 16);
                 }
             }
         }

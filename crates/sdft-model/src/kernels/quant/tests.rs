@@ -191,3 +191,29 @@ fn wrong_sizes_and_types_are_errors_that_name_the_tensor() {
         .to_string();
     assert!(e.contains("output.weight") && e.contains("F16"), "{e}");
 }
+
+#[test]
+fn many_rows_run_on_unpacked_panels_with_f32_accuracy() {
+    let (m, k, n) = (FILLED_FROM_ROWS + 3, 512, 45);
+    for dtype in TYPES {
+        let w = QuantMatrix::from_ggml(dtype, &random_blocks(dtype, n, k, 8), n, k, "t").unwrap();
+        let x = values(m * k, 12);
+        let want = reference(&x, &w.dequantize(), m, k, n);
+        let mut got = vec![0f32; m * n];
+        w.product_into(&x, m, &mut got);
+        // Float32 rounding of sums whose terms reach the outputs' scale.
+        let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (*a as f64 - b).abs() <= 1e-5 * scale,
+                "{dtype} at {i}: {a} vs {b}"
+            );
+        }
+        // A row alone (integer products) stays close to it.
+        let mut one = vec![0f32; n];
+        w.product_into(&x[..k], 1, &mut one);
+        for (a, b) in one.iter().zip(&want[..n]) {
+            assert!((*a as f64 - b).abs() <= 0.01 * scale, "{dtype}: {a} vs {b}");
+        }
+    }
+}

@@ -37,6 +37,7 @@ pub mod divergence;
 mod rows;
 
 use super::decode::HostModel;
+use super::matrix::Product;
 use super::numeric::{rope, swiglu_rows};
 use super::pack::{transpose_stacked, BackWeights};
 use super::packed::{matmul_packed_into, PackedMatrix};
@@ -145,7 +146,7 @@ impl TrainModel {
         else {
             return Ok(None);
         };
-        let Some(host) = super::pack::host_model_from(llama, config, sources) else {
+        let Some(host) = super::pack::host_model_from(llama, config, sources, None) else {
             return Ok(None);
         };
         Ok(Some(TrainModel {
@@ -620,7 +621,7 @@ impl TrainModel {
                 rows[j * d..(j + 1) * d].copy_from_slice(&hn[row * d..(row + 1) * d]);
             }
             let z = &mut logits[..n * vocab];
-            matmul_packed_into(&rows[..n * d], n, &m.head, z);
+            m.head.product_into(&rows[..n * d], n, z);
             nll += match head {
                 Head::Nll => {
                     let targets: Vec<u32> = block.iter().map(|&(_, target)| target).collect();
@@ -709,9 +710,9 @@ struct Ctx {
 
 impl Ctx {
     /// [`matmul_packed_into`], timed.
-    fn mm(&self, x: &[f32], m: usize, w: &PackedMatrix, out: &mut [f32]) {
+    fn mm(&self, x: &[f32], m: usize, w: &dyn Product, out: &mut [f32]) {
         self.timings
-            .time(&self.timings.products, || matmul_packed_into(x, m, w, out))
+            .time(&self.timings.products, || w.product_into(x, m, out))
     }
 
     fn new(model: &TrainModel, params: &[Vec<f32>], batch: &[Example<'_>], key: u64) -> Ctx {

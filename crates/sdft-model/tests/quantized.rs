@@ -1,0 +1,192 @@
+//! The quantized path (`LoadOptions::quantized`: the GGUF file's quantized
+//! matrices kept that way, integer products on 8-bit activations) against the
+//! `f32` path on the same file: the logit difference stays within the bound
+//! stated per model below, and greedy generations on the golden prompt follow
+//! the reference's tokens wherever the reference's top-2 margin is wider than
+//! that difference could bridge.
+//!
+//! Bounds, over every logit at every position of the prompts below (measured
+//! 2026-12-07; bounds at about twice that):
+//!
+//! | model | worst \|difference\| | mean \|difference\| | logits' std |
+//! | --- | ---: | ---: | ---: |
+//! | SmolLM2-135M-Instruct (Q4_1, Q8_0 embedding) | 1.305 (bound 2.5) | 0.170 (bound 0.3) | 3.38 |
+//! | Qwen2.5-Coder-0.5B-Instruct (Q4_K_M: Q5_0, Q8_0, Q4_K, Q6_K) | 2.287 (bound 4.0) | 0.067 (bound 0.12) | 2.54 |
+//!
+//! The weights are bit-exact (the unit tests of `kernels::quant` check every
+//! type against ggml's dequantization, and the products against float64 on the
+//! quantized inputs to 1e-5): the whole difference is the 8-bit rounding of the
+//! activations, as in llama.cpp's own products on these files.
+
+#![cfg(feature = "flex")]
+
+use std::path::{Path, PathBuf};
+
+use sdft_model::assets::{cached_model, KnownModel};
+use sdft_model::backend::{default_device, DefaultBackend};
+use sdft_model::kernels::decode::{forward, HostKv, HostModel, Row, Scratch};
+use sdft_model::kernels::pack::host_model;
+use sdft_model::{LoadOptions, Model};
+use serde_json::Value;
+
+const PROMPTS: [&str; 3] = [
+    "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    "Once upon a time there was a small robot who wanted to learn how to paint the sea.",
+];
+
+fn load(path: &Path, quantized: bool) -> Model<DefaultBackend> {
+    let options = LoadOptions {
+        quantized,
+        ..LoadOptions::default()
+    };
+    Model::<DefaultBackend>::load(path, &options, &default_device()).unwrap()
+}
+
+fn weights(model: &Model<DefaultBackend>) -> HostModel {
+    host_model(&model.llama, &model.config, model.quantized.as_deref()).expect("flex weights")
+}
+
+/// Logits at every position of `ids`, one prefill.
+fn logits(model: &Model<DefaultBackend>, host: &HostModel, ids: &[u32]) -> Vec<Vec<f32>> {
+    let c = &model.config;
+    let mut cache: Vec<HostKv> = (0..c.num_hidden_layers)
+        .map(|_| HostKv::zeros(1, c.num_key_value_heads, ids.len(), c.head_dim))
+        .collect();
+    let rows: Vec<Row> = ids
+        .iter()
+        .enumerate()
+        .map(|(pos, &token)| Row {
+            slot: 0,
+            token,
+            pos,
+        })
+        .collect();
+    let all: Vec<usize> = (0..ids.len()).collect();
+    forward(host, &rows, &mut cache, &mut Scratch::default(), &all)
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// The largest logit difference between the two paths over every position of
+/// the prompts.
+fn worst_difference(known: &KnownModel) -> Option<(f32, f64)> {
+    let path = cached_model(known)?;
+    let (f, q) = (load(&path, false), load(&path, true));
+    assert!(f.quantized.is_none());
+    let qw = weights(&q);
+    assert!(
+        !qw.kinds().contains("f32"),
+        "{}: every matrix should be kept quantized, got {}",
+        known.name,
+        qw.kinds()
+    );
+    let fw = weights(&f);
+    assert_eq!(
+        fw.kinds(),
+        format!("f32: {}", 4 * f.config.num_hidden_layers + 1)
+    );
+    let (mut worst, mut sum, mut count, mut spread) = (0f32, 0f64, 0usize, 0f64);
+    for p in PROMPTS {
+        let ids = f.tokenizer.encode(p, false).unwrap();
+        let (a, b) = (logits(&f, &fw, &ids), logits(&q, &qw, &ids));
+        for (x, y) in a.iter().zip(&b) {
+            let mean = x.iter().map(|v| *v as f64).sum::<f64>() / x.len() as f64;
+            spread +=
+                (x.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
+            for (u, v) in x.iter().zip(y) {
+                worst = worst.max((u - v).abs());
+                sum += (u - v).abs() as f64;
+                count += 1;
+            }
+        }
+    }
+    eprintln!(
+        "{}: worst logit difference {worst}, mean {:.4}, logits' standard deviation {:.3}",
+        known.name,
+        sum / count as f64,
+        spread / count as f64 * f.config.vocab_size as f64
+    );
+    Some((worst, sum / count as f64))
+}
+
+#[test]
+fn smollm2_logits_stay_within_the_stated_bound_of_the_f32_path() {
+    let Some((worst, mean)) = worst_difference(&sdft_model::assets::SMOLLM2_135M_INSTRUCT) else {
+        return;
+    };
+    assert!(worst <= 2.5, "worst logit difference {worst} > 2.5");
+    assert!(mean <= 0.3, "mean logit difference {mean} > 0.3");
+    // And the products are not the f32 ones (the test can tell the paths apart).
+    assert!(worst > 0.0);
+}
+
+#[test]
+fn qwen_logits_stay_within_the_stated_bound_of_the_f32_path() {
+    let Some((worst, mean)) = worst_difference(&sdft_model::assets::QWEN2_5_CODER_0_5B_INSTRUCT)
+    else {
+        return;
+    };
+    assert!(worst <= 4.0, "worst logit difference {worst} > 4.0");
+    assert!(mean <= 0.12, "mean logit difference {mean} > 0.12");
+}
+
+#[test]
+fn greedy_tokens_follow_the_reference_except_at_near_ties() {
+    let Some(path) = cached_model(&sdft_model::assets::SMOLLM2_135M_INSTRUCT) else {
+        return;
+    };
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/smollm2_greedy.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let ids = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let prompt = ids(&golden["prompt_token_ids"]);
+    let reference = ids(&golden["generated_ids"]);
+    let margins: Vec<f64> = golden["step_top1_top2_margin"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let q = load(&path, true);
+    let qw = weights(&q);
+    // Greedy on the quantized path, each step a full prefill of the sequence so
+    // far (short: 20 steps).
+    let mut seq = prompt.clone();
+    for (step, want) in reference.iter().enumerate() {
+        let got = argmax(logits(&q, &qw, &seq).last().unwrap());
+        if got != *want {
+            // A divergence is only allowed at a near tie: the reference's top two
+            // closer than 0.5, a fraction of the differences measured above.
+            assert!(
+                margins[step] < 0.5,
+                "step {step}: {got} instead of {want}, with a reference margin of {}",
+                margins[step]
+            );
+            eprintln!(
+                "diverged at step {step}, reference margin {}",
+                margins[step]
+            );
+            return;
+        }
+        seq.push(got);
+    }
+}
