@@ -10,8 +10,11 @@
 //!
 //! | model | worst \|difference\| | mean \|difference\| | logits' std |
 //! | --- | ---: | ---: | ---: |
-//! | SmolLM2-135M-Instruct (Q4_1, Q8_0 embedding) | 1.305 (bound 2.5) | 0.170 (bound 0.3) | 3.38 |
-//! | Qwen2.5-Coder-0.5B-Instruct (Q4_K_M: Q5_0, Q8_0, Q4_K, Q6_K) | 2.287 (bound 4.0) | 0.067 (bound 0.12) | 2.54 |
+//! | SmolLM2-135M-Instruct (Q4_1, Q8_0 embedding) | 1.193 (bound 2.5) | 0.172 (bound 0.3) | 3.38 |
+//! | Qwen2.5-Coder-0.5B-Instruct (Q4_K_M: Q5_0, Q8_0, Q4_K, Q6_K) | 1.538 (bound 3.0) | 0.058 (bound 0.12) | 2.54 |
+//!
+//! On SmolLM2's golden greedy prompt the quantized path gives the reference's
+//! 20 tokens (the test allows a divergence only at a near tie).
 //!
 //! The weights are bit-exact (the unit tests of `kernels::quant` check every
 //! type against ggml's dequantization, and the products against float64 on the
@@ -135,7 +138,7 @@ fn qwen_logits_stay_within_the_stated_bound_of_the_f32_path() {
     else {
         return;
     };
-    assert!(worst <= 4.0, "worst logit difference {worst} > 4.0");
+    assert!(worst <= 3.0, "worst logit difference {worst} > 3.0");
     assert!(mean <= 0.12, "mean logit difference {mean} > 0.12");
 }
 

@@ -1,9 +1,9 @@
 //! [`HostMatrix`]: a weight as the CPU kernels hold it, `f32` packed into
-//! column panels ([`PackedMatrix`]) or kept quantized ([`QuantMatrix`]), and
+//! column panels ([`PackedMatrix`]) or kept quantized ([`QuantPanels`]), and
 //! [`Product`], the product every kernel takes from either.
 
 use super::packed::{matmul_packed_into, PackedMatrix};
-use super::quant::QuantMatrix;
+use super::quant::QuantPanels;
 
 /// `out[m, n] = x[m, k] · wᵀ` against a weight of the CPU kernels.
 pub trait Product {
@@ -39,26 +39,26 @@ impl Product for PackedMatrix {
     }
 }
 
-impl Product for QuantMatrix {
+impl Product for QuantPanels {
     fn n(&self) -> usize {
-        QuantMatrix::n(self)
+        QuantPanels::n(self)
     }
     fn k(&self) -> usize {
-        QuantMatrix::k(self)
+        QuantPanels::k(self)
     }
     fn bytes(&self) -> usize {
-        QuantMatrix::bytes(self)
+        QuantPanels::bytes(self)
     }
     fn product_into(&self, x: &[f32], m: usize, out: &mut [f32]) {
-        QuantMatrix::product_into(self, x, m, out)
+        QuantPanels::product_into(self, x, m, out)
     }
 }
 
-/// A weight of the forward step: `f32` panels, or quantized codes.
+/// A weight of the forward step: `f32` panels, or quantized codes in panels.
 #[derive(Debug)]
 pub enum HostMatrix {
     F32(PackedMatrix),
-    Quant(QuantMatrix),
+    Quant(QuantPanels),
 }
 
 impl HostMatrix {

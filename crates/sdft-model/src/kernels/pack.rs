@@ -189,7 +189,8 @@ pub(crate) fn host_model_from<B: Backend>(
         if let Some(q) = quant {
             let parts: Option<Vec<&QuantMatrix>> = idx.iter().map(|&i| q[i].as_ref()).collect();
             if let Some(parts) = parts {
-                return Some(HostMatrix::Quant(QuantMatrix::stack(&parts).ok()?));
+                let stacked = QuantMatrix::stack(&parts).ok()?;
+                return Some(HostMatrix::Quant(super::quant::QuantPanels::new(&stacked)));
             }
         }
         let parts: Vec<(&[f32], usize)> = idx

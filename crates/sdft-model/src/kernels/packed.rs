@@ -226,46 +226,6 @@ fn run_panels(isa: Isa, xp: &[f32], m: usize, w: &PackedMatrix, out: &mut [f32])
     }
 }
 
-/// `out[m, n] = x[m, k] · wᵀ` for a `[n, k]` weight whose panels are made on
-/// the fly: `fill(j, panel)` writes panel `j` (`k` steps of [`PANEL`] values,
-/// zeros past the last column) into `panel`, and the micro-kernel runs on it
-/// as on a packed matrix. For weights kept in another form (quantized codes)
-/// and inputs of many rows, over which one unpacking is spread.
-pub(crate) fn product_filled(
-    x: &[f32],
-    m: usize,
-    (n, k): (usize, usize),
-    fill: &(dyn Fn(usize, &mut [f32]) + Sync),
-    out: &mut [f32],
-) {
-    assert_eq!(x.len(), m * k, "product_filled: x is not [{m}, {k}]");
-    assert_eq!(out.len(), m * n, "product_filled: out is not [{m}, {n}]");
-    if m == 0 || n == 0 {
-        return;
-    }
-    let isa = Isa::detect();
-    thread_local! {
-        static PANEL_BUF: std::cell::RefCell<Vec<Line>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    let mut xp = Vec::new();
-    pack_rows(isa, x, m, k, &mut xp);
-    let out_ptr = SendPtr(out.as_mut_ptr());
-    let run = |j: usize, _next: Option<usize>| {
-        PANEL_BUF.with(|cell| {
-            let mut fresh = Vec::new();
-            let mut held = cell.try_borrow_mut();
-            let buf = held.as_deref_mut().unwrap_or(&mut fresh);
-            buf.resize(k * LINES_PER_P, Line([0.0; 16]));
-            let panel = lines_as_floats_mut(&mut buf[..k * LINES_PER_P]);
-            fill(j, panel);
-            // SAFETY: this call alone writes the columns of panel j, and `out`
-            // outlives the section.
-            unsafe { panel_product_of(isa, &xp, m, (n, k), panel, j, None, out_ptr) };
-        })
-    };
-    super::team::Team::global().run_split(n.div_ceil(PANEL), &run);
-}
-
 /// Steps of a panel per slice when it is walked in slices (32 columns × 128
 /// steps: 16 KiB, half of a 32 KiB L1).
 const K_SLICE: usize = 128;
@@ -298,25 +258,8 @@ unsafe fn panel_product(
     next: Option<&[f32]>,
     out: SendPtr,
 ) {
-    panel_product_of(isa, x, m, (w.n, w.k), w.panel(j), j, next, out)
-}
-
-/// [`panel_product`] on panel `j` of a `[n, k]` weight given as `panel` (`k`
-/// steps of [`PANEL`] values, 64-byte aligned).
-///
-/// # Safety
-/// As for [`panel_product`].
-#[allow(clippy::too_many_arguments)]
-unsafe fn panel_product_of(
-    isa: Isa,
-    x: &[f32],
-    m: usize,
-    (n, k): (usize, usize),
-    panel: &[f32],
-    j: usize,
-    next: Option<&[f32]>,
-    out: SendPtr,
-) {
+    let (n, k) = (w.n, w.k);
+    let panel = w.panel(j);
     let col0 = j * PANEL;
     let cols = (n - col0).min(PANEL);
     let blocks = row_blocks(isa, m).count();

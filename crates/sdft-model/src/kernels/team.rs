@@ -71,6 +71,11 @@ impl Team {
         TEAM.get_or_init(|| Team::new(rayon::current_num_threads().max(1)))
     }
 
+    /// Threads in the team (the caller's included).
+    pub(crate) fn threads(&self) -> usize {
+        self.threads
+    }
+
     fn new(threads: usize) -> Team {
         let shared = Arc::new(Shared {
             job: UnsafeCell::new(Job {

@@ -7,38 +7,23 @@
 //! dequantizes (see [`repack`]). That is 9 to 10 bits per weight against 32 for
 //! `f32`, and every code is a byte, so the product needs no bit unpacking.
 //!
-//! The product ([`QuantMatrix::product_into`]) quantizes each input row to 8
-//! bits per block of 32 (`scale = max|x| / 127`, rounded to nearest, as ggml's
-//! `quantize_row_q8_0`) and takes integer dot products block by block ([`dot`]):
-//! on AVX2, 32 byte products summed in two instructions, then one
-//! multiply-add by the two blocks' scales. The offsets add `offset * sum(x)` per
-//! block.
-//!
-//! From [`FILLED_FROM_ROWS`] input rows on (prefill, batched decode, scoring),
-//! the product instead unpacks each panel of 32 weight rows into `f32` once and
-//! runs the `f32` panel micro-kernel ([`super::packed`]) over all the rows:
-//! there the work per weight grows with the rows and the `f32` kernel's
-//! register blocking (each weight value loaded once for a block of rows) beats
-//! AVX2's integer products, which have no 8-bit multiply-accumulate of their
-//! own. On each side of the threshold a row's result does not depend on the
-//! other rows of its call; across it, it does (a row decoded alone takes the
-//! integer products, the same row in a batch of 16 the `f32` ones), so with
-//! quantized weights generation is reproducible for a given batch size, not
-//! across batch sizes.
+//! The product runs on [`QuantPanels`], the same codes interleaved eight weight
+//! rows at a time: it quantizes each input row to 8 bits per block of 32
+//! ([`QuantRows`]: `scale = max|x| / 127`, rounded to nearest, as ggml's
+//! `quantize_row_q8_0`) and takes integer products, eight weight rows and up to
+//! four input rows at a time (see [`panels`]); the offsets add `offset *
+//! sum(x)` per block.
 
-mod dot;
+mod panels;
 mod repack;
+mod rows;
 
-pub use dot::QuantRows;
+pub use panels::QuantPanels;
 pub use repack::QUANT_TYPES;
+pub use rows::QuantRows;
 
 use crate::gguf::GgmlType;
 use crate::{Error, Result};
-
-/// Input rows from which a product unpacks the weights into `f32` panels, one
-/// unpacking spread over all the rows, and runs the `f32` micro-kernel on them
-/// ([`super::packed::product_filled`]); below it, integer dot products.
-pub const FILLED_FROM_ROWS: usize = 24;
 
 /// A `[n, k]` weight kept as 8-bit codes with group scales (see the module docs).
 #[derive(Clone)]
@@ -162,34 +147,6 @@ impl QuantMatrix {
         }
     }
 
-    /// Panel `j` of the `f32` values in [`super::packed`]'s layout: for every
-    /// step `p`, rows `j * PANEL..(j + 1) * PANEL` side by side (zeros past the
-    /// last row). In tiles of 256 steps: the rows' values of a tile (32 KiB)
-    /// and the part of the panel they go to stay in cache while they are
-    /// transposed.
-    fn fill_panel(&self, j: usize, panel: &mut [f32]) {
-        use super::packed::PANEL;
-        const TILE: usize = 256;
-        let k = self.k;
-        let rows = self.n.saturating_sub(j * PANEL).min(PANEL);
-        let mut tile = [0f32; PANEL * TILE];
-        for p0 in (0..k).step_by(TILE) {
-            let len = TILE.min(k - p0);
-            for c in 0..rows {
-                self.dequantize_range(j * PANEL + c, p0, &mut tile[c * TILE..c * TILE + len]);
-            }
-            tile[rows * TILE..].fill(0.0);
-            for (p, dst) in panel[p0 * PANEL..(p0 + len) * PANEL]
-                .chunks_exact_mut(PANEL)
-                .enumerate()
-            {
-                for (c, d) in dst.iter_mut().enumerate() {
-                    *d = tile[c * TILE + p];
-                }
-            }
-        }
-    }
-
     /// The whole matrix in `f32`, `[n, k]` row-major.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.n * self.k];
@@ -270,33 +227,6 @@ impl QuantMatrix {
             }
         }
         out
-    }
-
-    /// `out[m, n] = x[m, k] · wᵀ`, on `x` quantized to 8 bits per block of 32
-    /// (see the module docs); every value of `out` is written.
-    pub fn product_into(&self, x: &[f32], m: usize, out: &mut [f32]) {
-        assert_eq!(
-            x.len(),
-            m * self.k,
-            "quant product: x is not [{m}, {}]",
-            self.k
-        );
-        assert_eq!(
-            out.len(),
-            m * self.n,
-            "quant product: out is not [{m}, {}]",
-            self.n
-        );
-        if m == 0 || self.n == 0 {
-            return;
-        }
-        if m >= FILLED_FROM_ROWS {
-            let fill = |j: usize, panel: &mut [f32]| self.fill_panel(j, panel);
-            super::packed::product_filled(x, m, (self.n, self.k), &fill, out);
-            return;
-        }
-        let rows = QuantRows::quantize(x, m, self.k);
-        dot::product(super::Isa::detect(), self, &rows, out);
     }
 }
 

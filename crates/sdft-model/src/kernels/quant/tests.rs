@@ -1,6 +1,6 @@
 use half::f16;
 
-use super::dot::product_with;
+use super::panels::product_with;
 use super::*;
 use crate::kernels::testing::values;
 use crate::kernels::Isa;
@@ -91,8 +91,9 @@ fn products_equal_the_dequantized_weights_times_the_quantized_inputs() {
         let xq: Vec<f32> = (0..m).flat_map(|r| rows.dequantize_row(r)).collect();
         let want = reference(&xq, &w.dequantize(), m, k, n);
         let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+        let p = QuantPanels::new(&w);
         for isa in isas() {
-            let got = product_with(isa, &w, &x, m);
+            let got = product_with(isa, &p, &x, m);
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     (*a as f64 - b).abs() <= 1e-5 * scale,
@@ -111,7 +112,7 @@ fn quantizing_the_inputs_costs_under_one_percent_of_the_output_scale() {
         let x = values(m * k, 10);
         let want = reference(&x, &w.dequantize(), m, k, n);
         let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
-        let got = product_with(Isa::detect(), &w, &x, m);
+        let got = product_with(Isa::detect(), &QuantPanels::new(&w), &x, m);
         let worst = got
             .iter()
             .zip(&want)
@@ -126,10 +127,11 @@ fn a_row_gives_the_same_bits_alone_as_in_a_batch() {
     for dtype in [GgmlType::Q5_0, GgmlType::Q6_K, GgmlType::Q4_K] {
         let w = QuantMatrix::from_ggml(dtype, &random_blocks(dtype, n, k, 7), n, k, "t").unwrap();
         let x = values(m * k, 11);
+        let p = QuantPanels::new(&w);
         for isa in isas() {
-            let batch = product_with(isa, &w, &x, m);
+            let batch = product_with(isa, &p, &x, m);
             for r in [0, 4, 8] {
-                let one = product_with(isa, &w, &x[r * k..(r + 1) * k], 1);
+                let one = product_with(isa, &p, &x[r * k..(r + 1) * k], 1);
                 assert_eq!(one, batch[r * n..(r + 1) * n], "{dtype} {isa:?} row {r}");
             }
         }
@@ -193,27 +195,31 @@ fn wrong_sizes_and_types_are_errors_that_name_the_tensor() {
 }
 
 #[test]
-fn many_rows_run_on_unpacked_panels_with_f32_accuracy() {
-    let (m, k, n) = (FILLED_FROM_ROWS + 3, 512, 45);
+fn panels_compute_the_row_products_at_every_row_count() {
+    // Rows not a multiple of the panel height, row counts over every register
+    // block size, each type's layout.
+    let (k, n) = (512, 45);
     for dtype in TYPES {
-        let w = QuantMatrix::from_ggml(dtype, &random_blocks(dtype, n, k, 8), n, k, "t").unwrap();
-        let x = values(m * k, 12);
-        let want = reference(&x, &w.dequantize(), m, k, n);
-        let mut got = vec![0f32; m * n];
-        w.product_into(&x, m, &mut got);
-        // Float32 rounding of sums whose terms reach the outputs' scale.
-        let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
-        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (*a as f64 - b).abs() <= 1e-5 * scale,
-                "{dtype} at {i}: {a} vs {b}"
-            );
-        }
-        // A row alone (integer products) stays close to it.
-        let mut one = vec![0f32; n];
-        w.product_into(&x[..k], 1, &mut one);
-        for (a, b) in one.iter().zip(&want[..n]) {
-            assert!((*a as f64 - b).abs() <= 0.01 * scale, "{dtype}: {a} vs {b}");
+        let w = QuantMatrix::from_ggml(dtype, &random_blocks(dtype, n, k, 13), n, k, "t").unwrap();
+        let p = QuantPanels::new(&w);
+        for m in [1, 2, 3, 4, 5, 9] {
+            let x = values(m * k, 14 + m as u32);
+            let rows = QuantRows::quantize(&x, m, k);
+            let xq: Vec<f32> = (0..m).flat_map(|r| rows.dequantize_row(r)).collect();
+            let want = reference(&xq, &w.dequantize(), m, k, n);
+            let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+            for isa in isas() {
+                let got = product_with(isa, &p, &x, m);
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (*a as f64 - b).abs() <= 1e-5 * scale,
+                        "{dtype} {isa:?} m={m} at {i}: {a} vs {b}"
+                    );
+                }
+                // A row alone gives the same bits as in the batch.
+                let one = product_with(isa, &p, &x[(m - 1) * k..], 1);
+                assert_eq!(one, got[(m - 1) * n..], "{dtype} {isa:?} m={m}");
+            }
         }
     }
 }
