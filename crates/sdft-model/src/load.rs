@@ -107,7 +107,7 @@ impl<B: Backend> Model<B> {
                 crate::kernels::pack::quant_weights(&llama, &files.config, files.weights.as_ref())?;
             if let Some(q) = &q {
                 let (kept, all) = q.counts();
-                tracing::info!(kept, all, mib = q.bytes() >> 20, "matrices kept quantized");
+                tracing::info!(kept, all, mib = q.bytes() >> 20, "products kept quantized");
             }
             q.map(std::sync::Arc::new)
         } else {

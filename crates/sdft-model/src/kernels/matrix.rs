@@ -58,14 +58,15 @@ impl Product for QuantPanels {
 #[derive(Debug)]
 pub enum HostMatrix {
     F32(PackedMatrix),
-    Quant(QuantPanels),
+    /// Shared with the model's [`super::pack::QuantWeights`].
+    Quant(std::sync::Arc<QuantPanels>),
 }
 
 impl HostMatrix {
     fn get(&self) -> &dyn Product {
         match self {
             HostMatrix::F32(p) => p,
-            HostMatrix::Quant(q) => q,
+            HostMatrix::Quant(q) => &**q,
         }
     }
 

@@ -54,22 +54,35 @@ pub(crate) fn base_matrices<B: Backend>(
 }
 
 /// A model's matrices kept quantized, loaded beside its `f32` weights
-/// ([`quant_weights`]): in [`weight_sources`]' order, `None` where the file
-/// stores a matrix in a type that is not kept quantized. The `f32` tensors they
-/// were loaded beside are held too: the quantized matrices stand for the model's
+/// ([`quant_weights`]), as the forward step multiplies by them: per layer the
+/// q/k/v projections stacked, o, the gate/up projections stacked and down, then
+/// the output head ([`PRODUCTS_PER_LAYER`]), each in [`QuantPanels`] (shared
+/// with every [`super::decode::HostModel`] built from them), `None` where a part
+/// is stored in a type that is not kept quantized. The `f32` tensors they were
+/// loaded beside are held too: the quantized matrices stand for the model's
 /// weights only while the model still holds those same tensors (an adapter
 /// merged into the weights, for one, replaces them).
+///
+/// [`QuantPanels`]: super::quant::QuantPanels
 pub struct QuantWeights {
     #[cfg(feature = "flex")]
     sources: Vec<super::decode::View>,
-    matrices: Vec<Option<super::quant::QuantMatrix>>,
+    products: Vec<Option<std::sync::Arc<super::quant::QuantPanels>>>,
 }
+
+/// The products of one layer of [`QuantWeights`]: qkv, o, gate/up, down, by
+/// their matrices' indices in [`weight_sources`]' order (plus `7 * layer`).
+const PRODUCTS: [&[usize]; 4] = [&[0, 1, 2], &[3], &[4, 5], &[6]];
+
+/// Products per layer in [`QuantWeights`].
+pub const PRODUCTS_PER_LAYER: usize = PRODUCTS.len();
 
 impl std::fmt::Debug for QuantWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kept, all) = self.counts();
         f.debug_struct("QuantWeights")
-            .field("quantized", &self.matrices.iter().flatten().count())
-            .field("matrices", &self.matrices.len())
+            .field("quantized", &kept)
+            .field("products", &all)
             .finish()
     }
 }
@@ -77,28 +90,28 @@ impl std::fmt::Debug for QuantWeights {
 impl QuantWeights {
     /// Bytes held by the quantized matrices.
     pub fn bytes(&self) -> usize {
-        self.matrices.iter().flatten().map(|m| m.bytes()).sum()
+        self.products.iter().flatten().map(|m| m.bytes()).sum()
     }
 
-    /// Matrices kept quantized, of all the model's matrices.
+    /// Products kept quantized, of all the model's products.
     pub fn counts(&self) -> (usize, usize) {
-        (self.matrices.iter().flatten().count(), self.matrices.len())
+        (self.products.iter().flatten().count(), self.products.len())
     }
 
-    /// The matrices of `sources`, when they are the tensors these were loaded
+    /// The products of `sources`, when they are the tensors these were loaded
     /// beside.
     #[cfg(feature = "flex")]
     fn for_sources(
         &self,
         sources: &[super::decode::View],
-    ) -> Option<&[Option<super::quant::QuantMatrix>]> {
+    ) -> Option<&[Option<std::sync::Arc<super::quant::QuantPanels>>]> {
         let same = self.sources.len() == sources.len()
             && self
                 .sources
                 .iter()
                 .zip(sources)
                 .all(|(a, b)| a.same_values(b));
-        same.then_some(&self.matrices[..])
+        same.then_some(&self.products[..])
     }
 }
 
@@ -139,14 +152,35 @@ pub fn quant_weights<B: Backend>(
         let Some(sources) = base_matrices(llama) else {
             return Ok(None);
         };
-        let matrices = matrix_names(config)
-            .iter()
-            .map(|name| source.quantized(name))
-            .collect::<crate::Result<Vec<_>>>()?;
-        if matrices.iter().all(Option::is_none) {
+        use super::quant::{QuantMatrix, QuantPanels};
+        let names = matrix_names(config);
+        // One product at a time: its parts read, stacked and interleaved, then
+        // dropped (all the row-major parts at once would double the peak).
+        let product = |idx: &[usize]| -> crate::Result<Option<std::sync::Arc<QuantPanels>>> {
+            let mut parts = Vec::with_capacity(idx.len());
+            for &i in idx {
+                match source.quantized(&names[i])? {
+                    Some(m) => parts.push(m),
+                    None => return Ok(None),
+                }
+            }
+            let refs: Vec<&QuantMatrix> = parts.iter().collect();
+            let stacked = QuantMatrix::stack(&refs)?;
+            drop(parts);
+            Ok(Some(std::sync::Arc::new(QuantPanels::new(&stacked))))
+        };
+        let mut products = Vec::with_capacity(config.num_hidden_layers * PRODUCTS.len() + 1);
+        for l in 0..config.num_hidden_layers {
+            for idx in PRODUCTS {
+                let at: Vec<usize> = idx.iter().map(|i| 7 * l + i).collect();
+                products.push(product(&at)?);
+            }
+        }
+        products.push(product(&[names.len() - 1])?);
+        if products.iter().all(Option::is_none) {
             return Ok(None);
         }
-        Ok(Some(QuantWeights { sources, matrices }))
+        Ok(Some(QuantWeights { sources, products }))
     }
     #[cfg(not(feature = "flex"))]
     {
@@ -182,16 +216,16 @@ pub(crate) fn host_model_from<B: Backend>(
     use super::decode::{Expect, LayerWeights, View};
     use super::matrix::HostMatrix;
     use super::packed::PackedMatrix;
-    use super::quant::QuantMatrix;
     let quant = quantized.and_then(|q| q.for_sources(&sources));
-    // The matrices `idx` of `sources`, stacked: quantized when all of them are.
+    // The matrices `idx` of `sources`, stacked: quantized product `at` of
+    // `quant` when there is one.
     let matrix = |idx: &[usize], k: usize| -> Option<HostMatrix> {
-        if let Some(q) = quant {
-            let parts: Option<Vec<&QuantMatrix>> = idx.iter().map(|&i| q[i].as_ref()).collect();
-            if let Some(parts) = parts {
-                let stacked = QuantMatrix::stack(&parts).ok()?;
-                return Some(HostMatrix::Quant(super::quant::QuantPanels::new(&stacked)));
-            }
+        let at = match idx[0] {
+            i if i + 1 == sources.len() => quant.map_or(0, <[_]>::len).saturating_sub(1),
+            i => i / 7 * PRODUCTS.len() + PRODUCTS.iter().position(|p| p[0] == i % 7)?,
+        };
+        if let Some(Some(q)) = quant.map(|q| q.get(at).cloned().flatten()) {
+            return Some(HostMatrix::Quant(q));
         }
         let parts: Vec<(&[f32], usize)> = idx
             .iter()
