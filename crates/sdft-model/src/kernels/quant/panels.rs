@@ -150,22 +150,34 @@ pub(super) fn product(isa: Isa, w: &QuantPanels, x: &QuantRows, out: &mut [f32])
     let per_task = panels.div_ceil(team.threads() * TASKS_PER_THREAD).max(8);
     let tasks = panels.div_ceil(per_task);
     let out_ptr = SendPtr(out.as_mut_ptr());
+    // The input rows in register blocks, sliced once per product.
+    let blocks: Vec<(usize, [RowParts<'_>; BLOCK_ROWS])> = (0..m)
+        .step_by(BLOCK_ROWS)
+        .map(|r0| {
+            let rb = BLOCK_ROWS.min(m - r0);
+            (r0, x.parts(r0, rb))
+        })
+        .collect();
+    // Panels in chunks of about 128 KiB: each row block runs over a chunk
+    // while the chunk stays in L2 and the row block's codes in L1.
+    let panel_bytes = (k / 32) * w.block_bytes();
+    let chunk = ((128 << 10) / panel_bytes.max(1)).max(1);
     let run = |t: usize, _next: Option<usize>| {
         let mut sums = [[0f32; ROWS]; BLOCK_ROWS];
-        let first = t * per_task;
-        let last = ((t + 1) * per_task).min(panels);
-        for r0 in (0..m).step_by(BLOCK_ROWS) {
-            let rb = BLOCK_ROWS.min(m - r0);
-            let xs = x.parts(r0, rb);
-            for pn in first..last {
-                let rows = (n - pn * ROWS).min(ROWS);
-                panel_block(isa, w, pn, &xs[..rb], &mut sums);
-                for (i, s) in sums.iter().enumerate().take(rb) {
-                    for (c, v) in s.iter().enumerate().take(rows) {
-                        // SAFETY: task t alone writes the columns of its
-                        // panels, and `out` (`m * n` values) outlives the
-                        // section.
-                        unsafe { *out_ptr.at((r0 + i) * n + pn * ROWS + c) = *v };
+        let (first, last) = (t * per_task, ((t + 1) * per_task).min(panels));
+        for c0 in (first..last).step_by(chunk) {
+            for (r0, xs) in &blocks {
+                let rb = BLOCK_ROWS.min(m - r0);
+                for pn in c0..(c0 + chunk).min(last) {
+                    let rows = (n - pn * ROWS).min(ROWS);
+                    panel_block(isa, w, pn, &xs[..rb], &mut sums);
+                    for (i, s) in sums.iter().enumerate().take(rb) {
+                        for (c, v) in s.iter().enumerate().take(rows) {
+                            // SAFETY: task t alone writes the columns of its
+                            // panels, and `out` (`m * n` values) outlives the
+                            // section.
+                            unsafe { *out_ptr.at((r0 + i) * n + pn * ROWS + c) = *v };
+                        }
                     }
                 }
             }
