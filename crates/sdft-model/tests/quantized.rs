@@ -193,3 +193,43 @@ fn greedy_tokens_follow_the_reference_except_at_near_ties() {
         seq.push(got);
     }
 }
+
+#[test]
+fn quantized_generation_does_not_depend_on_the_batch_size() {
+    use sdft_core::{GenerationRequest, SamplingParams};
+    use sdft_model::Engine;
+    let Some(path) = cached_model(&sdft_model::assets::SMOLLM2_135M_INSTRUCT) else {
+        return;
+    };
+    let mut engine = Engine::new(load(&path, true), 1);
+    engine.stop_ids.clear();
+    let reqs: Vec<GenerationRequest> = [
+        "What is 2 + 2?",
+        "Tell me a short story about a cat who learns to fly, in two sentences.",
+        "Hello",
+        "Why is the sky blue?",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, u)| {
+        GenerationRequest::text(
+            format!("r{i}"),
+            format!("<|im_start|>user\n{u}<|im_end|>\n<|im_start|>assistant\n"),
+        )
+    })
+    .collect();
+    let greedy = SamplingParams::greedy().with_max_new_tokens(24);
+    let mut outs = Vec::new();
+    for batch in [1, 3, 4] {
+        engine.batch_size = batch;
+        let out = engine
+            .generate_with(&reqs, &greedy, &mut |_, _| {})
+            .unwrap();
+        outs.push(out.into_iter().map(|o| o.text).collect::<Vec<_>>());
+    }
+    assert_eq!(outs[0], outs[1], "batch 1 against 3");
+    assert_eq!(outs[0], outs[2], "batch 1 against 4");
+    // The engine ran on the quantized weights.
+    let kinds = engine.kernel_weights().expect("CPU kernels").kinds();
+    assert!(kinds.contains("Q4_1") && !kinds.contains("f32"), "{kinds}");
+}

@@ -12,6 +12,11 @@
 //!   `[out, in]` data (see [`matmul`]).
 //! - [`packed`]: the product against weights packed once into column panels,
 //!   which generation's decode and prefill run on.
+//! - [`quant`]: weights a GGUF file stores quantized, kept as 8-bit codes with
+//!   group scales, and their integer products on 8-bit activations
+//!   (`--dtype quantized`).
+//! - [`matrix`]: [`matrix::HostMatrix`], either of the two, behind the one
+//!   [`matrix::Product`] every kernel calls.
 //! - `kv_cache` (flex builds): the forward step's key/value cache in host memory
 //!   and attention over it.
 //! - `numeric` (flex builds): RMSNorm, RoPE, SwiGLU and the vector primitives

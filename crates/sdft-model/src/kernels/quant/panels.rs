@@ -291,6 +291,7 @@ mod x86 {
     /// bytes laid out as the module docs say, and each of `xs`' first `R` rows
     /// `32 * blocks` codes and `blocks` scales and sums.
     #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::needless_range_loop)] // `r` indexes the rows' accumulators and inputs alike
     pub unsafe fn block<const G16: bool, const O: bool, const R: usize>(
         panel: &[u8],
         bb: usize,
