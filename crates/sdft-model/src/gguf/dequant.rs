@@ -126,7 +126,7 @@ fn q4_1(data: &[u8], out: &mut [f32]) {
 
 /// ggml's `get_scale_min_k4`: the j-th 6-bit scale and min of the 12 packed bytes.
 #[inline(always)]
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {

@@ -22,6 +22,7 @@ mod types;
 pub mod write;
 
 pub use dequant::dequantize;
+pub(crate) use dequant::scale_min_k4;
 pub use metadata::{Metadata, MetadataArray, MetadataValue};
 pub use parse::{DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS};
 pub use reader::GgufFile;

@@ -12,6 +12,7 @@
 
 use half::f16;
 
+use crate::gguf::scale_min_k4;
 use crate::gguf::GgmlType;
 
 /// The types that can be rewritten (the quantized ones [`crate::gguf::dequantize`]
@@ -136,18 +137,5 @@ pub(super) fn append(dtype: GgmlType, data: &[u8], out: &mut Codes) {
             }
         }
         other => unreachable!("append: {other} has no rewrite (checked by the caller)"),
-    }
-}
-
-/// ggml's `get_scale_min_k4`: the j-th 6-bit scale and min of the 12 packed bytes.
-#[inline(always)]
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
-    if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        (
-            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
-            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
-        )
     }
 }
