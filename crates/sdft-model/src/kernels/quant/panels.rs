@@ -18,7 +18,7 @@
 //! there is no horizontal sum. Each output's chain of operations is the same
 //! whatever rows share its call, so results do not depend on the batch.
 
-use super::rows::QuantRows;
+use super::rows::{QuantRows, RowParts};
 use super::QuantMatrix;
 use crate::kernels::{Isa, SendPtr};
 
@@ -236,9 +236,6 @@ fn panel_block(
 fn f32_at(data: &[u8], at: usize) -> f32 {
     f32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
 }
-
-/// One input row's parts: codes, block scales, block sums.
-pub(super) type RowParts<'a> = (&'a [i8], &'a [f32], &'a [f32]);
 
 fn block_portable(
     g: usize,

@@ -1,6 +1,9 @@
 //! Input rows quantized to 8 bits ([`QuantRows`]), for the integer products of
 //! [`super::panels`].
 
+/// One input row's parts: codes, block scales, block sums.
+pub(super) type RowParts<'a> = (&'a [i8], &'a [f32], &'a [f32]);
+
 /// Activations per scale.
 const BLOCK: usize = 32;
 
@@ -56,7 +59,7 @@ impl QuantRows {
 
     /// Rows `r0..r0 + rb` as (codes, block scales, block sums), `rb` at most 4
     /// (the rest empty).
-    pub(super) fn parts(&self, r0: usize, rb: usize) -> [super::panels::RowParts<'_>; 4] {
+    pub(super) fn parts(&self, r0: usize, rb: usize) -> [RowParts<'_>; 4] {
         let (k, b) = (self.k, self.k / BLOCK);
         std::array::from_fn(|i| {
             if i < rb {
