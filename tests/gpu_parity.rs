@@ -66,7 +66,11 @@ fn distance(x: f32, y: f32) -> f32 {
 }
 
 fn load<B: Backend>(path: &Path, dtype: DType, device: &B::Device) -> Model<B> {
-    Model::load(path, &LoadOptions { dtype }, device).unwrap()
+    let options = LoadOptions {
+        dtype,
+        ..LoadOptions::default()
+    };
+    Model::load(path, &options, device).unwrap()
 }
 
 /// Token sequences of different lengths (a padded batch) within `vocab`.
