@@ -154,11 +154,17 @@ fn llama_cpp(dir: &std::path::Path, gguf: &std::path::Path, threads: usize) -> L
 /// The process's peak resident memory (`VmHWM`), in MiB; 0 where
 /// `/proc/self/status` is not there.
 fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM")
+}
+
+/// A field of `/proc/self/status` in kB (`VmRSS`, `RssAnon`, `RssFile`), in
+/// MiB; 0 where it is not there.
+fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
@@ -199,13 +205,22 @@ fn main() {
         quantized,
         ..LoadOptions::default()
     };
+    let t = std::time::Instant::now();
     let model = Model::<DefaultBackend>::load(&path, &options, &device).expect("load");
+    let load_secs = t.elapsed().as_secs_f64();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     println!(
         "sdft-model generate benchmark: {model_name}, --dtype {dtype}, backend {}, {threads} cores",
         backend_name()
+    );
+    println!(
+        "loaded in {load_secs:.1} s; peak resident memory {:.1} MiB, now {:.1} MiB ({:.1} anonymous, {:.1} file-backed)",
+        peak_rss_mib(),
+        status_mib("VmRSS"),
+        status_mib("RssAnon"),
+        status_mib("RssFile"),
     );
     let mut engine = Engine::new(model, 1);
     engine.stop_ids.clear(); // exact token counts
@@ -214,10 +229,14 @@ fn main() {
     run(&engine, vec![warm], 4);
     if let Some(host) = engine.kernel_weights() {
         println!(
-            "weights as the kernels hold them: {:.1} MiB ({}); peak resident memory so far {:.1} MiB",
+            "weights as the kernels hold them: {:.1} MiB ({}); peak resident memory so far {:.1} MiB, \
+             now {:.1} MiB ({:.1} anonymous, {:.1} file-backed)",
             host.packed_bytes() as f64 / (1 << 20) as f64,
             host.kinds(),
-            peak_rss_mib()
+            peak_rss_mib(),
+            status_mib("VmRSS"),
+            status_mib("RssAnon"),
+            status_mib("RssFile"),
         );
     }
 

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use sdft_core::Prompt;
 
 use crate::model::Llama;
-use crate::weights::{build_llama, GgufWeights, LoadOptions, SafetensorsDir, WeightSource};
+use crate::weights::{GgufWeights, LoadOptions, SafetensorsDir, WeightSource};
 use crate::{Error, LlamaConfig, Result, TokenizerInfo};
 
 /// The on-disk layout of a checkpoint.
@@ -75,8 +75,8 @@ pub struct Model<B: Backend> {
     pub llama: Llama<B>,
     pub device: B::Device,
     /// The matrices the file stores quantized, kept that way for the CPU
-    /// kernels (loaded with [`LoadOptions::quantized`]; see
-    /// [`crate::kernels::pack::QuantWeights`]).
+    /// kernels, with no `f32` copy in `llama` (loaded with
+    /// [`LoadOptions::quantized`]; see [`crate::kernels::pack::QuantWeights`]).
     pub quantized: Option<std::sync::Arc<crate::kernels::pack::QuantWeights>>,
 }
 
@@ -101,18 +101,39 @@ impl<B: Backend> Model<B> {
     /// Loads a GGUF file or an HF checkpoint directory onto `device`.
     pub fn load(path: &Path, options: &LoadOptions, device: &B::Device) -> Result<Self> {
         let files = ModelFiles::open(path)?;
-        let llama = build_llama::<B>(&files.config, files.weights.as_ref(), options, device)?;
-        let quantized = if options.quantized {
-            let q =
-                crate::kernels::pack::quant_weights(&llama, &files.config, files.weights.as_ref())?;
-            if let Some(q) = &q {
-                let (kept, all) = q.counts();
-                tracing::info!(kept, all, mib = q.bytes() >> 20, "products kept quantized");
+        let quantized = match options.quantized && crate::kernels::pack::runs_on_host::<B>(device) {
+            true => {
+                crate::kernels::pack::QuantWeights::load(&files.config, files.weights.as_ref())?
             }
-            q.map(std::sync::Arc::new)
-        } else {
-            None
+            false => None,
         };
+        match (&quantized, options.quantized) {
+            (Some(q), _) => {
+                let (kept, all) = q.counts();
+                tracing::info!(
+                    kept,
+                    all,
+                    embedding = q.embedding().is_some(),
+                    mib = q.bytes() >> 20,
+                    "products kept quantized, without f32 copies"
+                );
+            }
+            (None, true) => tracing::warn!(
+                path = %path.display(),
+                "quantized weights asked for, but none are computed on quantized: the file \
+                 stores no matrix in a type the CPU kernels keep (Q4_0, Q4_1, Q5_0, Q8_0, \
+                 Q4_K, Q5_K, Q6_K), or the backend is not flex; computing in f32"
+            ),
+            (None, false) => {}
+        }
+        let llama = crate::weights::build_llama_beside::<B>(
+            &files.config,
+            files.weights.as_ref(),
+            options,
+            device,
+            quantized.as_ref(),
+        )?;
+        let quantized = quantized.map(std::sync::Arc::new);
         Ok(Model {
             quantized,
             path: files.path,
@@ -133,6 +154,9 @@ impl<B: Backend> Model<B> {
         dir: &Path,
         merge: bool,
     ) -> Result<crate::model::lora::peft::AdapterConfig> {
+        // Merged or not, an adapter needs the f32 matrices a quantized-only
+        // model does not hold.
+        self.llama.check_generic()?;
         let config = crate::model::lora::peft::load(&mut self.llama, dir, &self.device)?;
         if merge {
             crate::model::lora::merge(&mut self.llama);
@@ -165,10 +189,26 @@ impl<B: Backend> Model<B> {
     }
 
     /// Logits `[len, vocab]` at every position of each sequence, one padded batch.
+    /// A quantized-only model runs on the CPU kernels, one sequence at a time.
     pub fn logits_all(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
         for s in seqs {
             self.check_ids(s)?;
         }
+        #[cfg(feature = "flex")]
+        if self.llama.quantized_only {
+            let host = crate::kernels::pack::host_model(
+                &self.llama,
+                &self.config,
+                self.quantized.as_deref(),
+            );
+            if let Some(host) = host {
+                return Ok(seqs
+                    .iter()
+                    .map(|s| crate::kernels::decode::sequence_logits(&host, s))
+                    .collect());
+            }
+        }
+        self.llama.check_generic()?;
         let batch = crate::model::PaddedBatch::right_padded(seqs);
         let logits = self.llama.forward_batch(&batch, &self.device);
         let [b, s, v] = logits.dims();

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use sdft_model::assets::{cached_model, KnownModel};
 use sdft_model::backend::{default_device, DefaultBackend};
-use sdft_model::kernels::decode::{forward, HostKv, HostModel, Row, Scratch};
+use sdft_model::kernels::decode::{sequence_logits, HostModel};
 use sdft_model::kernels::pack::host_model;
 use sdft_model::{LoadOptions, Model};
 use serde_json::Value;
@@ -46,27 +46,8 @@ fn load(path: &Path, quantized: bool) -> Model<DefaultBackend> {
     Model::<DefaultBackend>::load(path, &options, &default_device()).unwrap()
 }
 
-fn weights(model: &Model<DefaultBackend>) -> HostModel {
+fn weights_of(model: &Model<DefaultBackend>) -> HostModel {
     host_model(&model.llama, &model.config, model.quantized.as_deref()).expect("flex weights")
-}
-
-/// Logits at every position of `ids`, one prefill.
-fn logits(model: &Model<DefaultBackend>, host: &HostModel, ids: &[u32]) -> Vec<Vec<f32>> {
-    let c = &model.config;
-    let mut cache: Vec<HostKv> = (0..c.num_hidden_layers)
-        .map(|_| HostKv::zeros(1, c.num_key_value_heads, ids.len(), c.head_dim))
-        .collect();
-    let rows: Vec<Row> = ids
-        .iter()
-        .enumerate()
-        .map(|(pos, &token)| Row {
-            slot: 0,
-            token,
-            pos,
-        })
-        .collect();
-    let all: Vec<usize> = (0..ids.len()).collect();
-    forward(host, &rows, &mut cache, &mut Scratch::default(), &all)
 }
 
 fn argmax(v: &[f32]) -> u32 {
@@ -85,14 +66,14 @@ fn worst_difference(known: &KnownModel) -> Option<(f32, f64)> {
     let path = cached_model(known)?;
     let (f, q) = (load(&path, false), load(&path, true));
     assert!(f.quantized.is_none());
-    let qw = weights(&q);
+    let qw = weights_of(&q);
     assert!(
         !qw.kinds().contains("f32"),
         "{}: every matrix should be kept quantized, got {}",
         known.name,
         qw.kinds()
     );
-    let fw = weights(&f);
+    let fw = weights_of(&f);
     assert_eq!(
         fw.kinds(),
         format!("f32: {}", 4 * f.config.num_hidden_layers + 1)
@@ -100,7 +81,7 @@ fn worst_difference(known: &KnownModel) -> Option<(f32, f64)> {
     let (mut worst, mut sum, mut count, mut spread) = (0f32, 0f64, 0usize, 0f64);
     for p in PROMPTS {
         let ids = f.tokenizer.encode(p, false).unwrap();
-        let (a, b) = (logits(&f, &fw, &ids), logits(&q, &qw, &ids));
+        let (a, b) = (sequence_logits(&fw, &ids), sequence_logits(&qw, &ids));
         for (x, y) in a.iter().zip(&b) {
             let mean = x.iter().map(|v| *v as f64).sum::<f64>() / x.len() as f64;
             spread +=
@@ -170,12 +151,12 @@ fn greedy_tokens_follow_the_reference_except_at_near_ties() {
         .map(|x| x.as_f64().unwrap())
         .collect();
     let q = load(&path, true);
-    let qw = weights(&q);
+    let qw = weights_of(&q);
     // Greedy on the quantized path, each step a full prefill of the sequence so
     // far (short: 20 steps).
     let mut seq = prompt.clone();
     for (step, want) in reference.iter().enumerate() {
-        let got = argmax(logits(&q, &qw, &seq).last().unwrap());
+        let got = argmax(sequence_logits(&qw, &seq).last().unwrap());
         if got != *want {
             // A divergence is only allowed at a near tie: the reference's top two
             // closer than 0.5, a fraction of the differences measured above.
@@ -232,4 +213,50 @@ fn quantized_generation_does_not_depend_on_the_batch_size() {
     // The engine ran on the quantized weights.
     let kinds = engine.kernel_weights().expect("CPU kernels").kinds();
     assert!(kinds.contains("Q4_1") && !kinds.contains("f32"), "{kinds}");
+}
+
+/// A quantized load holds no `f32` copy of what it keeps quantized: its burn
+/// tensors there are placeholders, so what needs burn's forward (the generic
+/// scorer, an adapter) is refused by name, while `logits_all` runs on the
+/// kernels.
+#[test]
+fn a_quantized_model_holds_no_f32_copy_and_refuses_the_generic_path() {
+    let Some(path) = cached_model(&sdft_model::assets::SMOLLM2_135M_INSTRUCT) else {
+        return;
+    };
+    let mut q = load(&path, true);
+    assert!(q.llama.quantized_only);
+    let weights = q.quantized.clone().expect("quantized weights");
+    assert!(
+        weights.embedding().is_some(),
+        "the Q8_0 embedding kept quantized"
+    );
+    assert!(weights.covers("model.layers.0.self_attn.q_proj.weight"));
+    let placeholder = q.llama.layers[0].attn.q_proj.val();
+    assert_eq!(
+        placeholder.dims(),
+        [
+            q.config.hidden_size,
+            q.config.num_attention_heads * q.config.head_dim
+        ]
+    );
+
+    let ids = q.tokenizer.encode(PROMPTS[0], false).unwrap();
+    let rows = q.logits_all(std::slice::from_ref(&ids)).unwrap().remove(0);
+    assert_eq!(rows, sequence_logits(&weights_of(&q), &ids));
+
+    let engine = sdft_model::Engine::new(q.clone(), 1);
+    let err = engine
+        .score_generic(&[(ids[..4].to_vec(), ids[4..6].to_vec())])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("quantized-only"), "{err}");
+    let err = q
+        .load_adapter(Path::new("no-such-adapter"), true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("quantized-only") && err.contains("--dtype f32"),
+        "{err}"
+    );
 }

@@ -105,6 +105,7 @@ impl<B: Backend> Engine<B> {
 
     fn logprobs_generic(&self, seq: &[u32], from: usize, n: usize) -> Result<Vec<Vec<f32>>> {
         let model = &self.model;
+        model.llama.check_generic()?;
         let batch = PaddedBatch::right_padded(&[seq.to_vec()]);
         let logits = model.llama.forward_batch(&batch, &model.device);
         let [_, _, v] = logits.dims();

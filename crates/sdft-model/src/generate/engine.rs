@@ -87,9 +87,18 @@ impl<B: Backend> Engine<B> {
     /// on every call.
     #[cfg(feature = "flex")]
     pub(super) fn host_model(&self) -> Option<std::sync::Arc<crate::kernels::decode::HostModel>> {
-        let sources = crate::kernels::pack::weight_sources(&self.model.llama)?;
+        let llama = &self.model.llama;
         let mut cached = self.host_model.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = cached.as_ref().filter(|m| m.packs(&sources)) {
+        // A quantized-only model's matrices cannot be replaced (it takes no
+        // adapter): built once. Otherwise, packed again when they were.
+        let sources = match llama.quantized_only {
+            true => None,
+            false => Some(crate::kernels::pack::weight_sources(llama)?),
+        };
+        let current = |m: &&std::sync::Arc<crate::kernels::decode::HostModel>| {
+            sources.as_ref().is_none_or(|s| m.packs(s))
+        };
+        if let Some(m) = cached.as_ref().filter(current) {
             return Some(m.clone());
         }
         // The old packing goes first: two at once would hold three copies.
@@ -397,6 +406,7 @@ impl<B: Backend> Engine<B> {
     /// The generic scorer: each prompt + continuation as one sequence through
     /// the model's batched forward, `batch_size` sequences per batch.
     pub fn score_generic(&self, seqs: &[(Vec<u32>, Vec<u32>)]) -> Result<Vec<Score>> {
+        self.model.llama.check_generic()?;
         let mut out = Vec::with_capacity(seqs.len());
         let mut counts = super::score::ScoreCounts::default();
         for (i, (p, c)) in seqs.iter().enumerate() {

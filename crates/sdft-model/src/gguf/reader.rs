@@ -125,6 +125,28 @@ impl GgufFile {
         Ok(self.bytes_of(t))
     }
 
+    /// Drops tensor `name`'s pages from the process's resident memory: a loader
+    /// that has copied the tensor out calls it, so that the mapped file does
+    /// not add its whole size to the load's peak memory. Pages read again come
+    /// back from the file, unchanged. A no-op for an unknown name and off Unix.
+    pub fn release(&self, name: &str) {
+        let Some(info) = self.tensor(name) else {
+            return;
+        };
+        let start = (self.data_offset + info.offset()) as usize;
+        let len = (info.n_bytes() as usize).min(self.mmap.len().saturating_sub(start));
+        #[cfg(unix)]
+        // SAFETY: a read-only mapping of the file: MADV_DONTNEED discards the
+        // pages, and any later read faults them in from the file again with the
+        // same bytes, so no reference can observe a change.
+        let _ = unsafe {
+            self.mmap
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)
+        };
+        #[cfg(not(unix))]
+        let _ = (start, len);
+    }
+
     /// The raw bytes of `info`, one of this file's tensors (whose bounds
     /// `parse_header` checked); empty if `info` came from elsewhere and does not fit.
     fn bytes_of(&self, info: &TensorInfo) -> &[u8] {

@@ -86,12 +86,41 @@ pub(crate) struct LayerWeights {
     pub(crate) down: HostMatrix,
 }
 
+/// The token embedding `[vocab, dim]`: `f32` rows read in place, or rows kept
+/// quantized (a quantized-only load), dequantized as they are looked up.
+pub(crate) enum HostEmbedding {
+    F32(View),
+    Quant(std::sync::Arc<super::quant::QuantMatrix>),
+}
+
+impl HostEmbedding {
+    /// Appends row `id` (`dim` values) to `out`.
+    pub(crate) fn push_row(&self, id: usize, dim: usize, out: &mut Vec<f32>) {
+        match self {
+            HostEmbedding::F32(v) => out.extend_from_slice(&v.get()[id * dim..(id + 1) * dim]),
+            HostEmbedding::Quant(q) => {
+                let at = out.len();
+                out.resize(at + dim, 0.0);
+                q.dequantize_row(id, &mut out[at..]);
+            }
+        }
+    }
+
+    /// Bytes of the rows (`0` for rows read in place).
+    fn bytes(&self) -> usize {
+        match self {
+            HostEmbedding::F32(_) => 0,
+            HostEmbedding::Quant(q) => q.bytes(),
+        }
+    }
+}
+
 /// The whole network's weights and shapes for [`forward`]: built once per model
 /// by [`super::pack::host_model`] (packing costs about one pass over the weights and
 /// holds a second copy of the matrices).
 pub struct HostModel {
     /// `[vocab, dim]`.
-    pub(crate) embed: View,
+    pub(crate) embed: HostEmbedding,
     pub(crate) layers: Vec<LayerWeights>,
     pub(crate) norm: View,
     /// `[vocab, dim]` (a copy of the embedding when tied), packed.
@@ -141,9 +170,11 @@ impl HostModel {
         crate::weights::summarize(names.iter().map(String::as_str))
     }
 
-    /// Bytes held by the packed matrices.
+    /// Bytes held by the packed matrices (and the embedding's rows, where they
+    /// are kept quantized).
     pub fn packed_bytes(&self) -> usize {
         self.head.bytes()
+            + self.embed.bytes()
             + self
                 .layers
                 .iter()
@@ -166,11 +197,9 @@ pub fn forward(
     logits_of: &[usize],
 ) -> Vec<Vec<f32>> {
     let d = m.dim;
-    let embed = m.embed.get();
     let mut x = scratch.take(0);
     for r in rows {
-        let t = r.token as usize;
-        x.extend_from_slice(&embed[t * d..(t + 1) * d]);
+        m.embed.push_row(r.token as usize, d, &mut x);
     }
     let mut ops = HostStep {
         m,
@@ -186,6 +215,25 @@ pub fn forward(
     scratch.pool.push(hidden);
     let logits = m.head.product(&last, logits_of.len());
     logits.chunks_exact(m.vocab).map(<[f32]>::to_vec).collect()
+}
+
+/// The logits at every position of `ids`, one sequence run through the network
+/// in one prefill with a cache of its own.
+pub fn sequence_logits(m: &HostModel, ids: &[u32]) -> Vec<Vec<f32>> {
+    let mut cache: Vec<HostKv> = (0..m.layers.len())
+        .map(|_| HostKv::zeros(1, m.n_kv_heads, ids.len(), m.head_dim))
+        .collect();
+    let rows: Vec<Row> = ids
+        .iter()
+        .enumerate()
+        .map(|(pos, &token)| Row {
+            slot: 0,
+            token,
+            pos,
+        })
+        .collect();
+    let all: Vec<usize> = (0..ids.len()).collect();
+    forward(m, &rows, &mut cache, &mut Scratch::default(), &all)
 }
 
 /// Buffers [`forward`] reuses from call to call (a decode step's activations

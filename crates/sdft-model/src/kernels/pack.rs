@@ -30,10 +30,15 @@ pub(crate) fn weight_sources<B: Backend>(
 pub(crate) fn base_matrices<B: Backend>(
     llama: &crate::model::Llama<B>,
 ) -> Option<Vec<super::decode::View>> {
-    use super::decode::{Expect, View};
-    let mat = |w: &crate::model::Weight<B>| {
-        View::new(super::flex::to_flex(&w.val())?, Expect::TransposedMatrix)
-    };
+    base_matrix_tensors(llama)
+        .into_iter()
+        .map(transposed_view)
+        .collect()
+}
+
+/// The model's matrices in [`weight_sources`]' order.
+#[cfg(feature = "flex")]
+fn base_matrix_tensors<B: Backend>(llama: &crate::model::Llama<B>) -> Vec<Tensor<B, 2>> {
     let mut out = Vec::with_capacity(llama.layers.len() * 7 + 1);
     for b in &llama.layers {
         let (a, m) = (&b.attn, &b.mlp);
@@ -46,28 +51,39 @@ pub(crate) fn base_matrices<B: Backend>(
             &m.up_proj,
             &m.down_proj,
         ] {
-            out.push(mat(w)?);
+            out.push(w.val());
         }
     }
-    out.push(mat(&llama.lm_head)?);
-    Some(out)
+    out.push(llama.lm_head.val());
+    out
 }
 
-/// A model's matrices kept quantized, loaded beside its `f32` weights
-/// ([`quant_weights`]), as the forward step multiplies by them: per layer the
-/// q/k/v projections stacked, o, the gate/up projections stacked and down, then
-/// the output head ([`PRODUCTS_PER_LAYER`]), each in [`QuantPanels`] (shared
-/// with every [`super::decode::HostModel`] built from them), `None` where a part
-/// is stored in a type that is not kept quantized. The `f32` tensors they were
-/// loaded beside are held too: the quantized matrices stand for the model's
-/// weights only while the model still holds those same tensors (an adapter
-/// merged into the weights, for one, replaces them).
+/// A `[in, out]` weight as the view of its `[out, in]` row-major values.
+#[cfg(feature = "flex")]
+fn transposed_view<B: Backend>(w: Tensor<B, 2>) -> Option<super::decode::View> {
+    use super::decode::{Expect, View};
+    View::new(super::flex::to_flex(&w)?, Expect::TransposedMatrix)
+}
+
+/// A model's matrices kept quantized ([`QuantWeights::load`]), as the forward
+/// step multiplies by them: per layer the q/k/v projections stacked, o, the
+/// gate/up projections stacked and down, then the output head
+/// ([`PRODUCTS_PER_LAYER`]), each in [`QuantPanels`] (shared with every
+/// [`super::decode::HostModel`] built from them), `None` where a part is stored
+/// in a type that is not kept quantized; and the embedding's rows, when the file
+/// stores them quantized.
+///
+/// The model loaded beside them holds no `f32` copy of what they hold
+/// ([`QuantWeights::covers`]): its tensors there are placeholders of the right
+/// shape, and [`crate::model::Llama::quantized_only`] is set, so the generic
+/// (burn) forward refuses it and only the CPU kernels run it.
 ///
 /// [`QuantPanels`]: super::quant::QuantPanels
 pub struct QuantWeights {
-    #[cfg(feature = "flex")]
-    sources: Vec<super::decode::View>,
     products: Vec<Option<std::sync::Arc<super::quant::QuantPanels>>>,
+    embed: Option<std::sync::Arc<super::quant::QuantMatrix>>,
+    /// HF names of the matrices `products` and `embed` hold.
+    covered: std::collections::HashSet<String>,
 }
 
 /// The products of one layer of [`QuantWeights`]: qkv, o, gate/up, down, by
@@ -77,20 +93,85 @@ const PRODUCTS: [&[usize]; 4] = [&[0, 1, 2], &[3], &[4, 5], &[6]];
 /// Products per layer in [`QuantWeights`].
 pub const PRODUCTS_PER_LAYER: usize = PRODUCTS.len();
 
+/// The HF name of the token embedding.
+const EMBED: &str = "model.embed_tokens.weight";
+
 impl std::fmt::Debug for QuantWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (kept, all) = self.counts();
         f.debug_struct("QuantWeights")
             .field("quantized", &kept)
             .field("products", &all)
+            .field("embedding", &self.embed.is_some())
             .finish()
     }
 }
 
 impl QuantWeights {
+    /// The matrices `source` stores in a type [`super::quant::QuantMatrix`]
+    /// keeps, read one product at a time (each product's parts read, stacked
+    /// and interleaved, then dropped: all the row-major parts at once would
+    /// double the peak); `None` when there are none.
+    pub fn load(
+        config: &crate::LlamaConfig,
+        source: &dyn crate::weights::WeightSource,
+    ) -> crate::Result<Option<QuantWeights>> {
+        use super::quant::{QuantMatrix, QuantPanels};
+        let names = matrix_names(config);
+        let mut covered = std::collections::HashSet::new();
+        let mut product = |idx: &[usize]| -> crate::Result<Option<std::sync::Arc<QuantPanels>>> {
+            let mut parts = Vec::with_capacity(idx.len());
+            for &i in idx {
+                match source.quantized(&names[i])? {
+                    Some(m) => parts.push(m),
+                    None => return Ok(None),
+                }
+            }
+            let refs: Vec<&QuantMatrix> = parts.iter().collect();
+            let stacked = QuantMatrix::stack(&refs)?;
+            drop(parts);
+            covered.extend(idx.iter().map(|&i| names[i].clone()));
+            Ok(Some(std::sync::Arc::new(QuantPanels::new(&stacked))))
+        };
+        let mut products = Vec::with_capacity(config.num_hidden_layers * PRODUCTS.len() + 1);
+        for l in 0..config.num_hidden_layers {
+            for idx in PRODUCTS {
+                let at: Vec<usize> = idx.iter().map(|i| 7 * l + i).collect();
+                products.push(product(&at)?);
+            }
+        }
+        products.push(product(&[names.len() - 1])?);
+        let embed = match source.quantized(EMBED)? {
+            Some(m) if m.n() == config.vocab_size && m.k() == config.hidden_size => {
+                covered.insert(EMBED.to_string());
+                Some(std::sync::Arc::new(m))
+            }
+            _ => None,
+        };
+        // A tied head reads the embedding's tensor: both kept quantized or
+        // neither (one stored tensor, so this only guards odd files).
+        let head = products.last().is_some_and(Option::is_some);
+        if config.tie_word_embeddings && head != embed.is_some() {
+            return Ok(None);
+        }
+        if products.iter().all(Option::is_none) && embed.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(QuantWeights {
+            products,
+            embed,
+            covered,
+        }))
+    }
+
     /// Bytes held by the quantized matrices.
     pub fn bytes(&self) -> usize {
-        self.products.iter().flatten().map(|m| m.bytes()).sum()
+        self.products
+            .iter()
+            .flatten()
+            .map(|m| m.bytes())
+            .sum::<usize>()
+            + self.embed.as_ref().map_or(0, |e| e.bytes())
     }
 
     /// Products kept quantized, of all the model's products.
@@ -98,20 +179,15 @@ impl QuantWeights {
         (self.products.iter().flatten().count(), self.products.len())
     }
 
-    /// The products of `sources`, when they are the tensors these were loaded
-    /// beside.
-    #[cfg(feature = "flex")]
-    fn for_sources(
-        &self,
-        sources: &[super::decode::View],
-    ) -> Option<&[Option<std::sync::Arc<super::quant::QuantPanels>>]> {
-        let same = self.sources.len() == sources.len()
-            && self
-                .sources
-                .iter()
-                .zip(sources)
-                .all(|(a, b)| a.same_values(b));
-        same.then_some(&self.products[..])
+    /// True when the matrix of HF name `hf_name` is held here (and not as
+    /// `f32` by the model).
+    pub fn covers(&self, hf_name: &str) -> bool {
+        self.covered.contains(hf_name)
+    }
+
+    /// The token embedding's rows `[vocab, dim]`, when kept quantized.
+    pub fn embedding(&self) -> Option<&super::quant::QuantMatrix> {
+        self.embed.as_deref()
     }
 }
 
@@ -139,61 +215,12 @@ pub(crate) fn matrix_names(config: &crate::LlamaConfig) -> Vec<String> {
     names
 }
 
-/// The matrices of `llama` (just built from `source`) that `source` stores
-/// quantized, kept that way; `None` when there are none or the backend is not
-/// flex (only the CPU kernels compute on them).
-pub fn quant_weights<B: Backend>(
-    llama: &crate::model::Llama<B>,
-    config: &crate::LlamaConfig,
-    source: &dyn crate::weights::WeightSource,
-) -> crate::Result<Option<QuantWeights>> {
-    #[cfg(feature = "flex")]
-    {
-        let Some(sources) = base_matrices(llama) else {
-            return Ok(None);
-        };
-        use super::quant::{QuantMatrix, QuantPanels};
-        let names = matrix_names(config);
-        // One product at a time: its parts read, stacked and interleaved, then
-        // dropped (all the row-major parts at once would double the peak).
-        let product = |idx: &[usize]| -> crate::Result<Option<std::sync::Arc<QuantPanels>>> {
-            let mut parts = Vec::with_capacity(idx.len());
-            for &i in idx {
-                match source.quantized(&names[i])? {
-                    Some(m) => parts.push(m),
-                    None => return Ok(None),
-                }
-            }
-            let refs: Vec<&QuantMatrix> = parts.iter().collect();
-            let stacked = QuantMatrix::stack(&refs)?;
-            drop(parts);
-            Ok(Some(std::sync::Arc::new(QuantPanels::new(&stacked))))
-        };
-        let mut products = Vec::with_capacity(config.num_hidden_layers * PRODUCTS.len() + 1);
-        for l in 0..config.num_hidden_layers {
-            for idx in PRODUCTS {
-                let at: Vec<usize> = idx.iter().map(|i| 7 * l + i).collect();
-                products.push(product(&at)?);
-            }
-        }
-        products.push(product(&[names.len() - 1])?);
-        if products.iter().all(Option::is_none) {
-            return Ok(None);
-        }
-        Ok(Some(QuantWeights { sources, products }))
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = (llama, config, source);
-        Ok(None)
-    }
-}
-
 /// The model's weights for [`super::decode::forward`]: the matrices packed for
 /// [`super::packed::matmul_packed`] (q/k/v stacked, gate/up stacked), or kept
-/// quantized where `quantized` holds them for these same weights, and the
-/// norms, embedding and RoPE tables read in place. `None` as for
-/// [`weight_sources`]. Packing takes about one pass over the weights; the
+/// quantized where the model was loaded quantized-only and `quantized` holds
+/// them, and the norms, embedding and RoPE tables read in place. `None` as for
+/// [`weight_sources`], or for a quantized-only model without its
+/// `quantized` weights. Packing takes about one pass over the `f32` weights; the
 /// engine keeps the result for as long as the model holds the same weights.
 #[cfg(feature = "flex")]
 pub fn host_model<B: Backend>(
@@ -201,22 +228,41 @@ pub fn host_model<B: Backend>(
     config: &crate::LlamaConfig,
     quantized: Option<&QuantWeights>,
 ) -> Option<super::decode::HostModel> {
-    host_model_from(llama, config, weight_sources(llama)?, quantized)
+    if !llama.quantized_only {
+        let sources = weight_sources(llama)?.into_iter().map(Some).collect();
+        return host_model_from(llama, config, sources, None);
+    }
+    let q = quantized?;
+    if !crate::model::lora::adapters(llama).is_empty() {
+        return None;
+    }
+    // The matrices `q` holds have placeholders in `llama`: no sources.
+    let names = matrix_names(config);
+    let all = base_matrix_tensors(llama);
+    let mut sources = Vec::with_capacity(all.len());
+    for (name, w) in names.iter().zip(all) {
+        sources.push(match q.covers(name) {
+            true => None,
+            false => Some(transposed_view(w)?),
+        });
+    }
+    host_model_from(llama, config, sources, Some(q))
 }
 
 /// [`host_model`] on given `sources` (the model's matrices in
-/// [`weight_sources`]' order; [`super::train::TrainModel`] passes [`base_matrices`]).
+/// [`weight_sources`]' order, `None` for those `quantized` holds instead;
+/// [`super::train::TrainModel`] passes [`base_matrices`]).
 #[cfg(feature = "flex")]
 pub(crate) fn host_model_from<B: Backend>(
     llama: &crate::model::Llama<B>,
     config: &crate::LlamaConfig,
-    sources: Vec<super::decode::View>,
+    sources: Vec<Option<super::decode::View>>,
     quantized: Option<&QuantWeights>,
 ) -> Option<super::decode::HostModel> {
-    use super::decode::{Expect, LayerWeights, View};
+    use super::decode::{Expect, HostEmbedding, LayerWeights, View};
     use super::matrix::HostMatrix;
     use super::packed::PackedMatrix;
-    let quant = quantized.and_then(|q| q.for_sources(&sources));
+    let quant = quantized.map(|q| &q.products[..]);
     // The matrices `idx` of `sources`, stacked: quantized product `at` of
     // `quant` when there is one.
     let matrix = |idx: &[usize], k: usize| -> Option<HostMatrix> {
@@ -227,13 +273,11 @@ pub(crate) fn host_model_from<B: Backend>(
         if let Some(Some(q)) = quant.map(|q| q.get(at).cloned().flatten()) {
             return Some(HostMatrix::Quant(q));
         }
-        let parts: Vec<(&[f32], usize)> = idx
-            .iter()
-            .map(|&i| {
-                let s = sources[i].get();
-                (s, s.len() / k)
-            })
-            .collect();
+        let mut parts: Vec<(&[f32], usize)> = Vec::with_capacity(idx.len());
+        for &i in idx {
+            let s = sources.get(i)?.as_ref()?.get();
+            parts.push((s, s.len() / k));
+        }
         Some(HostMatrix::F32(PackedMatrix::pack_stacked(&parts, k)))
     };
     let view = |t: &Tensor<B, 2>, e: Expect| View::new(super::flex::to_flex(t)?, e);
@@ -255,7 +299,7 @@ pub(crate) fn host_model_from<B: Backend>(
             // Some biases but not all: the generic path handles it.
             _ => return None,
         };
-        let o_in = sources.get(i + 3)?.get().len() / d;
+        let o_in = config.num_attention_heads * config.head_dim;
         layers.push(LayerWeights {
             input_norm: vec(&b.input_norm.weight.val())?,
             qkv: matrix(&[i, i + 1, i + 2], d)?,
@@ -269,8 +313,12 @@ pub(crate) fn host_model_from<B: Backend>(
     let (cos, sin) = llama.rope.raw();
     let [vocab, dim] = llama.embed_tokens.val().dims();
     let head = matrix(&[sources.len() - 1], dim)?;
+    let embed = match quantized.and_then(|q| q.embed.clone()) {
+        Some(e) => HostEmbedding::Quant(e),
+        None => HostEmbedding::F32(view(&llama.embed_tokens.val(), Expect::Contiguous)?),
+    };
     Some(super::decode::HostModel {
-        embed: view(&llama.embed_tokens.val(), Expect::Contiguous)?,
+        embed,
         layers,
         norm: vec(&llama.norm.weight.val())?,
         head,
@@ -283,7 +331,7 @@ pub(crate) fn host_model_from<B: Backend>(
         n_kv_heads: config.num_key_value_heads,
         head_dim: config.head_dim,
         eps: config.rms_norm_eps as f32,
-        sources,
+        sources: sources.into_iter().flatten().collect(),
     })
 }
 
@@ -355,6 +403,21 @@ fn pack_transposed(parts: &[&[f32]], k: usize) -> super::packed::PackedMatrix {
     super::packed::PackedMatrix::pack(&transpose_stacked(parts, k), k, n)
 }
 
+/// True when the CPU kernels can run models of backend `B` (a flex build and
+/// backend): where [`LoadOptions::quantized`](crate::LoadOptions::quantized)
+/// keeps matrices quantized.
+pub fn runs_on_host<B: Backend>(device: &B::Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        super::flex::to_flex(&Tensor::<B, 1>::zeros([1], device)).is_some()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
 /// True when generation on this model runs the CPU decode kernel (a flex build,
 /// `f32` weights in the layout the kernels read, no unmerged LoRA adapter).
 pub fn cpu_decode_available<B: Backend>(
@@ -364,7 +427,7 @@ pub fn cpu_decode_available<B: Backend>(
     #[cfg(feature = "flex")]
     {
         let _ = config;
-        weight_sources(llama).is_some()
+        llama.quantized_only || weight_sources(llama).is_some()
     }
     #[cfg(not(feature = "flex"))]
     {

@@ -24,10 +24,31 @@ pub struct Llama<B: Backend> {
     pub lm_head: Weight<B>,
     /// True when the checkpoint ties the head to the embedding.
     pub tied: bool,
+    /// True for a quantized-only load ([`crate::LoadOptions::quantized`]): the
+    /// matrices kept quantized are placeholders here (their shape, no values),
+    /// so burn's forward cannot run and refuses; the CPU kernels run the model
+    /// on [`crate::kernels::pack::QuantWeights`]. [`Llama::check_generic`]
+    /// names the problem as an error.
+    pub quantized_only: bool,
     pub rope: Rope<B>,
 }
 
 impl<B: Backend> Llama<B> {
+    /// An error naming the problem when burn's forward cannot run this model
+    /// (a quantized-only load, whose matrices are placeholders here).
+    pub fn check_generic(&self) -> crate::Result<()> {
+        match self.quantized_only {
+            false => Ok(()),
+            true => Err(crate::Error::Other(
+                "this model was loaded quantized-only (--dtype quantized): only the CPU \
+                 kernels of the flex backend compute on its quantized matrices, and this \
+                 operation needs burn's generic forward (unmerged adapters, training, \
+                 another backend); load it with --dtype f32"
+                    .into(),
+            )),
+        }
+    }
+
     /// Number of layers.
     pub fn n_layers(&self) -> usize {
         self.layers.len()
@@ -43,6 +64,10 @@ impl<B: Backend> Llama<B> {
     /// `positions` `[batch, seq]` are each token's position (for RoPE); `mask`
     /// `[batch, 1, seq, cached + seq]` is true where a query must not attend a key.
     /// With a cache, keys/values of earlier calls are reused and this call's appended.
+    ///
+    /// # Panics
+    /// On a quantized-only model ([`Llama::quantized_only`]): callers check
+    /// [`Llama::check_generic`] first.
     pub fn forward(
         &self,
         tokens: Tensor<B, 2, Int>,
@@ -50,6 +75,9 @@ impl<B: Backend> Llama<B> {
         mask: Tensor<B, 4, Bool>,
         cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
+        if let Err(e) = self.check_generic() {
+            panic!("{e}");
+        }
         let (cos, sin) = self.rope.tables(positions);
         let x = embedding(self.embed_tokens.val(), tokens);
         let cache = match cache {

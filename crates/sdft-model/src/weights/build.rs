@@ -6,6 +6,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 
 use super::{F32Tensor, WeightSource};
+use crate::kernels::pack::QuantWeights;
 use crate::model::{rope_for, Attention, Block, Llama, Mlp, RmsNorm};
 use crate::{Error, LlamaConfig, Result};
 
@@ -17,8 +18,10 @@ pub struct LoadOptions {
     pub dtype: DType,
     /// Keep the matrices a GGUF file stores quantized (Q4_0, Q4_1, Q5_0, Q8_0,
     /// Q4_K, Q5_K, Q6_K) that way for the CPU kernels, which then compute on
-    /// them with integer products ([`crate::kernels::quant`]); the `f32` weights
-    /// stay loaded for every other path.
+    /// them with integer products ([`crate::kernels::quant`]), and load no
+    /// `f32` copy of them (a quantized-only model: see
+    /// [`crate::kernels::pack::QuantWeights`]). Only the flex backend computes
+    /// on them; elsewhere the option loads `f32` weights as without it.
     pub quantized: bool,
 }
 
@@ -35,6 +38,8 @@ struct Loader<'a, B: Backend> {
     source: &'a dyn WeightSource,
     device: &'a B::Device,
     dtype: DType,
+    /// Matrices held elsewhere: loaded as placeholders.
+    beside: Option<&'a QuantWeights>,
 }
 
 impl<B: Backend> Loader<'_, B> {
@@ -86,10 +91,24 @@ impl<B: Backend> Loader<'_, B> {
     /// fastest (each output's weights contiguous; measured 2-3x faster than a
     /// contiguous `[in, out]` copy at decode batch sizes, see docs/performance.md).
     fn linear(&self, name: &str, out_f: usize, in_f: usize) -> Result<Param<Tensor<B, 2>>> {
+        if let Some(p) = self.placeholder(name, [in_f, out_f]) {
+            return Ok(p);
+        }
         let t = self.fetch(name, &[out_f, in_f])?;
         Ok(Param::from_tensor(
             self.on_device(t.data, [out_f, in_f]).transpose(),
         ))
+    }
+}
+
+impl<B: Backend> Loader<'_, B> {
+    /// For a matrix [`QuantWeights`] holds, a tensor of its shape that holds no
+    /// values (one zero, broadcast): what a quantized-only model keeps in its
+    /// place.
+    fn placeholder(&self, name: &str, shape: [usize; 2]) -> Option<Param<Tensor<B, 2>>> {
+        let q = self.beside?;
+        q.covers(name)
+            .then(|| Param::from_tensor(Tensor::<B, 2>::zeros([1, 1], self.device).expand(shape)))
     }
 }
 
@@ -100,10 +119,24 @@ pub fn build_llama<B: Backend>(
     options: &LoadOptions,
     device: &B::Device,
 ) -> Result<Llama<B>> {
+    build_llama_beside(config, source, options, device, None)
+}
+
+/// [`build_llama`] beside `quantized` (loaded from the same `source`): the
+/// matrices it holds get placeholders, and the model is quantized-only
+/// ([`Llama::quantized_only`]).
+pub(crate) fn build_llama_beside<B: Backend>(
+    config: &LlamaConfig,
+    source: &dyn WeightSource,
+    options: &LoadOptions,
+    device: &B::Device,
+    quantized: Option<&QuantWeights>,
+) -> Result<Llama<B>> {
     let l = Loader::<B> {
         source,
         device,
         dtype: options.dtype,
+        beside: quantized,
     };
     let (h, v, ff) = (
         config.hidden_size,
@@ -112,8 +145,13 @@ pub fn build_llama<B: Backend>(
     );
     let q_dim = config.num_attention_heads * config.head_dim;
     let kv_dim = config.kv_dim();
-    let embed = l.fetch("model.embed_tokens.weight", &[v, h])?;
-    let embed_t = l.on_device(embed.data, [v, h]);
+    let embed_t = match l.placeholder("model.embed_tokens.weight", [v, h]) {
+        Some(p) => p.val(),
+        None => {
+            let embed = l.fetch("model.embed_tokens.weight", &[v, h])?;
+            l.on_device(embed.data, [v, h])
+        }
+    };
     let lm_head = if config.tie_word_embeddings {
         // The transposed view shares the embedding's memory.
         Param::from_tensor(embed_t.clone().transpose())
@@ -174,6 +212,7 @@ pub fn build_llama<B: Backend>(
         },
         lm_head,
         tied: config.tie_word_embeddings,
+        quantized_only: quantized.is_some(),
         rope: rope_for(config, device),
     })
 }

@@ -199,6 +199,7 @@ impl WeightSource for GgufWeights {
             return Ok(None);
         }
         let (shape, data) = self.file.tensor_f32(&name)?;
+        self.file.release(&name);
         // llama.cpp permutes the q/k rows of Llama only (its Qwen2 runs
         // rotate-half RoPE on the HF layout).
         let permuted = self.config.architecture == Architecture::Llama;
@@ -252,6 +253,7 @@ impl WeightSource for GgufWeights {
         }
         let what = format!("{}: {name}", self.path.display());
         let m = QuantMatrix::from_ggml(dtype, self.file.tensor_bytes(&name)?, rows, cols, &what)?;
+        self.file.release(&name);
         // The rows in HF's order, as `tensor` serves them (llama.cpp permutes
         // Llama's q/k rows only).
         let heads = match self.config.architecture {

@@ -8,6 +8,7 @@ mod safetensors_dir;
 
 use std::path::Path;
 
+pub(crate) use build::build_llama_beside;
 pub use build::{build_llama, LoadOptions};
 pub use gguf_source::{
     config_from_gguf, gguf_tensor_name, permute_rows, unpermute_rows, GgufWeights,

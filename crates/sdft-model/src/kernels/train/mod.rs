@@ -146,7 +146,12 @@ impl TrainModel {
         else {
             return Ok(None);
         };
-        let Some(host) = super::pack::host_model_from(llama, config, sources, None) else {
+        let Some(host) = super::pack::host_model_from(
+            llama,
+            config,
+            sources.into_iter().map(Some).collect(),
+            None,
+        ) else {
             return Ok(None);
         };
         Ok(Some(TrainModel {
@@ -307,11 +312,9 @@ impl TrainModel {
 
     fn embed(&self, ctx: &Ctx) -> Vec<f32> {
         let d = self.host.dim;
-        let e = self.host.embed.get();
         let mut x = Vec::with_capacity(ctx.t * d);
         for &id in &ctx.ids {
-            let id = id as usize;
-            x.extend_from_slice(&e[id * d..(id + 1) * d]);
+            self.host.embed.push_row(id as usize, d, &mut x);
         }
         x
     }
