@@ -5,6 +5,12 @@
 //! PYTHON`, HF transformers `generate` on the same shape
 //! (`scripts/gpu_check/hf_generate.py`); the results go to `report.json` and
 //! `report.md`. Generic over the backend: CI runs it on flex with `--shape small`.
+//!
+//! `--dtype q4_k` (flex only) quantizes the random weights to Q4_K (ggml's
+//! blocks, [`sdft_model::gguf::quantize`]) and loads the model quantized-only,
+//! as `--dtype quantized` loads a Q4_K GGUF file: the CPU check of a 7B shape in
+//! a few GiB. The LoRA step is not run on it (training on a quantized base is
+//! not implemented).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,10 +20,13 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use sdft_core::rng::SplitMix64;
 use sdft_core::{GenerationRequest, SamplingParams};
+use sdft_model::gguf::quantize::quantize_q4_k;
+use sdft_model::gguf::GgmlType;
+use sdft_model::kernels::quant::QuantMatrix;
 use sdft_model::model::lora::{self, LoraConfig};
 use sdft_model::model::PaddedBatch;
-use sdft_model::weights::{build_llama, F32Tensor, WeightSource};
-use sdft_model::{Engine, LlamaConfig, LoadOptions, Model, TokenizerInfo};
+use sdft_model::weights::{F32Tensor, WeightSource};
+use sdft_model::{Engine, LlamaConfig, LoadOptions, Model, ModelFiles, TokenizerInfo};
 use sdft_train::step::{lora_grads, summed_nll};
 use sdft_train::Sequence;
 use serde_json::{json, Value};
@@ -111,6 +120,9 @@ pub struct Args {
     pub skip_parity: bool,
     pub shape: Shape,
     pub dtype: DType,
+    /// `--dtype q4_k`: the matrices quantized to Q4_K, computed on by the CPU
+    /// kernels (`dtype` is then `F32`, the rest's).
+    pub q4_k: bool,
     pub prompt: usize,
     pub new_tokens: usize,
     pub batches: Vec<usize>,
@@ -126,6 +138,7 @@ impl Default for Args {
             skip_parity: false,
             shape: LLAMA_7B,
             dtype: DType::BF16,
+            q4_k: false,
             prompt: 512,
             new_tokens: 64,
             batches: vec![1, 32],
@@ -166,13 +179,15 @@ pub fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
                 }
             }
             "--dtype" => {
-                a.dtype = match value("bf16, f16 or f32")?.as_str() {
+                let v = value("bf16, f16, f32 or q4_k")?;
+                a.q4_k = v == "q4_k";
+                a.dtype = match v.as_str() {
                     "bf16" => DType::BF16,
                     "f16" => DType::F16,
-                    "f32" => DType::F32,
+                    "f32" | "q4_k" => DType::F32,
                     other => {
                         return Err(format!(
-                            "`--dtype` expects bf16, f16 or f32, found `{other}`"
+                            "`--dtype` expects bf16, f16, f32 or q4_k, found `{other}`"
                         ))
                     }
                 }
@@ -220,6 +235,8 @@ pub fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
 pub struct RandomWeights {
     pub config: LlamaConfig,
     pub seed: u64,
+    /// Serve the matrices quantized to Q4_K too ([`WeightSource::quantized`]).
+    pub q4_k: bool,
 }
 
 impl RandomWeights {
@@ -279,7 +296,25 @@ impl WeightSource for RandomWeights {
     }
 
     fn dtype_summary(&self) -> String {
-        "random F32".into()
+        match self.q4_k {
+            true => "random, Q4_K".into(),
+            false => "random F32".into(),
+        }
+    }
+
+    fn quantized(&self, hf_name: &str) -> sdft_model::Result<Option<QuantMatrix>> {
+        if !self.q4_k {
+            return Ok(None);
+        }
+        let Some(t) = self.tensor(hf_name)? else {
+            return Ok(None);
+        };
+        let [rows, cols] = t.shape[..] else {
+            return Ok(None);
+        };
+        let bytes = quantize_q4_k(&t.data)?;
+        drop(t);
+        QuantMatrix::from_ggml(GgmlType::Q4_K, &bytes, rows, cols, hf_name).map(Some)
     }
 }
 
@@ -306,32 +341,32 @@ fn word_tokenizer(vocab: usize) -> TokenizerInfo {
     )
 }
 
-/// The random model of `shape` in `dtype` on `device`.
-pub fn random_model<B: Backend>(shape: &Shape, dtype: DType, device: &B::Device) -> Model<B> {
+/// The random model of `shape` in `dtype` on `device`; with `q4_k`, its
+/// matrices quantized to Q4_K and the model loaded quantized-only (the CPU
+/// kernels compute on them; on other backends the load is in `f32`).
+pub fn random_model<B: Backend>(
+    shape: &Shape,
+    dtype: DType,
+    q4_k: bool,
+    device: &B::Device,
+) -> Model<B> {
     let config = shape.config();
-    let source = RandomWeights {
-        config: config.clone(),
-        seed: 7,
-    };
-    let llama = build_llama::<B>(
-        &config,
-        &source,
-        &LoadOptions {
-            dtype,
-            ..LoadOptions::default()
-        },
-        device,
-    )
-    .expect("random weights fit the config");
-    Model {
+    let files = ModelFiles {
         path: PathBuf::from("random"),
         format: sdft_model::ModelFormat::HfDir,
         tokenizer: word_tokenizer(config.vocab_size),
+        weights: Box::new(RandomWeights {
+            config: config.clone(),
+            seed: 7,
+            q4_k,
+        }),
         config,
-        llama,
-        device: device.clone(),
-        quantized: None,
-    }
+    };
+    let options = LoadOptions {
+        dtype,
+        quantized: q4_k,
+    };
+    Model::from_files(files, &options, device).expect("random weights fit the config")
 }
 
 fn prompt_text(len: usize, salt: usize, vocab: usize) -> String {
@@ -360,6 +395,15 @@ fn prefill<B: Backend>(model: &Model<B>, prompt: usize, reps: usize) -> f64 {
     let ids: Vec<u32> = (0..prompt as u32)
         .map(|i| 3 + i % (model.config.vocab_size as u32 - 3))
         .collect();
+    if model.llama.quantized_only {
+        // The CPU kernels' prefill (logits at every position).
+        let secs = best_secs(reps, || {
+            let _ = model
+                .logits_all(std::slice::from_ref(&ids))
+                .expect("prefill");
+        });
+        return prompt as f64 / secs;
+    }
     let batch = PaddedBatch::right_padded(&[ids]);
     let secs = best_secs(reps, || {
         let (tokens, positions, mask) = batch.tensors::<B>(&model.device);
@@ -447,7 +491,7 @@ fn peak_memory_during(f: impl FnOnce()) -> (f64, &'static str) {
 /// one `seq`-token sequence whose second half is the target: forward, backward and
 /// the adapter gradients read back. Returns (seconds, peak GiB, what the peak is).
 fn lora_step<B: Backend>(args: &Args, device: &B::Device) -> (f64, f64, &'static str) {
-    let mut model = random_model::<Autodiff<B>>(&args.shape, args.dtype, device);
+    let mut model = random_model::<Autodiff<B>>(&args.shape, args.dtype, false, device);
     model.llama = model.llama.no_grad();
     let config = LoraConfig {
         dropout: 0.0,
@@ -483,21 +527,36 @@ pub fn run<B: Backend>(args: &Args, backend: &str, device: &B::Device) -> Result
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("creating {}: {e}", args.out.display()))?;
     let t = Instant::now();
-    let model = random_model::<B>(&args.shape, args.dtype, device);
+    let model = random_model::<B>(&args.shape, args.dtype, args.q4_k, device);
     let build_secs = t.elapsed().as_secs_f64();
-    let prefill_tps = prefill(&model, args.prompt, args.reps);
-    let mut engine = Engine::new(model, 1);
-    let mut decode_tps = serde_json::Map::new();
-    engine.stop_ids.clear();
-    for &b in &args.batches {
-        engine.batch_size = b;
-        decode_tps.insert(
-            b.to_string(),
-            json!(decode(&engine, b, args.new_tokens, args.reps)),
-        );
+    if args.q4_k && model.quantized.is_none() {
+        return Err(format!(
+            "--dtype q4_k: only the CPU kernels compute on quantized weights (the flex \
+             backend), and this is {backend}"
+        ));
     }
-    drop(engine);
-    let (lora_secs, peak_gib, peak_what) = lora_step::<B>(args, device);
+    let mut prefill_tps = 0.0;
+    let mut decode_tps = serde_json::Map::new();
+    let (run_peak_gib, run_peak_what) = peak_memory_during(|| {
+        prefill_tps = prefill(&model, args.prompt, args.reps);
+        let mut engine = Engine::new(model, 1);
+        engine.stop_ids.clear();
+        for &b in &args.batches {
+            engine.batch_size = b;
+            decode_tps.insert(
+                b.to_string(),
+                json!(decode(&engine, b, args.new_tokens, args.reps)),
+            );
+        }
+    });
+    let lora = match args.q4_k {
+        // Training on a quantized base is not implemented.
+        true => Value::Null,
+        false => {
+            let (secs, peak, what) = lora_step::<B>(args, device);
+            json!({"tokens": args.lora_seq, "secs": secs, "peak_gib": peak, "peak_is": what})
+        }
+    };
     let hf = match &args.compare_hf {
         Some(python) => Some(run_hf(python, args)?),
         None => None,
@@ -506,7 +565,7 @@ pub fn run<B: Backend>(args: &Args, backend: &str, device: &B::Device) -> Result
         "backend": backend,
         "shape": args.shape.name,
         "parameters": args.shape.parameters(),
-        "dtype": torch_dtype(args.dtype),
+        "dtype": if args.q4_k { "q4_k" } else { torch_dtype(args.dtype) },
         "prompt_tokens": args.prompt,
         "new_tokens": args.new_tokens,
         "reps": args.reps,
@@ -514,7 +573,8 @@ pub fn run<B: Backend>(args: &Args, backend: &str, device: &B::Device) -> Result
         "sdft": {
             "prefill_tokens_per_s": prefill_tps,
             "decode_tokens_per_s": decode_tps,
-            "lora_step": {"tokens": args.lora_seq, "secs": lora_secs, "peak_gib": peak_gib, "peak_is": peak_what},
+            "generation_peak": {"gib": run_peak_gib, "is": run_peak_what},
+            "lora_step": lora,
         },
         "hf": hf,
     });
@@ -597,7 +657,18 @@ pub fn markdown(r: &Value) -> String {
             );
         }
     }
+    let g = &s["generation_peak"];
+    if let Some(gib) = g["gib"].as_f64() {
+        out += &format!(
+            "| peak memory, model loaded, through prefill and decode (GiB, {}) | {gib:.2} | - |\n",
+            g["is"].as_str().unwrap_or("?")
+        );
+    }
     let l = &s["lora_step"];
+    if l.is_null() {
+        out += "| one LoRA step | not run (quantized base) | - |\n";
+        return out;
+    }
     out += &format!(
         "| one LoRA step, r8 q,v, {} tokens (s) | {:.3} | - |\n| peak memory of the LoRA step (GiB, {}) | {:.2} | - |\n",
         l["tokens"],

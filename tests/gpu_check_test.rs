@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use burn::tensor::DType;
-use sdft_tests::gpu_check::{parse_args, run, LLAMA_7B, SMALL};
+use sdft_tests::gpu_check::{parse_args, run, Shape, LLAMA_7B, SMALL};
 
 fn args(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
@@ -39,7 +39,7 @@ fn options_defaults_and_errors() {
     assert!(parse_args(&args("--help")).unwrap().is_none());
     for (bad, says) in [
         ("--shape 13b", "expects 7b or small"),
-        ("--dtype f64", "expects bf16, f16 or f32"),
+        ("--dtype f64", "expects bf16, f16, f32 or q4_k"),
         ("--batch 1,0", "positive whole number"),
         ("--prompt", "needs a value"),
         ("--new-tokens 1", "at least 2"),
@@ -124,4 +124,45 @@ fn small_run_writes_the_report() {
             .unwrap();
     assert_eq!(hf_config["hidden_size"], 64);
     assert_eq!(hf_config["torch_dtype"], "float32");
+}
+
+/// `--dtype q4_k` on flex: the random matrices quantized to Q4_K and the model
+/// loaded quantized-only (a 256-wide shape: Q4_K blocks are 256 values), its
+/// prefill and decode measured, the LoRA step left out.
+#[test]
+fn q4_k_run_computes_on_quantized_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = parse_args(&args(&format!(
+        "--dtype q4_k --prompt 16 --new-tokens 8 --batch 1,2 --reps 1 --out {}",
+        tmp.path().display()
+    )))
+    .unwrap()
+    .unwrap();
+    assert!(a.q4_k);
+    a.shape = Shape {
+        name: "small-256",
+        hidden: 256,
+        intermediate: 512,
+        vocab: 512,
+        ..SMALL
+    };
+    let device = Default::default();
+    let r = run::<burn::backend::Flex<f32, i32>>(&a, "flex", &device).unwrap();
+    let s = &r["sdft"];
+    assert_eq!(r["dtype"], "q4_k");
+    assert!(s["prefill_tokens_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(s["lora_step"].is_null(), "{r}");
+    assert!(s["generation_peak"]["gib"].as_f64().unwrap() > 0.0, "{r}");
+    let md = std::fs::read_to_string(tmp.path().join("report.md")).unwrap();
+    assert!(md.contains("not run (quantized base)"), "{md}");
+    // The model really is quantized-only.
+    let m = sdft_tests::gpu_check::random_model::<burn::backend::Flex<f32, i32>>(
+        &a.shape, a.dtype, true, &device,
+    );
+    assert!(m.llama.quantized_only);
+    let kinds = sdft_model::Engine::new(m, 1)
+        .kernel_weights()
+        .unwrap()
+        .kinds();
+    assert_eq!(kinds, "Q4_K: 9", "{kinds}");
 }

@@ -100,7 +100,19 @@ impl<B: Backend> Clone for Model<B> {
 impl<B: Backend> Model<B> {
     /// Loads a GGUF file or an HF checkpoint directory onto `device`.
     pub fn load(path: &Path, options: &LoadOptions, device: &B::Device) -> Result<Self> {
-        let files = ModelFiles::open(path)?;
+        Self::from_files(ModelFiles::open(path)?, options, device)
+    }
+
+    /// Builds the model from opened files (or any [`WeightSource`] with its
+    /// config and tokenizer) onto `device`: with [`LoadOptions::quantized`] on
+    /// the flex backend, the matrices the source serves quantized stay so, with
+    /// no `f32` copy.
+    pub fn from_files(
+        files: ModelFiles,
+        options: &LoadOptions,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let path = &files.path;
         let quantized = match options.quantized && crate::kernels::pack::runs_on_host::<B>(device) {
             true => {
                 crate::kernels::pack::QuantWeights::load(&files.config, files.weights.as_ref())?

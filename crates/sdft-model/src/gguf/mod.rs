@@ -16,6 +16,7 @@ mod cursor;
 mod dequant;
 mod metadata;
 mod parse;
+pub mod quantize;
 mod reader;
 mod tensor;
 mod types;
