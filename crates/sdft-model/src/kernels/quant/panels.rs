@@ -2,10 +2,18 @@
 //! weight rows at a time, and the product on 8-bit input rows.
 //!
 //! Panel `P` holds rows `8P..8P + 8` (zero rows past the last), block by block
-//! of 32 steps, in one byte stream: for every four steps `p..p + 4`, the eight
-//! rows' four codes side by side (32 bytes, one AVX2 vector; 256 per block),
-//! then the block's eight rows' scales (sixteen for 16-step groups) and, for
-//! types with offsets, their eight offsets, as `f32`. A thread's range of
+//! of 32 steps, in one byte stream: the block's codes ([`Codes`]), then its
+//! eight rows' scales (sixteen for 16-step groups) and, for types with offsets,
+//! their eight offsets, as `f32`. As bytes ([`Codes::Bytes`]: 8-bit and 6-bit
+//! codes), for every four steps `p..p + 4` the eight rows' four codes side by
+//! side (32 bytes, one AVX2 vector; 256 per block). Codes of at most 5 bits in
+//! 32-step groups (Q4_0, Q4_1, Q4_K, Q5_0, Q5_K) are kept as unsigned nibbles
+//! instead ([`Codes::Nib4`], [`Codes::Nib5`]: the four-step groups `s` and `s +
+//! 4` in the low and high halves of the same 32 bytes, plus a plane of fifth
+//! bits), signed codes shifted up by a constant that the kernel takes back
+//! (`d·(u − 16)·x = d·u·x − 16·d·x`, from the block's scale and the input
+//! block's sum; folded into the stored offsets of types that have them): 128 or
+//! 160 bytes per block instead of 256. A thread's range of
 //! panels is then one sequential stream (with codes, scales and offsets in
 //! separate arrays, batch-1 decoding ran at 65-80% of this rate, depending on
 //! where the allocator had put the arrays). The
@@ -27,6 +35,43 @@ pub const ROWS: usize = 8;
 /// Input rows per register block.
 pub(super) const BLOCK_ROWS: usize = 4;
 
+/// How a panel block stores its 256 codes (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Codes {
+    /// Signed bytes: 256 bytes.
+    Bytes,
+    /// Unsigned 4-bit codes: four-step group `s` (0..4) in the low nibbles of
+    /// the block's `s`-th 32 bytes, group `s + 4` in their high nibbles: 128
+    /// bytes.
+    Nib4,
+    /// [`Codes::Nib4`]'s 128 bytes of low four bits, then 32 bytes of fifth
+    /// bits: bit `s` of byte `j` for byte `j` of four-step group `s`'s 32 (so
+    /// that one 16-bit shift brings a group's bits into place): 160 bytes.
+    Nib5,
+}
+
+impl Codes {
+    /// Bytes of a block's codes.
+    pub(super) fn bytes(self) -> usize {
+        match self {
+            Codes::Bytes => 256,
+            Codes::Nib4 => 128,
+            Codes::Nib5 => 160,
+        }
+    }
+
+    /// The storage for codes `lo..=hi` in groups of `group` steps, and the
+    /// shift that makes them unsigned (0 for bytes).
+    fn choose(lo: i32, hi: i32, group: usize) -> (Codes, i32) {
+        let shift = (-lo).max(0);
+        match (group == 32, hi + shift) {
+            (true, 0..=15) => (Codes::Nib4, shift),
+            (true, 16..=31) => (Codes::Nib5, shift),
+            _ => (Codes::Bytes, 0),
+        }
+    }
+}
+
 /// A `[n, k]` quantized weight in panels of [`ROWS`] rows (see the module
 /// docs).
 #[derive(Clone)]
@@ -34,7 +79,12 @@ pub struct QuantPanels {
     n: usize,
     k: usize,
     group: usize,
+    /// Offsets stored after the scales.
     offsets: bool,
+    codes: Codes,
+    /// What the kernel subtracts from every code (nibble codes of signed
+    /// types without stored offsets).
+    shift: i32,
     /// Panels of `k / 32` blocks of [`QuantPanels::block_bytes`] bytes.
     data: Vec<u8>,
     source: String,
@@ -54,16 +104,22 @@ impl QuantPanels {
     /// `m`'s codes, scales and offsets in panels.
     pub fn new(m: &QuantMatrix) -> Self {
         let (n, k, g) = (m.n, m.k, m.group);
+        let (lo, hi) = m.qs.iter().fold((0i32, 0i32), |(a, b), &q| {
+            (a.min(q as i32), b.max(q as i32))
+        });
+        let (codes, shift) = Codes::choose(lo, hi, g);
         let offsets = !m.mins.is_empty();
         let mut out = QuantPanels {
             n,
             k,
             group: g,
             offsets,
+            codes,
+            shift: if offsets { 0 } else { shift },
             data: Vec::new(),
             source: m.source.clone(),
         };
-        let bb = out.block_bytes();
+        let (bb, cb) = (out.block_bytes(), codes.bytes());
         let blocks = k / 32;
         let panels = n.div_ceil(ROWS);
         out.data = vec![0u8; panels * blocks * bb];
@@ -76,15 +132,27 @@ impl QuantPanels {
                 let at = (pn * blocks + b) * bb;
                 let q = &m.qs[j * k + b * 32..j * k + b * 32 + 32];
                 for (p, v) in q.iter().enumerate() {
-                    out.data[at + (p / 4) * 32 + r * 4 + p % 4] = *v as u8;
+                    let (s, t) = (p / 4, p % 4);
+                    if codes == Codes::Bytes {
+                        out.data[at + s * 32 + r * 4 + t] = *v as u8;
+                        continue;
+                    }
+                    let u = (*v as i32 + shift) as u8;
+                    out.data[at + (s % 4) * 32 + r * 4 + t] |=
+                        (u & 15) << if s < 4 { 0 } else { 4 };
+                    if u & 16 != 0 {
+                        out.data[at + 128 + r * 4 + t] |= 1 << s;
+                    }
                 }
                 for h in 0..32 / g {
                     let s = m.scales[(j * k + b * 32) / g + h];
-                    put(&mut out.data, at + 256 + (h * ROWS + r) * 4, s);
+                    put(&mut out.data, at + cb + (h * ROWS + r) * 4, s);
                 }
                 if offsets {
-                    let mn = m.mins[(j * k) / 32 + b];
-                    put(&mut out.data, at + 256 + (32 / g) * ROWS * 4 + r * 4, mn);
+                    // With a shift, the group is the block (32 steps).
+                    let (min, scale) = (m.mins[(j * k) / 32 + b], m.scales[(j * k + b * 32) / g]);
+                    let at = at + cb + (32 / g) * ROWS * 4 + r * 4;
+                    put(&mut out.data, at, min - shift as f32 * scale);
                 }
             }
         }
@@ -93,7 +161,7 @@ impl QuantPanels {
 
     /// Bytes per block of 32 steps of a panel.
     fn block_bytes(&self) -> usize {
-        256 + (32 / self.group) * ROWS * 4 + if self.offsets { ROWS * 4 } else { 0 }
+        self.codes.bytes() + (32 / self.group) * ROWS * 4 + if self.offsets { ROWS * 4 } else { 0 }
     }
 
     pub fn n(&self) -> usize {
@@ -219,15 +287,38 @@ fn panel_block(
                         }
                     };
                 }
-                match (g16, offsets) {
-                    (false, false) => go!(false, false),
-                    (false, true) => go!(false, true),
-                    (true, false) => go!(true, false),
-                    (true, true) => go!(true, true),
+                let shift = w.shift as f32;
+                macro_rules! nib {
+                    ($five:literal, $o:literal) => {
+                        match rb {
+                            4 => x86::block_nib::<$five, $o, 4>(panel, bb, xs, blocks, shift, sums),
+                            3 => x86::block_nib::<$five, $o, 3>(panel, bb, xs, blocks, shift, sums),
+                            2 => x86::block_nib::<$five, $o, 2>(panel, bb, xs, blocks, shift, sums),
+                            _ => x86::block_nib::<$five, $o, 1>(panel, bb, xs, blocks, shift, sums),
+                        }
+                    };
+                }
+                // `O`: 0 no offsets, 1 stored offsets, 2 the shift's.
+                let o = match (offsets, w.shift) {
+                    (true, _) => 1,
+                    (false, 0) => 0,
+                    (false, _) => 2,
+                };
+                match (w.codes, g16, o) {
+                    (Codes::Nib4, _, 0) => nib!(false, 0),
+                    (Codes::Nib4, _, 1) => nib!(false, 1),
+                    (Codes::Nib4, _, _) => nib!(false, 2),
+                    (Codes::Nib5, _, 0) => nib!(true, 0),
+                    (Codes::Nib5, _, 1) => nib!(true, 1),
+                    (Codes::Nib5, _, _) => nib!(true, 2),
+                    (Codes::Bytes, false, 0) => go!(false, false),
+                    (Codes::Bytes, false, _) => go!(false, true),
+                    (Codes::Bytes, true, 0) => go!(true, false),
+                    (Codes::Bytes, true, _) => go!(true, true),
                 }
             }
         }
-        _ => block_portable(w.group, offsets, panel, bb, xs, blocks, sums),
+        _ => block_portable(w, panel, xs, sums),
     }
 }
 
@@ -237,37 +328,52 @@ fn f32_at(data: &[u8], at: usize) -> f32 {
     f32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
 }
 
+/// The code of weight row `c` at step `p` of a block's codes `blk`.
+#[inline(always)]
+fn code_at(codes: Codes, blk: &[u8], p: usize, c: usize) -> i32 {
+    let (s, t) = (p / 4, p % 4);
+    if codes == Codes::Bytes {
+        return blk[s * 32 + c * 4 + t] as i8 as i32;
+    }
+    let byte = blk[(s % 4) * 32 + c * 4 + t];
+    let low = if s < 4 { byte & 15 } else { byte >> 4 } as i32;
+    let fifth = match codes {
+        Codes::Nib5 => ((blk[128 + c * 4 + t] >> s) & 1) as i32,
+        _ => 0,
+    };
+    low | (fifth << 4)
+}
+
 fn block_portable(
-    g: usize,
-    offsets: bool,
+    w: &QuantPanels,
     panel: &[u8],
-    bb: usize,
     xs: &[RowParts<'_>],
-    blocks: usize,
     sums: &mut [[f32; ROWS]; BLOCK_ROWS],
 ) {
+    let (g, bb, cb) = (w.group, w.block_bytes(), w.codes.bytes());
     let groups = 32 / g;
     for (i, (xq, xd, xsum)) in xs.iter().enumerate() {
         let mut acc = [0f32; ROWS];
-        for b in 0..blocks {
+        for b in 0..w.k / 32 {
             let blk = &panel[b * bb..(b + 1) * bb];
             for h in 0..groups {
                 let mut isum = [0i32; ROWS];
-                for s in h * g / 4..(h + 1) * g / 4 {
+                for p in h * g..(h + 1) * g {
                     for (c, v) in isum.iter_mut().enumerate() {
-                        for t in 0..4 {
-                            *v += blk[s * 32 + c * 4 + t] as i8 as i32
-                                * xq[b * 32 + s * 4 + t] as i32;
-                        }
+                        *v += code_at(w.codes, blk, p, c) * xq[b * 32 + p] as i32;
                     }
                 }
                 for (c, a) in acc.iter_mut().enumerate() {
-                    *a += isum[c] as f32 * (f32_at(blk, 256 + (h * ROWS + c) * 4) * xd[b]);
+                    let sc = f32_at(blk, cb + (h * ROWS + c) * 4);
+                    *a += isum[c] as f32 * (sc * xd[b]);
+                    if w.shift != 0 {
+                        *a += sc * -(w.shift as f32) * xsum[b];
+                    }
                 }
             }
-            if offsets {
+            if w.offsets {
                 for (c, a) in acc.iter_mut().enumerate() {
-                    *a += f32_at(blk, 256 + (groups * ROWS + c) * 4) * xsum[b];
+                    *a += f32_at(blk, cb + (groups * ROWS + c) * 4) * xsum[b];
                 }
             }
         }
@@ -332,6 +438,83 @@ mod x86 {
                 for r in 0..R {
                     let sv = _mm256_set1_ps(*xs.get_unchecked(r).2.get_unchecked(b));
                     acc[r] = _mm256_fmadd_ps(mv, sv, acc[r]);
+                }
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(sums[r].as_mut_ptr(), acc[r]);
+        }
+    }
+
+    /// [`block`] on unsigned nibble codes (32-step groups); `FIVE`: with the
+    /// plane of fifth bits ([`super::Codes::Nib5`]); `O`: 0 no offsets, 1 the
+    /// stored offsets, 2 `shift` subtracted from every code.
+    ///
+    /// # Safety
+    /// As for [`block`], with the blocks laid out as [`super::Codes::Nib4`] or
+    /// [`super::Codes::Nib5`] says.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::needless_range_loop)] // `r` indexes the rows' accumulators and inputs alike
+    pub unsafe fn block_nib<const FIVE: bool, const O: u8, const R: usize>(
+        panel: &[u8],
+        bb: usize,
+        xs: &[RowParts<'_>],
+        blocks: usize,
+        shift: f32,
+        sums: &mut [[f32; ROWS]; BLOCK_ROWS],
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        let low = _mm256_set1_epi8(0x0F);
+        let sixteen = _mm256_set1_epi8(0x10);
+        let minus_shift = _mm256_set1_ps(-shift);
+        let cb = if FIVE { 160 } else { 128 };
+        let mut acc = [_mm256_setzero_ps(); R];
+        for b in 0..blocks {
+            let blk = panel.as_ptr().add(b * bb);
+            let fifth = if FIVE {
+                _mm256_loadu_si256(blk.add(128).cast())
+            } else {
+                _mm256_setzero_si256()
+            };
+            let mut isum = [_mm256_setzero_si256(); R];
+            for s in 0..4 {
+                let v = _mm256_loadu_si256(blk.add(s * 32).cast());
+                let mut lo = _mm256_and_si256(v, low);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                if FIVE {
+                    // Bit s (group s) and bit s + 4 (group s + 4) to bit 4;
+                    // no bit crosses a byte's bit 4 from its neighbour.
+                    let up = _mm256_sll_epi16(fifth, _mm_cvtsi32_si128(4 - s as i32));
+                    let down = _mm256_srl_epi16(fifth, _mm_cvtsi32_si128(s as i32));
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(up, sixteen));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(down, sixteen));
+                }
+                for r in 0..R {
+                    let xp = xs.get_unchecked(r).0.as_ptr().add(b * 32);
+                    let x0 = _mm256_set1_epi32((xp.add(s * 4) as *const i32).read_unaligned());
+                    let x1 = _mm256_set1_epi32((xp.add(16 + s * 4) as *const i32).read_unaligned());
+                    // Codes below 32 against |x| <= 127: each 16-bit sum at
+                    // most 4 * 31 * 127, no saturation.
+                    let p = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, x0),
+                        _mm256_maddubs_epi16(hi, x1),
+                    );
+                    isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(p, ones));
+                }
+            }
+            let sc = _mm256_loadu_ps(blk.add(cb).cast());
+            let off = match O {
+                1 => _mm256_loadu_ps(blk.add(cb + ROWS * 4).cast()),
+                2 => _mm256_mul_ps(sc, minus_shift),
+                _ => _mm256_setzero_ps(),
+            };
+            for r in 0..R {
+                let dx = _mm256_set1_ps(*xs.get_unchecked(r).1.get_unchecked(b));
+                acc[r] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_mul_ps(sc, dx), acc[r]);
+                if O != 0 {
+                    let sv = _mm256_set1_ps(*xs.get_unchecked(r).2.get_unchecked(b));
+                    acc[r] = _mm256_fmadd_ps(off, sv, acc[r]);
                 }
             }
         }

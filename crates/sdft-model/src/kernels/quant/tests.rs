@@ -223,3 +223,27 @@ fn panels_compute_the_row_products_at_every_row_count() {
         }
     }
 }
+
+#[test]
+fn codes_of_at_most_five_bits_are_kept_as_nibbles() {
+    // Bytes per panel block of 8 rows × 32 steps: codes, then the scales and
+    // offsets (`f32`, 8 each; Q6_K 16 scales).
+    let (n, k) = (16, 512);
+    for (dtype, codes, scales_and_offsets) in [
+        (GgmlType::Q4_0, 128, 32), // shifted by 8 (taken back by the kernel)
+        (GgmlType::Q4_1, 128, 64),
+        (GgmlType::Q4_K, 128, 64),
+        (GgmlType::Q5_0, 160, 32), // shifted by 16
+        (GgmlType::Q5_K, 160, 64),
+        (GgmlType::Q8_0, 256, 32),
+        (GgmlType::Q6_K, 256, 64),
+    ] {
+        let w = QuantMatrix::from_ggml(dtype, &random_blocks(dtype, n, k, 3), n, k, "t").unwrap();
+        let per_block = codes + scales_and_offsets;
+        assert_eq!(
+            QuantPanels::new(&w).bytes(),
+            (n / 8) * (k / 32) * per_block,
+            "{dtype}"
+        );
+    }
+}
