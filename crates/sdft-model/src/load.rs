@@ -125,7 +125,7 @@ impl<B: Backend> Model<B> {
                 tracing::info!(
                     kept,
                     all,
-                    embedding = q.embedding().is_some(),
+                    embedding = q.embedding_quantized(),
                     mib = q.bytes() >> 20,
                     "products kept quantized, without f32 copies"
                 );

@@ -228,8 +228,8 @@ fn a_quantized_model_holds_no_f32_copy_and_refuses_the_generic_path() {
     assert!(q.llama.quantized_only);
     let weights = q.quantized.clone().expect("quantized weights");
     assert!(
-        weights.embedding().is_some(),
-        "the Q8_0 embedding kept quantized"
+        weights.embedding_quantized(),
+        "the tied Q8_0 embedding read from the head's panels"
     );
     assert!(weights.covers("model.layers.0.self_attn.q_proj.weight"));
     let placeholder = q.llama.layers[0].attn.q_proj.val();

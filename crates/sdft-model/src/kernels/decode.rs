@@ -86,11 +86,13 @@ pub(crate) struct LayerWeights {
     pub(crate) down: HostMatrix,
 }
 
-/// The token embedding `[vocab, dim]`: `f32` rows read in place, or rows kept
-/// quantized (a quantized-only load), dequantized as they are looked up.
+/// The token embedding `[vocab, dim]`: `f32` rows read in place, or (a
+/// quantized-only load) rows kept quantized or, tied, the output head's panels,
+/// dequantized as they are looked up.
 pub(crate) enum HostEmbedding {
     F32(View),
-    Quant(std::sync::Arc<super::quant::QuantMatrix>),
+    Rows(std::sync::Arc<super::quant::QuantMatrix>),
+    Head(std::sync::Arc<super::quant::QuantPanels>),
 }
 
 impl HostEmbedding {
@@ -98,19 +100,24 @@ impl HostEmbedding {
     pub(crate) fn push_row(&self, id: usize, dim: usize, out: &mut Vec<f32>) {
         match self {
             HostEmbedding::F32(v) => out.extend_from_slice(&v.get()[id * dim..(id + 1) * dim]),
-            HostEmbedding::Quant(q) => {
+            HostEmbedding::Rows(q) => {
                 let at = out.len();
                 out.resize(at + dim, 0.0);
                 q.dequantize_row(id, &mut out[at..]);
             }
+            HostEmbedding::Head(p) => {
+                let at = out.len();
+                out.resize(at + dim, 0.0);
+                p.dequantize_row(id, &mut out[at..]);
+            }
         }
     }
 
-    /// Bytes of the rows (`0` for rows read in place).
+    /// Bytes of rows of its own (`0` for rows read in place or the head's).
     fn bytes(&self) -> usize {
         match self {
-            HostEmbedding::F32(_) => 0,
-            HostEmbedding::Quant(q) => q.bytes(),
+            HostEmbedding::F32(_) | HostEmbedding::Head(_) => 0,
+            HostEmbedding::Rows(q) => q.bytes(),
         }
     }
 }

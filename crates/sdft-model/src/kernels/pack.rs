@@ -71,7 +71,7 @@ fn transposed_view<B: Backend>(w: Tensor<B, 2>) -> Option<super::decode::View> {
 /// ([`PRODUCTS_PER_LAYER`]), each in [`QuantPanels`] (shared with every
 /// [`super::decode::HostModel`] built from them), `None` where a part is stored
 /// in a type that is not kept quantized; and the embedding's rows, when the file
-/// stores them quantized.
+/// stores them quantized and the head does not share them.
 ///
 /// The model loaded beside them holds no `f32` copy of what they hold
 /// ([`QuantWeights::covers`]): its tensors there are placeholders of the right
@@ -102,7 +102,7 @@ impl std::fmt::Debug for QuantWeights {
         f.debug_struct("QuantWeights")
             .field("quantized", &kept)
             .field("products", &all)
-            .field("embedding", &self.embed.is_some())
+            .field("embedding", &self.embedding_quantized())
             .finish()
     }
 }
@@ -141,19 +141,18 @@ impl QuantWeights {
             }
         }
         products.push(product(&[names.len() - 1])?);
-        let embed = match source.quantized(EMBED)? {
-            Some(m) if m.n() == config.vocab_size && m.k() == config.hidden_size => {
-                covered.insert(EMBED.to_string());
-                Some(std::sync::Arc::new(m))
-            }
-            _ => None,
+        // A tied embedding is read from the head's panels (the same stored
+        // tensor); an untied one is kept as rows of its own.
+        let embed = match config.tie_word_embeddings {
+            true => None,
+            false => match source.quantized(EMBED)? {
+                Some(m) if m.n() == config.vocab_size && m.k() == config.hidden_size => {
+                    covered.insert(EMBED.to_string());
+                    Some(std::sync::Arc::new(m))
+                }
+                _ => None,
+            },
         };
-        // A tied head reads the embedding's tensor: both kept quantized or
-        // neither (one stored tensor, so this only guards odd files).
-        let head = products.last().is_some_and(Option::is_some);
-        if config.tie_word_embeddings && head != embed.is_some() {
-            return Ok(None);
-        }
         if products.iter().all(Option::is_none) && embed.is_none() {
             return Ok(None);
         }
@@ -185,9 +184,10 @@ impl QuantWeights {
         self.covered.contains(hf_name)
     }
 
-    /// The token embedding's rows `[vocab, dim]`, when kept quantized.
-    pub fn embedding(&self) -> Option<&super::quant::QuantMatrix> {
-        self.embed.as_deref()
+    /// True when the token embedding is kept quantized: as rows of its own,
+    /// or, tied, read from the output head's panels.
+    pub fn embedding_quantized(&self) -> bool {
+        self.covers(EMBED)
     }
 }
 
@@ -313,9 +313,12 @@ pub(crate) fn host_model_from<B: Backend>(
     let (cos, sin) = llama.rope.raw();
     let [vocab, dim] = llama.embed_tokens.val().dims();
     let head = matrix(&[sources.len() - 1], dim)?;
-    let embed = match quantized.and_then(|q| q.embed.clone()) {
-        Some(e) => HostEmbedding::Quant(e),
-        None => HostEmbedding::F32(view(&llama.embed_tokens.val(), Expect::Contiguous)?),
+    let embed = match quantized {
+        Some(q) if q.embedding_quantized() => match &q.embed {
+            Some(rows) => HostEmbedding::Rows(rows.clone()),
+            None => HostEmbedding::Head(q.products.last().cloned().flatten()?),
+        },
+        _ => HostEmbedding::F32(view(&llama.embed_tokens.val(), Expect::Contiguous)?),
     };
     Some(super::decode::HostModel {
         embed,

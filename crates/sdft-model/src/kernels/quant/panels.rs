@@ -182,6 +182,28 @@ impl QuantPanels {
         &self.source
     }
 
+    /// Row `j`'s values in `f32` (`k` of them into `out`): what the product
+    /// multiplies by, `scale · (code − shift) + offset`, for lookups (a tied
+    /// embedding read from its output head).
+    pub fn dequantize_row(&self, j: usize, out: &mut [f32]) {
+        let (bb, cb, g) = (self.block_bytes(), self.codes.bytes(), self.group);
+        let blocks = self.k / 32;
+        let (pn, r) = (j / ROWS, j % ROWS);
+        for b in 0..blocks {
+            let at = (pn * blocks + b) * bb;
+            let blk = &self.data[at..at + bb];
+            let offset = match self.offsets {
+                true => f32_at(blk, cb + (32 / g) * ROWS * 4 + r * 4),
+                false => 0.0,
+            };
+            for (p, o) in out[b * 32..(b + 1) * 32].iter_mut().enumerate() {
+                let scale = f32_at(blk, cb + ((p / g) * ROWS + r) * 4);
+                let code = code_at(self.codes, blk, p, r) - self.shift;
+                *o = scale * code as f32 + offset;
+            }
+        }
+    }
+
     /// `out[m, n] = x[m, k] · wᵀ` on `x` quantized to 8 bits per block of 32.
     pub fn product_into(&self, x: &[f32], m: usize, out: &mut [f32]) {
         assert_eq!(

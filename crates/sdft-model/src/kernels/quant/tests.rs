@@ -247,3 +247,21 @@ fn codes_of_at_most_five_bits_are_kept_as_nibbles() {
         );
     }
 }
+
+#[test]
+fn panel_rows_dequantize_to_the_matrix_rows() {
+    let (n, k) = (13, 256);
+    for dtype in TYPES {
+        let w = QuantMatrix::from_ggml(dtype, &random_blocks(dtype, n, k, 11), n, k, "t").unwrap();
+        let p = QuantPanels::new(&w);
+        for j in 0..n {
+            let (mut a, mut b) = (vec![0f32; k], vec![0f32; k]);
+            w.dequantize_row(j, &mut a);
+            p.dequantize_row(j, &mut b);
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                // The shifted codes' offsets are folded in f32.
+                assert!((x - y).abs() <= 1e-6 * (1.0 + x.abs()), "{dtype} row {j} at {i}: {x} vs {y}");
+            }
+        }
+    }
+}
