@@ -21,7 +21,7 @@ pub const Q4_K_BLOCK_BYTES: usize = 144;
 
 /// `x` (a multiple of [`QK_K`] values, finite) as Q4_K blocks.
 pub fn quantize_q4_k(x: &[f32]) -> Result<Vec<u8>> {
-    if x.len() % QK_K != 0 {
+    if !x.len().is_multiple_of(QK_K) {
         return Err(Error::Other(format!(
             "Q4_K quantizes whole blocks of {QK_K} values, got {}",
             x.len()

@@ -1,18 +1,19 @@
 //! Weights kept quantized, and their products on 8-bit activations.
 //!
 //! A [`QuantMatrix`] holds a GGUF matrix of a quantized type (see
-//! [`repack::QUANT_TYPES`]) as 8-bit codes with one `f32` scale per group of 32
-//! weights (16 for Q6_K) and, for the types with a minimum, one `f32` offset per
-//! 32: every weight is `scale * code + offset`, exactly the value ggml
-//! dequantizes (see [`repack`]). That is 9 to 10 bits per weight against 32 for
-//! `f32`, and every code is a byte, so the product needs no bit unpacking.
+//! [`repack::QUANT_TYPES`]) as integer codes with one `f32` scale per group of
+//! 32 weights (16 for Q6_K) and, for the types with a minimum, one `f32` offset
+//! per 32: every weight is `scale * code + offset`, exactly the value ggml
+//! dequantizes (see [`repack`]).
 //!
 //! The product runs on [`QuantPanels`], the same codes interleaved eight weight
-//! rows at a time: it quantizes each input row to 8 bits per block of 32
-//! ([`QuantRows`]: `scale = max|x| / 127`, rounded to nearest, as ggml's
-//! `quantize_row_q8_0`) and takes integer products, eight weight rows and up to
-//! four input rows at a time (see [`panels`]); the offsets add `offset *
-//! sum(x)` per block.
+//! rows at a time, as signed bytes (Q8_0, Q6_K) or, for codes of at most five
+//! bits (Q4_0, Q4_1, Q4_K, Q5_0, Q5_K), as unsigned nibbles with a plane of
+//! fifth bits: 0.75 to 0.875 bytes per weight with the scales, against 4 for
+//! `f32`. It quantizes each input row to 8 bits per block of 32 ([`QuantRows`]:
+//! `scale = max|x| / 127`, rounded to nearest, as ggml's `quantize_row_q8_0`)
+//! and takes integer products, eight weight rows and up to four input rows at a
+//! time (see [`panels`]); the offsets add `offset * sum(x)` per block.
 
 mod panels;
 mod repack;

@@ -260,7 +260,10 @@ fn panel_rows_dequantize_to_the_matrix_rows() {
             p.dequantize_row(j, &mut b);
             for (i, (x, y)) in a.iter().zip(&b).enumerate() {
                 // The shifted codes' offsets are folded in f32.
-                assert!((x - y).abs() <= 1e-6 * (1.0 + x.abs()), "{dtype} row {j} at {i}: {x} vs {y}");
+                assert!(
+                    (x - y).abs() <= 1e-6 * (1.0 + x.abs()),
+                    "{dtype} row {j} at {i}: {x} vs {y}"
+                );
             }
         }
     }
