@@ -285,27 +285,14 @@ fn hf_dir_and_gguf_match_the_definition_and_each_other() {
 #[cfg(feature = "flex")]
 #[test]
 fn cpu_decode_kernel_adds_the_biases() {
-    use sdft_model::kernels::decode::{forward, HostKv, Row, Scratch};
+    use sdft_model::kernels::decode::sequence_logits;
     let tmp = tempfile::tempdir().unwrap();
     let items = tensors();
     write_gguf(&tmp.path().join("tiny.gguf"), &items);
     let m = load(&tmp.path().join("tiny.gguf"));
     let host =
         sdft_model::kernels::pack::host_model(&m.llama, &m.config, None).expect("flex f32 weights");
-    let mut cache: Vec<HostKv> = (0..LAYERS)
-        .map(|_| HostKv::zeros(1, KV, SEQ.len(), HD))
-        .collect();
-    let rows: Vec<Row> = SEQ
-        .iter()
-        .enumerate()
-        .map(|(pos, &token)| Row {
-            slot: 0,
-            token,
-            pos,
-        })
-        .collect();
-    let all: Vec<usize> = (0..rows.len()).collect();
-    let got = forward(&host, &rows, &mut cache, &mut Scratch::default(), &all);
+    let got = sequence_logits(&host, &SEQ);
     let want = m.logits_all(&[SEQ.to_vec()]).unwrap();
     assert!(
         max_diff(&got, &want[0]) < 1e-4,

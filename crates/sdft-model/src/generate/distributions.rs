@@ -56,10 +56,7 @@ impl<B: Backend> Engine<B> {
     fn logprobs_at(&self, seq: &[u32], from: usize, n: usize) -> Result<Vec<Vec<f32>>> {
         #[cfg(feature = "flex")]
         if let Some(host) = self.host_model() {
-            let layers = self.model.config.num_hidden_layers;
-            return Ok(super::score::next_token_logprobs(
-                &host, layers, seq, from, n,
-            ));
+            return Ok(super::score::next_token_logprobs(&host, seq, from, n));
         }
         self.logprobs_generic(seq, from, n)
     }

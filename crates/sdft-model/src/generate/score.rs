@@ -200,25 +200,12 @@ pub(super) fn score_shared(
 /// predicts token `i + 1`).
 pub(super) fn next_token_logprobs(
     m: &HostModel,
-    n_layers: usize,
     seq: &[u32],
     from: usize,
     n: usize,
 ) -> Vec<Vec<f32>> {
-    let mut layers: Vec<HostKv> = (0..n_layers)
-        .map(|_| HostKv::zeros(1, m.n_kv_heads, seq.len(), m.head_dim))
-        .collect();
-    let rows: Vec<Row> = seq
-        .iter()
-        .enumerate()
-        .map(|(pos, &token)| Row {
-            slot: 0,
-            token,
-            pos,
-        })
-        .collect();
     let at: Vec<usize> = (from..from + n).collect();
-    let mut logits = forward(m, &rows, &mut layers, &mut Scratch::default(), &at);
+    let mut logits = crate::kernels::decode::sequence_logits_at(m, seq, &at);
     for l in &mut logits {
         let lse = log_sum_exp(l);
         l.iter_mut().for_each(|x| *x = (*x as f64 - lse) as f32);

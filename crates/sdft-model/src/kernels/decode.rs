@@ -227,6 +227,12 @@ pub fn forward(
 /// The logits at every position of `ids`, one sequence run through the network
 /// in one prefill with a cache of its own.
 pub fn sequence_logits(m: &HostModel, ids: &[u32]) -> Vec<Vec<f32>> {
+    let all: Vec<usize> = (0..ids.len()).collect();
+    sequence_logits_at(m, ids, &all)
+}
+
+/// [`sequence_logits`] at positions `at` only (in that order).
+pub fn sequence_logits_at(m: &HostModel, ids: &[u32], at: &[usize]) -> Vec<Vec<f32>> {
     let mut cache: Vec<HostKv> = (0..m.layers.len())
         .map(|_| HostKv::zeros(1, m.n_kv_heads, ids.len(), m.head_dim))
         .collect();
@@ -239,8 +245,7 @@ pub fn sequence_logits(m: &HostModel, ids: &[u32]) -> Vec<Vec<f32>> {
             pos,
         })
         .collect();
-    let all: Vec<usize> = (0..ids.len()).collect();
-    forward(m, &rows, &mut cache, &mut Scratch::default(), &all)
+    forward(m, &rows, &mut cache, &mut Scratch::default(), at)
 }
 
 /// Buffers [`forward`] reuses from call to call (a decode step's activations
