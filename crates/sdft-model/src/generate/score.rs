@@ -53,11 +53,7 @@ fn logprob(logits: &[f32], lse: f64, target: u32) -> f64 {
 }
 
 #[cfg(feature = "flex")]
-fn log_sum_exp(logits: &[f32]) -> f64 {
-    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let s: f64 = logits.iter().map(|&x| (x as f64 - m).exp()).sum();
-    m + s.ln()
-}
+use crate::kernels::numeric::log_sum_exp;
 
 #[cfg(feature = "flex")]
 /// Reused per-layer caches, regrown when a batch needs more slots or positions.

@@ -68,7 +68,7 @@ mod kv_cache;
 pub mod matmul;
 pub mod matrix;
 #[cfg(feature = "flex")]
-mod numeric;
+pub(crate) mod numeric;
 pub mod pack;
 pub mod packed;
 pub mod quant;

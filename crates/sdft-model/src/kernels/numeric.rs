@@ -100,6 +100,43 @@ pub(crate) fn max_of(v: &[f32]) -> f32 {
     m
 }
 
+multiversion! {
+    /// `ln Σ e^v` over a row (of logits, say), `NEG_INFINITY` for an empty
+    /// row: the maximum taken out, [`exp`] in 16 lanes, each lane summed in
+    /// `f32` over chunks of 64 values and the chunks in `f64` (about `1e-6`
+    /// from a float64 computation on a 151,936-wide row, and about 15 times
+    /// faster than `f64::exp` per value).
+    pub(crate) fn log_sum_exp(v: &[f32]) -> f64 {
+        const CHUNK: usize = 16 * 64;
+        let m = max_of(v);
+        if !m.is_finite() {
+            return m as f64;
+        }
+        let mut total = 0f64;
+        for c in v.chunks(CHUNK) {
+            let full = c.len() / 16 * 16;
+            let mut lanes = [0f32; 16];
+            let mut i = 0;
+            while i < full {
+                let x = &c[i..i + 16];
+                for l in 0..16 {
+                    lanes[l] += exp(x[l] - m);
+                }
+                i += 16;
+            }
+            let mut s = 0f64;
+            for l in lanes {
+                s += l as f64;
+            }
+            for x in &c[full..] {
+                s += exp(x - m) as f64;
+            }
+            total += s;
+        }
+        m as f64 + total.ln()
+    }
+}
+
 /// `e^x` to about 2 ulp, in plain arithmetic so that loops over it vectorize
 /// (range reduction by `ln 2`, a degree-6 polynomial, the exponent set by bits).
 #[inline(always)]
@@ -181,4 +218,27 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
         s += a[j] * b[j];
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_sum_exp_matches_float64_on_a_vocabulary_wide_row() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for (width, spread) in [(151_936usize, 12.0f32), (49_152, 30.0), (37, 3.0), (1, 1.0)] {
+            let v: Vec<f32> = (0..width)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * spread
+                })
+                .collect();
+            let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let want = m + v.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+            let got = super::log_sum_exp(&v);
+            assert!((got - want).abs() < 1e-5, "width {width}: {got} vs {want}");
+        }
+        assert_eq!(super::log_sum_exp(&[]), f64::NEG_INFINITY);
+    }
 }
