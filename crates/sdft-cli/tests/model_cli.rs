@@ -219,3 +219,62 @@ fn a_killed_generate_run_resumes_to_the_same_output() {
         std::fs::read_to_string(&whole).unwrap()
     );
 }
+
+/// `--dtype quantized` as a user passes it: the logits come from the integer
+/// products on the GGUF file's own quantized matrices (the same top token as
+/// `f32`, its logit within the bound `sdft-model/tests/quantized.rs` states),
+/// and an adapter, which would need the `f32` matrices such a load does not
+/// hold, is refused with an error that names the way out.
+#[test]
+fn quantized_logits_and_a_refused_adapter() {
+    let Some(m) = model() else { return };
+    let top = |dtype: &str| {
+        json(&sdft(&[
+            "model",
+            "logits",
+            "--model",
+            &m,
+            "--dtype",
+            dtype,
+            "--text",
+            "The capital of France is",
+            "--top",
+            "3",
+            "--json",
+        ]))
+    };
+    let (q, f) = (top("quantized"), top("f32"));
+    assert_eq!(q["tokens"], f["tokens"]);
+    assert_eq!(q["top"][0]["id"], f["top"][0]["id"]);
+    let (a, b) = (
+        q["top"][0]["logit"].as_f64().unwrap(),
+        f["top"][0]["logit"].as_f64().unwrap(),
+    );
+    assert!(
+        a != b && (a - b).abs() < 2.5,
+        "quantized {a} against f32 {b}"
+    );
+
+    let adapter = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_sdft"))
+        .args([
+            "model",
+            "logits",
+            "--model",
+            &m,
+            "--dtype",
+            "quantized",
+            "--text",
+            "Hi",
+        ])
+        .arg("--adapter")
+        .arg(adapter.path())
+        .output()
+        .expect("run sdft");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("quantized-only") && err.contains("--dtype f32") && !err.contains("panicked"),
+        "{err}"
+    );
+}

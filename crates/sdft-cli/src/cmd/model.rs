@@ -128,7 +128,8 @@ pub struct LoadArgs {
     pub model: String,
     /// Float type on the device: f32 (default), bf16, f16; or quantized: the
     /// matrices a GGUF file stores quantized (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K,
-    /// Q6_K) kept that way, with integer products on the CPU.
+    /// Q6_K) kept that way, with integer products on the CPU, and no f32 copy
+    /// loaded (so no --adapter).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     /// A LoRA adapter directory in PEFT's layout (e.g. RUN_DIR/adapter from
