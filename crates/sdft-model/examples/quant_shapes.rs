@@ -37,25 +37,7 @@ fn time(reps: usize, mut f: impl FnMut()) -> f64 {
 
 /// `n` rows of `k` random `dtype` elements with small finite scales.
 fn random(dtype: GgmlType, n: usize, k: usize, salt: u32) -> QuantMatrix {
-    let (bs, ts) = dtype.block_geometry();
-    let mut s = salt.wrapping_mul(2654435761) | 1;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        s
-    };
-    let mut data: Vec<u8> = (0..n * k / bs * ts).map(|_| next() as u8).collect();
-    let halves: &[usize] = match dtype {
-        GgmlType::Q4_K => &[0, 2],
-        _ => &[0],
-    };
-    for block in data.chunks_exact_mut(ts) {
-        for &at in halves {
-            let v = half::f16::from_f32(0.001 + (next() % 100) as f32 * 1e-4);
-            block[at..at + 2].copy_from_slice(&v.to_le_bytes());
-        }
-    }
+    let data = sdft_model::fixture::random_ggml_blocks(dtype, n, k, salt);
     QuantMatrix::from_ggml(dtype, &data, n, k, "random").expect("whole blocks")
 }
 

@@ -231,3 +231,32 @@ pub fn max_logit_diff(a: &[Vec<Vec<f32>>], b: &[Vec<Vec<f32>>]) -> f32 {
 fn write(path: &Path, text: String) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
+
+/// `n` rows of `k` elements of the quantized ggml type `dtype`, as a GGUF file
+/// stores them: random code bits, and every `f16` scale and minimum set to a
+/// small finite value (0.001 to 0.031), so that products stay finite. For the
+/// quantized kernels' tests and benchmarks.
+pub fn random_ggml_blocks(dtype: crate::gguf::GgmlType, n: usize, k: usize, seed: u32) -> Vec<u8> {
+    use crate::gguf::GgmlType;
+    let (bs, ts) = dtype.block_geometry();
+    let mut s = seed.wrapping_mul(2654435761) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        s
+    };
+    let mut data: Vec<u8> = (0..n * k / bs * ts).map(|_| next() as u8).collect();
+    let halves: &[usize] = match dtype {
+        GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+        GgmlType::Q6_K => &[208],
+        _ => &[0],
+    };
+    for block in data.chunks_exact_mut(ts) {
+        for &at in halves {
+            let v = 0.001 + (next() % 1000) as f32 * 0.00003;
+            block[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+        }
+    }
+    data
+}

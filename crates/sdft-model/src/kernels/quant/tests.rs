@@ -1,7 +1,6 @@
-use half::f16;
-
 use super::panels::product_with;
 use super::*;
+use crate::fixture::random_ggml_blocks as random_blocks;
 use crate::kernels::testing::values;
 use crate::kernels::Isa;
 
@@ -14,32 +13,6 @@ const TYPES: [GgmlType; 7] = [
     GgmlType::Q5_K,
     GgmlType::Q6_K,
 ];
-
-/// `n` rows of `k` elements of `dtype` with random code bits and small, finite
-/// scales (every f16 field set to a value in 0.001..0.03).
-fn random_blocks(dtype: GgmlType, n: usize, k: usize, seed: u32) -> Vec<u8> {
-    let (bs, ts) = dtype.block_geometry();
-    let mut s = seed.wrapping_mul(2654435761) | 1;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        s
-    };
-    let mut data: Vec<u8> = (0..n * k / bs * ts).map(|_| next() as u8).collect();
-    let halves: &[usize] = match dtype {
-        GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
-        GgmlType::Q6_K => &[208],
-        _ => &[0],
-    };
-    for block in data.chunks_exact_mut(ts) {
-        for &at in halves {
-            let v = 0.001 + (next() % 1000) as f32 * 0.00003;
-            block[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
-        }
-    }
-    data
-}
 
 fn isas() -> Vec<Isa> {
     let mut v = vec![Isa::Portable];
